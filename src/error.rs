@@ -1,0 +1,171 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A specialised `Result` for activitylog operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+///
+/// Variants carry structure, not strings: I/O errors keep the path they touched, corruption keeps
+/// the file and byte offset, limits keep the size and the limit. `Display` is one plain sentence.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O error while touching `path`.
+    Io {
+        /// What the engine was doing, e.g. `"reading"`, `"syncing"`.
+        op: &'static str,
+        /// The file or directory the operation touched.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Another process holds the store open for writing.
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+    },
+    /// The directory holds no store (its `STORE` file is missing), and the open was read-only.
+    NotAStore {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The store was opened read-only and a write was attempted.
+    ReadOnly,
+    /// An earlier fsync of this project's log failed; the log refuses writes until the store is
+    /// reopened, because data the kernel already dropped cannot be claimed durable.
+    Poisoned {
+        /// The project whose log is poisoned.
+        project: u64,
+    },
+    /// A message is not a JSON object.
+    InvalidMessage {
+        /// Zero-based position of the message in the batch.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A message is larger than [`Options::max_message_bytes`](crate::Options::max_message_bytes).
+    TooLarge {
+        /// Zero-based position of the message in the batch.
+        index: usize,
+        /// The message's size in bytes (after whitespace removal).
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A batch holds more bytes or messages than one append may carry.
+    BatchTooLarge {
+        /// What the batch holds (bytes or messages, as `unit` says).
+        size: u64,
+        /// The limit.
+        limit: u64,
+        /// `"bytes"` or `"messages"`.
+        unit: &'static str,
+    },
+    /// Bytes on disk that do not decode: a record, index or header that fails its checks.
+    ///
+    /// The bad bytes are never returned as data.
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damage within the file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file was written by an unknown format version.
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// An option is out of range.
+    InvalidOptions {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// An I/O error that keeps the path it touched.
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A corruption report for `path` at `offset`.
+    pub(crate) fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether this error reports damaged bytes on disk.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupt { .. } | Error::UnsupportedVersion { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => {
+                write!(f, "{op} {} failed: {source}", path.display())
+            }
+            Error::Locked { dir } => write!(
+                f,
+                "the store {} is locked by another process that has it open for writing",
+                dir.display()
+            ),
+            Error::NotAStore { dir } => {
+                write!(f, "{} is not an activitylog store", dir.display())
+            }
+            Error::ReadOnly => write!(f, "the store is open read-only and cannot be written"),
+            Error::Poisoned { project } => write!(
+                f,
+                "project {project} refuses writes because an earlier fsync failed; reopen the store"
+            ),
+            Error::InvalidMessage { index, reason } => {
+                write!(f, "message {} is invalid: {reason}", index + 1)
+            }
+            Error::TooLarge { index, size, limit } => write!(
+                f,
+                "message {} is {size} bytes, over the limit of {limit} bytes",
+                index + 1
+            ),
+            Error::BatchTooLarge { size, limit, unit } => {
+                write!(f, "the batch holds {size} {unit}, over the limit of {limit} {unit}")
+            }
+            Error::Corrupt {
+                path,
+                offset,
+                reason,
+            } => write!(f, "{} is corrupt at byte {offset}: {reason}", path.display()),
+            Error::UnsupportedVersion { path, found } => write!(
+                f,
+                "{} has format version {found}, which this build does not read",
+                path.display()
+            ),
+            Error::InvalidOptions { reason } => write!(f, "invalid options: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

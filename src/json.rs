@@ -1,0 +1,137 @@
+//! JSON at the boundary: validation that a message is one JSON object, and whitespace removal.
+//!
+//! The engine stores bytes. A message is checked once, on append, with serde_json (validation
+//! only, no DOM), then compacted by a byte scan that drops whitespace outside strings. Keys keep
+//! their order and escapes stay exactly as given, so the stored form is the caller's object minus
+//! insignificant whitespace, and always one line.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+
+/// Checks that `bytes` is exactly one JSON object (surrounding whitespace allowed).
+///
+/// Returns a plain description of the problem on failure. serde_json's recursion limit bounds
+/// nesting, so a hostile document cannot overflow the stack.
+pub(crate) fn validate_object(bytes: &[u8]) -> Result<(), String> {
+    let first = bytes.iter().find(|b| !is_ws(**b));
+    let parsed = parse_ignored(bytes);
+    match (first, parsed) {
+        (None, _) => Err("it is empty".to_string()),
+        (Some(b'{'), Ok(())) => Ok(()),
+        (Some(_), Ok(())) => Err("it is valid JSON but not an object".to_string()),
+        (Some(_), Err(e)) => Err(format!("it is not valid JSON ({e})")),
+    }
+}
+
+/// Parses one JSON value without building it, then requires the end of input.
+fn parse_ignored(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let IgnoredAny = serde::Deserialize::deserialize(&mut de)?;
+    de.end()
+}
+
+/// Removes whitespace outside strings. `bytes` must be valid JSON.
+///
+/// Borrows when there is nothing to remove, which is the common case for machine-made JSON.
+pub(crate) fn compact(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let first_ws = match first_insignificant_ws(bytes) {
+        None => return Cow::Borrowed(bytes),
+        Some(i) => i,
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&bytes[..first_ws]);
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in &bytes[first_ws..] {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !is_ws(b) {
+            if b == b'"' {
+                in_string = true;
+            }
+            out.push(b);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The index of the first whitespace byte outside a string, if any.
+fn first_insignificant_ws(bytes: &[u8]) -> Option<usize> {
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if is_ws(b) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// JSON's insignificant whitespace (RFC 8259 §2).
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_objects_only() {
+        assert!(validate_object(br#"{"a":1}"#).is_ok());
+        assert!(validate_object(b"  {}  \n").is_ok());
+        assert!(validate_object(b"[1]").unwrap_err().contains("not an object"));
+        assert!(validate_object(b"1").unwrap_err().contains("not an object"));
+        assert!(validate_object(b"").unwrap_err().contains("empty"));
+        assert!(validate_object(b"{").unwrap_err().contains("not valid JSON"));
+        assert!(validate_object(b"{} {}").unwrap_err().contains("not valid JSON"));
+        assert!(validate_object(b"{\"a\":1,}").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let mut doc = String::from("{\"a\":");
+        doc.push_str(&"[".repeat(100_000));
+        assert!(validate_object(doc.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn compaction_keeps_strings_and_order() {
+        let input = br#" { "b" : "x y\" z" ,	"a":[1, 2 ,{ "c" : "\u00e9 " }] }
+"#;
+        assert_eq!(
+            &*compact(input),
+            br#"{"b":"x y\" z","a":[1,2,{"c":"\u00e9 "}]}"#
+        );
+    }
+
+    #[test]
+    fn compaction_borrows_compact_input() {
+        let input = br#"{"a":"b c","d":[1,2]}"#;
+        assert!(matches!(compact(input), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn escaped_backslash_before_quote_ends_string() {
+        let input = br#"{"a":"x\\" , "b":1}"#;
+        assert_eq!(&*compact(input), br#"{"a":"x\\","b":1}"#);
+    }
+}

@@ -1,0 +1,85 @@
+//! # activitylog
+//!
+//! An embedded, append-only log engine for activity events: every project (a `u64` id) has its
+//! own log of JSON-object messages; appends are atomic batches; reads come back newest first at
+//! a cost proportional to what is read.
+//!
+//! ```
+//! use activitylog::{Durability, Store};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! store.append(1111111, [r#"{"event": "job:started", "job": "1111111/3/4"}"#])?;
+//! let batch = [r#"{"event":"job:completed"}"#, r#"{"event":"job:cancelled"}"#];
+//! let appended = store.append_with(1111111, batch, Durability::Sync)?;
+//! assert_eq!(appended.seqs(), 2..4);
+//!
+//! let newest: Vec<String> = store
+//!     .newest_first(1111111)?
+//!     .take(2)
+//!     .map(|m| m.map(|m| m.into_json()))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(newest, [r#"{"event":"job:cancelled"}"#, r#"{"event":"job:completed"}"#]);
+//! # Ok::<(), activitylog::Error>(())
+//! ```
+//!
+//! ## What it is not
+//! Not a database: no updates, no deletes but whole-segment retention, no secondary indexes.
+//! Messages are stored as given (minus insignificant whitespace); JSON is checked once, on
+//! append, and never re-serialised.
+//!
+//! ## Durability
+//! [`Durability::Written`] (the default) returns once the batch is handed to the operating
+//! system: it survives a crash of the process, not a power cut. [`Durability::Sync`] returns once
+//! the batch is fsynced; concurrent `Sync` appends to a project share fsyncs (group commit).
+//! [`Store::sync`] makes everything so far durable. A failed fsync poisons that project's log
+//! ([`Error::Poisoned`]) until the store is reopened. After a crash, a torn tail of the newest
+//! segment is cut back to the last whole batch on open; damage anywhere else is reported as
+//! [`Error::Corrupt`] with file and offset, and the records around it stay readable.
+//!
+//! ## Concurrency
+//! [`Store`] is `Clone + Send + Sync`. Appends to different projects run in parallel, appends to
+//! one project are serialised, and readers work from snapshots without blocking writers. One
+//! process writes a store at a time (an exclusive lock; a second gets [`Error::Locked`]); any
+//! number may open it read-only ([`Options::read_only`]) and call [`Store::refresh`] to see
+//! newer appends.
+//!
+//! ## Ordering and time
+//! Sequence numbers start at 1 per project and have no gaps. Each append call takes a stamp in
+//! µs since the epoch, unique within the store and strictly increasing — across projects, and
+//! across restarts even if the wall clock steps back. [`Message::timestamp_ms`] is the stamp in
+//! milliseconds, the Activity API's `_ts`.
+//!
+//! ## Format
+//! Each project is a directory of segments; a segment is a log file of checksummed frames with
+//! a length trailer (walkable backwards) plus a fixed-width index. Sealed segments are read
+//! through memory maps. The byte layout is in `docs/format.md`.
+//!
+//! ## Features
+//! - `cli` (default): the `activitylog` command line tool.
+//!
+//! With `--no-default-features` only the library and its small dependencies are built.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod clock;
+mod error;
+mod index;
+mod json;
+mod options;
+mod project;
+mod reader;
+mod record;
+mod scan;
+mod segment;
+mod store;
+
+pub use error::{Error, Result};
+pub use options::{
+    Durability, Options, DEFAULT_MAX_MAPPED_SEGMENTS, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_OPEN_PROJECTS, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+};
+pub use project::{Appended, FIRST_SEQ};
+pub use reader::{Message, NewestFirst};
+pub use store::{Store, MAX_BATCH_BYTES};

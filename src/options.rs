@@ -1,0 +1,168 @@
+//! Store options and durability levels.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::record::MAX_PAYLOAD_BYTES;
+use crate::store::Store;
+
+/// How far an append has travelled when `append` returns.
+///
+/// Set per store with [`Options::durability`] and per call with
+/// [`Store::append_with`]. Whatever the level, a batch is atomic: after any crash all of it is
+/// there or none of it, and readers never see part of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The batch has been handed to the operating system (`write(2)` returned) before `append`
+    /// returns.
+    ///
+    /// - **Process crash** (panic, `SIGKILL`, OOM kill): survives — the kernel holds the bytes.
+    /// - **Power cut or kernel crash**: may be lost, together with every later batch of the
+    ///   project, until the next [`Store::sync`], a `Sync` append to the same project, or a
+    ///   segment roll (which syncs the sealed segment).
+    #[default]
+    Written,
+    /// The batch has been written and `fdatasync(2)`ed before `append` returns.
+    ///
+    /// - **Process crash**: survives.
+    /// - **Power cut**: survives, provided the disk honours flushes.
+    ///
+    /// Concurrent `Sync` appends to one project share fsyncs (group commit): one thread syncs
+    /// on behalf of every batch written before its sync began.
+    Sync,
+}
+
+/// Default size at which a segment is sealed and a new one started: 64 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default largest message, after whitespace removal: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// Default number of projects whose files are kept open at once.
+pub const DEFAULT_MAX_OPEN_PROJECTS: usize = 1024;
+/// Default number of sealed segments kept memory-mapped at once.
+pub const DEFAULT_MAX_MAPPED_SEGMENTS: usize = 1024;
+
+/// The smallest allowed segment size: 4 KiB.
+pub const MIN_SEGMENT_BYTES: u64 = 4 << 10;
+/// The largest allowed segment size: 1 GiB.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+
+/// How to open a store: a builder with a terminal [`open`](Options::open).
+///
+/// ```
+/// use activitylog::{Durability, Options};
+/// let dir = tempfile::tempdir()?;
+/// let store = Options::new()
+///     .durability(Durability::Sync)
+///     .segment_bytes(8 << 20)
+///     .open(dir.path())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) durability: Durability,
+    pub(crate) segment_bytes: Option<u64>,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) read_only: bool,
+    pub(crate) max_open_projects: usize,
+    pub(crate) max_mapped_segments: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::default(),
+            segment_bytes: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            read_only: false,
+            max_open_projects: DEFAULT_MAX_OPEN_PROJECTS,
+            max_mapped_segments: DEFAULT_MAX_MAPPED_SEGMENTS,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: [`Durability::Written`], 64 MiB segments, 1 MiB messages, read-write.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The durability of [`Store::append`]. Default: [`Durability::Written`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The size in bytes at which the active segment is sealed, for a store this call creates.
+    ///
+    /// Default: [`DEFAULT_SEGMENT_BYTES`] (64 MiB); allowed [`MIN_SEGMENT_BYTES`] ..=
+    /// [`MAX_SEGMENT_BYTES`]. The size is recorded in the store when it is created; opening an
+    /// existing store keeps the recorded size and ignores this setting.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = Some(bytes);
+        self
+    }
+
+    /// The largest message accepted, in bytes after whitespace removal. Default: 1 MiB
+    /// ([`DEFAULT_MAX_MESSAGE_BYTES`]); at most 16 MiB − 1.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Opens without the write lock, so it works while another process writes the store.
+    /// Default: `false`.
+    ///
+    /// A read-only store sees what the writer appended after it first touched a project once
+    /// [`Store::refresh`] is called (or the store is reopened).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// How many projects keep their active segment open at once; the least recently used are
+    /// closed beyond this. Default: [`DEFAULT_MAX_OPEN_PROJECTS`] (1024).
+    pub fn max_open_projects(mut self, n: usize) -> Self {
+        self.max_open_projects = n;
+        self
+    }
+
+    /// How many sealed segments stay memory-mapped at once; the least recently used are
+    /// unmapped beyond this (readers holding one keep it alive). Default:
+    /// [`DEFAULT_MAX_MAPPED_SEGMENTS`] (1024).
+    pub fn max_mapped_segments(mut self, n: usize) -> Self {
+        self.max_mapped_segments = n;
+        self
+    }
+
+    /// Creates or opens the store in `dir`.
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
+        self.check()?;
+        Store::open_with(dir.as_ref(), self)
+    }
+
+    fn check(&self) -> Result<()> {
+        if let Some(bytes) = self.segment_bytes {
+            if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&bytes) {
+                return Err(Error::InvalidOptions {
+                    reason: format!(
+                        "segment size {bytes} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES} bytes"
+                    ),
+                });
+            }
+        }
+        if self.max_message_bytes == 0 || self.max_message_bytes > MAX_PAYLOAD_BYTES {
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "message limit {} is outside 1..={MAX_PAYLOAD_BYTES} bytes",
+                    self.max_message_bytes
+                ),
+            });
+        }
+        if self.max_open_projects == 0 || self.max_mapped_segments == 0 {
+            return Err(Error::InvalidOptions {
+                reason: "open-project and mapped-segment limits must be at least 1".to_string(),
+            });
+        }
+        Ok(())
+    }
+}

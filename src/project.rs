@@ -1,0 +1,626 @@
+//! One project's log: its ordered segments, recovery on open, appends with roll-over, and group
+//! commit.
+//!
+//! Writers are serialised by the project's writer mutex; readers take a [`Snapshot`] (a few
+//! `Arc` clones under a read lock held for nanoseconds) and never block the writer.
+
+use std::borrow::Cow;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
+use crate::options::Durability;
+use crate::record::{
+    encode_frame, frame_len, Frame, SegmentHeader, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
+    MAX_STAMP_DELTA_US,
+};
+use crate::scan::scan;
+use crate::segment::{self, decode_at, Active};
+
+/// The sequence number of a project's first message.
+pub const FIRST_SEQ: u64 = 1;
+
+/// Pending index entries are written to the index file once this many accumulate (and at every
+/// sync, roll and close), so that recovery after a crash rescans at most about this many records
+/// plus whatever was never synced.
+const INDEX_FLUSH_ENTRIES: usize = 1024;
+
+/// What a reader sees of a project: fixed when taken.
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    /// First sequence numbers of the sealed segments, oldest first.
+    pub(crate) sealed: Arc<Vec<u64>>,
+    /// The segment being appended to, if any.
+    pub(crate) active: Option<Arc<Active>>,
+    /// Committed bytes of the active log.
+    pub(crate) active_len: u64,
+    /// One past the newest committed sequence number.
+    pub(crate) next_seq: u64,
+    /// The newest committed stamp (0 when empty).
+    pub(crate) last_stamp: u64,
+}
+
+impl Snapshot {
+    fn empty() -> Self {
+        Snapshot {
+            sealed: Arc::new(Vec::new()),
+            active: None,
+            active_len: 0,
+            next_seq: FIRST_SEQ,
+            last_stamp: 0,
+        }
+    }
+
+    fn active_count(&self) -> u64 {
+        self.active
+            .as_ref()
+            .map_or(0, |a| self.next_seq - a.header.first_seq)
+    }
+}
+
+/// What a successful append returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Sequence number of the batch's first message (for an empty batch, the next one).
+    pub first_seq: u64,
+    /// How many messages were appended.
+    pub count: u64,
+    /// The batch's stamp: µs since the Unix epoch, shared by all its messages.
+    pub stamp: u64,
+}
+
+impl Appended {
+    /// The batch's append time in milliseconds since the Unix epoch.
+    pub fn timestamp_ms(&self) -> u64 {
+        self.stamp / 1000
+    }
+
+    /// Sequence numbers of the appended messages.
+    pub fn seqs(&self) -> std::ops::Range<u64> {
+        self.first_seq..self.first_seq + self.count
+    }
+}
+
+struct Writer {
+    idx_file: Option<File>,
+    /// Entries of the active segment already in its index file.
+    idx_written: usize,
+    /// Set after an index write failed: stop writing it; the next open rebuilds it.
+    idx_broken: bool,
+    buf: Vec<u8>,
+    /// Bytes written since the last sync.
+    dirty: bool,
+}
+
+struct SyncState {
+    /// Everything up to (segment first_seq, byte length) is synced.
+    synced: (u64, u64),
+    running: bool,
+}
+
+/// One project's log.
+pub(crate) struct Project {
+    pub(crate) id: u64,
+    dir: PathBuf,
+    writable: bool,
+    segment_bytes: u64,
+    writer: Mutex<Writer>,
+    state: RwLock<Snapshot>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    poisoned: AtomicBool,
+    pub(crate) last_used: AtomicU64,
+}
+
+impl Project {
+    /// Opens the project in `dir` (which may not exist yet), repairing a torn tail of its active
+    /// segment when `writable`.
+    pub(crate) fn open(id: u64, dir: PathBuf, writable: bool, segment_bytes: u64) -> Result<Self> {
+        let seqs = if dir.is_dir() {
+            segment::list(&dir)?
+        } else {
+            Vec::new()
+        };
+        let mut writer = Writer {
+            idx_file: None,
+            idx_written: 0,
+            idx_broken: false,
+            buf: Vec::new(),
+            dirty: false,
+        };
+        let snapshot = match seqs.split_last() {
+            None => Snapshot::empty(),
+            Some((&last, sealed)) => {
+                let (active, len, last_stamp, idx) = recover_active(&dir, last, writable)?;
+                let next_seq = last + active.entries.read().len() as u64;
+                if writable {
+                    writer.idx_written = active.entries.read().len();
+                    writer.idx_file = Some(idx.ok_or_else(|| {
+                        Error::io(
+                            "opening",
+                            &segment::index_path(&dir, last),
+                            std::io::Error::other("index file missing"),
+                        )
+                    })?);
+                }
+                Snapshot {
+                    sealed: Arc::new(sealed.to_vec()),
+                    active: Some(Arc::new(active)),
+                    active_len: len,
+                    next_seq,
+                    last_stamp,
+                }
+            }
+        };
+        let synced = (
+            snapshot.active.as_ref().map_or(0, |a| a.header.first_seq),
+            snapshot.active_len,
+        );
+        Ok(Project {
+            id,
+            dir,
+            writable,
+            segment_bytes,
+            writer: Mutex::new(writer),
+            state: RwLock::new(snapshot),
+            sync: Mutex::new(SyncState {
+                synced,
+                running: false,
+            }),
+            synced: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            last_used: AtomicU64::new(0),
+        })
+    }
+
+    /// A consistent view for a reader.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        self.state.read().clone()
+    }
+
+    /// Appends a validated batch as one atomic unit.
+    pub(crate) fn append(
+        &self,
+        clock: &Clock,
+        messages: &[Cow<'_, [u8]>],
+        durability: Durability,
+    ) -> Result<Appended> {
+        debug_assert!(self.writable);
+        let mut w = self.writer.lock();
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned { project: self.id });
+        }
+        let snap = self.snapshot();
+        if messages.is_empty() {
+            return Ok(Appended {
+                first_seq: snap.next_seq,
+                count: 0,
+                stamp: snap.last_stamp,
+            });
+        }
+        let stamp = clock.next()?.max(snap.last_stamp);
+        let n = messages.len() as u64;
+        let bytes: u64 = messages.iter().map(|m| frame_len(m.len()) as u64).sum();
+        let needs_new = match &snap.active {
+            None => true,
+            Some(a) => {
+                let count = snap.active_count();
+                let stale = stamp - a.header.base_stamp > MAX_STAMP_DELTA_US;
+                let full = snap.active_len + bytes > self.segment_bytes
+                    || count + n > MAX_RECORDS_PER_SEGMENT;
+                stale || (count > 0 && full)
+            }
+        };
+        let snap = if needs_new {
+            self.roll(&mut w, &snap, stamp)?
+        } else {
+            snap
+        };
+        let active = snap.active.as_ref().expect("an active segment after roll");
+        let count = snap.active_count();
+        let stamp_delta = stamp - active.header.base_stamp;
+        let mut offsets = Vec::with_capacity(messages.len());
+        w.buf.clear();
+        for (i, payload) in messages.iter().enumerate() {
+            offsets.push((snap.active_len + w.buf.len() as u64) as u32);
+            encode_frame(
+                &mut w.buf,
+                &Frame {
+                    seq_delta: (count + i as u64) as u32,
+                    stamp_delta,
+                    continues: i + 1 < messages.len(),
+                    payload,
+                },
+            );
+        }
+        if let Err(e) = active.file.write_all_at(&w.buf, snap.active_len) {
+            // Take back whatever part of the batch reached the file, so the next batch starts at
+            // the committed end. If even that fails, refuse writes until a reopen repairs it.
+            if active.file.set_len(snap.active_len).is_err() {
+                self.poisoned.store(true, Ordering::Release);
+            }
+            return Err(Error::io("appending to", &active.path, e));
+        }
+        let new_len = snap.active_len + w.buf.len() as u64;
+        active.entries.write().extend_from_slice(&offsets);
+        {
+            let mut state = self.state.write();
+            state.active_len = new_len;
+            state.next_seq += n;
+            state.last_stamp = stamp;
+        }
+        w.dirty = true;
+        if active.entries.read().len() - w.idx_written >= INDEX_FLUSH_ENTRIES {
+            self.flush_index(&mut w, active);
+        }
+        let first_seq = snap.next_seq;
+        let target = (active.header.first_seq, new_len);
+        drop(w);
+        if durability == Durability::Sync {
+            self.sync_to(target)?;
+        }
+        Ok(Appended {
+            first_seq,
+            count: n,
+            stamp,
+        })
+    }
+
+    /// Seals the active segment (if it holds records) and starts a new one at the next sequence
+    /// number, stamped `stamp`.
+    fn roll(&self, w: &mut Writer, snap: &Snapshot, stamp: u64) -> Result<Snapshot> {
+        let mut sealed = snap.sealed.clone();
+        if let Some(old) = &snap.active {
+            if snap.active_count() > 0 {
+                // A sealed segment is never repaired on open, so it must be on disk first.
+                self.flush_index(w, old);
+                if let Err(e) = old.file.sync_data() {
+                    self.poisoned.store(true, Ordering::Release);
+                    return Err(Error::io("syncing", &old.path, e));
+                }
+                if let Some(idx) = &w.idx_file {
+                    // The index is a cache: a failure here only costs a rebuild later.
+                    let _ = idx.sync_data();
+                }
+                self.mark_synced((old.header.first_seq, snap.active_len));
+                Arc::make_mut(&mut sealed).push(old.header.first_seq);
+            }
+        } else if !self.dir.is_dir() {
+            fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
+            if let Some(parent) = self.dir.parent() {
+                segment::sync_dir(parent)?;
+            }
+        }
+        let header = SegmentHeader {
+            first_seq: snap.next_seq,
+            base_stamp: stamp,
+        };
+        // An empty active segment with the same first sequence number is replaced by rename.
+        segment::create(&self.dir, header)?;
+        let path = segment::log_path(&self.dir, header.first_seq);
+        let file = Active::open_file(&path, true)?;
+        let idx_path = segment::index_path(&self.dir, header.first_seq);
+        let idx = OpenOptions::new()
+            .write(true)
+            .open(&idx_path)
+            .map_err(|e| Error::io("opening", &idx_path, e))?;
+        let active = Arc::new(Active {
+            path,
+            header,
+            file,
+            entries: RwLock::new(Vec::new()),
+        });
+        w.idx_file = Some(idx);
+        w.idx_written = 0;
+        w.idx_broken = false;
+        let mut state = self.state.write();
+        state.sealed = sealed;
+        state.active = Some(active);
+        state.active_len = LOG_HEADER_BYTES as u64;
+        Ok(state.clone())
+    }
+
+    /// Writes pending index entries. Failures are logged, not returned: the index is a cache,
+    /// and the next open rebuilds what is missing from the log.
+    fn flush_index(&self, w: &mut Writer, active: &Active) {
+        if w.idx_broken {
+            return;
+        }
+        let Some(idx) = &w.idx_file else { return };
+        let entries = active.entries.read();
+        if entries.len() == w.idx_written {
+            return;
+        }
+        let mut bytes = Vec::with_capacity((entries.len() - w.idx_written) * ENTRY_BYTES);
+        index::encode_entries(&mut bytes, &entries[w.idx_written..]);
+        let at = (INDEX_HEADER_BYTES + w.idx_written * ENTRY_BYTES) as u64;
+        match idx.write_all_at(&bytes, at) {
+            Ok(()) => w.idx_written = entries.len(),
+            Err(e) => {
+                log::warn!(
+                    "cannot write the index of {} ({e}); it will be rebuilt on the next open",
+                    active.path.display()
+                );
+                w.idx_broken = true;
+            }
+        }
+    }
+
+    /// Makes everything appended so far durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let target = {
+            let mut w = self.writer.lock();
+            let snap = self.snapshot();
+            let Some(active) = &snap.active else {
+                return Ok(());
+            };
+            self.flush_index(&mut w, active);
+            (active.header.first_seq, snap.active_len)
+        };
+        self.sync_to(target)
+    }
+
+    /// Waits until everything up to `target` is synced, syncing on behalf of every writer that
+    /// arrived meanwhile (group commit).
+    fn sync_to(&self, target: (u64, u64)) -> Result<()> {
+        let mut s = self.sync.lock();
+        loop {
+            if self.poisoned.load(Ordering::Acquire) {
+                return Err(Error::Poisoned { project: self.id });
+            }
+            if s.synced >= target {
+                return Ok(());
+            }
+            if s.running {
+                self.synced.wait(&mut s);
+                continue;
+            }
+            s.running = true;
+            drop(s);
+            // Sync the active segment as it is now: that covers every batch written before this
+            // point, including those of writers now waiting.
+            let snap = self.snapshot();
+            let active = snap.active.as_ref().expect("a target implies an active segment");
+            let covered = (active.header.first_seq, snap.active_len);
+            let result = active.file.sync_data();
+            s = self.sync.lock();
+            s.running = false;
+            match result {
+                Ok(()) => {
+                    s.synced = s.synced.max(covered);
+                    self.writer_clean_if(covered);
+                }
+                Err(e) => {
+                    self.poisoned.store(true, Ordering::Release);
+                    self.synced.notify_all();
+                    return Err(Error::io("syncing", &active.path, e));
+                }
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    fn mark_synced(&self, upto: (u64, u64)) {
+        let mut s = self.sync.lock();
+        s.synced = s.synced.max(upto);
+    }
+
+    /// Clears the dirty flag if nothing was written after `covered` (best effort, never blocks).
+    fn writer_clean_if(&self, covered: (u64, u64)) {
+        if let Some(mut w) = self.writer.try_lock() {
+            let snap = self.state.read();
+            let now = (
+                snap.active.as_ref().map_or(0, |a| a.header.first_seq),
+                snap.active_len,
+            );
+            if now == covered {
+                w.dirty = false;
+            }
+        }
+    }
+
+    /// Flushes the index and, if anything was written since the last sync, syncs the log.
+    /// Called when the project is evicted from the open set or the store closes.
+    pub(crate) fn close(&self) -> Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
+        let dirty = {
+            let mut w = self.writer.lock();
+            if let Some(active) = self.snapshot().active {
+                self.flush_index(&mut w, &active);
+            }
+            w.dirty
+        };
+        if dirty && !self.poisoned.load(Ordering::Acquire) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the newest segment of a project as the active one: checks its index against the log,
+/// rescans the log from the last trusted entry, and — when `writable` — cuts a torn tail or an
+/// unfinished batch and brings the index file up to date.
+///
+/// Returns the segment, its committed length, its newest stamp and (when writable) the index
+/// file opened for appending.
+fn recover_active(
+    dir: &Path,
+    first_seq: u64,
+    writable: bool,
+) -> Result<(Active, u64, u64, Option<File>)> {
+    let path = segment::log_path(dir, first_seq);
+    let file = Active::open_file(&path, writable)?;
+    let header = segment::read_header(&file, &path)?;
+    if header.first_seq != first_seq {
+        return Err(Error::corrupt(
+            &path,
+            16,
+            format!("the header says the segment starts at {}", header.first_seq),
+        ));
+    }
+    let log_len = file
+        .metadata()
+        .map_err(|e| Error::io("reading metadata of", &path, e))?
+        .len();
+    if log_len > u64::from(u32::MAX) {
+        return Err(Error::corrupt(&path, u64::from(u32::MAX), "the log is larger than 4 GiB"));
+    }
+    let idx_path = segment::index_path(dir, first_seq);
+    let idx_image = match fs::read(&idx_path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("reading", &idx_path, e)),
+    };
+    let idx_header_ok = idx_image
+        .as_deref()
+        .is_some_and(|b| index::entries_of(b).is_ok());
+    let mut disk_entries: Vec<u32> = idx_image
+        .as_deref()
+        .and_then(|b| index::entries_of(b).ok())
+        .map(|e| {
+            e.chunks_exact(ENTRY_BYTES)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+        .unwrap_or_default();
+    let on_disk = disk_entries.clone();
+    // Entries past the log's end (the index reached disk, the log did not) are dropped first.
+    while disk_entries
+        .last()
+        .is_some_and(|&e| e != index::LOST && u64::from(e) >= log_len)
+    {
+        disk_entries.pop();
+    }
+    let mut trusted = {
+        let mut bytes = Vec::with_capacity(disk_entries.len() * ENTRY_BYTES);
+        index::encode_entries(&mut bytes, &disk_entries);
+        if index::check(&bytes, log_len).is_ok() {
+            disk_entries.len().saturating_sub(1)
+        } else {
+            if idx_image.is_some() {
+                log::warn!(
+                    "the index of {} is inconsistent; rebuilding it from the log",
+                    path.display()
+                );
+            }
+            0
+        }
+    };
+    let read_from = |start: u64| -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; (log_len - start) as usize];
+        file.read_exact_at(&mut buf, start)
+            .map_err(|e| Error::io("reading", &path, e))?;
+        Ok(buf)
+    };
+    let mut start = if trusted == 0 {
+        LOG_HEADER_BYTES as u64
+    } else {
+        u64::from(disk_entries[trusted])
+    };
+    let mut s = scan(&read_from(start)?, start, trusted as u32);
+    if trusted > 0 && s.entries.first() != Some(&(start as u32)) {
+        log::warn!(
+            "the index of {} does not match the log; rebuilding it from the log",
+            path.display()
+        );
+        trusted = 0;
+        start = LOG_HEADER_BYTES as u64;
+        s = scan(&read_from(start)?, start, 0);
+    }
+    for range in &s.damaged {
+        log::error!(
+            "{} is damaged at bytes {}..{}; the records on both sides stay readable",
+            path.display(),
+            range.start,
+            range.end
+        );
+    }
+    let mut entries = disk_entries;
+    entries.truncate(trusted);
+    let scanned_from = entries.len();
+    entries.extend_from_slice(&s.entries);
+    let mut committed = s.good_end;
+    if let Some((j, offset)) = s.open_batch {
+        entries.truncate(scanned_from + j);
+        committed = offset;
+    }
+    if committed < log_len {
+        if writable {
+            log::warn!(
+                "cut a torn tail of {} bytes from {} at byte {committed}",
+                log_len - committed,
+                path.display()
+            );
+            file.set_len(committed)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| Error::io("truncating", &path, e))?;
+        } else {
+            log::debug!(
+                "ignoring {} unfinished bytes at the end of {}",
+                log_len - committed,
+                path.display()
+            );
+        }
+    }
+    let last_stamp = match entries.last() {
+        None => header.base_stamp,
+        Some(&offset) => {
+            let offset = u64::from(offset);
+            let mut buf = vec![0u8; (committed - offset) as usize];
+            file.read_exact_at(&mut buf, offset)
+                .map_err(|e| Error::io("reading", &path, e))?;
+            let i = entries.len() as u64 - 1;
+            decode_at(&buf, offset, offset, &header, i, &path)?.stamp
+        }
+    };
+    let idx = if writable {
+        Some(rewrite_index(&idx_path, idx_header_ok, &on_disk, &entries)?)
+    } else {
+        None
+    };
+    let active = Active {
+        path,
+        header,
+        file,
+        entries: RwLock::new(entries),
+    };
+    Ok((active, committed, last_stamp, idx))
+}
+
+/// Brings an active segment's index file in line with `entries`, writing only what differs.
+fn rewrite_index(path: &Path, header_ok: bool, on_disk: &[u32], entries: &[u32]) -> Result<File> {
+    if !header_ok {
+        let mut bytes = index::encode_header().to_vec();
+        index::encode_entries(&mut bytes, entries);
+        segment::write_atomically(path, &bytes)?;
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("opening", path, e))?;
+    if header_ok {
+        let same = on_disk
+            .iter()
+            .zip(entries)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if same != on_disk.len() || same != entries.len() {
+            let at = (INDEX_HEADER_BYTES + same * ENTRY_BYTES) as u64;
+            let mut bytes = Vec::new();
+            index::encode_entries(&mut bytes, &entries[same..]);
+            file.set_len(at)
+                .and_then(|()| file.write_all_at(&bytes, at))
+                .map_err(|e| Error::io("rewriting", path, e))?;
+        }
+    }
+    Ok(file)
+}

@@ -1,0 +1,320 @@
+//! The newest-first iterator over one project, and the messages it yields.
+
+use std::fmt;
+use std::iter::FusedIterator;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::index::LOST;
+use crate::project::{Snapshot, FIRST_SEQ};
+use crate::record::{read_u32, FRAME_HEADER_BYTES, LOG_HEADER_BYTES};
+use crate::segment::{decode_at, Active, RawRecord, Sealed};
+use crate::store::Inner;
+
+/// Active-segment entries copied per lock acquisition.
+const ENTRY_CHUNK: usize = 256;
+/// First read-window size for the active segment; doubles on each refill up to the maximum.
+const MIN_WINDOW_BYTES: u64 = 4 << 10;
+const MAX_WINDOW_BYTES: u64 = 1 << 20;
+
+/// One stored message, as read back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    project: u64,
+    seq: u64,
+    stamp: u64,
+    json: String,
+}
+
+impl Message {
+    /// The project the message belongs to.
+    pub fn project(&self) -> u64 {
+        self.project
+    }
+
+    /// Its sequence number within the project (the first message is 1, then gap-free).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Its append stamp: µs since the Unix epoch, unique per append call within a store.
+    pub fn stamp(&self) -> u64 {
+        self.stamp
+    }
+
+    /// Its append time in milliseconds since the Unix epoch (the Activity API's `_ts`).
+    pub fn timestamp_ms(&self) -> u64 {
+        self.stamp / 1000
+    }
+
+    /// The message: one compact JSON object, without a newline.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// The message as an owned string.
+    pub fn into_json(self) -> String {
+        self.json
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("project", &self.project)
+            .field("seq", &self.seq)
+            .field("stamp", &self.stamp)
+            .field("json", &self.json)
+            .finish()
+    }
+}
+
+/// The segment the iterator is in.
+enum Current {
+    None,
+    Sealed {
+        seg: Arc<Sealed>,
+        /// One past the last sequence number this segment should hold.
+        end_seq: u64,
+    },
+}
+
+/// Iterates one project's messages newest first.
+///
+/// Made by [`Store::newest_first`](crate::Store::newest_first). It reads a snapshot taken when
+/// it was made: messages appended later are not seen, and it never sees part of a batch. Cost is
+/// proportional to the messages read, whatever the project's size. A damaged record yields one
+/// `Err` naming the file and offset, and iteration continues with older messages.
+pub struct NewestFirst {
+    store: Option<Arc<Inner>>,
+    project: u64,
+    snap: Snapshot,
+    /// The sequence number to read next; iteration ends below [`FIRST_SEQ`].
+    next: u64,
+    current: Current,
+    entries: Vec<u32>,
+    entries_from: u64,
+    window: Vec<u8>,
+    window_start: u64,
+    window_size: u64,
+}
+
+impl NewestFirst {
+    pub(crate) fn new(store: Arc<Inner>, project: u64, snap: Snapshot) -> Self {
+        let next = snap.next_seq.saturating_sub(1);
+        NewestFirst {
+            store: Some(store),
+            project,
+            snap,
+            next,
+            current: Current::None,
+            entries: Vec::new(),
+            entries_from: 0,
+            window: Vec::new(),
+            window_start: 0,
+            window_size: MIN_WINDOW_BYTES,
+        }
+    }
+
+    pub(crate) fn empty(project: u64) -> Self {
+        NewestFirst {
+            store: None,
+            project,
+            snap: Snapshot {
+                sealed: Arc::new(Vec::new()),
+                active: None,
+                active_len: 0,
+                next_seq: FIRST_SEQ,
+                last_stamp: 0,
+            },
+            next: 0,
+            current: Current::None,
+            entries: Vec::new(),
+            entries_from: 0,
+            window: Vec::new(),
+            window_start: 0,
+            window_size: MIN_WINDOW_BYTES,
+        }
+    }
+
+    /// Starts (or restarts) iteration with the newest message whose sequence number is below
+    /// `seq`, for paging: pass the last `seq` of the previous page.
+    pub fn before(mut self, seq: u64) -> Self {
+        self.next = self.next.min(seq.saturating_sub(1));
+        self
+    }
+
+    /// The project being read.
+    pub fn project(&self) -> u64 {
+        self.project
+    }
+
+    /// One past the newest sequence number in the snapshot (the next one an append will take).
+    pub fn next_seq(&self) -> u64 {
+        self.snap.next_seq
+    }
+
+    /// The stamp of the newest message in the snapshot, 0 for an empty project.
+    pub fn newest_stamp(&self) -> u64 {
+        self.snap.last_stamp
+    }
+
+    fn message(&self, rec: RawRecord<'_>, path: &std::path::Path, offset: u64) -> Result<Message> {
+        let json = std::str::from_utf8(rec.payload)
+            .map_err(|_| Error::corrupt(path, offset, "a message is not UTF-8"))?
+            .to_owned();
+        Ok(Message {
+            project: self.project,
+            seq: rec.seq,
+            stamp: rec.stamp,
+            json,
+        })
+    }
+
+    fn read_active(&mut self, active: &Arc<Active>, seq: u64) -> Result<Message> {
+        let first = active.header.first_seq;
+        let count = self.snap.next_seq - first;
+        let i = seq - first;
+        self.next = seq - 1;
+        // Make sure entries i and (if committed) i + 1 are at hand.
+        let want_to = (i + 2).min(count);
+        if i < self.entries_from || want_to > self.entries_from + self.entries.len() as u64 {
+            let from = (i + 1).saturating_sub(ENTRY_CHUNK as u64);
+            active.copy_entries(from as usize, want_to as usize, &mut self.entries);
+            self.entries_from = from;
+        }
+        let entry = |j: u64| self.entries[(j - self.entries_from) as usize];
+        let offset = entry(i);
+        if offset == LOST {
+            let mut j = i;
+            while j > self.entries_from && entry(j - 1) == LOST {
+                j -= 1;
+            }
+            self.next = (first + j).saturating_sub(1);
+            return Err(Error::corrupt(
+                &active.path,
+                0,
+                format!("records {}..={} were lost to damage in this segment", first + j, seq),
+            ));
+        }
+        let offset = u64::from(offset);
+        let end = if i + 1 < count && entry(i + 1) != LOST {
+            u64::from(entry(i + 1))
+        } else if i + 1 == count {
+            self.snap.active_len
+        } else {
+            // The next record is lost: learn this one's length from its header.
+            let mut head = [0u8; FRAME_HEADER_BYTES];
+            active.read_exact_at(&mut head, offset)?;
+            offset + crate::record::frame_len((read_u32(&head, 4) & 0xff_ffff) as usize) as u64
+        };
+        if offset < self.window_start || end > self.window_start + self.window.len() as u64 {
+            let start = end
+                .saturating_sub(self.window_size)
+                .min(offset)
+                .max(LOG_HEADER_BYTES as u64);
+            self.window.resize((end - start) as usize, 0);
+            active.read_exact_at(&mut self.window, start)?;
+            self.window_start = start;
+            self.window_size = (self.window_size * 2).min(MAX_WINDOW_BYTES);
+        }
+        let rec = decode_at(
+            &self.window,
+            self.window_start,
+            offset,
+            &active.header,
+            i,
+            &active.path,
+        )?;
+        self.message(rec, &active.path, offset)
+    }
+
+    /// Positions `current` on the sealed segment holding `seq`.
+    fn sealed_for(&mut self, seq: u64) -> Result<Option<(Arc<Sealed>, u64)>> {
+        if let Current::Sealed { seg, end_seq } = &self.current {
+            if seg.header().first_seq <= seq && seq < *end_seq {
+                return Ok(Some((seg.clone(), *end_seq)));
+            }
+        }
+        let sealed = &self.snap.sealed;
+        let pos = sealed.partition_point(|&first| first <= seq);
+        if pos == 0 {
+            return Ok(None);
+        }
+        let first = sealed[pos - 1];
+        let end_seq = sealed.get(pos).copied().unwrap_or_else(|| {
+            self.snap
+                .active
+                .as_ref()
+                .map_or(self.snap.next_seq, |a| a.header.first_seq)
+        });
+        let store = self.store.as_ref().expect("a non-empty iterator has a store");
+        let seg = store.sealed(self.project, first)?;
+        self.current = Current::Sealed {
+            seg: seg.clone(),
+            end_seq,
+        };
+        Ok(Some((seg, end_seq)))
+    }
+
+    fn read_sealed(&mut self, seq: u64) -> Option<Result<Message>> {
+        let (seg, _end) = match self.sealed_for(seq) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                self.next = 0;
+                return None;
+            }
+            Err(e) => {
+                // Skip the segment that cannot be opened; older ones may still read.
+                let sealed = &self.snap.sealed;
+                let pos = sealed.partition_point(|&first| first <= seq);
+                self.next = sealed[pos - 1].saturating_sub(1);
+                return Some(Err(e));
+            }
+        };
+        let first = seg.header().first_seq;
+        let i = seq - first;
+        if i >= seg.count() {
+            self.next = first + seg.count();
+            self.next = self.next.saturating_sub(1);
+            return Some(Err(Error::corrupt(
+                seg.path(),
+                seg.log_len(),
+                format!(
+                    "records {}..={seq} are missing from the end of the segment",
+                    first + seg.count()
+                ),
+            )));
+        }
+        if seg.is_lost(i) {
+            let mut j = i;
+            while j > 0 && seg.is_lost(j - 1) {
+                j -= 1;
+            }
+            let err = seg.record(i).err();
+            self.next = (first + j).saturating_sub(1);
+            return err.map(Err);
+        }
+        self.next = seq - 1;
+        Some(seg.record(i).and_then(|rec| self.message(rec, seg.path(), 0)))
+    }
+}
+
+impl Iterator for NewestFirst {
+    type Item = Result<Message>;
+
+    fn next(&mut self) -> Option<Result<Message>> {
+        let seq = self.next;
+        if seq < FIRST_SEQ {
+            return None;
+        }
+        if let Some(active) = self.snap.active.clone() {
+            if seq >= active.header.first_seq {
+                return Some(self.read_active(&active, seq));
+            }
+        }
+        self.read_sealed(seq)
+    }
+}
+
+impl FusedIterator for NewestFirst {}

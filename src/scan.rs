@@ -1,0 +1,185 @@
+//! Walking a log image forwards: the source of truth the index is rebuilt from, the check
+//! `verify` runs, and the tail repair done on open. Pure: works on bytes, no I/O.
+//!
+//! When a frame fails to decode, the walk searches forwards for the next frame that decodes with
+//! a larger sequence number (resynchronisation). Found: the bytes in between are *damage* — the
+//! records on both sides stay readable and the sequence numbers in between are marked lost.
+//! Not found: everything from the failure to the end is a *torn tail*.
+
+use std::ops::Range;
+
+use crate::index::LOST;
+use crate::record::{decode_frame, Frame, FRAME_OVERHEAD_BYTES, MAX_RECORDS_PER_SEGMENT};
+
+/// What a forward walk found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scan {
+    /// File offset of each record, entry `i` for `seq_delta = first_delta + i`; [`LOST`] for
+    /// records inside damage.
+    pub entries: Vec<u32>,
+    /// Damaged byte ranges (file offsets) that have good records after them.
+    pub damaged: Vec<Range<u64>>,
+    /// File offset just past the last good frame.
+    pub good_end: u64,
+    /// The stamp delta of the last good record.
+    pub last_stamp_delta: Option<u64>,
+    /// When the last good record says its batch continues: the entry index (into `entries`) and
+    /// file offset of the first record of that unfinished batch.
+    pub open_batch: Option<(usize, u64)>,
+}
+
+impl Scan {
+    /// Whether bytes after the last good record were cut off as a torn tail, given the image's
+    /// end offset.
+    pub fn torn(&self, end: u64) -> bool {
+        self.good_end < end
+    }
+}
+
+/// Walks the frames of `buf`, whose first byte is at file offset `base`, expecting the first
+/// frame to have `seq_delta == first_delta`.
+pub fn scan(buf: &[u8], base: u64, first_delta: u32) -> Scan {
+    let mut out = Scan {
+        good_end: base,
+        ..Scan::default()
+    };
+    let mut at = 0usize;
+    let mut expected = u64::from(first_delta);
+    let mut batch_start: Option<(usize, u64)> = None;
+    while at < buf.len() {
+        let (pos, frame) = match decode_frame(buf, at) {
+            Ok(f) if u64::from(f.seq_delta) == expected => (at, f),
+            _ => match resync(buf, at + 1, expected) {
+                Some((pos, frame)) => {
+                    out.damaged.push(base + at as u64..base + pos as u64);
+                    for _ in expected..u64::from(frame.seq_delta) {
+                        out.entries.push(LOST);
+                    }
+                    // A batch broken by damage can never be completed; forget it.
+                    batch_start = None;
+                    (pos, frame)
+                }
+                None => break,
+            },
+        };
+        let offset = base + pos as u64;
+        if batch_start.is_none() {
+            batch_start = Some((out.entries.len(), offset));
+        }
+        out.entries.push(offset as u32);
+        if !frame.continues {
+            batch_start = None;
+        }
+        expected = u64::from(frame.seq_delta) + 1;
+        at = pos + frame.encoded_len();
+        out.good_end = base + at as u64;
+        out.last_stamp_delta = Some(frame.stamp_delta);
+    }
+    out.open_batch = batch_start;
+    out
+}
+
+/// The first position at or after `from` holding a frame that decodes with a sequence delta of at
+/// least `expected`.
+fn resync(buf: &[u8], from: usize, expected: u64) -> Option<(usize, Frame<'_>)> {
+    let last = buf.len().checked_sub(FRAME_OVERHEAD_BYTES)?;
+    (from..=last).find_map(|pos| match decode_frame(buf, pos) {
+        Ok(f) if u64::from(f.seq_delta) >= expected
+            && u64::from(f.seq_delta) < MAX_RECORDS_PER_SEGMENT =>
+        {
+            Some((pos, f))
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{encode_frame, LOG_HEADER_BYTES};
+
+    /// A log image (without header) of records `{"i":N}`; `batches` gives batch sizes.
+    fn image(batches: &[usize]) -> (Vec<u8>, Vec<u64>) {
+        let mut buf = Vec::new();
+        let mut offsets = Vec::new();
+        let mut seq = 0u32;
+        for &n in batches {
+            for k in 0..n {
+                offsets.push((LOG_HEADER_BYTES + buf.len()) as u64);
+                let payload = format!("{{\"i\":{seq}}}");
+                encode_frame(
+                    &mut buf,
+                    &Frame {
+                        seq_delta: seq,
+                        stamp_delta: u64::from(seq),
+                        continues: k + 1 < n,
+                        payload: payload.as_bytes(),
+                    },
+                );
+                seq += 1;
+            }
+        }
+        (buf, offsets)
+    }
+
+    const BASE: u64 = LOG_HEADER_BYTES as u64;
+
+    #[test]
+    fn clean_log() {
+        let (buf, offsets) = image(&[1, 3, 1]);
+        let s = scan(&buf, BASE, 0);
+        let want: Vec<u32> = offsets.iter().map(|&o| o as u32).collect();
+        assert_eq!(s.entries, want);
+        assert_eq!(s.good_end, BASE + buf.len() as u64);
+        assert!(s.damaged.is_empty());
+        assert_eq!(s.open_batch, None);
+        assert_eq!(s.last_stamp_delta, Some(4));
+    }
+
+    #[test]
+    fn every_cut_is_a_torn_tail_back_to_a_whole_record() {
+        let (buf, offsets) = image(&[2, 2]);
+        for cut in 0..buf.len() {
+            let s = scan(&buf[..cut], BASE, 0);
+            let whole = offsets
+                .iter()
+                .skip(1)
+                .map(|&o| o - BASE)
+                .chain([buf.len() as u64])
+                .filter(|&end| end <= cut as u64)
+                .count();
+            assert_eq!(s.entries.len(), whole, "cut at {cut}");
+            assert!(s.damaged.is_empty());
+            // Batch [0,1] is open when only record 0 survives, batch [2,3] when only 2 does.
+            let open = matches!(whole, 1 | 3);
+            assert_eq!(s.open_batch.is_some(), open, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn damage_in_the_middle_keeps_both_sides() {
+        let (mut buf, offsets) = image(&[1, 1, 1, 1]);
+        let second = (offsets[1] - BASE) as usize;
+        buf[second + 17] ^= 0xff; // inside record 1's payload
+        let s = scan(&buf, BASE, 0);
+        assert_eq!(s.entries.len(), 4);
+        assert_eq!(s.entries[1], LOST);
+        assert_eq!(s.entries[2] as u64, offsets[2]);
+        assert_eq!(s.damaged, vec![offsets[1]..offsets[2]]);
+        assert_eq!(s.good_end, BASE + buf.len() as u64);
+    }
+
+    #[test]
+    fn garbage_tail_is_torn() {
+        let (mut buf, _) = image(&[3]);
+        let good = buf.len();
+        buf.extend((0..500u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        let s = scan(&buf, BASE, 0);
+        assert_eq!(s.entries.len(), 3);
+        assert_eq!(s.good_end, BASE + good as u64);
+        assert!(s.torn(BASE + buf.len() as u64));
+        let (mut buf, _) = image(&[3]);
+        buf.extend([0u8; 4096]);
+        assert_eq!(scan(&buf, BASE, 0).good_end, BASE + good as u64);
+    }
+}

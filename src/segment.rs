@@ -1,0 +1,385 @@
+//! One segment: a log file plus its index file. Creation, naming, the sealed (memory-mapped)
+//! read path and the active (positional-read) read path.
+//!
+//! This is the only module with `unsafe`: mapping sealed segments.
+//!
+//! The mapping contract: a segment is *sealed* once a later segment exists in its project.
+//! The store never writes, truncates or rewrites a sealed log file, and never shrinks any file
+//! that may be mapped; retention removes sealed segments only by unlinking, which leaves existing
+//! mappings intact. Index files are replaced by rename, never rewritten in place. Other programs
+//! must not modify a store's files while it is open (the same contract as every embedded
+//! database); `activitylog verify` reads them without mapping.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::ops::Deref;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::index::{self, LOST};
+use crate::record::{
+    decode_frame, decode_frame_ending_at, DecodeError, Frame, SegmentHeader, LOG_HEADER_BYTES,
+};
+use crate::scan::scan;
+
+/// File name extension of log files.
+pub(crate) const LOG_EXT: &str = "log";
+/// File name extension of index files.
+pub(crate) const INDEX_EXT: &str = "idx";
+
+/// The log file of the segment starting at `first_seq`: 20 zero-padded digits, so that a plain
+/// directory listing sorts segments in order.
+pub(crate) fn log_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.{LOG_EXT}"))
+}
+
+/// The index file of the segment starting at `first_seq`.
+pub(crate) fn index_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.{INDEX_EXT}"))
+}
+
+/// The first sequence numbers of the segments in `dir`, oldest first.
+pub(crate) fn list(dir: &Path) -> Result<Vec<u64>> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+    let mut seqs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(".log") {
+            if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(seq) = stem.parse() {
+                    seqs.push(seq);
+                }
+            }
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// IMPORTANT: every directory fsync goes through here. A file's creation, rename or removal is
+/// durable only once its directory has been synced.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+/// Writes `bytes` to `path` atomically: a synced temporary file renamed into place, then the
+/// directory synced. A crash leaves either no file or the whole file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| Error::io("writing", tmp.path(), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("renaming into", path, e.error))?;
+    sync_dir(dir)
+}
+
+/// Creates a new empty segment (log and index) starting at `header.first_seq`.
+pub(crate) fn create(dir: &Path, header: SegmentHeader) -> Result<()> {
+    write_atomically(&index_path(dir, header.first_seq), &index::encode_header())?;
+    write_atomically(&log_path(dir, header.first_seq), &header.encode())
+}
+
+/// Reads a log header from an open file.
+pub(crate) fn read_header(file: &File, path: &Path) -> Result<SegmentHeader> {
+    let mut buf = [0u8; LOG_HEADER_BYTES];
+    match file.read_exact_at(&mut buf, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(Error::corrupt(path, 0, "the file is shorter than its header"))
+        }
+        Err(e) => return Err(Error::io("reading", path, e)),
+    }
+    SegmentHeader::decode(&buf).map_err(|e| header_error(path, e))
+}
+
+pub(crate) fn header_error(path: &Path, e: DecodeError) -> Error {
+    match e {
+        DecodeError::Version(found) => Error::UnsupportedVersion {
+            path: path.to_path_buf(),
+            found,
+        },
+        e => Error::corrupt(path, 0, format!("bad file header: {e}")),
+    }
+}
+
+/// A record read from a segment: its sequence number, stamp and payload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawRecord<'a> {
+    pub seq: u64,
+    pub stamp: u64,
+    pub payload: &'a [u8],
+}
+
+/// Decodes the record at `offset` of `log` (a buffer whose first byte is file offset `base`)
+/// and checks it is record `i` of the segment.
+pub(crate) fn decode_at<'a>(
+    log: &'a [u8],
+    base: u64,
+    offset: u64,
+    header: &SegmentHeader,
+    i: u64,
+    path: &Path,
+) -> Result<RawRecord<'a>> {
+    let frame: Frame<'a> = offset
+        .checked_sub(base)
+        .ok_or(DecodeError::Truncated)
+        .and_then(|at| decode_frame(log, at as usize))
+        .map_err(|e| Error::corrupt(path, offset, format!("record {}: {e}", header.first_seq + i)))?;
+    if u64::from(frame.seq_delta) != i {
+        return Err(Error::corrupt(
+            path,
+            offset,
+            format!(
+                "expected record {} but found record {}",
+                header.first_seq + i,
+                header.first_seq + u64::from(frame.seq_delta)
+            ),
+        ));
+    }
+    Ok(RawRecord {
+        seq: header.first_seq + i,
+        stamp: header.base_stamp + frame.stamp_delta,
+        payload: frame.payload,
+    })
+}
+
+/// Index entries, either mapped from a trusted index file or rebuilt in memory.
+enum Entries {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Entries {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Entries::Mapped(m) => index::entries_of(m).unwrap_or(&[]),
+            Entries::Owned(v) => v,
+        }
+    }
+}
+
+/// A sealed segment: immutable, read through memory maps.
+pub(crate) struct Sealed {
+    path: PathBuf,
+    header: SegmentHeader,
+    log: Mmap,
+    entries: Entries,
+    count: u64,
+    damage: Vec<std::ops::Range<u64>>,
+}
+
+impl Sealed {
+    /// Maps the sealed segment of `dir` starting at `first_seq`, checking its index and
+    /// rebuilding it from the log if it is missing or wrong (on disk too, when `writable`).
+    pub(crate) fn open(dir: &Path, first_seq: u64, writable: bool) -> Result<Sealed> {
+        let path = log_path(dir, first_seq);
+        let file = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
+        let header = read_header(&file, &path)?;
+        if header.first_seq != first_seq {
+            return Err(Error::corrupt(
+                &path,
+                16,
+                format!("the header says the segment starts at {}", header.first_seq),
+            ));
+        }
+        // SAFETY: the file is a sealed segment of this store: per the module's mapping
+        // contract nothing writes, truncates or shrinks it while the store is open, so the
+        // mapped bytes stay valid and unchanged for the map's lifetime. The map is read-only.
+        let log = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mapping", &path, e))?;
+        let idx_path = index_path(dir, first_seq);
+        let mapped = map_index(&idx_path);
+        let problem = match &mapped {
+            Ok(map) => check_index(map, &log, &header, &path).err(),
+            Err(reason) => Some(reason.clone()),
+        };
+        let (entries, damage) = match (mapped, problem) {
+            (Ok(map), None) => (Entries::Mapped(map), Vec::new()),
+            (_, problem) => {
+                let problem = problem.unwrap_or_default();
+                let s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
+                let mut bytes = Vec::with_capacity(s.entries.len() * index::ENTRY_BYTES);
+                index::encode_entries(&mut bytes, &s.entries);
+                log::warn!(
+                    "rebuilt the index of {} from its log ({problem})",
+                    path.display()
+                );
+                for range in &s.damage_report(log.len() as u64) {
+                    log::error!(
+                        "{} is damaged at bytes {}..{}",
+                        path.display(),
+                        range.start,
+                        range.end
+                    );
+                }
+                if writable {
+                    let mut file = index::encode_header().to_vec();
+                    file.extend_from_slice(&bytes);
+                    write_atomically(&idx_path, &file)?;
+                }
+                let damage = s.damage_report(log.len() as u64);
+                (Entries::Owned(bytes), damage)
+            }
+        };
+        let count = (entries.len() / index::ENTRY_BYTES) as u64;
+        Ok(Sealed {
+            path,
+            header,
+            log,
+            entries,
+            count,
+            damage,
+        })
+    }
+
+    /// The log file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The segment's header.
+    pub(crate) fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// How many records the index knows (lost ones included).
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Size of the log file in bytes.
+    pub(crate) fn log_len(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    /// Record `i` (0-based within the segment).
+    pub(crate) fn record(&self, i: u64) -> Result<RawRecord<'_>> {
+        let offset = index::entry(&self.entries, i as usize);
+        if offset == LOST {
+            return Err(self.lost(i));
+        }
+        decode_at(&self.log, 0, u64::from(offset), &self.header, i, &self.path)
+    }
+
+    /// Whether record `i` is marked lost.
+    pub(crate) fn is_lost(&self, i: u64) -> bool {
+        index::entry(&self.entries, i as usize) == LOST
+    }
+
+    fn lost(&self, i: u64) -> Error {
+        // Report the damaged range that covers the lost record: the one after the last good
+        // entry before it.
+        let before = (0..i)
+            .rev()
+            .map(|j| index::entry(&self.entries, j as usize))
+            .find(|&e| e != LOST)
+            .map_or(LOG_HEADER_BYTES as u64, u64::from);
+        let range = self
+            .damage
+            .iter()
+            .find(|r| r.start >= before)
+            .cloned()
+            .unwrap_or(before..before);
+        Error::corrupt(
+            &self.path,
+            range.start,
+            format!(
+                "record {} was lost to damage at bytes {}..{}",
+                self.header.first_seq + i,
+                range.start,
+                range.end
+            ),
+        )
+    }
+}
+
+impl crate::scan::Scan {
+    /// Damaged ranges, including a torn tail (which a sealed segment must not have).
+    pub(crate) fn damage_report(&self, end: u64) -> Vec<std::ops::Range<u64>> {
+        let mut out = self.damaged.clone();
+        if self.torn(end) {
+            out.push(self.good_end..end);
+        }
+        out
+    }
+}
+
+/// Maps an index file and checks its header.
+fn map_index(path: &Path) -> Result<Mmap, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open the index: {e}"))?;
+    // SAFETY: index files are written once by `write_atomically` (or appended while their
+    // segment was active) and replaced only by rename, never rewritten or truncated in place
+    // once their segment is sealed, so the mapped bytes stay valid. The map is read-only.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot map the index: {e}"))?;
+    index::entries_of(&map).map_err(|e| format!("bad index header: {e}"))?;
+    Ok(map)
+}
+
+/// Checks a mapped index against its sealed log: structure, then that the last entry is a
+/// record that ends exactly at the end of the log.
+fn check_index(map: &Mmap, log: &[u8], header: &SegmentHeader, path: &Path) -> Result<(), String> {
+    let entries = index::entries_of(map).map_err(|e| e.to_string())?;
+    index::check(entries, log.len() as u64)?;
+    let n = entries.len() / index::ENTRY_BYTES;
+    if n == 0 {
+        return Err("the index is empty".to_string());
+    }
+    let last = u64::from(index::entry(entries, n - 1));
+    // Walk back from the log's end through the last record's trailer: it must be the record the
+    // last entry points at.
+    let (start, _) = decode_frame_ending_at(log, log.len())
+        .map_err(|e| format!("the log does not end with a whole record: {e}"))?;
+    if start as u64 != last {
+        return Err("the last entry is not the last record".to_string());
+    }
+    decode_at(log, 0, last, header, n as u64 - 1, path).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The active segment of a project: appended to by the writer, read with positional reads.
+///
+/// Readers see only what a snapshot says is committed, so they never read past a batch that is
+/// still being written.
+pub(crate) struct Active {
+    pub(crate) path: PathBuf,
+    pub(crate) header: SegmentHeader,
+    pub(crate) file: File,
+    /// Offsets of every record in the segment, entry `i` for `first_seq + i`.
+    pub(crate) entries: parking_lot::RwLock<Vec<u32>>,
+}
+
+impl Active {
+    /// Opens the log of an active segment (read-write when `writable`).
+    pub(crate) fn open_file(path: &Path, writable: bool) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)
+            .map_err(|e| Error::io("opening", path, e))
+    }
+
+    /// Reads `buf.len()` bytes at `offset`.
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| Error::io("reading", &self.path, e))
+    }
+
+    /// Copies entries `from..to` into `out`.
+    pub(crate) fn copy_entries(&self, from: usize, to: usize, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(&self.entries.read()[from..to]);
+    }
+}

@@ -1,0 +1,410 @@
+//! The store: a directory of projects, its lock, its clock, and the registry of open projects
+//! and mapped segments.
+//!
+//! Layout of a store directory:
+//!
+//! ```text
+//! DIR/STORE                    format version and the options that shape files
+//! DIR/LOCK                     held (flock) by the one writing process
+//! DIR/CLOCK                    the stamp reservation (see the clock module)
+//! DIR/projects/<id>/<first_seq:020>.log   a segment's log
+//! DIR/projects/<id>/<first_seq:020>.idx   its index
+//! ```
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::json;
+use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
+use crate::project::{Appended, Project};
+use crate::reader::NewestFirst;
+use crate::record::{frame_len, read_u32, read_u64, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT};
+use crate::segment::{self, Sealed};
+
+const STORE_MAGIC: [u8; 8] = *b"ALOGSTOR";
+const STORE_FILE: &str = "STORE";
+const LOCK_FILE: &str = "LOCK";
+const CLOCK_FILE: &str = "CLOCK";
+const PROJECTS_DIR: &str = "projects";
+
+/// The most bytes one append may carry (so that every offset fits the index's 32 bits).
+pub const MAX_BATCH_BYTES: u64 = 1 << 30;
+
+/// An open store: cheap to clone, `Send + Sync`.
+///
+/// Appends to different projects run in parallel; appends to one project are serialised;
+/// readers never block writers.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    options: Options,
+    segment_bytes: u64,
+    clock: Option<Clock>,
+    projects: Mutex<HashMap<u64, Arc<Project>>>,
+    sealed: Mutex<HashMap<(u64, u64), (Arc<Sealed>, u64)>>,
+    tick: AtomicU64,
+    /// Held for the store's lifetime: dropping it releases the lock.
+    _lock: Option<File>,
+}
+
+impl Store {
+    /// Creates or opens the store in `dir` with default [`Options`].
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = activitylog::Store::open(dir.path())?;
+    /// store.append(7, [r#"{"event":"job:started"}"#])?;
+    /// # Ok::<(), activitylog::Error>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Options::new().open(dir)
+    }
+
+    pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Store> {
+        let (lock, segment_bytes) = if options.read_only {
+            (None, read_meta(dir)?)
+        } else {
+            fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+            let lock_path = dir.join(LOCK_FILE);
+            let lock = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(|e| Error::io("opening", &lock_path, e))?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(Error::Locked {
+                        dir: dir.to_path_buf(),
+                    })
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
+            }
+            let segment_bytes = if dir.join(STORE_FILE).exists() {
+                read_meta(dir)?
+            } else {
+                let bytes = options.segment_bytes.unwrap_or(DEFAULT_SEGMENT_BYTES);
+                let projects = dir.join(PROJECTS_DIR);
+                fs::create_dir_all(&projects).map_err(|e| Error::io("creating", &projects, e))?;
+                segment::write_atomically(&dir.join(STORE_FILE), &encode_meta(bytes))?;
+                bytes
+            };
+            (Some(lock), segment_bytes)
+        };
+        let clock = match lock {
+            Some(_) => Some(Clock::open(&dir.join(CLOCK_FILE))?),
+            None => None,
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                options,
+                segment_bytes,
+                clock,
+                projects: Mutex::new(HashMap::new()),
+                sealed: Mutex::new(HashMap::new()),
+                tick: AtomicU64::new(0),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The segment size recorded in the store when it was created.
+    pub fn segment_bytes(&self) -> u64 {
+        self.inner.segment_bytes
+    }
+
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.clock.is_none()
+    }
+
+    /// Appends a batch of messages to `project` atomically, at the store's durability.
+    ///
+    /// Each message must be one JSON object; it is stored without insignificant whitespace.
+    /// Nothing is stored if any message is rejected. See [`append_with`](Self::append_with).
+    pub fn append<I>(&self, project: u64, messages: I) -> Result<Appended>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        self.append_with(project, messages, self.inner.options.durability)
+    }
+
+    /// Appends a batch of messages to `project` atomically, at the given durability.
+    ///
+    /// All messages get consecutive sequence numbers and the same stamp. Errors:
+    /// [`Error::InvalidMessage`] or [`Error::TooLarge`] naming the first bad message (nothing
+    /// stored), [`Error::BatchTooLarge`], [`Error::ReadOnly`], [`Error::Poisoned`], I/O errors.
+    pub fn append_with<I>(&self, project: u64, messages: I, durability: Durability) -> Result<Appended>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
+        let items: Vec<I::Item> = messages.into_iter().collect();
+        let batch = prepare(&items, self.inner.options.max_message_bytes)?;
+        let p = self.inner.project(project, true)?.expect("created on demand");
+        p.append(clock, &batch, durability)
+    }
+
+    /// The newest-first iterator over `project`'s messages, as of now. A project never written
+    /// yields nothing.
+    pub fn newest_first(&self, project: u64) -> Result<NewestFirst> {
+        Ok(match self.inner.project(project, false)? {
+            Some(p) => NewestFirst::new(self.inner.clone(), project, p.snapshot()),
+            None => NewestFirst::empty(project),
+        })
+    }
+
+    /// The ids of every project with a directory in the store, ascending.
+    pub fn projects(&self) -> Result<Vec<u64>> {
+        let dir = self.inner.dir.join(PROJECTS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("listing", &dir, e)),
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
+            if let Some(id) = entry.file_name().to_str().and_then(parse_project_dir) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Makes every append so far durable (fsync), whatever durability it was made with.
+    pub fn sync(&self) -> Result<()> {
+        let projects: Vec<Arc<Project>> = self.inner.projects.lock().values().cloned().collect();
+        projects.iter().try_for_each(|p| p.sync())
+    }
+
+    /// For a read-only store: forgets what it knew of every project, so the next read sees what
+    /// the writing process has appended since. A no-op on a writable store.
+    pub fn refresh(&self) {
+        if self.is_read_only() {
+            self.inner.projects.lock().clear();
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .field("read_only", &self.is_read_only())
+            .finish()
+    }
+}
+
+impl Inner {
+    fn project_dir(&self, id: u64) -> PathBuf {
+        self.dir.join(PROJECTS_DIR).join(id.to_string())
+    }
+
+    fn touch(&self) -> u64 {
+        self.tick.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The open project `id`, opening it if needed. With `create` false, a project without a
+    /// directory is `None` and nothing is created.
+    pub(crate) fn project(&self, id: u64, create: bool) -> Result<Option<Arc<Project>>> {
+        let mut map = self.projects.lock();
+        if let Some(p) = map.get(&id) {
+            p.last_used.store(self.touch(), Ordering::Relaxed);
+            return Ok(Some(p.clone()));
+        }
+        let dir = self.project_dir(id);
+        if !create && !dir.is_dir() {
+            return Ok(None);
+        }
+        let p = Arc::new(Project::open(
+            id,
+            dir,
+            self.clock.is_some(),
+            self.segment_bytes,
+        )?);
+        if let Some(clock) = &self.clock {
+            clock.observe(p.snapshot().last_stamp)?;
+        }
+        p.last_used.store(self.touch(), Ordering::Relaxed);
+        map.insert(id, p.clone());
+        if map.len() > self.options.max_open_projects {
+            evict_projects(&mut map, self.options.max_open_projects);
+        }
+        Ok(Some(p))
+    }
+
+    /// The sealed segment of `project` starting at `first_seq`, mapped once and shared.
+    pub(crate) fn sealed(&self, project: u64, first_seq: u64) -> Result<Arc<Sealed>> {
+        let key = (project, first_seq);
+        if let Some((seg, used)) = self.sealed.lock().get_mut(&key) {
+            *used = self.touch();
+            return Ok(seg.clone());
+        }
+        let seg = Arc::new(Sealed::open(
+            &self.project_dir(project),
+            first_seq,
+            self.clock.is_some(),
+        )?);
+        let mut cache = self.sealed.lock();
+        cache.insert(key, (seg.clone(), self.touch()));
+        let cap = self.options.max_mapped_segments;
+        if cache.len() > cap {
+            let mut by_age: Vec<((u64, u64), u64)> = cache.iter().map(|(k, v)| (*k, v.1)).collect();
+            by_age.sort_unstable_by_key(|&(_, used)| used);
+            // Evict a tenth beyond the cap at once so eviction's cost is amortised.
+            let excess = cache.len() - cap + cap / 10;
+            for (k, _) in by_age.into_iter().take(excess) {
+                cache.remove(&k);
+            }
+        }
+        Ok(seg)
+    }
+}
+
+/// Closes the least recently used projects nobody else holds, down to below `cap`.
+fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize) {
+    let mut idle: Vec<(u64, u64)> = map
+        .iter()
+        .filter(|(_, p)| Arc::strong_count(p) == 1)
+        .map(|(&id, p)| (p.last_used.load(Ordering::Relaxed), id))
+        .collect();
+    idle.sort_unstable();
+    let excess = (map.len() - cap + cap / 10).min(idle.len());
+    for (_, id) in idle.into_iter().take(excess) {
+        if let Some(p) = map.remove(&id) {
+            if let Err(e) = p.close() {
+                log::error!("closing project {id}: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for (id, p) in self.projects.get_mut().drain() {
+            if let Err(e) = p.close() {
+                log::error!("closing project {id}: {e}");
+            }
+        }
+    }
+}
+
+/// Parses a project directory name: a canonical decimal `u64`.
+fn parse_project_dir(name: &str) -> Option<u64> {
+    let id: u64 = name.parse().ok()?;
+    (id.to_string() == name).then_some(id)
+}
+
+/// Validates and compacts a batch. Nothing is stored unless all of it passes.
+fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<Cow<'_, [u8]>>> {
+    if items.len() as u64 > MAX_RECORDS_PER_SEGMENT {
+        return Err(Error::BatchTooLarge {
+            size: items.len() as u64,
+            limit: MAX_RECORDS_PER_SEGMENT,
+            unit: "messages",
+        });
+    }
+    let mut batch = Vec::with_capacity(items.len());
+    let mut bytes = 0u64;
+    for (index, item) in items.iter().enumerate() {
+        let raw = item.as_ref();
+        json::validate_object(raw).map_err(|reason| Error::InvalidMessage { index, reason })?;
+        let compact = json::compact(raw);
+        if compact.len() > limit {
+            return Err(Error::TooLarge {
+                index,
+                size: compact.len(),
+                limit,
+            });
+        }
+        bytes += frame_len(compact.len()) as u64;
+        batch.push(compact);
+    }
+    if bytes > MAX_BATCH_BYTES {
+        return Err(Error::BatchTooLarge {
+            size: bytes,
+            limit: MAX_BATCH_BYTES,
+            unit: "bytes",
+        });
+    }
+    Ok(batch)
+}
+
+fn encode_meta(segment_bytes: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&STORE_MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&segment_bytes.to_le_bytes()).to_le_bytes());
+    out.extend_from_slice(&segment_bytes.to_le_bytes());
+    out
+}
+
+/// Reads the `STORE` file: checks magic, version and checksum; returns the segment size.
+fn read_meta(dir: &Path) -> Result<u64> {
+    let path = dir.join(STORE_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotAStore {
+                dir: dir.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(Error::io("reading", &path, e)),
+    };
+    if bytes.len() != 24 || bytes[0..8] != STORE_MAGIC {
+        return Err(Error::corrupt(&path, 0, "not an activitylog STORE file"));
+    }
+    let version = read_u32(&bytes, 8);
+    if version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            path,
+            found: version,
+        });
+    }
+    if read_u32(&bytes, 12) != crc32fast::hash(&bytes[16..24]) {
+        return Err(Error::corrupt(&path, 12, "checksum mismatch"));
+    }
+    Ok(read_u64(&bytes, 16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Store>();
+    }
+
+    #[test]
+    fn project_dir_names_are_canonical() {
+        assert_eq!(parse_project_dir("42"), Some(42));
+        assert_eq!(parse_project_dir("042"), None);
+        assert_eq!(parse_project_dir("x"), None);
+        assert_eq!(parse_project_dir("-1"), None);
+    }
+}
