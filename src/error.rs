@@ -84,6 +84,11 @@ pub enum Error {
         /// The version found.
         found: u32,
     },
+    /// A query, filter or meta field is malformed.
+    InvalidQuery {
+        /// What is wrong.
+        reason: String,
+    },
     /// An option is out of range.
     InvalidOptions {
         /// What is wrong.
@@ -156,6 +161,7 @@ impl fmt::Display for Error {
                 "{} has format version {found}, which this build does not read",
                 path.display()
             ),
+            Error::InvalidQuery { reason } => f.write_str(reason),
             Error::InvalidOptions { reason } => write!(f, "invalid options: {reason}"),
         }
     }

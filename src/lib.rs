@@ -65,10 +65,13 @@
 
 mod clock;
 mod error;
+mod filter;
 mod index;
 mod json;
+mod meta;
 mod options;
 mod project;
+mod query;
 mod reader;
 mod record;
 mod scan;
@@ -76,10 +79,13 @@ mod segment;
 mod store;
 
 pub use error::{Error, Result};
+pub use filter::{Filter, Op};
+pub use meta::Meta;
 pub use options::{
     Durability, Options, DEFAULT_MAX_MAPPED_SEGMENTS, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_OPEN_PROJECTS, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
 };
 pub use project::{Appended, FIRST_SEQ};
+pub use query::{Merged, Query};
 pub use reader::{Message, NewestFirst};
 pub use store::{Store, MAX_BATCH_BYTES};

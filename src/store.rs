@@ -7,6 +7,7 @@
 //! DIR/STORE                    format version and the options that shape files
 //! DIR/LOCK                     held (flock) by the one writing process
 //! DIR/CLOCK                    the stamp reservation (see the clock module)
+//! DIR/NEWEST                   each project's newest stamp, written on a clean close
 //! DIR/projects/<id>/<first_seq:020>.log   a segment's log
 //! DIR/projects/<id>/<first_seq:020>.idx   its index
 //! ```
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -34,6 +35,8 @@ const STORE_FILE: &str = "STORE";
 const LOCK_FILE: &str = "LOCK";
 const CLOCK_FILE: &str = "CLOCK";
 const PROJECTS_DIR: &str = "projects";
+const NEWEST_FILE: &str = "NEWEST";
+const NEWEST_MAGIC: [u8; 8] = *b"ALOGNEWS";
 
 /// The most bytes one append may carry (so that every offset fits the index's 32 bits).
 pub const MAX_BATCH_BYTES: u64 = 1 << 30;
@@ -55,6 +58,9 @@ pub(crate) struct Inner {
     projects: Mutex<HashMap<u64, Arc<Project>>>,
     sealed: Mutex<HashMap<(u64, u64), (Arc<Sealed>, u64)>>,
     tick: AtomicU64,
+    /// Each project's newest stamp, once known for all projects (`None` until then). Lets a
+    /// query over all projects skip those that cannot contribute without opening them.
+    newest: RwLock<Option<HashMap<u64, u64>>>,
     /// Held for the store's lifetime: dropping it releases the lock.
     _lock: Option<File>,
 }
@@ -108,6 +114,7 @@ impl Store {
             Some(_) => Some(Clock::open(&dir.join(CLOCK_FILE))?),
             None => None,
         };
+        let newest = read_newest(dir, clock.is_some())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -117,6 +124,7 @@ impl Store {
                 projects: Mutex::new(HashMap::new()),
                 sealed: Mutex::new(HashMap::new()),
                 tick: AtomicU64::new(0),
+                newest: RwLock::new(newest),
                 _lock: lock,
             }),
         })
@@ -163,7 +171,57 @@ impl Store {
         let items: Vec<I::Item> = messages.into_iter().collect();
         let batch = prepare(&items, self.inner.options.max_message_bytes)?;
         let p = self.inner.project(project, true)?.expect("created on demand");
-        p.append(clock, &batch, durability)
+        let appended = p.append(clock, &batch, durability)?;
+        if appended.count > 0 {
+            if let Some(map) = self.inner.newest.write().as_mut() {
+                let newest = map.entry(project).or_insert(0);
+                *newest = (*newest).max(appended.stamp);
+            }
+        }
+        Ok(appended)
+    }
+
+    /// The newest stamp of each of `ids` that holds messages, as `(stamp, id)`.
+    pub(crate) fn newest_stamps(&self, ids: &[u64]) -> Result<Vec<(u64, u64)>> {
+        const FEW: usize = 64;
+        if ids.len() <= FEW && self.inner.newest.read().is_none() {
+            // For a few projects, opening them is cheaper than learning about all of them.
+            let mut out = Vec::with_capacity(ids.len());
+            for &id in ids {
+                if let Some(p) = self.inner.project(id, false)? {
+                    out.push((p.snapshot().last_stamp, id));
+                }
+            }
+            return Ok(out);
+        }
+        self.load_newest()?;
+        let guard = self.inner.newest.read();
+        let map = guard.as_ref().expect("loaded above");
+        Ok(ids
+            .iter()
+            .filter_map(|id| map.get(id).map(|&stamp| (stamp, *id)))
+            .collect())
+    }
+
+    /// Learns every project's newest stamp, opening the projects not known yet.
+    fn load_newest(&self) -> Result<()> {
+        if self.inner.newest.read().is_some() {
+            return Ok(());
+        }
+        // Held while scanning: appends that finish meanwhile wait to record their stamp, so the
+        // map misses nothing.
+        let mut guard = self.inner.newest.write();
+        if guard.is_some() {
+            return Ok(());
+        }
+        let mut map = HashMap::new();
+        for id in self.projects()? {
+            if let Some(p) = self.inner.project(id, false)? {
+                map.insert(id, p.snapshot().last_stamp);
+            }
+        }
+        *guard = Some(map);
+        Ok(())
     }
 
     /// The newest-first iterator over `project`'s messages, as of now. A project never written
@@ -205,6 +263,7 @@ impl Store {
     pub fn refresh(&self) {
         if self.is_read_only() {
             self.inner.projects.lock().clear();
+            *self.inner.newest.write() = None;
         }
     }
 }
@@ -304,12 +363,73 @@ fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize) {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        let mut clean = true;
         for (id, p) in self.projects.get_mut().drain() {
             if let Err(e) = p.close() {
                 log::error!("closing project {id}: {e}");
+                clean = false;
+            }
+        }
+        if let (true, Some(_), Some(map)) = (clean, &self.clock, self.newest.get_mut()) {
+            if let Err(e) = segment::write_atomically(&self.dir.join(NEWEST_FILE), &encode_newest(map)) {
+                log::warn!("cannot save the newest stamps ({e}); the next open recomputes them");
             }
         }
     }
+}
+
+fn encode_newest(map: &HashMap<u64, u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + map.len() * 16);
+    out.extend_from_slice(&NEWEST_MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(map.len() as u64).to_le_bytes());
+    for (id, stamp) in map {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&stamp.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out[16..]);
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Reads the `NEWEST` file a clean close left. A writer removes it (it becomes stale with the
+/// first append), so it exists only while no writer has the store open since a clean close.
+/// A missing or damaged file means "unknown": queries then learn the stamps from the projects.
+fn read_newest(dir: &Path, writable: bool) -> Result<Option<HashMap<u64, u64>>> {
+    let path = dir.join(NEWEST_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("reading", &path, e)),
+    };
+    let parsed = (|| {
+        if bytes.len() < 24 || bytes[0..8] != NEWEST_MAGIC || read_u32(&bytes, 8) != FORMAT_VERSION
+        {
+            return None;
+        }
+        if read_u32(&bytes, 12) != crc32fast::hash(&bytes[16..]) {
+            return None;
+        }
+        let n = usize::try_from(read_u64(&bytes, 16)).ok()?;
+        if bytes.len() != 24 + n.checked_mul(16)? {
+            return None;
+        }
+        Some(
+            bytes[24..]
+                .chunks_exact(16)
+                .map(|c| (read_u64(c, 0), read_u64(c, 8)))
+                .collect::<HashMap<u64, u64>>(),
+        )
+    })();
+    if parsed.is_none() {
+        log::warn!("ignoring a damaged {}", path.display());
+    }
+    if writable {
+        fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        segment::sync_dir(dir)?;
+    }
+    Ok(parsed)
 }
 
 /// Parses a project directory name: a canonical decimal `u64`.

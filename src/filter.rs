@@ -1,0 +1,299 @@
+//! Message filters, as the Activity API takes them: `[field, op, [values]]`.
+//!
+//! A filter looks at one top-level field of a message. Several filters combine with AND.
+//! Messages are parsed only when a filter needs it.
+//!
+//! | op | matches when the field… |
+//! |---|---|
+//! | `=` | equals any of the values |
+//! | `!=` | exists and equals none of the values |
+//! | `>` `>=` `<` `<=` | compares so with the single value: numbers numerically, strings by bytes; other types never match |
+//! | `in` | equals any of the values (as `=`) |
+//! | `contains` | is a string containing the single string value, or an array with an element equal to it |
+//! | `icontains` | is a string containing the single string value, ignoring case |
+//! | `startswith` | is a string starting with the single string value |
+//! | `exists` | is present (the values must be empty) |
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// A comparison operator of a [`Filter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `=`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `in`
+    In,
+    /// `contains`
+    Contains,
+    /// `icontains`
+    IContains,
+    /// `startswith`
+    StartsWith,
+    /// `exists`
+    Exists,
+}
+
+impl Op {
+    fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "=" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            ">=" => Op::Ge,
+            "<" => Op::Lt,
+            "<=" => Op::Le,
+            "in" => Op::In,
+            "contains" => Op::Contains,
+            "icontains" => Op::IContains,
+            "startswith" => Op::StartsWith,
+            "exists" => Op::Exists,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::In => "in",
+            Op::Contains => "contains",
+            Op::IContains => "icontains",
+            Op::StartsWith => "startswith",
+            Op::Exists => "exists",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One filter: `[field, op, [values]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    field: String,
+    op: Op,
+    values: Vec<Value>,
+    /// Lower-cased needle for `icontains`.
+    folded: Option<String>,
+}
+
+impl Filter {
+    /// Parses a filter from its JSON text, e.g. `["c", ">", [5]]`.
+    ///
+    /// A malformed filter is [`Error::InvalidQuery`] saying what is wrong.
+    pub fn parse(json: &str) -> Result<Filter> {
+        let bad = |reason: String| Error::InvalidQuery { reason };
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| bad(format!("filter {json} is not valid JSON ({e})")))?;
+        let Value::Array(parts) = value else {
+            return Err(bad(format!(
+                "filter {json} must be an array [field, op, [values]]"
+            )));
+        };
+        let [field, op, values] = <[Value; 3]>::try_from(parts).map_err(|parts| {
+            bad(format!(
+                "filter {json} has {} elements; it must be [field, op, [values]]",
+                parts.len()
+            ))
+        })?;
+        let Value::String(field) = field else {
+            return Err(bad(format!("filter {json}: the field name must be a string")));
+        };
+        let op = op
+            .as_str()
+            .and_then(Op::parse)
+            .ok_or_else(|| bad(format!("filter {json}: unknown operator {op}")))?;
+        let Value::Array(values) = values else {
+            return Err(bad(format!("filter {json}: the values must be an array")));
+        };
+        Filter::new(field, op, values)
+    }
+
+    /// Builds a filter, checking the number and type of values the operator needs.
+    pub fn new(field: impl Into<String>, op: Op, values: Vec<Value>) -> Result<Filter> {
+        let field = field.into();
+        let bad = |what: &str| Error::InvalidQuery {
+            reason: format!("filter on {field:?} with {op}: {what}"),
+        };
+        match op {
+            Op::Exists if !values.is_empty() => return Err(bad("takes no values")),
+            Op::Eq | Op::Ne | Op::In if values.is_empty() => {
+                return Err(bad("needs at least one value"))
+            }
+            Op::Gt | Op::Ge | Op::Lt | Op::Le | Op::Contains if values.len() != 1 => {
+                return Err(bad("needs exactly one value"))
+            }
+            Op::IContains | Op::StartsWith if !matches!(values.as_slice(), [Value::String(_)]) => {
+                return Err(bad("needs exactly one string value"))
+            }
+            _ => {}
+        }
+        let folded = match (op, values.first()) {
+            (Op::IContains, Some(Value::String(s))) => Some(s.to_lowercase()),
+            _ => None,
+        };
+        Ok(Filter {
+            field,
+            op,
+            values,
+            folded,
+        })
+    }
+
+    /// The field the filter looks at.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The operator.
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// Whether a parsed message matches.
+    pub fn matches(&self, message: &Map<String, Value>) -> bool {
+        let field = message.get(&self.field);
+        let Some(v) = field else {
+            return false;
+        };
+        let first = self.values.first();
+        match self.op {
+            Op::Exists => true,
+            Op::Eq | Op::In => self.values.iter().any(|x| json_eq(v, x)),
+            Op::Ne => !self.values.iter().any(|x| json_eq(v, x)),
+            Op::Gt => compare(v, first) == Some(Ordering::Greater),
+            Op::Ge => matches!(compare(v, first), Some(Ordering::Greater | Ordering::Equal)),
+            Op::Lt => compare(v, first) == Some(Ordering::Less),
+            Op::Le => matches!(compare(v, first), Some(Ordering::Less | Ordering::Equal)),
+            Op::Contains => match (v, first) {
+                (Value::String(s), Some(Value::String(needle))) => s.contains(needle.as_str()),
+                (Value::Array(items), Some(x)) => items.iter().any(|i| json_eq(i, x)),
+                _ => false,
+            },
+            Op::IContains => match (v, &self.folded) {
+                (Value::String(s), Some(needle)) => s.to_lowercase().contains(needle.as_str()),
+                _ => false,
+            },
+            Op::StartsWith => match (v, first) {
+                (Value::String(s), Some(Value::String(p))) => s.starts_with(p.as_str()),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// A set of filters combined with AND.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Filters(Vec<Filter>);
+
+impl Filters {
+    pub(crate) fn new(filters: Vec<Filter>) -> Self {
+        Filters(filters)
+    }
+
+    /// Whether the message (compact JSON object text) passes every filter. Parses only if there
+    /// are filters.
+    pub(crate) fn pass(&self, json: &str) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        match serde_json::from_str::<Map<String, Value>>(json) {
+            Ok(map) => self.0.iter().all(|f| f.matches(&map)),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Equality where numbers compare by value (`1` = `1.0`).
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y) == Some(Ordering::Equal),
+        _ => a == b,
+    }
+}
+
+fn compare(a: &Value, b: Option<&Value>) -> Option<Ordering> {
+    match (a, b?) {
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y),
+        (Value::String(x), Value::String(y)) => Some(x.as_str().cmp(y.as_str())),
+        _ => None,
+    }
+}
+
+fn compare_numbers(x: &serde_json::Number, y: &serde_json::Number) -> Option<Ordering> {
+    if let (Some(a), Some(b)) = (x.as_i64(), y.as_i64()) {
+        return Some(a.cmp(&b));
+    }
+    if let (Some(a), Some(b)) = (x.as_u64(), y.as_u64()) {
+        return Some(a.cmp(&b));
+    }
+    x.as_f64()?.partial_cmp(&y.as_f64()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass(filter: &str, msg: &str) -> bool {
+        Filters::new(vec![Filter::parse(filter).unwrap()]).pass(msg)
+    }
+
+    #[test]
+    fn operators() {
+        assert!(pass(r#"["c", ">", [5]]"#, r#"{"c":9}"#));
+        assert!(!pass(r#"["c", ">", [5]]"#, r#"{"c":5}"#));
+        assert!(pass(r#"["c", ">=", [5]]"#, r#"{"c":5.0}"#));
+        assert!(pass(r#"["c", "<", [5]]"#, r#"{"c":-1}"#));
+        assert!(pass(r#"["c", "<=", ["b"]]"#, r#"{"c":"a"}"#));
+        assert!(!pass(r#"["c", ">", [5]]"#, r#"{"c":"9"}"#));
+        assert!(pass(r#"["e", "=", ["a", "b"]]"#, r#"{"e":"b"}"#));
+        assert!(pass(r#"["e", "in", ["a", "b"]]"#, r#"{"e":"a"}"#));
+        assert!(pass(r#"["e", "!=", ["a"]]"#, r#"{"e":"b"}"#));
+        assert!(!pass(r#"["e", "!=", ["a"]]"#, r#"{"x":"b"}"#));
+        assert!(pass(r#"["e", "contains", ["job"]]"#, r#"{"e":"job:done"}"#));
+        assert!(pass(r#"["e", "contains", [2]]"#, r#"{"e":[1,2]}"#));
+        assert!(pass(r#"["e", "icontains", ["JOB"]]"#, r#"{"e":"a Job"}"#));
+        assert!(pass(r#"["e", "startswith", ["job:"]]"#, r#"{"e":"job:done"}"#));
+        assert!(!pass(r#"["e", "startswith", ["job:"]]"#, r#"{"e":"x job:"}"#));
+        assert!(pass(r#"["e", "exists", []]"#, r#"{"e":null}"#));
+        assert!(!pass(r#"["e", "exists", []]"#, r#"{"f":1}"#));
+        assert!(!pass(r#"["e", "=", [1]]"#, r#"{}"#));
+    }
+
+    #[test]
+    fn malformed_filters_say_what_is_wrong() {
+        let err = |s: &str| Filter::parse(s).unwrap_err().to_string();
+        assert!(err("nope").contains("not valid JSON"));
+        assert!(err(r#"{"a":1}"#).contains("must be an array"));
+        assert!(err(r#"["a", "="]"#).contains("2 elements"));
+        assert!(err(r#"[1, "=", [1]]"#).contains("field name"));
+        assert!(err(r#"["a", "~", [1]]"#).contains("unknown operator"));
+        assert!(err(r#"["a", "=", 1]"#).contains("values must be an array"));
+        assert!(err(r#"["a", ">", [1, 2]]"#).contains("exactly one value"));
+        assert!(err(r#"["a", "=", []]"#).contains("at least one"));
+        assert!(err(r#"["a", "exists", [1]]"#).contains("no values"));
+        assert!(err(r#"["a", "icontains", [1]]"#).contains("string"));
+    }
+}

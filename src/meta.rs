@@ -1,0 +1,93 @@
+//! Meta fields (`_ts`, `_project`, `_key`) spliced into stored JSON objects on the way out.
+//!
+//! Stored messages are compact JSON objects, so the closing `}` is the last byte: meta fields are
+//! written in front of it, after the message's own fields, in the order requested. Nothing is
+//! parsed or re-serialised. A message that already has a field of that name gets the meta field
+//! appended anyway (JSON parsers keep the last).
+
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+
+use crate::error::Error;
+use crate::reader::Message;
+
+/// A meta field that can be added to returned messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Meta {
+    /// `_ts`: the append time, integer milliseconds since the Unix epoch.
+    Ts,
+    /// `_project`: the integer project id.
+    Project,
+    /// `_key`: `"{project}/{seq}"`, the message's stable id.
+    Key,
+}
+
+impl Meta {
+    /// The field's name, with its underscore.
+    pub fn name(self) -> &'static str {
+        match self {
+            Meta::Ts => "_ts",
+            Meta::Project => "_project",
+            Meta::Key => "_key",
+        }
+    }
+}
+
+impl fmt::Display for Meta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Meta {
+    type Err = Error;
+
+    /// Parses `_ts`, `_project` or `_key`; anything else is [`Error::InvalidQuery`].
+    fn from_str(s: &str) -> Result<Meta, Error> {
+        match s {
+            "_ts" => Ok(Meta::Ts),
+            "_project" => Ok(Meta::Project),
+            "_key" => Ok(Meta::Key),
+            _ => Err(Error::InvalidQuery {
+                reason: format!("unknown meta field {s:?}; known ones are _ts, _project and _key"),
+            }),
+        }
+    }
+}
+
+impl Message {
+    /// Appends the message to `out` with the `meta` fields spliced in, in the order given.
+    pub fn write_with_meta(&self, meta: &[Meta], out: &mut Vec<u8>) {
+        let json = self.json().as_bytes();
+        if meta.is_empty() {
+            out.extend_from_slice(json);
+            return;
+        }
+        // A stored message is a compact object: `{` … `}` with no trailing whitespace.
+        debug_assert!(json.first() == Some(&b'{') && json.last() == Some(&b'}'));
+        let body = &json[..json.len() - 1];
+        out.extend_from_slice(body);
+        let mut need_comma = body.len() > 1;
+        for m in meta {
+            if need_comma {
+                out.push(b',');
+            }
+            need_comma = true;
+            // Writing to a Vec cannot fail.
+            let _ = match m {
+                Meta::Ts => write!(out, "\"_ts\":{}", self.timestamp_ms()),
+                Meta::Project => write!(out, "\"_project\":{}", self.project()),
+                Meta::Key => write!(out, "\"_key\":\"{}/{}\"", self.project(), self.seq()),
+            };
+        }
+        out.push(b'}');
+    }
+
+    /// The message with the `meta` fields spliced in, as a string.
+    pub fn json_with_meta(&self, meta: &[Meta]) -> String {
+        let mut out = Vec::with_capacity(self.json().len() + 48);
+        self.write_with_meta(meta, &mut out);
+        String::from_utf8(out).expect("splicing ASCII into UTF-8 keeps it UTF-8")
+    }
+}

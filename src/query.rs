@@ -1,0 +1,262 @@
+//! The multi-project query: a newest-first k-way merge of per-project cursors with a total
+//! `count`, a per-project `pcount`, and filters applied before both caps.
+//!
+//! Order: by stamp, newest first; equal stamps (possible only for imported history) by project
+//! id, higher first; then by sequence number, higher first. Stamps are unique per append call
+//! within a store, so in normal operation a message appended later always comes first, across
+//! projects, within one millisecond, and across restarts.
+//!
+//! Cost: a binary heap holds one head per open cursor. Projects are opened lazily in order of
+//! their newest stamp, and only while that stamp could beat the heap's top, so a query over
+//! thousands of projects with a small `count` touches only the projects that can contribute.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::iter::FusedIterator;
+
+use crate::error::{Error, Result};
+use crate::filter::{Filter, Filters};
+use crate::reader::{Message, NewestFirst};
+use crate::store::Store;
+
+/// What to read: which projects, how many messages, which filters.
+///
+/// ```
+/// use activitylog::{Query, Store};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append(1111111, [r#"{"foo":2}"#, r#"{"foo":3}"#, r#"{"foo":4}"#])?;
+/// store.append(2222222, [r#"{"bar":1}"#])?;
+/// let newest: Vec<String> = store
+///     .query(&Query::new().projects([1111111, 2222222]).pcount(1))?
+///     .map(|m| m.map(|m| m.into_json()))
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(newest, [r#"{"bar":1}"#, r#"{"foo":4}"#]);
+/// # Ok::<(), activitylog::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    projects: Option<Vec<u64>>,
+    count: Option<u64>,
+    pcount: Option<u64>,
+    filters: Vec<Filter>,
+}
+
+impl Query {
+    /// All projects, no caps, no filters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads only these projects (duplicates count once; unknown ones contribute nothing).
+    /// Default: every project in the store.
+    pub fn projects(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
+        let mut ids: Vec<u64> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.projects = Some(ids);
+        self
+    }
+
+    /// At most `n` messages in all. Default: no limit.
+    pub fn count(mut self, n: u64) -> Self {
+        self.count = Some(n);
+        self
+    }
+
+    /// At most `n` messages from each project. Default: no limit.
+    pub fn pcount(mut self, n: u64) -> Self {
+        self.pcount = Some(n);
+        self
+    }
+
+    /// Keeps only messages that match `filter` (several filters: all must match). Filters apply
+    /// before `count` and `pcount`.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filters.push(filter);
+        self
+    }
+}
+
+/// One project's newest-first cursor: filtered, capped at `pcount`.
+struct Cursor {
+    it: NewestFirst,
+    left: Option<u64>,
+}
+
+impl Cursor {
+    fn next(&mut self, filters: &Filters) -> Option<Result<Message>> {
+        if self.left == Some(0) {
+            return None;
+        }
+        loop {
+            match self.it.next()? {
+                Ok(m) if !filters.pass(m.json()) => continue,
+                Ok(m) => {
+                    if let Some(left) = &mut self.left {
+                        *left -= 1;
+                    }
+                    return Some(Ok(m));
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// A cursor's current message, ordered newest-greatest for the max-heap.
+struct Head {
+    msg: Message,
+    cursor: usize,
+}
+
+fn key(m: &Message) -> (u64, u64, u64) {
+    (m.stamp(), m.project(), m.seq())
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        key(&self.msg) == key(&other.msg)
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, other: &Self) -> Ordering {
+        key(&self.msg).cmp(&key(&other.msg))
+    }
+}
+
+/// The result of a [`Query`]: messages newest first across projects.
+///
+/// Made by [`Store::query`]. Memory stays bounded by the number of projects read, whatever
+/// `count` is. Errors (a damaged record, an unreadable segment) are yielded in place and the
+/// merge continues.
+pub struct Merged {
+    store: Store,
+    /// Projects not opened yet, with their newest stamp, sorted so the newest is last.
+    pending: Vec<(u64, u64)>,
+    cursors: Vec<Cursor>,
+    heap: BinaryHeap<Head>,
+    /// A cursor to advance before anything else (its last pull returned an error).
+    retry: Option<usize>,
+    /// An error to yield on the next call.
+    error: Option<Error>,
+    left: Option<u64>,
+    pcount: Option<u64>,
+    filters: Filters,
+    /// Projects opened so far (for tests and benchmarks of pruning).
+    opened: usize,
+}
+
+impl Merged {
+    pub(crate) fn new(store: Store, query: &Query, pending: Vec<(u64, u64)>) -> Self {
+        Merged {
+            store,
+            pending,
+            cursors: Vec::new(),
+            heap: BinaryHeap::new(),
+            retry: None,
+            error: None,
+            left: query.count,
+            pcount: query.pcount,
+            filters: Filters::new(query.filters.clone()),
+            opened: 0,
+        }
+    }
+
+    /// How many projects the query has opened so far.
+    pub fn projects_opened(&self) -> usize {
+        self.opened
+    }
+
+    /// Pulls the cursor's next message into the heap. An error is returned (and the cursor
+    /// retried on the next call).
+    fn advance(&mut self, cursor: usize) -> Result<()> {
+        match self.cursors[cursor].next(&self.filters) {
+            None => Ok(()),
+            Some(Ok(msg)) => {
+                self.heap.push(Head { msg, cursor });
+                Ok(())
+            }
+            Some(Err(e)) => {
+                self.retry = Some(cursor);
+                Err(e)
+            }
+        }
+    }
+
+    fn open_next_pending(&mut self) -> Result<()> {
+        let Some((_, project)) = self.pending.pop() else {
+            return Ok(());
+        };
+        self.opened += 1;
+        let it = self.store.newest_first(project)?;
+        self.cursors.push(Cursor {
+            it,
+            left: self.pcount,
+        });
+        self.advance(self.cursors.len() - 1)
+    }
+}
+
+impl Iterator for Merged {
+    type Item = Result<Message>;
+
+    fn next(&mut self) -> Option<Result<Message>> {
+        if self.left == Some(0) {
+            return None;
+        }
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        if let Some(cursor) = self.retry.take() {
+            if let Err(e) = self.advance(cursor) {
+                return Some(Err(e));
+            }
+        }
+        // Open every project whose newest message could come before the current top.
+        while let Some(&(newest, project)) = self.pending.last() {
+            let could_win = self
+                .heap
+                .peek()
+                .is_none_or(|top| (newest, project) >= (top.msg.stamp(), top.msg.project()));
+            if !could_win {
+                break;
+            }
+            if let Err(e) = self.open_next_pending() {
+                return Some(Err(e));
+            }
+        }
+        let Head { msg, cursor } = self.heap.pop()?;
+        if let Some(left) = &mut self.left {
+            *left -= 1;
+        }
+        if let Err(e) = self.advance(cursor) {
+            // Deliver this message now and the error on the next call.
+            self.error = Some(e);
+        }
+        Some(Ok(msg))
+    }
+}
+
+impl FusedIterator for Merged {}
+
+impl Store {
+    /// Runs a multi-project query: messages newest first across the chosen projects, with caps
+    /// and filters. See [`Query`].
+    pub fn query(&self, query: &Query) -> Result<Merged> {
+        let ids = match &query.projects {
+            Some(ids) => ids.clone(),
+            None => self.projects()?,
+        };
+        let mut pending = self.newest_stamps(&ids)?;
+        pending.retain(|&(stamp, _)| stamp > 0);
+        pending.sort_unstable();
+        Ok(Merged::new(self.clone(), query, pending))
+    }
+}
