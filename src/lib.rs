@@ -57,6 +57,7 @@
 //!
 //! ## Features
 //! - `cli` (default): the `activitylog` command line tool.
+//! - `server` (default): [`http`], the Activity API as an axum router, and `activitylog serve`.
 //!
 //! With `--no-default-features` only the library and its small dependencies are built.
 
@@ -66,6 +67,8 @@
 mod clock;
 mod error;
 mod filter;
+#[cfg(feature = "server")]
+pub mod http;
 mod index;
 mod json;
 mod meta;

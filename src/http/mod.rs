@@ -1,0 +1,478 @@
+//! The Activity API over HTTP, as an axum [`Router`] you can serve on its own
+//! ([`serve`]) or mount inside your own application.
+//!
+//! ```no_run
+//! use activitylog::http::{router, ApiConfig};
+//! use activitylog::Store;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("./activity-data")?;
+//! let app = axum::Router::new()
+//!     .nest("/api", router(store, ApiConfig::default()))
+//!     .route("/health", axum::routing::get(|| async { "ok" }));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Endpoints (each also with a trailing slash):
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | POST | `/activity/{project_id}` | append JSON Lines atomically |
+//! | GET | `/activity/{project_id}` | the project's messages, newest first |
+//! | GET | `/activity/projects` | several projects merged, newest first |
+//!
+//! The full contract, with what the `python-scrapinghub` client sends and expects, is in the
+//! repository's `docs/http.md`.
+
+mod auth;
+mod params;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::mpsc;
+
+pub use auth::ApiKeys;
+use params::{Format, Params};
+
+use crate::{Durability, Error, Merged, Meta, Query, Store};
+
+/// Default bound on a POST body: 64 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+/// Bytes gathered before a chunk of a streamed response is handed to the connection.
+const CHUNK_BYTES: usize = 64 << 10;
+/// Chunks buffered between the reader thread and the connection; bounds a response's memory.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// How the API behaves: authentication, limits, durability of POSTs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    keys: Option<ApiKeys>,
+    max_body_bytes: usize,
+    durability: Option<Durability>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            keys: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            durability: None,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Open access, 64 MiB bodies, the store's durability.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires one of these API keys on every request. Default: no keys, open access.
+    pub fn keys(mut self, keys: ApiKeys) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The largest POST body accepted, in bytes; larger is 413. Default:
+    /// [`DEFAULT_MAX_BODY_BYTES`].
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The durability a POST reaches before its 200. Default: the store's.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+}
+
+struct AppState {
+    store: Store,
+    config: ApiConfig,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// The Activity API router over `store`.
+pub fn router(store: Store, config: ApiConfig) -> Router {
+    let limit = config.max_body_bytes;
+    let state = Arc::new(AppState { store, config });
+    let projects = get(get_projects).fallback(method_not_allowed);
+    let one = get(get_activity)
+        .post(post_activity)
+        .fallback(method_not_allowed);
+    Router::new()
+        .route("/activity/projects", projects.clone())
+        .route("/activity/projects/", projects)
+        .route("/activity/{project}", one.clone())
+        .route("/activity/{project}/", one)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(common_headers))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight,
+/// syncs the store and returns.
+pub async fn serve(
+    store: Store,
+    config: ApiConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(store.clone(), config)
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+        .layer(middleware::from_fn(log_request));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tokio::task::spawn_blocking(move || store.sync())
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)
+}
+
+/// One log line per request: method, path, status, duration.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    log::info!(
+        "{method} {path} {} {:.3} ms",
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    response
+}
+
+/// `Access-Control-Allow-Origin: *` on every response.
+async fn common_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// A plain-text error response: one sentence and a newline.
+pub(crate) fn plain(status: StatusCode, sentence: impl Into<String>) -> Response {
+    let mut body = sentence.into();
+    body.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    plain(StatusCode::NOT_FOUND, "not found: the Activity API serves /activity/{project_id} and /activity/projects")
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed here"),
+    )
+}
+
+/// Parses a project id path segment; anything but an unsigned integer is 404.
+fn project_id(raw: &str) -> Result<u64, Response> {
+    match raw.parse::<u64>() {
+        Ok(id) if !raw.starts_with('+') => Ok(id),
+        _ => Err(plain(
+            StatusCode::NOT_FOUND,
+            format!("no such project {raw:?}: project ids are unsigned integers"),
+        )),
+    }
+}
+
+/// Maps a library error to a response.
+fn error_response(e: &Error) -> Response {
+    match e {
+        Error::InvalidQuery { reason } => plain(StatusCode::BAD_REQUEST, reason.clone()),
+        Error::TooLarge { .. } | Error::BatchTooLarge { .. } => {
+            plain(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        Error::InvalidMessage { .. } => plain(StatusCode::BAD_REQUEST, e.to_string()),
+        Error::Poisoned { .. } | Error::ReadOnly => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        _ => {
+            log::error!("{e}");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+        }
+    }
+}
+
+async fn post_activity(
+    State(state): Shared,
+    Path(project): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let project = match project_id(&project) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let params = match Params::parse(query.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(r) = auth::check(&state.config.keys, &headers, &params, Some(project)) {
+        return r;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is over the limit of {} bytes",
+                    state.config.max_body_bytes
+                ),
+            )
+        }
+        Err(rejection) => return plain(rejection.status(), rejection.body_text()),
+    };
+    let (lines, numbers) = match split_lines(&body) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let store = state.store.clone();
+    let durability = state.config.durability;
+    let result = tokio::task::spawn_blocking(move || {
+        let lines = lines.into_iter().map(|r| &body[r]);
+        match durability {
+            Some(d) => store.append_with(project, lines, d),
+            None => store.append(project, lines),
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(_)) => StatusCode::OK.into_response(),
+        Ok(Err(Error::InvalidMessage { index, reason })) => plain(
+            StatusCode::BAD_REQUEST,
+            format!("line {} is invalid: {reason}; nothing was stored", numbers[index]),
+        ),
+        Ok(Err(Error::TooLarge { index, size, limit })) => plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "line {} is {size} bytes, over the limit of {limit} bytes; nothing was stored",
+                numbers[index]
+            ),
+        ),
+        Ok(Err(e)) => error_response(&e),
+        Err(join) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {join}"),
+        ),
+    }
+}
+
+/// Splits a JSON Lines body into the byte ranges of its non-blank lines and their 1-based line
+/// numbers.
+fn split_lines(body: &[u8]) -> Result<(Vec<std::ops::Range<usize>>, Vec<usize>), Response> {
+    let mut lines = Vec::new();
+    let mut numbers = Vec::new();
+    let mut start = 0;
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let range = start..start + line.len();
+        start += line.len() + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let range = range.start..range.start + line.len();
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        if std::str::from_utf8(line).is_err() {
+            return Err(plain(
+                StatusCode::BAD_REQUEST,
+                format!("line {} is not valid UTF-8; nothing was stored", i + 1),
+            ));
+        }
+        lines.push(range);
+        numbers.push(i + 1);
+    }
+    Ok((lines, numbers))
+}
+
+async fn get_activity(
+    State(state): Shared,
+    Path(project): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let project = match project_id(&project) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let params = match Params::parse(query.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Err(r) = auth::check(&state.config.keys, &headers, &params, Some(project)) {
+        return r;
+    }
+    let mut q = Query::new().projects([project]);
+    if let Some(count) = params.count {
+        q = q.count(count);
+    }
+    respond(&state, &headers, &params, q, params.filters.clone()).await
+}
+
+async fn get_projects(
+    State(state): Shared,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params = match Params::parse(query.as_deref()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let allowed = match auth::check(&state.config.keys, &headers, &params, None) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut q = Query::new();
+    match (&params.projects, allowed) {
+        (Some(ps), Some(allowed)) => {
+            if let Some(p) = ps.iter().find(|p| !allowed.contains(p)) {
+                return plain(
+                    StatusCode::FORBIDDEN,
+                    format!("this API key may not read project {p}"),
+                );
+            }
+            q = q.projects(ps.iter().copied());
+        }
+        (Some(ps), None) => q = q.projects(ps.iter().copied()),
+        (None, Some(allowed)) => q = q.projects(allowed.iter().copied()),
+        (None, None) => {}
+    }
+    if let Some(count) = params.count {
+        q = q.count(count);
+    }
+    if let Some(pcount) = params.pcount {
+        q = q.pcount(pcount);
+    }
+    respond(&state, &headers, &params, q, params.filters.clone()).await
+}
+
+/// Runs the query on a blocking thread and streams its result.
+async fn respond(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+    mut query: Query,
+    filters: Vec<crate::Filter>,
+) -> Response {
+    for f in filters {
+        query = query.filter(f);
+    }
+    let format = match params.format(headers) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let store = state.store.clone();
+    let meta = params.meta.clone();
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    let opened = tokio::task::spawn_blocking(move || store.query(&query)).await;
+    let merged = match opened {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => return error_response(&e),
+        Err(join) => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: {join}"),
+            )
+        }
+    };
+    tokio::task::spawn_blocking(move || produce(merged, &meta, format, &tx));
+    // The first chunk decides the status: an error before any data is an error response.
+    let first = match rx.recv().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => {
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: {e}"),
+            )
+        }
+        None => Bytes::new(),
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let body = Body::from_stream(
+        futures_util::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest),
+    );
+    let content_type = match format {
+        Format::Json => "application/json; charset=UTF-8",
+        Format::JsonLines => "application/x-jsonlines; charset=UTF-8",
+    };
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// Writes the query's messages as chunks into `tx`. Runs on a blocking thread; stops early when
+/// the client goes away. A read error after the first chunk ends the stream with an error, so
+/// the client sees a broken response rather than silently missing messages.
+fn produce(
+    merged: Merged,
+    meta: &[Meta],
+    format: Format,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
+    let mut first = true;
+    if format == Format::Json {
+        buf.push(b'[');
+    }
+    for item in merged {
+        match item {
+            Ok(m) => {
+                if format == Format::Json && !first {
+                    buf.push(b',');
+                }
+                first = false;
+                m.write_with_meta(meta, &mut buf);
+                if format == Format::JsonLines {
+                    buf.push(b'\n');
+                }
+            }
+            Err(e) => {
+                log::error!("while streaming a response: {e}");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        }
+        if buf.len() >= CHUNK_BYTES {
+            let chunk = Bytes::from(std::mem::replace(
+                &mut buf,
+                Vec::with_capacity(CHUNK_BYTES + 4096),
+            ));
+            if tx.blocking_send(Ok(chunk)).is_err() {
+                return;
+            }
+        }
+    }
+    if format == Format::Json {
+        buf.push(b']');
+    }
+    if !buf.is_empty() {
+        let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+    }
+}

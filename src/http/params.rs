@@ -1,0 +1,99 @@
+//! Query-string parameters of the Activity API.
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::plain;
+use crate::{Filter, Meta};
+
+/// The most `p` parameters one request may carry.
+const MAX_PROJECTS: usize = 10_000;
+
+/// The response format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// JSON Lines: one object per line, each line ending with `\n`.
+    JsonLines,
+    /// One JSON array.
+    Json,
+}
+
+/// Parsed query parameters. Unknown parameters are ignored.
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    pub(crate) count: Option<u64>,
+    pub(crate) pcount: Option<u64>,
+    pub(crate) projects: Option<Vec<u64>>,
+    pub(crate) meta: Vec<Meta>,
+    pub(crate) filters: Vec<Filter>,
+    pub(crate) format: Option<String>,
+    pub(crate) apikey: Option<String>,
+}
+
+impl Params {
+    /// Parses a raw query string; a bad value is a 400 response saying which.
+    pub(crate) fn parse(query: Option<&str>) -> Result<Params, Response> {
+        let bad = |s: String| plain(StatusCode::BAD_REQUEST, s);
+        let mut params = Params::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "count" => params.count = Some(non_negative("count", &value).map_err(bad)?),
+                "pcount" => params.pcount = Some(non_negative("pcount", &value).map_err(bad)?),
+                "p" => {
+                    let id = value.parse::<u64>().map_err(|_| {
+                        bad(format!("p={value} is not a project id (an unsigned integer)"))
+                    })?;
+                    let ps = params.projects.get_or_insert_with(Vec::new);
+                    if ps.len() >= MAX_PROJECTS {
+                        return Err(bad(format!(
+                            "too many p parameters: at most {MAX_PROJECTS} projects per request"
+                        )));
+                    }
+                    ps.push(id);
+                }
+                "meta" => params
+                    .meta
+                    .push(value.parse::<Meta>().map_err(|e| bad(e.to_string()))?),
+                "filter" => params
+                    .filters
+                    .push(Filter::parse(&value).map_err(|e| bad(e.to_string()))?),
+                "format" => params.format = Some(value.into_owned()),
+                "apikey" => params.apikey = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        Ok(params)
+    }
+
+    /// The response format: `format=` wins, then `Accept: application/json`, else JSON Lines.
+    pub(crate) fn format(&self, headers: &HeaderMap) -> Result<Format, Response> {
+        match self.format.as_deref() {
+            Some("json") => Ok(Format::Json),
+            Some("jl") | Some("jsonl") => Ok(Format::JsonLines),
+            Some(other) => Err(plain(
+                StatusCode::BAD_REQUEST,
+                format!("format {other:?} is not supported; use json or jl"),
+            )),
+            None => {
+                let accept = headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let wants_json = accept
+                    .split(',')
+                    .any(|part| part.split(';').next().map(str::trim) == Some("application/json"));
+                Ok(if wants_json {
+                    Format::Json
+                } else {
+                    Format::JsonLines
+                })
+            }
+        }
+    }
+}
+
+fn non_negative(name: &str, value: &str) -> Result<u64, String> {
+    value
+        .parse::<u64>()
+        .map_err(|_| format!("{name}={value} is not a non-negative integer"))
+}
