@@ -161,7 +161,11 @@ mod tests {
         drop(c);
         // Damage the newest slot; the older reservation must still be honoured.
         let bytes = std::fs::read(&path).unwrap();
-        let newest = if read_u64(&bytes, 0) > read_u64(&bytes, 16) { 0 } else { 16 };
+        let newest = if read_u64(&bytes, 0) > read_u64(&bytes, 16) {
+            0
+        } else {
+            16
+        };
         let mut damaged = bytes.clone();
         damaged[newest] ^= 0xff;
         std::fs::write(&path, damaged).unwrap();

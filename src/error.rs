@@ -45,6 +45,8 @@ pub enum Error {
     InvalidMessage {
         /// Zero-based position of the message in the batch.
         index: usize,
+        /// The 1-based line of the input it came from, for batches read from JSON Lines.
+        line: Option<usize>,
         /// What is wrong with it.
         reason: String,
     },
@@ -52,6 +54,8 @@ pub enum Error {
     TooLarge {
         /// Zero-based position of the message in the batch.
         index: usize,
+        /// The 1-based line of the input it came from, for batches read from JSON Lines.
+        line: Option<usize>,
         /// The message's size in bytes (after whitespace removal).
         size: usize,
         /// The limit in bytes.
@@ -115,9 +119,22 @@ impl Error {
         }
     }
 
+    /// Names the input line of a rejected message, given the line of each message.
+    pub(crate) fn at_line(mut self, line_of: impl Fn(usize) -> usize) -> Self {
+        if let Error::InvalidMessage { index, line, .. } | Error::TooLarge { index, line, .. } =
+            &mut self
+        {
+            *line = Some(line_of(*index));
+        }
+        self
+    }
+
     /// Whether this error reports damaged bytes on disk.
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. } | Error::UnsupportedVersion { .. })
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::UnsupportedVersion { .. }
+        )
     }
 }
 
@@ -140,22 +157,45 @@ impl fmt::Display for Error {
                 f,
                 "project {project} refuses writes because an earlier fsync failed; reopen the store"
             ),
-            Error::InvalidMessage { index, reason } => {
-                write!(f, "message {} is invalid: {reason}", index + 1)
-            }
-            Error::TooLarge { index, size, limit } => write!(
-                f,
-                "message {} is {size} bytes, over the limit of {limit} bytes",
-                index + 1
-            ),
+            Error::InvalidMessage {
+                index,
+                line,
+                reason,
+            } => match line {
+                Some(line) => write!(f, "line {line} is invalid: {reason}"),
+                None => write!(f, "message {} is invalid: {reason}", index + 1),
+            },
+            Error::TooLarge {
+                index,
+                line,
+                size,
+                limit,
+            } => match line {
+                Some(line) => write!(
+                    f,
+                    "line {line} is {size} bytes, over the limit of {limit} bytes"
+                ),
+                None => write!(
+                    f,
+                    "message {} is {size} bytes, over the limit of {limit} bytes",
+                    index + 1
+                ),
+            },
             Error::BatchTooLarge { size, limit, unit } => {
-                write!(f, "the batch holds {size} {unit}, over the limit of {limit} {unit}")
+                write!(
+                    f,
+                    "the batch holds {size} {unit}, over the limit of {limit} {unit}"
+                )
             }
             Error::Corrupt {
                 path,
                 offset,
                 reason,
-            } => write!(f, "{} is corrupt at byte {offset}: {reason}", path.display()),
+            } => write!(
+                f,
+                "{} is corrupt at byte {offset}: {reason}",
+                path.display()
+            ),
             Error::UnsupportedVersion { path, found } => write!(
                 f,
                 "{} has format version {found}, which this build does not read",

@@ -119,7 +119,9 @@ impl Filter {
             ))
         })?;
         let Value::String(field) = field else {
-            return Err(bad(format!("filter {json}: the field name must be a string")));
+            return Err(bad(format!(
+                "filter {json}: the field name must be a string"
+            )));
         };
         let op = op
             .as_str()
@@ -275,8 +277,14 @@ mod tests {
         assert!(pass(r#"["e", "contains", ["job"]]"#, r#"{"e":"job:done"}"#));
         assert!(pass(r#"["e", "contains", [2]]"#, r#"{"e":[1,2]}"#));
         assert!(pass(r#"["e", "icontains", ["JOB"]]"#, r#"{"e":"a Job"}"#));
-        assert!(pass(r#"["e", "startswith", ["job:"]]"#, r#"{"e":"job:done"}"#));
-        assert!(!pass(r#"["e", "startswith", ["job:"]]"#, r#"{"e":"x job:"}"#));
+        assert!(pass(
+            r#"["e", "startswith", ["job:"]]"#,
+            r#"{"e":"job:done"}"#
+        ));
+        assert!(!pass(
+            r#"["e", "startswith", ["job:"]]"#,
+            r#"{"e":"x job:"}"#
+        ));
         assert!(pass(r#"["e", "exists", []]"#, r#"{"e":null}"#));
         assert!(!pass(r#"["e", "exists", []]"#, r#"{"f":1}"#));
         assert!(!pass(r#"["e", "=", [1]]"#, r#"{}"#));

@@ -39,7 +39,9 @@ pub fn encode_header() -> [u8; INDEX_HEADER_BYTES] {
 
 /// Checks the header of an index file image and returns the entry bytes that follow it.
 pub fn entries_of(file: &[u8]) -> Result<&[u8], DecodeError> {
-    let header = file.get(..INDEX_HEADER_BYTES).ok_or(DecodeError::Truncated)?;
+    let header = file
+        .get(..INDEX_HEADER_BYTES)
+        .ok_or(DecodeError::Truncated)?;
     if header[0..8] != INDEX_MAGIC {
         return Err(DecodeError::BadMagic);
     }
@@ -62,8 +64,11 @@ pub fn entry(entries: &[u8], i: usize) -> u32 {
 /// every offset is inside the log; the last entry is not [`LOST`]. Whether the last record ends
 /// exactly at the log's end is for the caller to check, since only it can decode the frame.
 pub fn check(entries: &[u8], log_len: u64) -> Result<(), String> {
-    if entries.len() % ENTRY_BYTES != 0 {
-        return Err(format!("{} bytes is not a whole number of entries", entries.len()));
+    if !entries.len().is_multiple_of(ENTRY_BYTES) {
+        return Err(format!(
+            "{} bytes is not a whole number of entries",
+            entries.len()
+        ));
     }
     let n = entries.len() / ENTRY_BYTES;
     if n == 0 {
@@ -133,10 +138,19 @@ mod tests {
     fn check_rejects_damage() {
         let good = entries(&[32, 54, 100]);
         assert!(check(&good[..7], 130).is_err(), "cut mid-entry");
-        assert!(check(&entries(&[32, 100, 54]), 130).is_err(), "non-monotonic");
-        assert!(check(&entries(&[32, 54, 200]), 130).is_err(), "past the log");
+        assert!(
+            check(&entries(&[32, 100, 54]), 130).is_err(),
+            "non-monotonic"
+        );
+        assert!(
+            check(&entries(&[32, 54, 200]), 130).is_err(),
+            "past the log"
+        );
         assert!(check(&entries(&[33, 54]), 130).is_err(), "wrong first");
-        assert!(check(&entries(&[32, 40]), 130).is_err(), "overlapping records");
+        assert!(
+            check(&entries(&[32, 40]), 130).is_err(),
+            "overlapping records"
+        );
         assert!(check(&entries(&[32, LOST]), 130).is_err(), "lost last");
     }
 }

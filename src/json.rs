@@ -20,8 +20,30 @@ pub(crate) fn validate_object(bytes: &[u8]) -> Result<(), String> {
         (None, _) => Err("it is empty".to_string()),
         (Some(b'{'), Ok(())) => Ok(()),
         (Some(_), Ok(())) => Err("it is valid JSON but not an object".to_string()),
-        (Some(_), Err(e)) => Err(format!("it is not valid JSON ({e})")),
+        (Some(_), Err(e)) => Err(format!("it is not valid JSON ({})", describe(&e))),
     }
+}
+
+/// serde_json's message with the position as a column: a message is one line, so "line 1"
+/// would only confuse a reader who thinks in lines of the input.
+fn describe(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(message) if e.line() == 1 => format!("{message} at column {}", e.column()),
+        _ => text,
+    }
+}
+
+/// Splits JSON Lines into `(1-based line number, line)` pairs: lines end in `\n` or `\r\n`,
+/// the last needs no line end, and lines of only whitespace are skipped.
+pub(crate) fn split_lines(input: &[u8]) -> Vec<(usize, &[u8])> {
+    input
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
+        .filter(|(_, line)| !line.iter().all(|&b| is_ws(b)))
+        .collect()
 }
 
 /// Parses one JSON value without building it, then requires the end of input.
@@ -98,12 +120,40 @@ mod tests {
     fn accepts_objects_only() {
         assert!(validate_object(br#"{"a":1}"#).is_ok());
         assert!(validate_object(b"  {}  \n").is_ok());
-        assert!(validate_object(b"[1]").unwrap_err().contains("not an object"));
+        assert!(validate_object(b"[1]")
+            .unwrap_err()
+            .contains("not an object"));
         assert!(validate_object(b"1").unwrap_err().contains("not an object"));
         assert!(validate_object(b"").unwrap_err().contains("empty"));
-        assert!(validate_object(b"{").unwrap_err().contains("not valid JSON"));
-        assert!(validate_object(b"{} {}").unwrap_err().contains("not valid JSON"));
+        assert!(validate_object(b"{")
+            .unwrap_err()
+            .contains("not valid JSON"));
+        assert!(validate_object(b"{} {}")
+            .unwrap_err()
+            .contains("not valid JSON"));
         assert!(validate_object(b"{\"a\":1,}").is_err());
+    }
+
+    #[test]
+    fn json_lines_are_numbered_and_blank_ones_skipped() {
+        let input = b"{\"a\":1}\r\n\r\n  \n{\"b\":2}\n\n{\"c\":3}";
+        assert_eq!(
+            split_lines(input),
+            [
+                (1, &b"{\"a\":1}"[..]),
+                (4, &b"{\"b\":2}"[..]),
+                (6, &b"{\"c\":3}"[..])
+            ]
+        );
+        assert!(split_lines(b"").is_empty());
+        assert!(split_lines(b"\n\r\n").is_empty());
+    }
+
+    #[test]
+    fn errors_give_a_column_not_a_line() {
+        let e = validate_object(b"{\"a\": tru}").unwrap_err();
+        assert!(e.contains("at column"), "{e}");
+        assert!(!e.contains("line"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //!     .map(|m| m.map(|m| m.into_json()))
 //!     .collect::<Result<_, _>>()?;
 //! assert_eq!(newest, [r#"{"event":"job:cancelled"}"#, r#"{"event":"job:completed"}"#]);
-//! # Ok::<(), activitylog::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! ## What it is not

@@ -387,7 +387,10 @@ impl Project {
             // Sync the active segment as it is now: that covers every batch written before this
             // point, including those of writers now waiting.
             let snap = self.snapshot();
-            let active = snap.active.as_ref().expect("a target implies an active segment");
+            let active = snap
+                .active
+                .as_ref()
+                .expect("a target implies an active segment");
             let covered = (active.header.first_seq, snap.active_len);
             let result = active.file.sync_data();
             s = self.sync.lock();
@@ -472,7 +475,11 @@ fn recover_active(
         .map_err(|e| Error::io("reading metadata of", &path, e))?
         .len();
     if log_len > u64::from(u32::MAX) {
-        return Err(Error::corrupt(&path, u64::from(u32::MAX), "the log is larger than 4 GiB"));
+        return Err(Error::corrupt(
+            &path,
+            u64::from(u32::MAX),
+            "the log is larger than 4 GiB",
+        ));
     }
     let idx_path = segment::index_path(dir, first_seq);
     let idx_image = match fs::read(&idx_path) {

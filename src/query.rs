@@ -32,7 +32,7 @@ use crate::store::Store;
 ///     .map(|m| m.map(|m| m.into_json()))
 ///     .collect::<Result<_, _>>()?;
 /// assert_eq!(newest, [r#"{"bar":1}"#, r#"{"foo":4}"#]);
-/// # Ok::<(), activitylog::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Query {

@@ -194,7 +194,11 @@ impl NewestFirst {
             return Err(Error::corrupt(
                 &active.path,
                 0,
-                format!("records {}..={} were lost to damage in this segment", first + j, seq),
+                format!(
+                    "records {}..={} were lost to damage in this segment",
+                    first + j,
+                    seq
+                ),
             ));
         }
         let offset = u64::from(offset);
@@ -248,7 +252,10 @@ impl NewestFirst {
                 .as_ref()
                 .map_or(self.snap.next_seq, |a| a.header.first_seq)
         });
-        let store = self.store.as_ref().expect("a non-empty iterator has a store");
+        let store = self
+            .store
+            .as_ref()
+            .expect("a non-empty iterator has a store");
         let seg = store.sealed(self.project, first)?;
         self.current = Current::Sealed {
             seg: seg.clone(),
@@ -296,7 +303,10 @@ impl NewestFirst {
             return err.map(Err);
         }
         self.next = seq - 1;
-        Some(seg.record(i).and_then(|rec| self.message(rec, seg.path(), 0)))
+        Some(
+            seg.record(i)
+                .and_then(|rec| self.message(rec, seg.path(), 0)),
+        )
     }
 }
 

@@ -152,9 +152,18 @@ pub const fn frame_len(payload_len: usize) -> usize {
 /// If the payload is over [`MAX_PAYLOAD_BYTES`], `seq_delta` over 24 bits or `stamp_delta` over
 /// [`MAX_STAMP_DELTA_US`]: callers check these limits before encoding.
 pub fn encode_frame(out: &mut Vec<u8>, frame: &Frame<'_>) {
-    assert!(frame.payload.len() <= MAX_PAYLOAD_BYTES, "payload over the frame limit");
-    assert!(u64::from(frame.seq_delta) < MAX_RECORDS_PER_SEGMENT, "seq delta over 24 bits");
-    assert!(frame.stamp_delta <= MAX_STAMP_DELTA_US, "stamp delta over 40 bits");
+    assert!(
+        frame.payload.len() <= MAX_PAYLOAD_BYTES,
+        "payload over the frame limit"
+    );
+    assert!(
+        u64::from(frame.seq_delta) < MAX_RECORDS_PER_SEGMENT,
+        "seq delta over 24 bits"
+    );
+    assert!(
+        frame.stamp_delta <= MAX_STAMP_DELTA_US,
+        "stamp delta over 40 bits"
+    );
     let mut len_flags = frame.payload.len() as u32;
     if frame.continues {
         len_flags |= FLAG_CONTINUES;
@@ -252,7 +261,10 @@ mod tests {
         };
         let bytes = h.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
-        assert_eq!(SegmentHeader::decode(&bytes[..31]), Err(DecodeError::Truncated));
+        assert_eq!(
+            SegmentHeader::decode(&bytes[..31]),
+            Err(DecodeError::Truncated)
+        );
         let mut bad = bytes;
         bad[0] ^= 1;
         assert_eq!(SegmentHeader::decode(&bad), Err(DecodeError::BadMagic));
@@ -293,7 +305,10 @@ mod tests {
         for i in 0..bytes.len() * 8 {
             let mut b = bytes.clone();
             b[i / 8] ^= 1 << (i % 8);
-            assert!(decode_frame(&b, 0).is_err(), "flip of bit {i} went unnoticed");
+            assert!(
+                decode_frame(&b, 0).is_err(),
+                "flip of bit {i} went unnoticed"
+            );
         }
     }
 

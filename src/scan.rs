@@ -84,8 +84,9 @@ pub fn scan(buf: &[u8], base: u64, first_delta: u32) -> Scan {
 fn resync(buf: &[u8], from: usize, expected: u64) -> Option<(usize, Frame<'_>)> {
     let last = buf.len().checked_sub(FRAME_OVERHEAD_BYTES)?;
     (from..=last).find_map(|pos| match decode_frame(buf, pos) {
-        Ok(f) if u64::from(f.seq_delta) >= expected
-            && u64::from(f.seq_delta) < MAX_RECORDS_PER_SEGMENT =>
+        Ok(f)
+            if u64::from(f.seq_delta) >= expected
+                && u64::from(f.seq_delta) < MAX_RECORDS_PER_SEGMENT =>
         {
             Some((pos, f))
         }

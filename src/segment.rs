@@ -97,7 +97,11 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<SegmentHeader> {
     match file.read_exact_at(&mut buf, 0) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(Error::corrupt(path, 0, "the file is shorter than its header"))
+            return Err(Error::corrupt(
+                path,
+                0,
+                "the file is shorter than its header",
+            ))
         }
         Err(e) => return Err(Error::io("reading", path, e)),
     }
@@ -136,7 +140,13 @@ pub(crate) fn decode_at<'a>(
         .checked_sub(base)
         .ok_or(DecodeError::Truncated)
         .and_then(|at| decode_frame(log, at as usize))
-        .map_err(|e| Error::corrupt(path, offset, format!("record {}: {e}", header.first_seq + i)))?;
+        .map_err(|e| {
+            Error::corrupt(
+                path,
+                offset,
+                format!("record {}: {e}", header.first_seq + i),
+            )
+        })?;
     if u64::from(frame.seq_delta) != i {
         return Err(Error::corrupt(
             path,

@@ -38,6 +38,9 @@ const PROJECTS_DIR: &str = "projects";
 const NEWEST_FILE: &str = "NEWEST";
 const NEWEST_MAGIC: [u8; 8] = *b"ALOGNEWS";
 
+/// Mapped sealed segments by (project, first seq), with the tick of their last use.
+type SealedCache = HashMap<(u64, u64), (Arc<Sealed>, u64)>;
+
 /// The most bytes one append may carry (so that every offset fits the index's 32 bits).
 pub const MAX_BATCH_BYTES: u64 = 1 << 30;
 
@@ -56,7 +59,7 @@ pub(crate) struct Inner {
     segment_bytes: u64,
     clock: Option<Clock>,
     projects: Mutex<HashMap<u64, Arc<Project>>>,
-    sealed: Mutex<HashMap<(u64, u64), (Arc<Sealed>, u64)>>,
+    sealed: Mutex<SealedCache>,
     tick: AtomicU64,
     /// Each project's newest stamp, once known for all projects (`None` until then). Lets a
     /// query over all projects skip those that cannot contribute without opening them.
@@ -72,7 +75,7 @@ impl Store {
     /// let dir = tempfile::tempdir()?;
     /// let store = activitylog::Store::open(dir.path())?;
     /// store.append(7, [r#"{"event":"job:started"}"#])?;
-    /// # Ok::<(), activitylog::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
         Options::new().open(dir)
@@ -162,7 +165,12 @@ impl Store {
     /// All messages get consecutive sequence numbers and the same stamp. Errors:
     /// [`Error::InvalidMessage`] or [`Error::TooLarge`] naming the first bad message (nothing
     /// stored), [`Error::BatchTooLarge`], [`Error::ReadOnly`], [`Error::Poisoned`], I/O errors.
-    pub fn append_with<I>(&self, project: u64, messages: I, durability: Durability) -> Result<Appended>
+    pub fn append_with<I>(
+        &self,
+        project: u64,
+        messages: I,
+        durability: Durability,
+    ) -> Result<Appended>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
@@ -170,7 +178,10 @@ impl Store {
         let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
         let items: Vec<I::Item> = messages.into_iter().collect();
         let batch = prepare(&items, self.inner.options.max_message_bytes)?;
-        let p = self.inner.project(project, true)?.expect("created on demand");
+        let p = self
+            .inner
+            .project(project, true)?
+            .expect("created on demand");
         let appended = p.append(clock, &batch, durability)?;
         if appended.count > 0 {
             if let Some(map) = self.inner.newest.write().as_mut() {
@@ -222,6 +233,27 @@ impl Store {
         }
         *guard = Some(map);
         Ok(())
+    }
+
+    /// Appends JSON Lines (`\n` or `\r\n` line ends, blank lines skipped, no final newline
+    /// needed) to `project` as one atomic batch.
+    ///
+    /// A rejected message's error names its input line ([`Error::InvalidMessage`] and
+    /// [`Error::TooLarge`] carry `line`), and nothing is stored.
+    pub fn append_json_lines(
+        &self,
+        project: u64,
+        input: &[u8],
+        durability: Durability,
+    ) -> Result<Appended> {
+        let lines = json::split_lines(input);
+        self.append_with(project, lines.iter().map(|&(_, l)| l), durability)
+            .map_err(|e| e.at_line(|i| lines[i].0))
+    }
+
+    /// The durability of [`append`](Self::append), as opened.
+    pub fn durability(&self) -> Durability {
+        self.inner.options.durability
     }
 
     /// The newest-first iterator over `project`'s messages, as of now. A project never written
@@ -371,7 +403,9 @@ impl Drop for Inner {
             }
         }
         if let (true, Some(_), Some(map)) = (clean, &self.clock, self.newest.get_mut()) {
-            if let Err(e) = segment::write_atomically(&self.dir.join(NEWEST_FILE), &encode_newest(map)) {
+            if let Err(e) =
+                segment::write_atomically(&self.dir.join(NEWEST_FILE), &encode_newest(map))
+            {
                 log::warn!("cannot save the newest stamps ({e}); the next open recomputes them");
             }
         }
@@ -451,11 +485,16 @@ fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<Cow<'_, [u8]
     let mut bytes = 0u64;
     for (index, item) in items.iter().enumerate() {
         let raw = item.as_ref();
-        json::validate_object(raw).map_err(|reason| Error::InvalidMessage { index, reason })?;
+        json::validate_object(raw).map_err(|reason| Error::InvalidMessage {
+            index,
+            line: None,
+            reason,
+        })?;
         let compact = json::compact(raw);
         if compact.len() > limit {
             return Err(Error::TooLarge {
                 index,
+                line: None,
                 size: compact.len(),
                 limit,
             });

@@ -18,7 +18,11 @@ fn api_with(config: ApiConfig) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let app = router(store.clone(), config);
-    Api { _dir: dir, store, app }
+    Api {
+        _dir: dir,
+        store,
+        app,
+    }
 }
 
 fn api() -> Api {
@@ -54,17 +58,25 @@ impl Api {
     }
 
     async fn get(&self, uri: &str) -> Reply {
-        self.send(Request::get(uri).body(Body::empty()).unwrap()).await
+        self.send(Request::get(uri).body(Body::empty()).unwrap())
+            .await
     }
 
     async fn post(&self, uri: &str, body: &str) -> Reply {
-        self.send(Request::post(uri).body(Body::from(body.to_owned())).unwrap())
-            .await
+        self.send(
+            Request::post(uri)
+                .body(Body::from(body.to_owned()))
+                .unwrap(),
+        )
+        .await
     }
 }
 
 fn lines(body: &str) -> Vec<&str> {
-    assert!(body.is_empty() || body.ends_with('\n'), "every line ends with a newline");
+    assert!(
+        body.is_empty() || body.ends_with('\n'),
+        "every line ends with a newline"
+    );
     body.lines().collect()
 }
 
@@ -73,7 +85,9 @@ async fn post_then_get_newest_first_with_and_without_trailing_slash() {
     let api = api();
     let r = api.post("/activity/1111111/", "{\"foo\": 2}").await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, ""));
-    let r = api.post("/activity/1111111", "{\"foo\": 3}\n{\"foo\": 4}").await;
+    let r = api
+        .post("/activity/1111111", "{\"foo\": 3}\n{\"foo\": 4}")
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     for uri in ["/activity/1111111?count=2", "/activity/1111111/?count=2"] {
         let r = api.get(uri).await;
@@ -93,7 +107,10 @@ async fn two_batches_read_back_strictly_newest_first() {
         api.post("/activity/5", &body.join("\n")).await;
     }
     let r = api.get("/activity/5").await;
-    let want: Vec<String> = (0..20).rev().map(|c| format!("{{\"counter\":{c}}}")).collect();
+    let want: Vec<String> = (0..20)
+        .rev()
+        .map(|c| format!("{{\"counter\":{c}}}"))
+        .collect();
     assert_eq!(lines(&r.body), want);
 }
 
@@ -101,9 +118,14 @@ async fn two_batches_read_back_strictly_newest_first() {
 async fn post_accepts_crlf_blank_lines_and_an_empty_body() {
     let api = api();
     assert_eq!(api.post("/activity/9", "").await.status, StatusCode::OK);
-    let r = api.post("/activity/9", "{\"a\":1}\r\n\r\n  \n{\"a\":2}\r\n").await;
+    let r = api
+        .post("/activity/9", "{\"a\":1}\r\n\r\n  \n{\"a\":2}\r\n")
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(lines(&api.get("/activity/9").await.body), [r#"{"a":2}"#, r#"{"a":1}"#]);
+    assert_eq!(
+        lines(&api.get("/activity/9").await.body),
+        [r#"{"a":2}"#, r#"{"a":1}"#]
+    );
 }
 
 #[tokio::test]
@@ -128,7 +150,9 @@ async fn a_bad_line_is_400_naming_it_and_nothing_is_stored() {
 async fn oversized_message_is_413_and_oversized_body_is_413() {
     let api = api_with(ApiConfig::new().max_body_bytes(4 << 20));
     let big = format!("{{\"a\":\"{}\"}}", "x".repeat((1 << 20) + 1));
-    let r = api.post("/activity/3", &format!("{{\"ok\":1}}\n{big}")).await;
+    let r = api
+        .post("/activity/3", &format!("{{\"ok\":1}}\n{big}"))
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.body.contains("line 2"), "{}", r.body);
     let huge = format!("{{\"a\":\"{}\"}}", "x".repeat(5 << 20));
@@ -140,7 +164,12 @@ async fn oversized_message_is_413_and_oversized_body_is_413() {
 #[tokio::test]
 async fn project_ids_must_be_unsigned_integers() {
     let api = api();
-    for uri in ["/activity/abc", "/activity/-1", "/activity/1.5", "/activity/99999999999999999999"] {
+    for uri in [
+        "/activity/abc",
+        "/activity/-1",
+        "/activity/1.5",
+        "/activity/99999999999999999999",
+    ] {
         let r = api.post(uri, "{}").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(api.get(uri).await.status, StatusCode::NOT_FOUND, "{uri}");
@@ -170,8 +199,11 @@ async fn unknown_project_is_200_and_empty() {
 #[tokio::test]
 async fn meta_fields_are_spliced_after_own_fields() {
     let api = api();
-    api.post("/activity/12", "{\"a\": 1, \"_ts\": \"mine\"}").await;
-    let r = api.get("/activity/12?meta=_ts&meta=_project&meta=_key").await;
+    api.post("/activity/12", "{\"a\": 1, \"_ts\": \"mine\"}")
+        .await;
+    let r = api
+        .get("/activity/12?meta=_ts&meta=_project&meta=_key")
+        .await;
     let line = lines(&r.body)[0].to_owned();
     assert!(line.starts_with(r#"{"a":1,"_ts":"mine","_ts":"#), "{line}");
     assert!(line.ends_with(r#","_project":12,"_key":"12/1"}"#), "{line}");
@@ -187,7 +219,9 @@ async fn filters_apply_before_count() {
     let body: Vec<String> = (0..10).map(|c| format!("{{\"c\": {c}}}")).collect();
     api.post("/activity/2", &body.join("\n")).await;
     let filter = "%5B%22c%22%2C%20%22%3E%22%2C%20%5B5%5D%5D"; // ["c", ">", [5]]
-    let r = api.get(&format!("/activity/2?count=2&filter={filter}")).await;
+    let r = api
+        .get(&format!("/activity/2?count=2&filter={filter}"))
+        .await;
     assert_eq!(lines(&r.body), [r#"{"c":9}"#, r#"{"c":8}"#]);
     let r = api.get("/activity/2?filter=%5B%22c%22").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
@@ -197,7 +231,8 @@ async fn filters_apply_before_count() {
 async fn projects_merges_with_pcount_and_meta_as_in_the_docs() {
     let api = api();
     for foo in [2, 3, 4] {
-        api.post("/activity/1111111/", &format!("{{\"foo\": {foo}}}")).await;
+        api.post("/activity/1111111/", &format!("{{\"foo\": {foo}}}"))
+            .await;
     }
     api.post("/activity/2222222/", "{\"bar\": 1}").await;
     for uri in [
@@ -208,18 +243,33 @@ async fn projects_merges_with_pcount_and_meta_as_in_the_docs() {
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(
             lines(&r.body),
-            [r#"{"bar":1,"_project":2222222}"#, r#"{"foo":4,"_project":1111111}"#]
+            [
+                r#"{"bar":1,"_project":2222222}"#,
+                r#"{"foo":4,"_project":1111111}"#
+            ]
         );
     }
     let r = api.get("/activity/projects?count=3").await;
-    assert_eq!(lines(&r.body), [r#"{"bar":1}"#, r#"{"foo":4}"#, r#"{"foo":3}"#]);
-    assert_eq!(api.get("/activity/projects?p=x").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        lines(&r.body),
+        [r#"{"bar":1}"#, r#"{"foo":4}"#, r#"{"foo":3}"#]
+    );
+    assert_eq!(
+        api.get("/activity/projects?p=x").await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
 async fn counts_must_be_non_negative_integers() {
     let api = api();
-    for q in ["count=-1", "count=x", "count=18446744073709551616", "pcount=-2", "count="] {
+    for q in [
+        "count=-1",
+        "count=x",
+        "count=18446744073709551616",
+        "pcount=-2",
+        "count=",
+    ] {
         let r = api.get(&format!("/activity/projects?{q}")).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
         assert!(!r.body.is_empty());
@@ -244,8 +294,14 @@ async fn json_format_and_accept_header_give_one_array() {
         .await;
     assert_eq!(r.body, r#"[{"a":2},{"a":1}]"#);
     assert_eq!(api.get("/activity/5?format=json").await.body, "[]");
-    assert_eq!(api.get("/activity/4?format=jl").await.body, "{\"a\":2}\n{\"a\":1}\n");
-    assert_eq!(api.get("/activity/4?format=xml").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        api.get("/activity/4?format=jl").await.body,
+        "{\"a\":2}\n{\"a\":1}\n"
+    );
+    assert_eq!(
+        api.get("/activity/4?format=xml").await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -262,7 +318,10 @@ async fn keys_gate_access_per_project() {
     let api = api_with(ApiConfig::new().keys(keys));
     let basic = |key: &str| {
         use base64::Engine;
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+        )
     };
     let with_key = |method: &str, uri: &str, key: &str, body: &str| {
         Request::builder()
@@ -272,18 +331,55 @@ async fn keys_gate_access_per_project() {
             .body(Body::from(body.to_owned()))
             .unwrap()
     };
-    assert_eq!(api.get("/activity/1").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(api.send(with_key("GET", "/activity/1", "wrong", "")).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(api.send(with_key("POST", "/activity/1", "client", "{\"a\":1}")).await.status, StatusCode::OK);
-    assert_eq!(api.send(with_key("POST", "/activity/3", "admin", "{\"a\":3}")).await.status, StatusCode::OK);
-    assert_eq!(api.send(with_key("POST", "/activity/3", "client", "{}")).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(api.send(with_key("GET", "/activity/3", "client", "")).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(api.get("/activity/1?apikey=client").await.status, StatusCode::OK);
+    assert_eq!(
+        api.get("/activity/1").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.send(with_key("GET", "/activity/1", "wrong", ""))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.send(with_key("POST", "/activity/1", "client", "{\"a\":1}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.send(with_key("POST", "/activity/3", "admin", "{\"a\":3}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.send(with_key("POST", "/activity/3", "client", "{}"))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.send(with_key("GET", "/activity/3", "client", ""))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.get("/activity/1?apikey=client").await.status,
+        StatusCode::OK
+    );
     // activity/projects only merges what the key may read.
-    let r = api.send(with_key("GET", "/activity/projects", "client", "")).await;
+    let r = api
+        .send(with_key("GET", "/activity/projects", "client", ""))
+        .await;
     assert_eq!(lines(&r.body), [r#"{"a":1}"#]);
-    let r = api.send(with_key("GET", "/activity/projects?p=3", "client", "")).await;
+    let r = api
+        .send(with_key("GET", "/activity/projects?p=3", "client", ""))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = api.send(with_key("GET", "/activity/projects", "admin", "")).await;
+    let r = api
+        .send(with_key("GET", "/activity/projects", "admin", ""))
+        .await;
     assert_eq!(lines(&r.body).len(), 2);
 }

@@ -55,7 +55,7 @@ impl Model {
             .filter(|r| projects.is_none_or(|ps| ps.contains(&r.1)))
             .filter(|r| k_at_least.is_none_or(|k| r.3 >= k))
             .collect();
-        rows.sort_by(|a, b| (b.0, b.2).cmp(&(a.0, a.2)));
+        rows.sort_by_key(|r| std::cmp::Reverse((r.0, r.2)));
         let mut taken: HashMap<u64, u64> = HashMap::new();
         rows.into_iter()
             .filter(|r| {
@@ -136,7 +136,9 @@ fn docs_example_orders_across_projects() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for foo in [2, 3, 4] {
-        store.append(1111111, [format!(r#"{{"foo": {foo}}}"#)]).unwrap();
+        store
+            .append(1111111, [format!(r#"{{"foo": {foo}}}"#)])
+            .unwrap();
     }
     store.append(2222222, [r#"{"bar": 1}"#]).unwrap();
     let got: Vec<String> = store
@@ -144,7 +146,13 @@ fn docs_example_orders_across_projects() {
         .unwrap()
         .map(|m| m.unwrap().json_with_meta(&[Meta::Project]))
         .collect();
-    assert_eq!(got, [r#"{"bar":1,"_project":2222222}"#, r#"{"foo":4,"_project":1111111}"#]);
+    assert_eq!(
+        got,
+        [
+            r#"{"bar":1,"_project":2222222}"#,
+            r#"{"foo":4,"_project":1111111}"#
+        ]
+    );
 }
 
 #[test]
@@ -185,5 +193,9 @@ fn all_projects_with_a_small_count_opens_only_those_that_can_contribute() {
     let mut merged = store.query(&Query::new().count(10).pcount(1)).unwrap();
     let got: Vec<u64> = merged.by_ref().map(|m| m.unwrap().project()).collect();
     assert_eq!(got, (1990..2000).rev().collect::<Vec<_>>());
-    assert!(merged.projects_opened() <= 11, "opened {}", merged.projects_opened());
+    assert!(
+        merged.projects_opened() <= 11,
+        "opened {}",
+        merged.projects_opened()
+    );
 }

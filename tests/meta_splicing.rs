@@ -23,9 +23,18 @@ fn selections() -> Vec<Vec<Meta>> {
 const INPUTS: &[(&str, &str)] = &[
     ("{}", "{}"),
     (" { } ", "{}"),
-    (r#"{ "a" : "x y" , "b" : [ 1 , { } ] }"#, r#"{"a":"x y","b":[1,{}]}"#),
-    (r#"{"e":"\u00e9\ud83d\ude00","q":"\"}"}"#, r#"{"e":"\u00e9\ud83d\ude00","q":"\"}"}"#),
-    (r#"{"_ts": "mine", "_project": 0, "_key": null}"#, r#"{"_ts":"mine","_project":0,"_key":null}"#),
+    (
+        r#"{ "a" : "x y" , "b" : [ 1 , { } ] }"#,
+        r#"{"a":"x y","b":[1,{}]}"#,
+    ),
+    (
+        r#"{"e":"\u00e9\ud83d\ude00","q":"\"}"}"#,
+        r#"{"e":"\u00e9\ud83d\ude00","q":"\"}"}"#,
+    ),
+    (
+        r#"{"_ts": "mine", "_project": 0, "_key": null}"#,
+        r#"{"_ts":"mine","_project":0,"_key":null}"#,
+    ),
 ];
 
 #[test]
@@ -35,7 +44,11 @@ fn every_meta_combination_on_every_shape() {
     let project = 4242;
     let inputs: Vec<&str> = INPUTS.iter().map(|(i, _)| *i).collect();
     store.append(project, &inputs).unwrap();
-    let mut messages: Vec<_> = store.newest_first(project).unwrap().map(|m| m.unwrap()).collect();
+    let mut messages: Vec<_> = store
+        .newest_first(project)
+        .unwrap()
+        .map(|m| m.unwrap())
+        .collect();
     messages.reverse();
     for (m, (_, stored)) in messages.iter().zip(INPUTS) {
         assert_eq!(m.json(), *stored);
@@ -63,7 +76,9 @@ fn every_meta_combination_on_every_shape() {
                 match field {
                     Meta::Ts => assert_eq!(v.as_u64(), Some(m.timestamp_ms())),
                     Meta::Project => assert_eq!(v.as_u64(), Some(project)),
-                    Meta::Key => assert_eq!(v.as_str(), Some(format!("{project}/{}", m.seq()).as_str())),
+                    Meta::Key => {
+                        assert_eq!(v.as_str(), Some(format!("{project}/{}", m.seq()).as_str()))
+                    }
                 }
             }
         }

@@ -28,9 +28,19 @@ impl ApiKeys {
     }
 
     /// Allows `key` to read and write only `projects`.
-    pub fn allow(mut self, key: impl Into<String>, projects: impl IntoIterator<Item = u64>) -> Self {
+    pub fn allow(
+        mut self,
+        key: impl Into<String>,
+        projects: impl IntoIterator<Item = u64>,
+    ) -> Self {
         self.keys
             .insert(key.into(), Some(projects.into_iter().collect()));
+        self
+    }
+
+    /// Adds every key of `other` (its entries win).
+    pub fn merge(mut self, other: ApiKeys) -> Self {
+        self.keys.extend(other.keys);
         self
     }
 
@@ -58,13 +68,14 @@ impl ApiKeys {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let mut words = line.split(|c: char| c.is_whitespace() || c == ',').filter(|w| !w.is_empty());
+            let mut words = line
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|w| !w.is_empty());
             let key = words.next().expect("a non-blank line has a word");
             let ids = words
                 .map(|w| {
-                    w.parse::<u64>().map_err(|_| {
-                        format!("line {}: {w:?} is not a project id", n + 1)
-                    })
+                    w.parse::<u64>()
+                        .map_err(|_| format!("line {}: {w:?} is not a project id", n + 1))
                 })
                 .collect::<Result<Vec<u64>, String>>()?;
             keys = if ids.is_empty() {
@@ -90,7 +101,9 @@ pub(crate) fn check(
     };
     let key = basic_user(headers).or_else(|| params.apikey.clone());
     let Some(key) = key else {
-        return Err(unauthorized("an API key is required: use HTTP Basic auth with the key as the user, or ?apikey="));
+        return Err(unauthorized(
+            "an API key is required: use HTTP Basic auth with the key as the user, or ?apikey=",
+        ));
     };
     let Some(allowed) = keys.keys.get(&key) else {
         return Err(unauthorized("the API key is not valid"));

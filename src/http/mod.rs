@@ -26,6 +26,11 @@
 //! The full contract, with what the `python-scrapinghub` client sends and expects, is in the
 //! repository's `docs/http.md`.
 
+#![allow(
+    clippy::result_large_err,
+    reason = "handlers return a finished Response as their error; boxing it buys nothing"
+)]
+
 mod auth;
 mod params;
 
@@ -181,7 +186,10 @@ pub(crate) fn plain(status: StatusCode, sentence: impl Into<String>) -> Response
 }
 
 async fn not_found() -> Response {
-    plain(StatusCode::NOT_FOUND, "not found: the Activity API serves /activity/{project_id} and /activity/projects")
+    plain(
+        StatusCode::NOT_FOUND,
+        "not found: the Activity API serves /activity/{project_id} and /activity/projects",
+    )
 }
 
 async fn method_not_allowed(method: Method) -> Response {
@@ -215,7 +223,10 @@ fn error_response(e: &Error) -> Response {
         }
         _ => {
             log::error!("{e}");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("internal error: {e}"),
+            )
         }
     }
 }
@@ -251,65 +262,26 @@ async fn post_activity(
         }
         Err(rejection) => return plain(rejection.status(), rejection.body_text()),
     };
-    let (lines, numbers) = match split_lines(&body) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
     let store = state.store.clone();
-    let durability = state.config.durability;
-    let result = tokio::task::spawn_blocking(move || {
-        let lines = lines.into_iter().map(|r| &body[r]);
-        match durability {
-            Some(d) => store.append_with(project, lines, d),
-            None => store.append(project, lines),
-        }
-    })
-    .await;
+    let durability = state.config.durability.unwrap_or(store.durability());
+    let result =
+        tokio::task::spawn_blocking(move || store.append_json_lines(project, &body, durability))
+            .await;
     match result {
         Ok(Ok(_)) => StatusCode::OK.into_response(),
-        Ok(Err(Error::InvalidMessage { index, reason })) => plain(
-            StatusCode::BAD_REQUEST,
-            format!("line {} is invalid: {reason}; nothing was stored", numbers[index]),
-        ),
-        Ok(Err(Error::TooLarge { index, size, limit })) => plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "line {} is {size} bytes, over the limit of {limit} bytes; nothing was stored",
-                numbers[index]
-            ),
-        ),
+        Ok(Err(e @ (Error::InvalidMessage { .. } | Error::TooLarge { .. }))) => {
+            let status = match e {
+                Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            plain(status, format!("{e}; nothing was stored"))
+        }
         Ok(Err(e)) => error_response(&e),
         Err(join) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("internal error: {join}"),
         ),
     }
-}
-
-/// Splits a JSON Lines body into the byte ranges of its non-blank lines and their 1-based line
-/// numbers.
-fn split_lines(body: &[u8]) -> Result<(Vec<std::ops::Range<usize>>, Vec<usize>), Response> {
-    let mut lines = Vec::new();
-    let mut numbers = Vec::new();
-    let mut start = 0;
-    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-        let range = start..start + line.len();
-        start += line.len() + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let range = range.start..range.start + line.len();
-        if line.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
-        }
-        if std::str::from_utf8(line).is_err() {
-            return Err(plain(
-                StatusCode::BAD_REQUEST,
-                format!("line {} is not valid UTF-8; nothing was stored", i + 1),
-            ));
-        }
-        lines.push(range);
-        numbers.push(i + 1);
-    }
-    Ok((lines, numbers))
 }
 
 async fn get_activity(
@@ -414,12 +386,12 @@ async fn respond(
         }
         None => Bytes::new(),
     };
-    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let body = Body::from_stream(
-        futures_util::StreamExt::chain(futures_util::stream::iter([Ok(first)]), rest),
-    );
+    // `poll_recv` keeps answering `None` once the channel is drained, as a fused stream must.
+    let rest = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let body = Body::from_stream(futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok(first)]),
+        rest,
+    ));
     let content_type = match format {
         Format::Json => "application/json; charset=UTF-8",
         Format::JsonLines => "application/x-jsonlines; charset=UTF-8",

@@ -41,7 +41,9 @@ impl Params {
                 "pcount" => params.pcount = Some(non_negative("pcount", &value).map_err(bad)?),
                 "p" => {
                     let id = value.parse::<u64>().map_err(|_| {
-                        bad(format!("p={value} is not a project id (an unsigned integer)"))
+                        bad(format!(
+                            "p={value} is not a project id (an unsigned integer)"
+                        ))
                     })?;
                     let ps = params.projects.get_or_insert_with(Vec::new);
                     if ps.len() >= MAX_PROJECTS {

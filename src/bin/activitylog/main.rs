@@ -1,0 +1,396 @@
+//! `activitylog`: the command line tool for an activitylog store.
+//!
+//! ```text
+//! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]... [--api-keys-file FILE]
+//! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] PROJECT [FILE]
+//! activitylog get      --dir DIR [--count N] [--meta NAME]... [--filter JSON]... PROJECT
+//! activitylog projects --dir DIR [-p ID]... [--count N] [--pcount N] [--meta NAME]... [--filter JSON]...
+//! ```
+//!
+//! - `serve` runs the Activity API (see `docs/http.md`) on the store in `--dir` (default
+//!   `./activity-data`, created if missing) until SIGINT or SIGTERM, then finishes requests in
+//!   flight, syncs the store and releases its lock. It logs one line per request at `info`.
+//!
+//! - `append` reads JSON Lines from `FILE` (or stdin when `FILE` is absent or `-`), checks every
+//!   line, and stores them all as one atomic batch: if any line is not a JSON object, the tool
+//!   names that line, stores nothing and exits non-zero. Blank lines, `\r\n` line ends and a
+//!   missing final newline are accepted. `--segment-bytes` sets the segment size of a store this
+//!   command creates; an existing store keeps the size recorded in it.
+//! - `get` prints a project's messages newest first, one compact JSON object per line. It opens
+//!   the store read-only, so it works while another process (a server) writes the store. A
+//!   project never written prints nothing. `--meta` adds `_ts`, `_project` or `_key` to each
+//!   message; `--filter '["field", "op", [values]]'` keeps only matching messages.
+//! - `projects` prints several projects merged newest first (all projects without `-p`), with
+//!   a total `--count` and a per-project `--pcount`; read-only too.
+//!
+//! Exit status: 0 on success, 1 when the operation fails (`error: …` on stderr), 2 for a usage
+//! error. Diagnostics from the engine (such as a torn tail repaired on open) go to stderr at the
+//! level set by `--log` or `ACTIVITYLOG_LOG` (default `warn`).
+//!
+//! Each subcommand is one `Args` struct and one function taking it; adding a subcommand means
+//! adding a variant to [`Command`] and a line to [`run`].
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use activitylog::{
+    Durability, Filter, Meta, Options, Query, Store, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use log::LevelFilter;
+
+mod serve;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "activitylog",
+    version,
+    about = "An append-only log of activity events"
+)]
+struct Cli {
+    /// Which diagnostics to print on stderr [default: info for serve (one line per request),
+    /// warn otherwise].
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "LEVEL",
+        env = "ACTIVITYLOG_LOG"
+    )]
+    log: Option<LogLevel>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the Activity API over HTTP on an embedded store.
+    Serve(serve::ServeArgs),
+    /// Append JSON Lines to a project as one atomic batch.
+    Append(AppendArgs),
+    /// Print a project's messages newest first, one JSON object per line.
+    Get(GetArgs),
+    /// Print several projects' messages merged newest first.
+    Projects(ProjectsArgs),
+}
+
+/// Where the store is; shared by every subcommand.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// The store directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct AppendArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// Segment size in bytes, for a store this command creates (ignored for an existing store).
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES)
+    )]
+    segment_bytes: Option<u64>,
+
+    /// When to return: once the batch is handed to the OS, or once it is fsynced.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Written)]
+    durability: DurabilityArg,
+
+    /// The project id.
+    project: u64,
+
+    /// JSON Lines to append; stdin when absent or `-`.
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// Print at most this many messages (the newest).
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+
+    #[command(flatten)]
+    output: OutputArgs,
+
+    /// The project id.
+    project: u64,
+}
+
+#[derive(Debug, Args)]
+struct ProjectsArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// A project to read (repeatable); all projects when absent.
+    #[arg(short = 'p', long = "project", value_name = "ID")]
+    projects: Vec<u64>,
+
+    /// Print at most this many messages in all.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+
+    /// Print at most this many messages per project.
+    #[arg(long, value_name = "N")]
+    pcount: Option<u64>,
+
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// What to add to and filter out of printed messages.
+#[derive(Debug, Args)]
+struct OutputArgs {
+    /// A meta field to add to each message: _ts, _project or _key (repeatable, in order).
+    #[arg(long, value_name = "NAME", value_parser = parse_meta)]
+    meta: Vec<Meta>,
+
+    /// Keep only messages matching a filter `["field", "op", [values]]` (repeatable: all must
+    /// match). Ops: = != > >= < <= in contains icontains startswith exists.
+    #[arg(long, value_name = "JSON", value_parser = parse_filter)]
+    filter: Vec<Filter>,
+}
+
+fn parse_meta(s: &str) -> Result<Meta, String> {
+    s.parse().map_err(|e: activitylog::Error| e.to_string())
+}
+
+fn parse_filter(s: &str) -> Result<Filter, String> {
+    Filter::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum DurabilityArg {
+    /// Handed to the operating system: survives a crash of the process.
+    Written,
+    /// Fsynced: survives a power cut.
+    Sync,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::Written => Durability::Written,
+            DurabilityArg::Sync => Durability::Sync,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevel> for LevelFilter {
+    fn from(level: LogLevel) -> Self {
+        match level {
+            LogLevel::Off => LevelFilter::Off,
+            LogLevel::Error => LevelFilter::Error,
+            LogLevel::Warn => LevelFilter::Warn,
+            LogLevel::Info => LevelFilter::Info,
+            LogLevel::Debug => LevelFilter::Debug,
+            LogLevel::Trace => LevelFilter::Trace,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => LogLevel::Info,
+        _ => LogLevel::Warn,
+    };
+    StderrLogger::install(cli.log.unwrap_or(default_level).into());
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(io::stderr().lock(), "error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes joined with ": ", leaving out a cause whose text the message
+/// before it already ends with (the engine's I/O errors print their source themselves).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.ends_with(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Serve(args) => serve::run(args),
+        Command::Append(args) => append(args),
+        Command::Get(args) => get(args),
+        Command::Projects(args) => projects(args),
+    }
+}
+
+/// `activitylog append`: one input, one atomic batch.
+fn append(args: AppendArgs) -> Result<()> {
+    let input = read_input(args.file.as_deref())?;
+
+    let mut options = Options::new();
+    if let Some(bytes) = args.segment_bytes {
+        options = options.segment_bytes(bytes);
+    }
+    let store = options.open(&args.store.dir)?;
+    if let Some(bytes) = args.segment_bytes {
+        if store.segment_bytes() != bytes {
+            log::warn!(
+                "the store already exists with {}-byte segments, so --segment-bytes {bytes} is ignored",
+                store.segment_bytes()
+            );
+        }
+    }
+    store.append_json_lines(args.project, &input, args.durability.into())?;
+    Ok(())
+}
+
+/// `activitylog get`: one project newest first, read-only.
+fn get(args: GetArgs) -> Result<()> {
+    let mut query = Query::new().projects([args.project]);
+    if let Some(count) = args.count {
+        query = query.count(count);
+    }
+    print_query(&args.store.dir, query, args.output)
+}
+
+/// `activitylog projects`: several projects merged newest first, read-only.
+fn projects(args: ProjectsArgs) -> Result<()> {
+    let mut query = Query::new();
+    if !args.projects.is_empty() {
+        query = query.projects(args.projects);
+    }
+    if let Some(count) = args.count {
+        query = query.count(count);
+    }
+    if let Some(pcount) = args.pcount {
+        query = query.pcount(pcount);
+    }
+    print_query(&args.store.dir, query, args.output)
+}
+
+/// Runs `query` on the store in `dir` (read-only) and prints the result as JSON Lines.
+fn print_query(dir: &Path, mut query: Query, output: OutputArgs) -> Result<()> {
+    for filter in output.filter {
+        query = query.filter(filter);
+    }
+    let store = open_read_only(dir)?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut line = Vec::new();
+    for message in store.query(&query)? {
+        line.clear();
+        message?.write_with_meta(&output.meta, &mut line);
+        line.push(b'\n');
+        if !written(out.write_all(&line))? {
+            return Ok(());
+        }
+    }
+    written(out.flush())?;
+    Ok(())
+}
+
+/// Opens `dir` without the write lock, so reads work beside a writing process.
+fn open_read_only(dir: &Path) -> Result<Store> {
+    Ok(Options::new().read_only(true).open(dir)?)
+}
+
+/// The whole input: `path`, or stdin when `path` is `None` or `-`.
+fn read_input(path: Option<&Path>) -> Result<Vec<u8>> {
+    let mut input = Vec::new();
+    match path {
+        None => read_stdin(&mut input)?,
+        Some(p) if p == Path::new("-") => read_stdin(&mut input)?,
+        Some(p) => {
+            File::open(p)
+                .and_then(|mut f| f.read_to_end(&mut input))
+                .with_context(|| format!("cannot read {}", p.display()))?;
+        }
+    }
+    Ok(input)
+}
+
+fn read_stdin(input: &mut Vec<u8>) -> Result<()> {
+    io::stdin()
+        .lock()
+        .read_to_end(input)
+        .context("cannot read standard input")?;
+    Ok(())
+}
+
+/// Whether output to stdout may go on. A closed pipe (`activitylog get … | head`) is not an
+/// error: the reader has all it wants, so output stops quietly.
+fn written(result: io::Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// Prints `log` records on stderr as `level: message`.
+struct StderrLogger;
+
+impl StderrLogger {
+    fn install(level: LevelFilter) {
+        static LOGGER: StderrLogger = StderrLogger;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(level);
+        }
+    }
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
+            // Nowhere to report a failed write to stderr.
+            let _ = writeln!(io::stderr().lock(), "{level}: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,95 @@
+//! `activitylog serve`: the Activity API on an embedded store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use activitylog::http::{self, ApiConfig, ApiKeys};
+use activitylog::{Durability, Options};
+use anyhow::Context;
+
+use crate::DurabilityArg;
+
+/// Arguments of `activitylog serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The store directory; created if missing.
+    #[arg(long, default_value = "./activity-data")]
+    dir: PathBuf,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// What a 200 to a POST guarantees: `written` (handed to the OS: survives a crash of the
+    /// server, not a power cut) or `sync` (fsynced: survives a power cut; concurrent requests
+    /// share fsyncs).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Written)]
+    durability: DurabilityArg,
+    /// An API key that may use every project (repeatable). Without keys the API is open.
+    #[arg(long = "api-key")]
+    api_keys: Vec<String>,
+    /// A file of API keys: one per line, optionally followed by the project ids it may use.
+    #[arg(long)]
+    api_keys_file: Option<PathBuf>,
+    /// The largest POST body accepted, in bytes.
+    #[arg(long, default_value_t = http::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Segment size in bytes, for a store this command creates.
+    #[arg(long)]
+    segment_bytes: Option<u64>,
+}
+
+/// Runs the server until SIGINT or SIGTERM, then finishes requests in flight, syncs the store,
+/// releases its lock and returns.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let durability: Durability = args.durability.into();
+    let mut options = Options::new().durability(durability);
+    if let Some(bytes) = args.segment_bytes {
+        options = options.segment_bytes(bytes);
+    }
+    let store = options.open(&args.dir)?;
+    let mut keys = ApiKeys::new();
+    for key in &args.api_keys {
+        keys = keys.allow_all(key.clone());
+    }
+    if let Some(path) = &args.api_keys_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the API keys file {}", path.display()))?;
+        let file_keys =
+            ApiKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        keys = keys.merge(file_keys);
+    }
+    let mut config = ApiConfig::new()
+        .max_body_bytes(args.max_body_bytes)
+        .durability(durability);
+    if !keys.is_empty() {
+        config = config.keys(keys);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let local = listener.local_addr()?;
+        eprintln!(
+            "activitylog: serving the Activity API on http://{local}/ from {} ({:?} durability)",
+            args.dir.display(),
+            durability
+        );
+        http::serve(store, config, listener, shutdown_signal()).await?;
+        eprintln!("activitylog: stopped; the store is synced and unlocked");
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("activitylog: shutting down, finishing requests in flight");
+}
