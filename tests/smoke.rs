@@ -19,6 +19,12 @@ fn smoke() {
     for (k, m) in got.iter().enumerate() {
         assert_eq!(m.json(), format!("{{\"i\":{}}}", 499 - k));
     }
-    let page: Vec<_> = store.newest_first(1).unwrap().before(100).take(3).map(|m| m.unwrap().seq()).collect();
+    let page: Vec<_> = store
+        .newest_first(1)
+        .unwrap()
+        .before(100)
+        .take(3)
+        .map(|m| m.unwrap().seq())
+        .collect();
     assert_eq!(page, [99, 98, 97]);
 }
