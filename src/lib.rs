@@ -92,3 +92,8 @@ pub use project::{Appended, FIRST_SEQ};
 pub use query::{Merged, Query};
 pub use reader::{Message, NewestFirst};
 pub use store::{Store, MAX_BATCH_BYTES};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
