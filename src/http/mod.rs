@@ -54,6 +54,8 @@ use crate::{Durability, Error, Merged, Meta, Query, Store};
 
 /// Default bound on a POST body: 64 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+/// How long a client may take to send a request body before the request fails.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes gathered before a chunk of a streamed response is handed to the connection.
 const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks buffered between the reader thread and the connection; bounds a response's memory.
@@ -139,6 +141,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(store.clone(), config)
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+        // A client that never finishes sending its body is cut off instead of holding a task.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            BODY_TIMEOUT,
+        ))
         .layer(middleware::from_fn(log_request));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -72,13 +72,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
-        eprintln!(
-            "activitylog: serving the Activity API on http://{local}/ from {} ({:?} durability)",
-            args.dir.display(),
-            durability
-        );
+        say(&format!(
+            "serving the Activity API on http://{local}/ from {} ({durability:?} durability)",
+            args.dir.display()
+        ));
         http::serve(store, config, listener, shutdown_signal()).await?;
-        eprintln!("activitylog: stopped; the store is synced and unlocked");
+        say("stopped; the store is synced and unlocked");
         Ok(())
     })
 }
@@ -91,5 +90,11 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    eprintln!("activitylog: shutting down, finishing requests in flight");
+    say("shutting down, finishing requests in flight");
+}
+
+/// A status line on stderr. Stderr may be gone (a closed pipe); the server goes on regardless.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "activitylog: {line}");
 }

@@ -1,0 +1,136 @@
+//! `activitylog serve` over a real socket: the seed's `curl` examples verbatim, the real
+//! `python-scrapinghub` 2.9.0 client unchanged, and a clean SIGTERM shutdown.
+//!
+//! `.ci/run` installs the client into `.venv`; without it (a developer who has not run
+//! `.ci/run`) the client test says so and passes, unless `CI` is set, where it fails.
+#![cfg(all(feature = "server", feature = "cli"))]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A running `activitylog serve` on an ephemeral port.
+struct Server {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_activitylog"))
+            .args(["serve", "--log", "warn", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server announces its address on stderr: "... on http://127.0.0.1:PORT/ ...".
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        Server { child, url, dir }
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        (self.child.wait().unwrap(), self.dir)
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl").arg("-sS").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_seed_curl_examples_work_verbatim() {
+    let server = Server::start(&[]);
+    let u = &server.url;
+    // POST example: `curl -d '{"foo": 2}' .../activity/1111111/` (form content type).
+    for foo in [2, 3, 4] {
+        let body = format!("{{\"foo\": {foo}}}");
+        assert_eq!(curl(&["-d", &body, &format!("{u}/activity/1111111/")]), "");
+    }
+    curl(&["-d", "{\"bar\": 1}", &format!("{u}/activity/2222222/")]);
+    // GET example: `curl -u APIKEY: .../activity/1111111/?count=2`.
+    assert_eq!(
+        curl(&["-u", "APIKEY:", &format!("{u}/activity/1111111/?count=2")]),
+        "{\"foo\":4}\n{\"foo\":3}\n"
+    );
+    // The projects example.
+    assert_eq!(
+        curl(&[
+            "-u",
+            "APIKEY:",
+            &format!("{u}/activity/projects/?pcount=1&meta=_project&p=1111111&p=2222222"),
+        ]),
+        "{\"bar\":1,\"_project\":2222222}\n{\"foo\":4,\"_project\":1111111}\n"
+    );
+    // gzip when asked.
+    let gz = Command::new("curl")
+        .args([
+            "-sS",
+            "--compressed",
+            "-D",
+            "-",
+            &format!("{u}/activity/1111111/"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&gz.stdout).to_lowercase();
+    assert!(text.contains("content-encoding: gzip"), "{text}");
+    assert!(
+        text.ends_with("{\"foo\":4}\n{\"foo\":3}\n{\"foo\":2}\n"),
+        "{text}"
+    );
+    let (status, dir) = server.stop();
+    assert!(status.success(), "server exit: {status}");
+    // The store was synced and unlocked: it opens for writing and holds everything.
+    let store = activitylog::Store::open(dir.path()).unwrap();
+    assert_eq!(store.newest_first(1111111).unwrap().count(), 3);
+}
+
+#[test]
+fn python_scrapinghub_client_works_unchanged() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install the client: .venv/bin/python is missing"
+        );
+        eprintln!("skipping: run .ci/run once to install python-scrapinghub into .venv");
+        return;
+    }
+    let server = Server::start(&["--durability", "sync"]);
+    let out = Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_check.py"))
+        .arg(format!("{}/", server.url))
+        .output()
+        .unwrap();
+    let (status, _dir) = server.stop();
+    assert!(
+        out.status.success(),
+        "client check failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(status.success(), "server exit: {status}");
+}
