@@ -74,7 +74,8 @@ pub fn check(entries: &[u8], log_len: u64) -> Result<(), String> {
     if n == 0 {
         return Ok(());
     }
-    if entry(entries, 0) != LOG_HEADER_BYTES as u32 {
+    let first = entry(entries, 0);
+    if first != LOST && first != LOG_HEADER_BYTES as u32 {
         return Err("the first entry does not point at the first record".to_string());
     }
     if entry(entries, n - 1) == LOST {
@@ -132,6 +133,10 @@ mod tests {
         assert!(check(&entries(&[]), 32).is_ok());
         assert!(check(&entries(&[32, 54, 100]), 130).is_ok());
         assert!(check(&entries(&[32, LOST, LOST, 100]), 130).is_ok());
+        assert!(
+            check(&entries(&[LOST, 100]), 130).is_ok(),
+            "first record lost"
+        );
     }
 
     #[test]

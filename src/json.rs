@@ -14,6 +14,14 @@ use serde::de::IgnoredAny;
 /// Returns a plain description of the problem on failure. serde_json's recursion limit bounds
 /// nesting, so a hostile document cannot overflow the stack.
 pub(crate) fn validate_object(bytes: &[u8]) -> Result<(), String> {
+    // serde_json skips over strings it is not asked for without checking their UTF-8, so check
+    // the whole message first: a message must read back as text.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(format!(
+            "it is not valid UTF-8 (at byte {})",
+            e.valid_up_to() + 1
+        ));
+    }
     let first = bytes.iter().find(|b| !is_ws(**b));
     let parsed = parse_ignored(bytes);
     match (first, parsed) {

@@ -534,11 +534,16 @@ fn recover_active(
         u64::from(disk_entries[trusted])
     };
     let mut s = scan(&read_from(start)?, start, trusted as u32);
-    if trusted > 0 && s.entries.first() != Some(&(start as u32)) {
-        log::warn!(
-            "the index of {} does not match the log; rebuilding it from the log",
-            path.display()
-        );
+    // A batch left unfinished by a crash must go whole; when it is open from the first scanned
+    // record, it may have begun before the scan did, so only a scan from the start finds it.
+    let open_from_start = matches!(s.open_batch, Some((0, _)));
+    if trusted > 0 && (s.entries.first() != Some(&(start as u32)) || open_from_start) {
+        if !open_from_start {
+            log::warn!(
+                "the index of {} does not match the log; rebuilding it from the log",
+                path.display()
+            );
+        }
         trusted = 0;
         start = LOG_HEADER_BYTES as u64;
         s = scan(&read_from(start)?, start, 0);

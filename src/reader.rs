@@ -191,13 +191,16 @@ impl NewestFirst {
                 j -= 1;
             }
             self.next = (first + j).saturating_sub(1);
+            let range = active.lost_range(i, count, self.snap.active_len)?;
             return Err(Error::corrupt(
                 &active.path,
-                0,
+                range.start,
                 format!(
-                    "records {}..={} were lost to damage in this segment",
+                    "records {}..={} were lost to damage at bytes {}..{}",
                     first + j,
-                    seq
+                    seq,
+                    range.start,
+                    range.end
                 ),
             ));
         }
@@ -286,7 +289,7 @@ impl NewestFirst {
             self.next = self.next.saturating_sub(1);
             return Some(Err(Error::corrupt(
                 seg.path(),
-                seg.log_len(),
+                seg.records_end(),
                 format!(
                     "records {}..={seq} are missing from the end of the segment",
                     first + seg.count()

@@ -21,7 +21,8 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 use crate::index::{self, LOST};
 use crate::record::{
-    decode_frame, decode_frame_ending_at, DecodeError, Frame, SegmentHeader, LOG_HEADER_BYTES,
+    decode_frame, decode_frame_ending_at, frame_len, read_u32, DecodeError, Frame, SegmentHeader,
+    FRAME_HEADER_BYTES, LOG_HEADER_BYTES,
 };
 use crate::scan::scan;
 
@@ -188,7 +189,6 @@ pub(crate) struct Sealed {
     log: Mmap,
     entries: Entries,
     count: u64,
-    damage: Vec<std::ops::Range<u64>>,
 }
 
 impl Sealed {
@@ -215,8 +215,8 @@ impl Sealed {
             Ok(map) => check_index(map, &log, &header, &path).err(),
             Err(reason) => Some(reason.clone()),
         };
-        let (entries, damage) = match (mapped, problem) {
-            (Ok(map), None) => (Entries::Mapped(map), Vec::new()),
+        let entries = match (mapped, problem) {
+            (Ok(map), None) => Entries::Mapped(map),
             (_, problem) => {
                 let problem = problem.unwrap_or_default();
                 let s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
@@ -239,8 +239,7 @@ impl Sealed {
                     file.extend_from_slice(&bytes);
                     write_atomically(&idx_path, &file)?;
                 }
-                let damage = s.damage_report(log.len() as u64);
-                (Entries::Owned(bytes), damage)
+                Entries::Owned(bytes)
             }
         };
         let count = (entries.len() / index::ENTRY_BYTES) as u64;
@@ -250,7 +249,6 @@ impl Sealed {
             log,
             entries,
             count,
-            damage,
         })
     }
 
@@ -289,19 +287,7 @@ impl Sealed {
     }
 
     fn lost(&self, i: u64) -> Error {
-        // Report the damaged range that covers the lost record: the one after the last good
-        // entry before it.
-        let before = (0..i)
-            .rev()
-            .map(|j| index::entry(&self.entries, j as usize))
-            .find(|&e| e != LOST)
-            .map_or(LOG_HEADER_BYTES as u64, u64::from);
-        let range = self
-            .damage
-            .iter()
-            .find(|r| r.start >= before)
-            .cloned()
-            .unwrap_or(before..before);
+        let range = self.lost_range(i);
         Error::corrupt(
             &self.path,
             range.start,
@@ -312,6 +298,40 @@ impl Sealed {
                 range.end
             ),
         )
+    }
+
+    /// The damaged bytes that swallowed record `i` (marked lost): from the end of the last good
+    /// record before it to the start of the first good record after it. Derived from the index
+    /// and the log alone, so it is the same whether the index was just rebuilt or trusted.
+    fn lost_range(&self, i: u64) -> std::ops::Range<u64> {
+        let end = (i + 1..self.count)
+            .find(|&j| !self.is_lost(j))
+            .map_or(self.log_len(), |j| {
+                u64::from(index::entry(&self.entries, j as usize))
+            });
+        let start = (0..i)
+            .rev()
+            .find(|&j| !self.is_lost(j))
+            .map_or(LOG_HEADER_BYTES as u64, |j| self.record_end(j));
+        start.min(end)..end
+    }
+
+    /// Where record `j` ends, by its length field (clamped to the file: it may be damaged too).
+    fn record_end(&self, j: u64) -> u64 {
+        let at = index::entry(&self.entries, j as usize) as usize;
+        let len = self
+            .log
+            .get(at..at + FRAME_HEADER_BYTES)
+            .map_or(0, |head| read_u32(head, 4) & 0xff_ffff);
+        (at as u64 + frame_len(len as usize) as u64).min(self.log_len())
+    }
+
+    /// Where the segment's last good record ends: where missing records would begin.
+    pub(crate) fn records_end(&self) -> u64 {
+        match self.count {
+            0 => LOG_HEADER_BYTES as u64,
+            n => self.record_end(n - 1),
+        }
     }
 }
 
@@ -371,6 +391,31 @@ pub(crate) struct Active {
 }
 
 impl Active {
+    /// The damaged bytes that swallowed record `i` (marked lost), as for sealed segments, given
+    /// that `count` records and `len` bytes are committed.
+    pub(crate) fn lost_range(&self, i: u64, count: u64, len: u64) -> Result<std::ops::Range<u64>> {
+        let (prev, next) = {
+            let entries = self.entries.read();
+            let i = i as usize;
+            let prev = entries[..i].iter().rev().find(|&&e| e != LOST).copied();
+            let next = entries[i + 1..count as usize]
+                .iter()
+                .find(|&&e| e != LOST)
+                .copied();
+            (prev, next)
+        };
+        let end = next.map_or(len, u64::from);
+        let start = match prev {
+            None => LOG_HEADER_BYTES as u64,
+            Some(at) => {
+                let mut head = [0u8; FRAME_HEADER_BYTES];
+                self.read_exact_at(&mut head, u64::from(at))?;
+                u64::from(at) + frame_len((read_u32(&head, 4) & 0xff_ffff) as usize) as u64
+            }
+        };
+        Ok(start.min(end)..end)
+    }
+
     /// Opens the log of an active segment (read-write when `writable`).
     pub(crate) fn open_file(path: &Path, writable: bool) -> Result<File> {
         OpenOptions::new()
