@@ -58,7 +58,7 @@ pub(crate) struct Inner {
     options: Options,
     segment_bytes: u64,
     clock: Option<Clock>,
-    projects: Mutex<HashMap<u64, Arc<Project>>>,
+    projects: RwLock<HashMap<u64, Arc<Project>>>,
     sealed: Mutex<SealedCache>,
     tick: AtomicU64,
     /// Each project's newest stamp, once known for all projects (`None` until then). Lets a
@@ -124,7 +124,7 @@ impl Store {
                 options,
                 segment_bytes,
                 clock,
-                projects: Mutex::new(HashMap::new()),
+                projects: RwLock::new(HashMap::new()),
                 sealed: Mutex::new(HashMap::new()),
                 tick: AtomicU64::new(0),
                 newest: RwLock::new(newest),
@@ -286,7 +286,7 @@ impl Store {
 
     /// Makes every append so far durable (fsync), whatever durability it was made with.
     pub fn sync(&self) -> Result<()> {
-        let projects: Vec<Arc<Project>> = self.inner.projects.lock().values().cloned().collect();
+        let projects: Vec<Arc<Project>> = self.inner.projects.read().values().cloned().collect();
         projects.iter().try_for_each(|p| p.sync())
     }
 
@@ -294,7 +294,7 @@ impl Store {
     /// the writing process has appended since. A no-op on a writable store.
     pub fn refresh(&self) {
         if self.is_read_only() {
-            self.inner.projects.lock().clear();
+            self.inner.projects.write().clear();
             *self.inner.newest.write() = None;
         }
     }
@@ -321,7 +321,12 @@ impl Inner {
     /// The open project `id`, opening it if needed. With `create` false, a project without a
     /// directory is `None` and nothing is created.
     pub(crate) fn project(&self, id: u64, create: bool) -> Result<Option<Arc<Project>>> {
-        let mut map = self.projects.lock();
+        if let Some(p) = self.projects.read().get(&id) {
+            p.last_used.store(self.touch(), Ordering::Relaxed);
+            return Ok(Some(p.clone()));
+        }
+        // Opening happens under the write lock, so a project is never opened twice.
+        let mut map = self.projects.write();
         if let Some(p) = map.get(&id) {
             p.last_used.store(self.touch(), Ordering::Relaxed);
             return Ok(Some(p.clone()));

@@ -347,3 +347,92 @@ fn engine_warnings_reach_stderr_unless_silenced() {
     );
     assert_eq!(get(tmp.path(), "1"), "{\"n\":3}\n{\"n\":2}\n{\"n\":1}\n");
 }
+
+#[test]
+fn projects_merges_newest_first_with_caps_meta_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path(dir.path());
+    for foo in [2, 3, 4] {
+        ok(
+            &["append", "--dir", d, "1111111"],
+            Some(format!("{{\"foo\": {foo}}}").as_bytes()),
+        );
+    }
+    ok(&["append", "--dir", d, "2222222"], Some(b"{\"bar\": 1}"));
+    let out = ok(
+        &[
+            "projects", "--dir", d, "--pcount", "1", "--meta", "_project", "-p", "1111111", "-p",
+            "2222222",
+        ],
+        None,
+    );
+    assert_eq!(
+        out,
+        "{\"bar\":1,\"_project\":2222222}\n{\"foo\":4,\"_project\":1111111}\n"
+    );
+    // All projects, a total count.
+    assert_eq!(
+        ok(&["projects", "--dir", d, "--count", "2"], None),
+        "{\"bar\":1}\n{\"foo\":4}\n"
+    );
+    // Filters apply before the count.
+    let out = ok(
+        &[
+            "projects",
+            "--dir",
+            d,
+            "--filter",
+            r#"["foo", "<", [4]]"#,
+            "--count",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(out, "{\"foo\":3}\n");
+    // A malformed filter or an unknown meta name is a usage error.
+    assert_eq!(
+        run(&["projects", "--dir", d, "--filter", "[1"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["get", "--dir", d, "--meta", "_x", "1"], None)
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn get_adds_meta_fields_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path(dir.path());
+    ok(
+        &["append", "--dir", d, "7"],
+        Some(b"{\"c\":1}\n{\"c\":6}\n{\"c\":9}"),
+    );
+    let out = ok(
+        &[
+            "get",
+            "--dir",
+            d,
+            "--meta",
+            "_key",
+            "--filter",
+            r#"["c", ">", [5]]"#,
+            "7",
+        ],
+        None,
+    );
+    assert_eq!(
+        out,
+        "{\"c\":9,\"_key\":\"7/3\"}\n{\"c\":6,\"_key\":\"7/2\"}\n"
+    );
+    let out = ok(
+        &["get", "--dir", d, "--meta", "_ts", "--count", "1", "7"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+    assert!(v["_ts"].as_u64().unwrap() > 1_600_000_000_000, "{out}");
+}
