@@ -7,9 +7,10 @@
 //! `max(now, reservation)`. The reservation is pushed forward by [`RESERVATION_US`] (and synced)
 //! whenever stamps come within half of it, so the file is written about once every 30 seconds.
 //!
-//! `CLOCK` file: two 16-byte slots, each `u64` reservation + `u32` CRC-32 of those 8 bytes +
-//! `u32` zero. The valid slot with the larger reservation wins; writes alternate slots, so a torn
-//! write never loses the previous reservation.
+//! `CLOCK` file: a 16-byte header (magic `ALOGCLCK`, `u32` format version, `u32` zero), then two
+//! 16-byte slots, each `u64` reservation + `u32` CRC-32 of those 8 bytes + `u32` zero. The valid
+//! slot with the larger reservation wins; writes alternate slots, so a torn write never loses the
+//! previous reservation.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -19,11 +20,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::record::{read_u32, read_u64};
+use crate::record::{read_u32, read_u64, FORMAT_VERSION};
 
 /// How far ahead of issued stamps the persisted reservation runs: 60 s.
 pub(crate) const RESERVATION_US: u64 = 60_000_000;
 const SLOT_BYTES: usize = 16;
+const HEADER_BYTES: usize = 16;
+const CLOCK_MAGIC: [u8; 8] = *b"ALOGCLCK";
 
 /// The wall clock in µs since the Unix epoch (0 before it).
 pub(crate) fn now_us() -> u64 {
@@ -56,13 +59,28 @@ impl Clock {
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io("opening", path, e))?;
-        let mut buf = [0u8; 2 * SLOT_BYTES];
+        let mut buf = [0u8; HEADER_BYTES + 2 * SLOT_BYTES];
         let n = file
             .read_at(&mut buf, 0)
             .map_err(|e| Error::io("reading", path, e))?;
+        if n == 0 {
+            let mut header = [0u8; HEADER_BYTES];
+            header[0..8].copy_from_slice(&CLOCK_MAGIC);
+            header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+            file.write_all_at(&header, 0)
+                .map_err(|e| Error::io("writing", path, e))?;
+        } else if n < HEADER_BYTES || buf[0..8] != CLOCK_MAGIC {
+            return Err(Error::corrupt(path, 0, "not an activitylog CLOCK file"));
+        } else if read_u32(&buf, 8) != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                found: read_u32(&buf, 8),
+            });
+        }
         let slot = |i: usize| -> Option<u64> {
-            let s = buf.get(i * SLOT_BYTES..(i + 1) * SLOT_BYTES)?;
-            if n < (i + 1) * SLOT_BYTES {
+            let at = HEADER_BYTES + i * SLOT_BYTES;
+            let s = buf.get(at..at + SLOT_BYTES)?;
+            if n < at + SLOT_BYTES {
                 return None;
             }
             let v = read_u64(s, 0);
@@ -122,7 +140,10 @@ impl Clock {
         slot[0..8].copy_from_slice(&to.to_le_bytes());
         slot[8..12].copy_from_slice(&crc32fast::hash(&to.to_le_bytes()).to_le_bytes());
         self.file
-            .write_all_at(&slot, s.next_slot * SLOT_BYTES as u64)
+            .write_all_at(
+                &slot,
+                (HEADER_BYTES as u64) + s.next_slot * SLOT_BYTES as u64,
+            )
             .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::io("writing", &self.path, e))?;
         s.reserved = to;
@@ -161,10 +182,11 @@ mod tests {
         drop(c);
         // Damage the newest slot; the older reservation must still be honoured.
         let bytes = std::fs::read(&path).unwrap();
-        let newest = if read_u64(&bytes, 0) > read_u64(&bytes, 16) {
-            0
+        let (a, b) = (HEADER_BYTES, HEADER_BYTES + SLOT_BYTES);
+        let newest = if read_u64(&bytes, a) > read_u64(&bytes, b) {
+            a
         } else {
-            16
+            b
         };
         let mut damaged = bytes.clone();
         damaged[newest] ^= 0xff;

@@ -140,7 +140,8 @@ pub struct Merged {
     store: Store,
     /// Projects not opened yet, with their newest stamp, sorted so the newest is last.
     pending: Vec<(u64, u64)>,
-    cursors: Vec<Cursor>,
+    /// Open cursors; a cursor is dropped (its buffers freed) once it is exhausted or capped.
+    cursors: Vec<Option<Cursor>>,
     heap: BinaryHeap<Head>,
     /// A cursor to advance before anything else (its last pull returned an error).
     retry: Option<usize>,
@@ -177,8 +178,14 @@ impl Merged {
     /// Pulls the cursor's next message into the heap. An error is returned (and the cursor
     /// retried on the next call).
     fn advance(&mut self, cursor: usize) -> Result<()> {
-        match self.cursors[cursor].next(&self.filters) {
-            None => Ok(()),
+        let Some(c) = &mut self.cursors[cursor] else {
+            return Ok(());
+        };
+        match c.next(&self.filters) {
+            None => {
+                self.cursors[cursor] = None;
+                Ok(())
+            }
             Some(Ok(msg)) => {
                 self.heap.push(Head { msg, cursor });
                 Ok(())
@@ -196,10 +203,10 @@ impl Merged {
         };
         self.opened += 1;
         let it = self.store.newest_first(project)?;
-        self.cursors.push(Cursor {
+        self.cursors.push(Some(Cursor {
             it,
             left: self.pcount,
-        });
+        }));
         self.advance(self.cursors.len() - 1)
     }
 }

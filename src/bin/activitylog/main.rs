@@ -1,7 +1,7 @@
 //! `activitylog`: the command line tool for an activitylog store.
 //!
 //! ```text
-//! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]... [--api-keys-file FILE]
+//! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]... [--api-keys FILE]
 //! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] PROJECT [FILE]
 //! activitylog get      --dir DIR [--count N] [--meta NAME]... [--filter JSON]... PROJECT
 //! activitylog projects --dir DIR [-p ID]... [--count N] [--pcount N] [--meta NAME]... [--filter JSON]...

@@ -27,7 +27,7 @@ pub struct ServeArgs {
     #[arg(long = "api-key")]
     api_keys: Vec<String>,
     /// A file of API keys: one per line, optionally followed by the project ids it may use.
-    #[arg(long)]
+    #[arg(long = "api-keys", value_name = "FILE")]
     api_keys_file: Option<PathBuf>,
     /// The largest POST body accepted, in bytes.
     #[arg(long, default_value_t = http::DEFAULT_MAX_BODY_BYTES)]
