@@ -97,6 +97,8 @@ pub struct NewestFirst {
     window: Vec<u8>,
     window_start: u64,
     window_size: u64,
+    /// Oldest first instead (see [`NewestFirst::oldest_first`]).
+    forward: bool,
 }
 
 impl NewestFirst {
@@ -113,6 +115,7 @@ impl NewestFirst {
             window: Vec::new(),
             window_start: 0,
             window_size: MIN_WINDOW_BYTES,
+            forward: false,
         }
     }
 
@@ -134,13 +137,48 @@ impl NewestFirst {
             window: Vec::new(),
             window_start: 0,
             window_size: MIN_WINDOW_BYTES,
+            forward: false,
+        }
+    }
+
+    /// Turns the iterator around: the same snapshot, oldest message first (for exports and
+    /// `tail`). Combine with [`from`](Self::from) to start at a sequence number.
+    pub fn oldest_first(mut self) -> Self {
+        self.forward = true;
+        self.next = self
+            .snap
+            .sealed
+            .first()
+            .copied()
+            .or_else(|| self.snap.active.as_ref().map(|a| a.header.first_seq))
+            .unwrap_or(self.snap.next_seq);
+        self
+    }
+
+    /// For an oldest-first iterator: starts at the first message whose sequence number is at
+    /// least `seq`.
+    pub fn from(mut self, seq: u64) -> Self {
+        if self.forward {
+            self.next = self.next.max(seq);
+        }
+        self
+    }
+
+    /// The sequence number after `seq` in the iteration's direction.
+    fn after(&self, seq: u64) -> u64 {
+        if self.forward {
+            seq + 1
+        } else {
+            seq - 1
         }
     }
 
     /// Starts (or restarts) iteration with the newest message whose sequence number is below
     /// `seq`, for paging: pass the last `seq` of the previous page.
     pub fn before(mut self, seq: u64) -> Self {
-        self.next = self.next.min(seq.saturating_sub(1));
+        if !self.forward {
+            self.next = self.next.min(seq.saturating_sub(1));
+        }
         self
     }
 
@@ -175,30 +213,44 @@ impl NewestFirst {
         let first = active.header.first_seq;
         let count = self.snap.next_seq - first;
         let i = seq - first;
-        self.next = seq - 1;
-        // Make sure entries i and (if committed) i + 1 are at hand.
+        self.next = self.after(seq);
+        // Make sure entries i and (if committed) i + 1 are at hand, and a chunk in the
+        // direction of travel.
         let want_to = (i + 2).min(count);
         if i < self.entries_from || want_to > self.entries_from + self.entries.len() as u64 {
-            let from = (i + 1).saturating_sub(ENTRY_CHUNK as u64);
-            active.copy_entries(from as usize, want_to as usize, &mut self.entries);
+            let (from, to) = if self.forward {
+                (i, (i + ENTRY_CHUNK as u64).min(count).max(want_to))
+            } else {
+                ((i + 1).saturating_sub(ENTRY_CHUNK as u64), want_to)
+            };
+            active.copy_entries(from as usize, to as usize, &mut self.entries);
             self.entries_from = from;
         }
         let entry = |j: u64| self.entries[(j - self.entries_from) as usize];
         let offset = entry(i);
         if offset == LOST {
-            let mut j = i;
-            while j > self.entries_from && entry(j - 1) == LOST {
-                j -= 1;
+            // Report the whole run of lost records once and continue past it.
+            let (mut lo, mut hi) = (i, i);
+            while lo > self.entries_from && entry(lo - 1) == LOST {
+                lo -= 1;
             }
-            self.next = (first + j).saturating_sub(1);
+            while hi + 1 < self.entries_from + self.entries.len() as u64 && entry(hi + 1) == LOST {
+                hi += 1;
+            }
+            let (lo, hi) = if self.forward { (i, hi) } else { (lo, i) };
+            self.next = if self.forward {
+                first + hi + 1
+            } else {
+                (first + lo).saturating_sub(1)
+            };
             let range = active.lost_range(i, count, self.snap.active_len)?;
             return Err(Error::corrupt(
                 &active.path,
                 range.start,
                 format!(
                     "records {}..={} were lost to damage at bytes {}..{}",
-                    first + j,
-                    seq,
+                    first + lo,
+                    first + hi,
                     range.start,
                     range.end
                 ),
@@ -216,10 +268,20 @@ impl NewestFirst {
             offset + crate::record::frame_len((read_u32(&head, 4) & 0xff_ffff) as usize) as u64
         };
         if offset < self.window_start || end > self.window_start + self.window.len() as u64 {
-            let start = end
-                .saturating_sub(self.window_size)
-                .min(offset)
-                .max(LOG_HEADER_BYTES as u64);
+            let (start, end) = if self.forward {
+                (
+                    offset,
+                    (offset + self.window_size)
+                        .min(self.snap.active_len)
+                        .max(end),
+                )
+            } else {
+                let start = end
+                    .saturating_sub(self.window_size)
+                    .min(offset)
+                    .max(LOG_HEADER_BYTES as u64);
+                (start, end)
+            };
             self.window.resize((end - start) as usize, 0);
             active.read_exact_at(&mut self.window, start)?;
             self.window_start = start;
@@ -236,6 +298,14 @@ impl NewestFirst {
         self.message(rec, &active.path, offset)
     }
 
+    /// The first sequence number of the active segment (the end of the sealed ones).
+    fn active_first(&self) -> u64 {
+        self.snap
+            .active
+            .as_ref()
+            .map_or(self.snap.next_seq, |a| a.header.first_seq)
+    }
+
     /// Positions `current` on the sealed segment holding `seq`.
     fn sealed_for(&mut self, seq: u64) -> Result<Option<(Arc<Sealed>, u64)>> {
         if let Current::Sealed { seg, end_seq } = &self.current {
@@ -249,12 +319,10 @@ impl NewestFirst {
             return Ok(None);
         }
         let first = sealed[pos - 1];
-        let end_seq = sealed.get(pos).copied().unwrap_or_else(|| {
-            self.snap
-                .active
-                .as_ref()
-                .map_or(self.snap.next_seq, |a| a.header.first_seq)
-        });
+        let end_seq = sealed
+            .get(pos)
+            .copied()
+            .unwrap_or_else(|| self.active_first());
         let store = self
             .store
             .as_ref()
@@ -268,25 +336,35 @@ impl NewestFirst {
     }
 
     fn read_sealed(&mut self, seq: u64) -> Option<Result<Message>> {
-        let (seg, _end) = match self.sealed_for(seq) {
+        let (seg, end) = match self.sealed_for(seq) {
             Ok(Some(s)) => s,
             Ok(None) => {
-                self.next = 0;
+                self.next = if self.forward { self.snap.next_seq } else { 0 };
                 return None;
             }
             Err(e) => {
-                // Skip the segment that cannot be opened; older ones may still read.
+                // Skip the segment that cannot be opened; the others may still read.
                 let sealed = &self.snap.sealed;
                 let pos = sealed.partition_point(|&first| first <= seq);
-                self.next = sealed[pos - 1].saturating_sub(1);
+                self.next = if self.forward {
+                    sealed
+                        .get(pos)
+                        .copied()
+                        .unwrap_or_else(|| self.active_first())
+                } else {
+                    sealed[pos - 1].saturating_sub(1)
+                };
                 return Some(Err(e));
             }
         };
         let first = seg.header().first_seq;
         let i = seq - first;
         if i >= seg.count() {
-            self.next = first + seg.count();
-            self.next = self.next.saturating_sub(1);
+            self.next = if self.forward {
+                end
+            } else {
+                (first + seg.count()).saturating_sub(1)
+            };
             return Some(Err(Error::corrupt(
                 seg.path(),
                 seg.records_end(),
@@ -297,15 +375,22 @@ impl NewestFirst {
             )));
         }
         if seg.is_lost(i) {
-            let mut j = i;
-            while j > 0 && seg.is_lost(j - 1) {
-                j -= 1;
-            }
             let err = seg.record(i).err();
-            self.next = (first + j).saturating_sub(1);
+            let mut j = i;
+            if self.forward {
+                while j + 1 < seg.count() && seg.is_lost(j + 1) {
+                    j += 1;
+                }
+                self.next = first + j + 1;
+            } else {
+                while j > 0 && seg.is_lost(j - 1) {
+                    j -= 1;
+                }
+                self.next = (first + j).saturating_sub(1);
+            }
             return err.map(Err);
         }
-        self.next = seq - 1;
+        self.next = self.after(seq);
         Some(
             seg.record(i)
                 .and_then(|rec| self.message(rec, seg.path(), 0)),
@@ -318,7 +403,7 @@ impl Iterator for NewestFirst {
 
     fn next(&mut self) -> Option<Result<Message>> {
         let seq = self.next;
-        if seq < FIRST_SEQ {
+        if seq < FIRST_SEQ || seq >= self.snap.next_seq {
             return None;
         }
         if let Some(active) = self.snap.active.clone() {

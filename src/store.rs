@@ -265,6 +265,12 @@ impl Store {
         })
     }
 
+    /// The same snapshot iterator as [`newest_first`](Self::newest_first), turned around: the
+    /// project's messages oldest first (for exports and `tail`).
+    pub fn oldest_first(&self, project: u64) -> Result<NewestFirst> {
+        Ok(self.newest_first(project)?.oldest_first())
+    }
+
     /// The ids of every project with a directory in the store, ascending.
     pub fn projects(&self) -> Result<Vec<u64>> {
         let dir = self.inner.dir.join(PROJECTS_DIR);
