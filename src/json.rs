@@ -6,6 +6,7 @@
 //! insignificant whitespace, and always one line.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde::de::IgnoredAny;
 
@@ -115,6 +116,81 @@ fn first_insignificant_ws(bytes: &[u8]) -> Option<usize> {
     None
 }
 
+/// Finds the last top-level member named `name` in a compact JSON object.
+///
+/// Returns the byte range to cut to remove the member (with one adjoining comma) and the range
+/// of its value. Keys are compared as raw bytes (a key spelled with escapes does not match).
+pub(crate) fn find_member(object: &[u8], name: &str) -> Option<(Range<usize>, Range<usize>)> {
+    if object.first() != Some(&b'{') {
+        return None;
+    }
+    let mut found = None;
+    let mut pos = 1;
+    while pos < object.len() && object[pos] == b'"' {
+        let key_end = skip_string(object, pos)?;
+        if object.get(key_end) != Some(&b':') {
+            return None;
+        }
+        let value_start = key_end + 1;
+        let value_end = skip_value(object, value_start)?;
+        if &object[pos + 1..key_end - 1] == name.as_bytes() {
+            let cut = match object.get(value_end) {
+                Some(b',') => pos..value_end + 1,
+                _ if pos > 1 => pos - 1..value_end,
+                _ => pos..value_end,
+            };
+            found = Some((cut, value_start..value_end));
+        }
+        match object.get(value_end) {
+            Some(b',') => pos = value_end + 1,
+            _ => break,
+        }
+    }
+    found
+}
+
+/// The index just past the string that starts (with its quote) at `at`.
+fn skip_string(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index just past the compact JSON value that starts at `at`.
+fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = at;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i = skip_string(bytes, i)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth == 0 => return Some(i),
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b',' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// JSON's insignificant whitespace (RFC 8259 §2).
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -162,6 +238,35 @@ mod tests {
         let e = validate_object(b"{\"a\": tru}").unwrap_err();
         assert!(e.contains("at column"), "{e}");
         assert!(!e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn members_are_found_and_cut_cleanly() {
+        let cut = |obj: &str, name: &str| {
+            let (range, value) = find_member(obj.as_bytes(), name)?;
+            let mut out = obj.as_bytes().to_vec();
+            let value = String::from_utf8(out[value].to_vec()).unwrap();
+            out.drain(range);
+            Some((String::from_utf8(out).unwrap(), value))
+        };
+        let s = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+        assert_eq!(cut(r#"{"a":1,"_ts":5}"#, "_ts"), s(r#"{"a":1}"#, "5"));
+        assert_eq!(cut(r#"{"_ts":5,"a":1}"#, "_ts"), s(r#"{"a":1}"#, "5"));
+        assert_eq!(cut(r#"{"_ts":5}"#, "_ts"), s("{}", "5"));
+        assert_eq!(
+            cut(
+                r#"{"a":{"_ts":1},"b":[1,"x,}"],"_ts":7,"c":"\"_ts\""}"#,
+                "_ts"
+            ),
+            s(r#"{"a":{"_ts":1},"b":[1,"x,}"],"c":"\"_ts\""}"#, "7")
+        );
+        // The last of duplicates is the one parsers keep, and the one cut.
+        assert_eq!(
+            cut(r#"{"_ts":"mine","_ts":9}"#, "_ts"),
+            s(r#"{"_ts":"mine"}"#, "9")
+        );
+        assert_eq!(cut(r#"{"a":1}"#, "_ts"), None);
+        assert_eq!(cut("{}", "_ts"), None);
     }
 
     #[test]

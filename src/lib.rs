@@ -69,6 +69,7 @@ mod error;
 mod filter;
 #[cfg(feature = "server")]
 pub mod http;
+mod import;
 mod index;
 mod json;
 mod meta;
@@ -83,6 +84,7 @@ mod store;
 
 pub use error::{Error, Result};
 pub use filter::{Filter, Op};
+pub use import::{ImportTarget, Imported};
 pub use meta::Meta;
 pub use options::{
     Durability, Options, DEFAULT_MAX_MAPPED_SEGMENTS, DEFAULT_MAX_MESSAGE_BYTES,

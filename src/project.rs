@@ -186,10 +186,15 @@ impl Project {
     }
 
     /// Appends a validated batch as one atomic unit.
+    ///
+    /// `stamps`: one stamp per message, non-decreasing and spanning at most
+    /// [`MAX_STAMP_DELTA_US`] (imports keep their history); `None` takes one from the clock.
+    /// Stamps below the project's newest are raised to it, so a project's stamps never decrease.
     pub(crate) fn append(
         &self,
         clock: &Clock,
         messages: &[Cow<'_, [u8]>],
+        stamps: Option<&[u64]>,
         durability: Durability,
     ) -> Result<Appended> {
         debug_assert!(self.writable);
@@ -205,14 +210,24 @@ impl Project {
                 stamp: snap.last_stamp,
             });
         }
-        let stamp = clock.next()?.max(snap.last_stamp);
+        let (stamp, last_stamp) = match stamps {
+            None => {
+                let s = clock.next()?.max(snap.last_stamp);
+                (s, s)
+            }
+            Some(st) => {
+                debug_assert_eq!(st.len(), messages.len());
+                let first = st[0].max(snap.last_stamp);
+                (first, st[st.len() - 1].max(first))
+            }
+        };
         let n = messages.len() as u64;
         let bytes: u64 = messages.iter().map(|m| frame_len(m.len()) as u64).sum();
         let needs_new = match &snap.active {
             None => true,
             Some(a) => {
                 let count = snap.active_count();
-                let stale = stamp - a.header.base_stamp > MAX_STAMP_DELTA_US;
+                let stale = last_stamp.saturating_sub(a.header.base_stamp) > MAX_STAMP_DELTA_US;
                 let full = snap.active_len + bytes > self.segment_bytes
                     || count + n > MAX_RECORDS_PER_SEGMENT;
                 stale || (count > 0 && full)
@@ -225,7 +240,7 @@ impl Project {
         };
         let active = snap.active.as_ref().expect("an active segment after roll");
         let count = snap.active_count();
-        let stamp_delta = stamp - active.header.base_stamp;
+        let base = active.header.base_stamp;
         let mut offsets = Vec::with_capacity(messages.len());
         w.buf.clear();
         for (i, payload) in messages.iter().enumerate() {
@@ -234,7 +249,7 @@ impl Project {
                 &mut w.buf,
                 &Frame {
                     seq_delta: (count + i as u64) as u32,
-                    stamp_delta,
+                    stamp_delta: stamps.map_or(stamp, |st| st[i].clamp(stamp, last_stamp)) - base,
                     continues: i + 1 < messages.len(),
                     payload,
                 },
@@ -254,7 +269,7 @@ impl Project {
             let mut state = self.state.write();
             state.active_len = new_len;
             state.next_seq += n;
-            state.last_stamp = stamp;
+            state.last_stamp = last_stamp;
         }
         w.dirty = true;
         if active.entries.read().len() - w.idx_written >= INDEX_FLUSH_ENTRIES {
@@ -269,7 +284,7 @@ impl Project {
         Ok(Appended {
             first_seq,
             count: n,
-            stamp,
+            stamp: last_stamp,
         })
     }
 

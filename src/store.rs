@@ -175,14 +175,42 @@ impl Store {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
+        if self.inner.clock.is_none() {
+            return Err(Error::ReadOnly);
+        }
         let items: Vec<I::Item> = messages.into_iter().collect();
         let batch = prepare(&items, self.inner.options.max_message_bytes)?;
+        self.append_prepared(project, &batch, None, durability)
+    }
+
+    /// Appends a validated batch with one stamp per message (imports keep their history).
+    pub(crate) fn append_stamped(
+        &self,
+        project: u64,
+        batch: &[Cow<'_, [u8]>],
+        stamps: &[u64],
+        durability: Durability,
+    ) -> Result<Appended> {
+        let appended = self.append_prepared(project, batch, Some(stamps), durability)?;
+        if let Some(clock) = &self.inner.clock {
+            clock.observe(appended.stamp)?;
+        }
+        Ok(appended)
+    }
+
+    fn append_prepared(
+        &self,
+        project: u64,
+        batch: &[Cow<'_, [u8]>],
+        stamps: Option<&[u64]>,
+        durability: Durability,
+    ) -> Result<Appended> {
+        let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
         let p = self
             .inner
             .project(project, true)?
             .expect("created on demand");
-        let appended = p.append(clock, &batch, durability)?;
+        let appended = p.append(clock, batch, stamps, durability)?;
         if appended.count > 0 {
             if let Some(map) = self.inner.newest.write().as_mut() {
                 let newest = map.entry(project).or_insert(0);
@@ -190,6 +218,11 @@ impl Store {
             }
         }
         Ok(appended)
+    }
+
+    /// The largest message accepted, in bytes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.inner.options.max_message_bytes
     }
 
     /// The newest stamp of each of `ids` that holds messages, as `(stamp, id)`.
@@ -484,7 +517,7 @@ fn parse_project_dir(name: &str) -> Option<u64> {
 }
 
 /// Validates and compacts a batch. Nothing is stored unless all of it passes.
-fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<Cow<'_, [u8]>>> {
+pub(crate) fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<Cow<'_, [u8]>>> {
     if items.len() as u64 > MAX_RECORDS_PER_SEGMENT {
         return Err(Error::BatchTooLarge {
             size: items.len() as u64,
