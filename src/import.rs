@@ -36,6 +36,9 @@ impl Imported {
     }
 }
 
+/// A message with its stamp.
+type Stamped<'a> = (u64, Cow<'a, [u8]>);
+
 /// The name of the meta field that carries a message's append time.
 const TS_FIELD: &str = "_ts";
 
@@ -61,7 +64,7 @@ impl Store {
         let raw: Vec<&[u8]> = lines.iter().map(|&(_, l)| l).collect();
         let batch = prepare(&raw, self.max_message_bytes()).map_err(at_line)?;
         let now = crate::clock::now_us();
-        let mut per_project: BTreeMap<u64, Vec<(u64, Cow<'_, [u8]>)>> = BTreeMap::new();
+        let mut per_project: BTreeMap<u64, Vec<Stamped<'_>>> = BTreeMap::new();
         let mut imported = Imported::default();
         for (index, message) in batch.into_iter().enumerate() {
             let invalid = |reason: String| {
@@ -112,7 +115,7 @@ impl Store {
     fn import_project(
         &self,
         project: u64,
-        messages: Vec<(u64, Cow<'_, [u8]>)>,
+        messages: Vec<Stamped<'_>>,
         durability: Durability,
     ) -> Result<()> {
         let mut running = 0u64;
