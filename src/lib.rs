@@ -78,6 +78,7 @@ mod project;
 mod query;
 mod reader;
 mod record;
+mod retention;
 mod scan;
 mod segment;
 mod store;
@@ -93,6 +94,7 @@ pub use options::{
 pub use project::{Appended, FIRST_SEQ};
 pub use query::{Merged, Query};
 pub use reader::{Message, NewestFirst};
+pub use retention::{Retained, Retention};
 pub use store::{Store, MAX_BATCH_BYTES};
 
 /// The README's examples, compiled and run as doc tests.

@@ -444,6 +444,37 @@ impl Project {
         }
     }
 
+    /// Deletes the sealed segments that start at or before `upto` (the oldest ones), for
+    /// retention. Never the active segment. Readers holding a segment keep reading it: files are
+    /// only unlinked, and a mapping outlives its file's name. Returns the first sequence numbers
+    /// of the removed segments.
+    pub(crate) fn remove_sealed_upto(&self, upto: u64) -> Result<Vec<u64>> {
+        let _w = self.writer.lock();
+        let removed: Vec<u64> = {
+            let mut state = self.state.write();
+            let keep_from = state.sealed.partition_point(|&first| first <= upto);
+            let removed = state.sealed[..keep_from].to_vec();
+            state.sealed = Arc::new(state.sealed[keep_from..].to_vec());
+            removed
+        };
+        for &first in &removed {
+            for path in [
+                segment::log_path(&self.dir, first),
+                segment::index_path(&self.dir, first),
+            ] {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("removing", &path, e)),
+                }
+            }
+        }
+        if !removed.is_empty() {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
     /// Flushes the index and, if anything was written since the last sync, syncs the log.
     /// Called when the project is evicted from the open set or the store closes.
     pub(crate) fn close(&self) -> Result<()> {

@@ -342,6 +342,21 @@ impl NewestFirst {
                 self.next = if self.forward { self.snap.next_seq } else { 0 };
                 return None;
             }
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // Retention deleted the segment after this snapshot was taken: the history
+                // before the next segment is gone on purpose, not damaged.
+                let sealed = &self.snap.sealed;
+                let pos = sealed.partition_point(|&first| first <= seq);
+                if self.forward {
+                    self.next = sealed
+                        .get(pos)
+                        .copied()
+                        .unwrap_or_else(|| self.active_first());
+                    return self.next();
+                }
+                self.next = 0;
+                return None;
+            }
             Err(e) => {
                 // Skip the segment that cannot be opened; the others may still read.
                 let sealed = &self.snap.sealed;

@@ -348,7 +348,22 @@ impl std::fmt::Debug for Store {
     }
 }
 
+impl Store {
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    pub(crate) fn project_dir(&self, id: u64) -> PathBuf {
+        self.inner.project_dir(id)
+    }
+}
+
 impl Inner {
+    /// Drops a deleted segment from the map cache (readers holding it keep their mapping).
+    pub(crate) fn forget_sealed(&self, project: u64, first_seq: u64) {
+        self.sealed.lock().remove(&(project, first_seq));
+    }
+
     fn project_dir(&self, id: u64) -> PathBuf {
         self.dir.join(PROJECTS_DIR).join(id.to_string())
     }

@@ -1,0 +1,178 @@
+//! Retention: deleting a project's oldest whole segments by age, size or message count.
+//!
+//! Only sealed segments are deleted, oldest first; the active segment — which holds the newest
+//! messages — never is. A segment's age is judged by the newest message it holds. Limits are
+//! maxima: segments are deleted while the project is over the limit (so a project may end a
+//! little under it, never over it by more than its active segment).
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::segment;
+use crate::store::Store;
+
+/// Per-project retention limits. The default keeps everything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    max_age: Option<Duration>,
+    max_bytes: Option<u64>,
+    max_messages: Option<u64>,
+}
+
+impl Retention {
+    /// No limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Deletes segments whose newest message is older than this.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Deletes the oldest segments while a project's files take more than this many bytes.
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
+    }
+
+    /// Deletes the oldest segments while a project holds more than this many messages.
+    pub fn max_messages(mut self, messages: u64) -> Self {
+        self.max_messages = Some(messages);
+        self
+    }
+
+    /// Whether no limit is set.
+    pub fn is_unlimited(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What retention deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Segments deleted.
+    pub segments: u64,
+    /// Messages they held.
+    pub messages: u64,
+    /// Bytes of files deleted.
+    pub bytes: u64,
+}
+
+/// What retention needs to know of one segment.
+struct SegmentFacts {
+    first_seq: u64,
+    bytes: u64,
+    messages: u64,
+    newest_stamp: u64,
+}
+
+impl Store {
+    /// Applies `retention` to every project now. Needs a writable store.
+    pub fn apply_retention(&self, retention: &Retention) -> Result<Retained> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
+        let mut total = Retained::default();
+        if retention.is_unlimited() {
+            return Ok(total);
+        }
+        let now = crate::clock::now_us();
+        for id in self.projects()? {
+            let r = self.retain_project(id, retention, now)?;
+            total.segments += r.segments;
+            total.messages += r.messages;
+            total.bytes += r.bytes;
+        }
+        Ok(total)
+    }
+
+    fn retain_project(&self, id: u64, retention: &Retention, now: u64) -> Result<Retained> {
+        let Some(project) = self.inner().project(id, false)? else {
+            return Ok(Retained::default());
+        };
+        let snap = project.snapshot();
+        let dir = self.project_dir(id);
+        let active_first = snap
+            .active
+            .as_ref()
+            .map_or(snap.next_seq, |a| a.header.first_seq);
+        let file_bytes = |first: u64| -> Result<u64> {
+            let mut bytes = 0;
+            for path in [
+                segment::log_path(&dir, first),
+                segment::index_path(&dir, first),
+            ] {
+                match std::fs::metadata(&path) {
+                    Ok(m) => bytes += m.len(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("reading metadata of", &path, e)),
+                }
+            }
+            Ok(bytes)
+        };
+        let mut total_bytes = file_bytes(active_first)?;
+        let mut facts = Vec::with_capacity(snap.sealed.len());
+        for (k, &first) in snap.sealed.iter().enumerate() {
+            let end = snap.sealed.get(k + 1).copied().unwrap_or(active_first);
+            let bytes = file_bytes(first)?;
+            total_bytes += bytes;
+            let seg = self.inner().sealed(id, first)?;
+            // The newest message's stamp; if that record is damaged, the next segment's base
+            // stamp bounds it from above.
+            let newest_stamp = match seg.count().checked_sub(1).map(|i| seg.record(i)) {
+                Some(Ok(rec)) => rec.stamp,
+                _ => self.base_stamp_of(id, end, &snap)?,
+            };
+            facts.push(SegmentFacts {
+                first_seq: first,
+                bytes,
+                messages: end - first,
+                newest_stamp,
+            });
+        }
+        let mut total_messages =
+            snap.next_seq - facts.first().map_or(active_first, |f| f.first_seq);
+        let cutoff = retention
+            .max_age
+            .map(|age| now.saturating_sub(age.as_micros() as u64));
+        let mut out = Retained::default();
+        let mut upto = None;
+        for f in &facts {
+            let too_old = cutoff.is_some_and(|c| f.newest_stamp < c);
+            let too_big = retention.max_bytes.is_some_and(|m| total_bytes > m);
+            let too_many = retention.max_messages.is_some_and(|m| total_messages > m);
+            if !(too_old || too_big || too_many) {
+                break;
+            }
+            upto = Some(f.first_seq);
+            total_bytes -= f.bytes;
+            total_messages -= f.messages;
+            out.segments += 1;
+            out.messages += f.messages;
+            out.bytes += f.bytes;
+        }
+        if let Some(upto) = upto {
+            let removed = project.remove_sealed_upto(upto)?;
+            for first in removed {
+                self.inner().forget_sealed(id, first);
+            }
+            log::info!(
+                "retention removed {} segments ({} messages, {} bytes) of project {id}",
+                out.segments,
+                out.messages,
+                out.bytes
+            );
+        }
+        Ok(out)
+    }
+
+    /// The base stamp of the segment starting at `first` (sealed or active).
+    fn base_stamp_of(&self, id: u64, first: u64, snap: &crate::project::Snapshot) -> Result<u64> {
+        match &snap.active {
+            Some(a) if a.header.first_seq == first => Ok(a.header.base_stamp),
+            _ => Ok(self.inner().sealed(id, first)?.header().base_stamp),
+        }
+    }
+}

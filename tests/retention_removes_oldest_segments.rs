@@ -1,0 +1,112 @@
+//! Retention deletes whole sealed segments, oldest first, never the active one, and never
+//! under a reader's feet.
+
+use std::time::Duration;
+
+use activitylog::{Options, Retention, Store};
+
+fn fill(store: &Store, project: u64, n: usize) {
+    for i in 0..n {
+        store
+            .append(
+                project,
+                [format!(r#"{{"i":{i},"pad":"{}"}}"#, "x".repeat(200))],
+            )
+            .unwrap();
+    }
+}
+
+fn seqs(store: &Store, project: u64) -> Vec<u64> {
+    store
+        .newest_first(project)
+        .unwrap()
+        .map(|m| m.unwrap().seq())
+        .collect()
+}
+
+fn segments(store: &Store, project: u64) -> usize {
+    std::fs::read_dir(store.dir().join("projects").join(project.to_string()))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")
+        })
+        .count()
+}
+
+#[test]
+fn max_messages_keeps_the_newest_and_at_most_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    fill(&store, 1, 500);
+    let before = segments(&store, 1);
+    let r = store
+        .apply_retention(&Retention::new().max_messages(100))
+        .unwrap();
+    assert!(r.segments > 0 && r.messages > 0 && r.bytes > 0);
+    let left = seqs(&store, 1);
+    assert!(left.len() <= 100, "{} left", left.len());
+    assert!(left.len() > 80, "deleted too much: {} left", left.len());
+    assert_eq!(left[0], 500, "the newest message stays");
+    assert!(left.windows(2).all(|w| w[0] == w[1] + 1), "no holes");
+    assert_eq!(segments(&store, 1), before - r.segments as usize);
+    // Survives a reopen, and appends continue.
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(seqs(&store, 1), left);
+    assert_eq!(store.append(1, ["{}"]).unwrap().first_seq, 501);
+}
+
+#[test]
+fn max_bytes_and_max_age_never_touch_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    fill(&store, 2, 300);
+    store
+        .apply_retention(&Retention::new().max_bytes(1))
+        .unwrap();
+    assert_eq!(segments(&store, 2), 1, "only the active segment is left");
+    assert_eq!(seqs(&store, 2)[0], 300);
+    fill(&store, 3, 300);
+    // Everything is younger than an hour: nothing goes.
+    let r = store
+        .apply_retention(&Retention::new().max_age(Duration::from_secs(3600)))
+        .unwrap();
+    assert_eq!(r.segments, 0);
+    std::thread::sleep(Duration::from_millis(20));
+    let r = store
+        .apply_retention(&Retention::new().max_age(Duration::from_millis(10)))
+        .unwrap();
+    assert!(r.segments > 0);
+    assert_eq!(segments(&store, 3), 1);
+    assert_eq!(seqs(&store, 3)[0], 300);
+}
+
+#[test]
+fn a_reader_holding_an_iterator_keeps_reading_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    fill(&store, 4, 400);
+    // One reader is inside an old segment (mapped); another has a snapshot only.
+    let mut inside = store.newest_first(4).unwrap().before(50);
+    let first = inside.next().unwrap().unwrap();
+    assert_eq!(first.seq(), 49);
+    let untouched = store.newest_first(4).unwrap();
+    let oldest = store.oldest_first(4).unwrap();
+    store
+        .apply_retention(&Retention::new().max_messages(50))
+        .unwrap();
+    // The mapped segment keeps reading after its file is gone (no SIGBUS).
+    let rest: Vec<u64> = inside.by_ref().take(10).map(|m| m.unwrap().seq()).collect();
+    assert_eq!(rest, (39..49).rev().collect::<Vec<_>>());
+    // A snapshot whose older segments vanished ends cleanly where retention cut, with no error.
+    let all: Vec<u64> = untouched.map(|m| m.unwrap().seq()).collect();
+    assert_eq!(all[0], 400);
+    assert!(all.windows(2).all(|w| w[0] == w[1] + 1));
+    let forward: Vec<u64> = oldest.map(|m| m.unwrap().seq()).collect();
+    assert_eq!(*forward.last().unwrap(), 400);
+    assert!(forward.windows(2).all(|w| w[1] == w[0] + 1));
+}
