@@ -82,6 +82,7 @@ mod retention;
 mod scan;
 mod segment;
 mod store;
+mod verify;
 
 pub use error::{Error, Result};
 pub use filter::{Filter, Op};
@@ -95,7 +96,8 @@ pub use project::{Appended, FIRST_SEQ};
 pub use query::{Merged, Query};
 pub use reader::{Message, NewestFirst};
 pub use retention::{Retained, Retention};
-pub use store::{Store, MAX_BATCH_BYTES};
+pub use store::{ProjectStats, Store, MAX_BATCH_BYTES};
+pub use verify::{verify, Problem, Verified};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

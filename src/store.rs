@@ -306,21 +306,46 @@ impl Store {
 
     /// The ids of every project with a directory in the store, ascending.
     pub fn projects(&self) -> Result<Vec<u64>> {
-        let dir = self.inner.dir.join(PROJECTS_DIR);
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io("listing", &dir, e)),
+        list_projects(&self.inner.dir)
+    }
+
+    /// Counts and times of `project`, or `None` if it was never written.
+    pub fn stats(&self, project: u64) -> Result<Option<ProjectStats>> {
+        let Some(p) = self.inner.project(project, false)? else {
+            return Ok(None);
         };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
-            if let Some(id) = entry.file_name().to_str().and_then(parse_project_dir) {
-                ids.push(id);
+        let snap = p.snapshot();
+        let dir = self.project_dir(project);
+        let seqs = segment::list(&dir)?;
+        let mut bytes = 0;
+        for &first in &seqs {
+            for path in [
+                segment::log_path(&dir, first),
+                segment::index_path(&dir, first),
+            ] {
+                bytes += fs::metadata(&path)
+                    .map_err(|e| Error::io("reading metadata of", &path, e))?
+                    .len();
             }
         }
-        ids.sort_unstable();
-        Ok(ids)
+        let oldest_seq = seqs.first().copied().unwrap_or(snap.next_seq);
+        let messages = snap.next_seq - oldest_seq;
+        // The first message that reads; damaged ones are verify's business.
+        let oldest_stamp = if messages == 0 {
+            None
+        } else {
+            self.oldest_first(project)?
+                .find_map(|m| m.ok())
+                .map(|m| m.stamp())
+        };
+        Ok(Some(ProjectStats {
+            project,
+            messages,
+            bytes,
+            segments: seqs.len() as u64,
+            oldest_stamp,
+            newest_stamp: (messages > 0).then_some(snap.last_stamp),
+        }))
     }
 
     /// Makes every append so far durable (fsync), whatever durability it was made with.
@@ -365,7 +390,7 @@ impl Inner {
     }
 
     fn project_dir(&self, id: u64) -> PathBuf {
-        self.dir.join(PROJECTS_DIR).join(id.to_string())
+        project_dir_in(&self.dir, id)
     }
 
     fn touch(&self) -> u64 {
@@ -525,6 +550,47 @@ fn read_newest(dir: &Path, writable: bool) -> Result<Option<HashMap<u64, u64>>> 
     Ok(parsed)
 }
 
+/// A project's size and time span, from [`Store::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectStats {
+    /// The project id.
+    pub project: u64,
+    /// Messages held (those lost to damage included).
+    pub messages: u64,
+    /// Bytes of its files on disk (logs and indexes).
+    pub bytes: u64,
+    /// Segments.
+    pub segments: u64,
+    /// Stamp (µs since the epoch) of the oldest readable message.
+    pub oldest_stamp: Option<u64>,
+    /// Stamp of the newest message.
+    pub newest_stamp: Option<u64>,
+}
+
+/// The directory of project `id` in the store at `dir`.
+pub(crate) fn project_dir_in(dir: &Path, id: u64) -> PathBuf {
+    dir.join(PROJECTS_DIR).join(id.to_string())
+}
+
+/// The ids of every project with a directory in the store at `dir`, ascending.
+pub(crate) fn list_projects(dir: &Path) -> Result<Vec<u64>> {
+    let dir = dir.join(PROJECTS_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("listing", &dir, e)),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", &dir, e))?;
+        if let Some(id) = entry.file_name().to_str().and_then(parse_project_dir) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// Parses a project directory name: a canonical decimal `u64`.
 fn parse_project_dir(name: &str) -> Option<u64> {
     let id: u64 = name.parse().ok()?;
@@ -581,7 +647,7 @@ fn encode_meta(segment_bytes: u64) -> Vec<u8> {
 }
 
 /// Reads the `STORE` file: checks magic, version and checksum; returns the segment size.
-fn read_meta(dir: &Path) -> Result<u64> {
+pub(crate) fn read_meta(dir: &Path) -> Result<u64> {
     let path = dir.join(STORE_FILE);
     let bytes = match fs::read(&path) {
         Ok(b) => b,

@@ -1,0 +1,257 @@
+//! Checking a store's files record by record, as `activitylog verify` does: every log frame,
+//! every index entry, every segment header, and that sequence numbers run on without gaps from
+//! one segment to the next.
+//!
+//! Verification reads the files with plain reads (no maps, no locks), so it works beside a
+//! running writer. The writer may be in the middle of an append: an unfinished tail on the
+//! newest segment is read again after a pause before it is reported.
+
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
+use crate::record::{SegmentHeader, LOG_HEADER_BYTES};
+use crate::scan::{scan, Scan};
+use crate::segment;
+use crate::store;
+
+/// One thing wrong, with the file and byte range it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub path: PathBuf,
+    /// The bytes concerned.
+    pub range: Range<u64>,
+    /// What is wrong, as a plain sentence.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes {}..{}: {}",
+            self.path.display(),
+            self.range.start,
+            self.range.end,
+            self.what
+        )
+    }
+}
+
+/// What a verification covered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// Projects checked.
+    pub projects: u64,
+    /// Segments checked.
+    pub segments: u64,
+    /// Records that decoded.
+    pub records: u64,
+    /// Bytes read (logs and indexes).
+    pub bytes: u64,
+    /// Problems found.
+    pub problems: u64,
+}
+
+/// How long to wait before reading an unfinished tail of the newest segment again.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Verifies the store in `dir`: the given projects, or all. Calls `on_problem` for each problem
+/// and `on_bytes` with the size of each file as it is read (for progress).
+pub fn verify(
+    dir: &Path,
+    projects: Option<&[u64]>,
+    mut on_problem: impl FnMut(&Problem),
+    mut on_bytes: impl FnMut(u64),
+) -> Result<Verified> {
+    store::read_meta(dir)?;
+    let ids = match projects {
+        Some(ids) => ids.to_vec(),
+        None => store::list_projects(dir)?,
+    };
+    let mut out = Verified::default();
+    for id in ids {
+        let pdir = store::project_dir_in(dir, id);
+        if !pdir.is_dir() {
+            continue;
+        }
+        out.projects += 1;
+        let seqs = segment::list(&pdir)?;
+        let mut expected_first: Option<u64> = None;
+        for (k, &first) in seqs.iter().enumerate() {
+            let newest = k + 1 == seqs.len();
+            let mut report = |p: Problem| {
+                out.problems += 1;
+                on_problem(&p);
+            };
+            let log_path = segment::log_path(&pdir, first);
+            let idx_path = segment::index_path(&pdir, first);
+            out.segments += 1;
+            let log = read(&log_path)?;
+            on_bytes(log.len() as u64);
+            out.bytes += log.len() as u64;
+            let header = match SegmentHeader::decode(&log) {
+                Ok(h) => h,
+                Err(e) => {
+                    report(Problem {
+                        path: log_path.clone(),
+                        range: 0..LOG_HEADER_BYTES.min(log.len()) as u64,
+                        what: format!("bad segment header: {e}; the segment cannot be read"),
+                    });
+                    expected_first = None;
+                    continue;
+                }
+            };
+            if header.first_seq != first {
+                report(Problem {
+                    path: log_path.clone(),
+                    range: 16..24,
+                    what: format!(
+                        "the header says the segment starts at {}, its name says {first}",
+                        header.first_seq
+                    ),
+                });
+            }
+            if let Some(expected) = expected_first {
+                if first > expected {
+                    report(Problem {
+                        path: log_path.clone(),
+                        range: 0..0,
+                        what: format!(
+                            "records {expected}..{} are missing before this segment",
+                            first - 1
+                        ),
+                    });
+                }
+            }
+            let mut s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
+            let mut end = log.len() as u64;
+            if newest && (s.torn(end) || s.open_batch.is_some()) {
+                // Perhaps a writer is mid-append: look again once it had time to finish.
+                std::thread::sleep(SETTLE);
+                let again = read(&log_path)?;
+                s = scan(&again[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
+                end = again.len() as u64;
+            }
+            out.records += s.entries.iter().filter(|&&e| e != index::LOST).count() as u64;
+            log_problems(&s, end, newest, &log_path, &mut report);
+            let idx = match fs::read(&idx_path) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io("reading", &idx_path, e)),
+            };
+            if let Some(idx) = &idx {
+                on_bytes(idx.len() as u64);
+                out.bytes += idx.len() as u64;
+            }
+            let tail_cut = s.torn(end) || s.open_batch.is_some();
+            index_problems(idx.as_deref(), &s, newest, tail_cut, &idx_path, &mut report);
+            expected_first = Some(first + s.entries.len() as u64);
+        }
+    }
+    Ok(out)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| Error::io("reading", path, e))
+}
+
+/// Damage, torn tails and unfinished batches of one log.
+fn log_problems(s: &Scan, end: u64, newest: bool, path: &Path, report: &mut impl FnMut(Problem)) {
+    for range in &s.damaged {
+        report(Problem {
+            path: path.to_path_buf(),
+            range: range.clone(),
+            what: "damaged records (the records around them are intact)".to_string(),
+        });
+    }
+    let (cut, what) = match (s.open_batch, s.torn(end)) {
+        (Some((_, start)), _) => (start, "an unfinished batch"),
+        (None, true) => (s.good_end, "bytes that are not a whole record"),
+        (None, false) => return,
+    };
+    let what = if newest {
+        format!("the segment ends in {what} (a torn tail: the next writable open cuts it)")
+    } else {
+        format!("the sealed segment ends in {what}")
+    };
+    report(Problem {
+        path: path.to_path_buf(),
+        range: cut..end,
+        what,
+    });
+}
+
+/// Whether the index file agrees with what the log holds. The newest segment's index may lag
+/// its log (it is written in batches) but must not disagree with it. Entries for records the
+/// log lost to damage, or for a tail already reported as torn, are not held against it.
+fn index_problems(
+    idx: Option<&[u8]>,
+    s: &Scan,
+    newest: bool,
+    tail_cut: bool,
+    path: &Path,
+    report: &mut impl FnMut(Problem),
+) {
+    let Some(idx) = idx else {
+        report(Problem {
+            path: path.to_path_buf(),
+            range: 0..0,
+            what: "the index file is missing (an open rebuilds it)".to_string(),
+        });
+        return;
+    };
+    let entries = match index::entries_of(idx) {
+        Ok(e) => e,
+        Err(e) => {
+            report(Problem {
+                path: path.to_path_buf(),
+                range: 0..INDEX_HEADER_BYTES.min(idx.len()) as u64,
+                what: format!("bad index header: {e} (an open rebuilds it)"),
+            });
+            return;
+        }
+    };
+    let whole = entries.len() / ENTRY_BYTES;
+    if !entries.len().is_multiple_of(ENTRY_BYTES) {
+        let at = (INDEX_HEADER_BYTES + whole * ENTRY_BYTES) as u64;
+        report(Problem {
+            path: path.to_path_buf(),
+            range: at..idx.len() as u64,
+            what: "the index ends in part of an entry (an open rebuilds it)".to_string(),
+        });
+    }
+    let expected = &s.entries;
+    let mismatch = (0..whole.min(expected.len()))
+        .find(|&i| expected[i] != index::LOST && index::entry(entries, i) != expected[i]);
+    let problem = match mismatch {
+        Some(i) => Some((i, format!("index entry {i} disagrees with the log"))),
+        None if whole > expected.len() && !tail_cut => Some((
+            expected.len(),
+            format!(
+                "the index has {whole} entries for {} records",
+                expected.len()
+            ),
+        )),
+        None if whole < expected.len() && !newest => Some((
+            whole,
+            format!(
+                "the index has {whole} entries for {} records",
+                expected.len()
+            ),
+        )),
+        None => None,
+    };
+    if let Some((i, what)) = problem {
+        let at = (INDEX_HEADER_BYTES + i * ENTRY_BYTES) as u64;
+        report(Problem {
+            path: path.to_path_buf(),
+            range: at..idx.len() as u64,
+            what: format!("{what} (an open rebuilds it)"),
+        });
+    }
+}

@@ -1,0 +1,89 @@
+//! `verify` is silent on a clean store and names the file and bytes of every kind of damage.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use activitylog::{verify, Options, Problem};
+
+fn store_with_segments(dir: &Path) -> Vec<PathBuf> {
+    let store = Options::new().segment_bytes(4096).open(dir).unwrap();
+    for i in 0..200 {
+        store
+            .append(1, [format!(r#"{{"i":{i},"pad":"{}"}}"#, "x".repeat(100))])
+            .unwrap();
+    }
+    store.append(2, [r#"{"a":1}"#, r#"{"a":2}"#]).unwrap();
+    drop(store);
+    let mut logs: Vec<PathBuf> = fs::read_dir(dir.join("projects/1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+fn problems(dir: &Path) -> (activitylog::Verified, Vec<Problem>) {
+    let mut found = Vec::new();
+    let v = verify(dir, None, |p| found.push(p.clone()), |_| {}).unwrap();
+    (v, found)
+}
+
+#[test]
+fn a_clean_store_has_no_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_segments(dir.path());
+    let (v, found) = problems(dir.path());
+    assert_eq!(found, []);
+    assert_eq!((v.projects, v.records, v.problems), (2, 202, 0));
+    assert!(v.segments > 3);
+}
+
+#[test]
+fn a_flipped_byte_in_a_sealed_segment_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = store_with_segments(dir.path());
+    let mut bytes = fs::read(&logs[1]).unwrap();
+    bytes[300] ^= 0x01;
+    fs::write(&logs[1], bytes).unwrap();
+    let (_, found) = problems(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, logs[1]);
+    assert!(found[0].range.contains(&300), "{}", found[0]);
+}
+
+#[test]
+fn a_torn_tail_and_a_missing_index_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = store_with_segments(dir.path());
+    let newest = logs.last().unwrap();
+    let len = fs::metadata(newest).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(len - 7)
+        .unwrap();
+    fs::remove_file(logs[0].with_extension("idx")).unwrap();
+    let (v, found) = problems(dir.path());
+    assert_eq!(v.problems, 2, "{found:?}");
+    assert!(found
+        .iter()
+        .any(|p| p.path == *newest && p.what.contains("torn tail")));
+    assert!(found
+        .iter()
+        .any(|p| p.path == logs[0].with_extension("idx") && p.what.contains("missing")));
+}
+
+#[test]
+fn a_stale_index_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = store_with_segments(dir.path());
+    let idx = logs[0].with_extension("idx");
+    let mut bytes = fs::read(&idx).unwrap();
+    bytes.extend_from_slice(&[0xff, 0, 0, 0]);
+    fs::write(&idx, bytes).unwrap();
+    let (_, found) = problems(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, idx);
+}
