@@ -257,11 +257,11 @@ impl Store {
     /// Runs a multi-project query: messages newest first across the chosen projects, with caps
     /// and filters. See [`Query`].
     pub fn query(&self, query: &Query) -> Result<Merged> {
-        let ids = match &query.projects {
-            Some(ids) => ids.clone(),
-            None => self.projects()?,
+        let mut pending = match &query.projects {
+            Some(ids) => self.newest_stamps(ids)?,
+            // Every project: the newest-stamp map knows them all, without listing a directory.
+            None => self.all_newest_stamps()?,
         };
-        let mut pending = self.newest_stamps(&ids)?;
         pending.retain(|&(stamp, _)| stamp > 0);
         pending.sort_unstable();
         Ok(Merged::new(self.clone(), query, pending))

@@ -247,6 +247,14 @@ impl Store {
             .collect())
     }
 
+    /// The newest stamp of every project, as `(stamp, id)`.
+    pub(crate) fn all_newest_stamps(&self) -> Result<Vec<(u64, u64)>> {
+        self.load_newest()?;
+        let guard = self.inner.newest.read();
+        let map = guard.as_ref().expect("loaded above");
+        Ok(map.iter().map(|(&id, &stamp)| (stamp, id)).collect())
+    }
+
     /// Learns every project's newest stamp, opening the projects not known yet.
     fn load_newest(&self) -> Result<()> {
         if self.inner.newest.read().is_some() {
