@@ -23,6 +23,9 @@ pub(crate) fn validate_object(bytes: &[u8]) -> Result<(), String> {
             e.valid_up_to() + 1
         ));
     }
+    if nesting_depth(bytes) > MAX_DEPTH {
+        return Err(format!("it nests deeper than {MAX_DEPTH} levels"));
+    }
     let first = bytes.iter().find(|b| !is_ws(**b));
     let parsed = parse_ignored(bytes);
     match (first, parsed) {
@@ -53,6 +56,39 @@ pub(crate) fn split_lines(input: &[u8]) -> Vec<(usize, &[u8])> {
         .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
         .filter(|(_, line)| !line.iter().all(|&b| is_ws(b)))
         .collect()
+}
+
+/// The deepest nesting of arrays and objects a message may have: serde_json's own recursion
+/// limit, so every stored message can be parsed again (by filters, by users).
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// The deepest nesting of `[` and `{` outside strings (of possibly invalid JSON).
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Parses one JSON value without building it, then requires the end of input.
@@ -267,6 +303,18 @@ mod tests {
         );
         assert_eq!(cut(r#"{"a":1}"#, "_ts"), None);
         assert_eq!(cut("{}", "_ts"), None);
+    }
+
+    #[test]
+    fn nesting_is_limited_to_what_parsers_take() {
+        let nested = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+        assert!(validate_object(nested(MAX_DEPTH).as_bytes()).is_ok());
+        let err = validate_object(nested(MAX_DEPTH + 1).as_bytes()).unwrap_err();
+        assert!(err.contains("nests deeper"), "{err}");
+        assert!(validate_object(nested(100_000).as_bytes()).is_err());
+        // Brackets inside strings do not count.
+        let in_string = format!("{{\"a\":\"{}\"}}", "[".repeat(1000));
+        assert!(validate_object(in_string.as_bytes()).is_ok());
     }
 
     #[test]

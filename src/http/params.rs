@@ -7,7 +7,7 @@ use super::plain;
 use crate::{Filter, Meta};
 
 /// The most `p` parameters one request may carry.
-const MAX_PROJECTS: usize = 10_000;
+const MAX_PROJECTS: usize = 1_000;
 
 /// The response format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

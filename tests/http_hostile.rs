@@ -1,0 +1,126 @@
+//! Hostile requests: each gets a 4xx with one clear sentence, stores nothing, and the server
+//! keeps answering others.
+#![cfg(feature = "server")]
+
+use activitylog::http::{router, ApiConfig};
+use activitylog::Store;
+use axum::body::{to_bytes, Body};
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let body = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn hostile_requests_get_a_4xx_sentence_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let app = router(store.clone(), ApiConfig::new().max_body_bytes(8 << 20));
+    let deep = format!("{{\"a\":{}1{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let big_line = format!("{{\"a\":\"{}\"}}", "x".repeat(2 << 20));
+    let over_body = "{}\n".repeat((8 << 20) / 3 + 1);
+    let many_p: String = (0..2_000).map(|i| format!("p={i}&")).collect();
+    let posts: Vec<(&str, Vec<u8>, StatusCode)> = vec![
+        (
+            "invalid UTF-8",
+            b"{\"a\":\"\xff\xfe\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "nested 100,000 deep",
+            deep.into_bytes(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "a 2 MiB line",
+            big_line.into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "a body over the limit",
+            over_body.into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        ("a JSON array", b"[{}]".to_vec(), StatusCode::BAD_REQUEST),
+        ("a NUL byte", b"{}\0".to_vec(), StatusCode::BAD_REQUEST),
+    ];
+    for (what, body, want) in posts {
+        let (status, text) = send(
+            &app,
+            Request::post("/activity/1").body(Body::from(body)).unwrap(),
+        )
+        .await;
+        assert_eq!(status, want, "{what}: {text}");
+        assert_eq!(
+            text.trim_end().lines().count(),
+            1,
+            "{what}: one sentence, got {text:?}"
+        );
+        assert!(text.len() < 300, "{what}: short, got {} bytes", text.len());
+    }
+    let gets = [
+        ("thousands of p", format!("/activity/projects?{many_p}")),
+        ("negative count", "/activity/1?count=-5".to_string()),
+        (
+            "overflowing count",
+            "/activity/1?count=99999999999999999999999".to_string(),
+        ),
+        (
+            "overflowing pcount",
+            "/activity/projects?pcount=18446744073709551616".to_string(),
+        ),
+        (
+            "malformed filter",
+            "/activity/1?filter=%5B%22a%22%2C%22%3D%3D%22%2C%5B1%5D%5D".to_string(),
+        ),
+        ("filter not JSON", "/activity/1?filter=%7B".to_string()),
+        ("unknown meta", "/activity/1?meta=_secret".to_string()),
+        ("unknown format", "/activity/1?format=xml".to_string()),
+    ];
+    for (what, uri) in gets {
+        let (status, text) = send(
+            &app,
+            Request::get(uri.as_str()).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {text}");
+        assert_eq!(text.trim_end().lines().count(), 1, "{what}: {text:?}");
+    }
+    for uri in [
+        "/activity/..%2F..%2Fetc",
+        "/activity/%2e%2e",
+        "/activity/1%2F2",
+        "/activity/0x10",
+        "/activity/+5",
+        "/activity/%201",
+        "/activity/1/../2",
+    ] {
+        for req in [
+            Request::get(uri).body(Body::empty()).unwrap(),
+            Request::post(uri).body(Body::from("{}")).unwrap(),
+        ] {
+            let (status, text) = send(&app, req).await;
+            assert!(status.is_client_error(), "{uri}: {status} {text}");
+        }
+    }
+    // Nothing was stored anywhere, and the server still answers.
+    assert_eq!(store.projects().unwrap(), Vec::<u64>::new());
+    let (status, _) = send(
+        &app,
+        Request::post("/activity/1")
+            .body(Body::from("{\"ok\":1}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, text) = send(
+        &app,
+        Request::get("/activity/1").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(text, "{\"ok\":1}\n");
+}
