@@ -2,14 +2,23 @@
 //!
 //! ```text
 //! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]... [--api-keys FILE]
+//!                      [--retain-max-age DURATION] [--retain-max-bytes SIZE] [--retain-max-messages N]
 //! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] PROJECT [FILE]
 //! activitylog get      --dir DIR [--count N] [--meta NAME]... [--filter JSON]... PROJECT
 //! activitylog projects --dir DIR [-p ID]... [--count N] [--pcount N] [--meta NAME]... [--filter JSON]...
+//! activitylog import   --dir DIR [--project ID | --project-field NAME] [--segment-bytes N] [--durability written|sync] PATH...
+//! activitylog export   --dir DIR --out DIR [-p ID]... [--gzip]
+//! activitylog verify   --dir DIR [-p ID]...
+//! activitylog stats    --dir DIR [-p ID]... [--json]
+//! activitylog tail     --dir DIR [-n N] [--follow] [--meta NAME]... PROJECT
+//! activitylog retain   --dir DIR [--max-age DURATION] [--max-bytes SIZE] [--max-messages N]
 //! ```
 //!
 //! - `serve` runs the Activity API (see `docs/http.md`) on the store in `--dir` (default
 //!   `./activity-data`, created if missing) until SIGINT or SIGTERM, then finishes requests in
 //!   flight, syncs the store and releases its lock. It logs one line per request at `info`.
+//!   With any `--retain-*` limit it applies retention (as `retain` does) at start and every
+//!   minute, logging what it removed.
 //!
 //! - `append` reads JSON Lines from `FILE` (or stdin when `FILE` is absent or `-`), checks every
 //!   line, and stores them all as one atomic batch: if any line is not a JSON object, the tool
@@ -23,12 +32,46 @@
 //! - `projects` prints several projects merged newest first (all projects without `-p`), with
 //!   a total `--count` and a per-project `--pcount`; read-only too.
 //!
-//! Exit status: 0 on success, 1 when the operation fails (`error: …` on stderr), 2 for a usage
-//! error. Diagnostics from the engine (such as a torn tail repaired on open) go to stderr at the
-//! level set by `--log` or `ACTIVITYLOG_LOG` (default `warn`).
+//! Archives:
+//! - `import` reads JSON Lines files, plain or gzipped (recognised by content), and folders of
+//!   them (their `*.jl`, `*.jsonl`, `*.jl.gz`, `*.jsonl.gz` files in name order, not
+//!   recursively). A file named `<project id>.jl` (or `.jsonl`, optionally `.gz`) goes to that
+//!   project; `--project` sends every file to one project; `--project-field` takes each
+//!   message's project from a top-level field. Order within a file is kept, and a `_ts` field
+//!   (integer ms) becomes the message's append time and is not stored in it. Each file is one
+//!   import: a bad line is named (`error: FILE: line N is invalid: …`) and nothing of that file
+//!   is imported (files before it stay imported; the tool stops there).
+//! - `export` writes each project (all, or those given with `-p`) to `--out/<id>.jl` (`.jl.gz`
+//!   with `--gzip`): oldest first, one message per line with its `_ts` — exactly what `import`
+//!   reads, so export → import → export gives identical files. Each file is written under a
+//!   hidden temporary name and renamed when complete.
+//! - `verify` reads every record and index and prints each problem on stdout as
+//!   `FILE bytes A..B: what`; it exits 0 when the store is clean and 1 otherwise.
+//! - `stats` prints each project's messages, bytes on disk, segments and oldest and newest
+//!   append time (ISO 8601 UTC) with a total line; `--json` prints one JSON object per project
+//!   instead, times as integer ms (`oldest_ts`, `newest_ts`).
+//! - `tail` prints a project's last `-n` messages (default 10) oldest to newest; `--follow`
+//!   then prints new messages as they land (polling every 200 ms), until interrupted or stdout
+//!   closes.
+//! - `retain` deletes each project's oldest whole segments, never the active one, while the
+//!   project is over a limit: `--max-age` (judged by a segment's newest message; `30d`, `12h`,
+//!   `90m`, `45s`, `500ms`), `--max-bytes` (`10G`, `512M`, `64K` or bytes; binary units) or
+//!   `--max-messages`. It needs the write lock, so it cannot run beside a server: use `serve
+//!   --retain-*` there.
+//!
+//! `get`, `projects`, `tail`, `export`, `verify` and `stats` open the store read-only and work
+//! while another process (a server) writes it. `import`, `export` and `verify` show a progress
+//! bar when stderr is a terminal, and end with a one-line summary on stderr (messages, bytes,
+//! seconds, rate).
+//!
+//! Exit status: 0 on success, 1 when the operation fails (`error: …` on stderr) or `verify`
+//! found a problem, 2 for a usage error. A closed stdout (`activitylog get … | head`) ends
+//! output quietly with status 0. Diagnostics from the engine (such as a torn tail repaired on
+//! open) go to stderr at the level set by `--log` or `ACTIVITYLOG_LOG` (default `warn`).
 //!
 //! Each subcommand is one `Args` struct and one function taking it; adding a subcommand means
-//! adding a variant to [`Command`] and a line to [`run`].
+//! adding a variant to [`Command`] and a line to [`run`]. The archive subcommands live in their
+//! own modules.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -42,7 +85,14 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use log::LevelFilter;
 
+mod archive;
+mod inspect;
+mod report;
+mod retain;
+#[cfg(feature = "server")]
 mod serve;
+mod tail;
+mod units;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +119,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the Activity API over HTTP on an embedded store.
+    #[cfg(feature = "server")]
     Serve(serve::ServeArgs),
     /// Append JSON Lines to a project as one atomic batch.
     Append(AppendArgs),
@@ -76,14 +127,42 @@ enum Command {
     Get(GetArgs),
     /// Print several projects' messages merged newest first.
     Projects(ProjectsArgs),
+    /// Import JSON Lines archives (plain or gzipped files, or folders of them), keeping `_ts`.
+    Import(archive::ImportArgs),
+    /// Export projects to `<id>.jl` files, oldest first with `_ts`, as `import` reads them.
+    Export(archive::ExportArgs),
+    /// Check every record and index; print each problem; exit 1 if there is any.
+    Verify(inspect::VerifyArgs),
+    /// Print each project's messages, bytes, segments and time span.
+    Stats(inspect::StatsArgs),
+    /// Print a project's last messages oldest to newest; with --follow, new ones as they land.
+    Tail(tail::TailArgs),
+    /// Delete each project's oldest segments beyond an age, size or message limit.
+    Retain(retain::RetainArgs),
 }
 
 /// Where the store is; shared by every subcommand.
 #[derive(Debug, Args)]
-struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// The store directory.
     #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
+}
+
+/// How a writing subcommand creates the store and stores its batches.
+#[derive(Debug, Args)]
+pub(crate) struct WriteArgs {
+    /// Segment size in bytes, for a store this command creates (ignored for an existing store).
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES)
+    )]
+    pub(crate) segment_bytes: Option<u64>,
+
+    /// When to return: once each batch is handed to the OS, or once it is fsynced.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Written)]
+    pub(crate) durability: DurabilityArg,
 }
 
 #[derive(Debug, Args)]
@@ -91,17 +170,8 @@ struct AppendArgs {
     #[command(flatten)]
     store: StoreArgs,
 
-    /// Segment size in bytes, for a store this command creates (ignored for an existing store).
-    #[arg(
-        long,
-        value_name = "N",
-        value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES)
-    )]
-    segment_bytes: Option<u64>,
-
-    /// When to return: once the batch is handed to the OS, or once it is fsynced.
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Written)]
-    durability: DurabilityArg,
+    #[command(flatten)]
+    write: WriteArgs,
 
     /// The project id.
     project: u64,
@@ -160,7 +230,7 @@ struct OutputArgs {
     filter: Vec<Filter>,
 }
 
-fn parse_meta(s: &str) -> Result<Meta, String> {
+pub(crate) fn parse_meta(s: &str) -> Result<Meta, String> {
     s.parse().map_err(|e: activitylog::Error| e.to_string())
 }
 
@@ -211,6 +281,7 @@ impl From<LogLevel> for LevelFilter {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
+        #[cfg(feature = "server")]
         Command::Serve(_) => LogLevel::Info,
         _ => LogLevel::Warn,
     };
@@ -240,23 +311,37 @@ fn one_line(error: &anyhow::Error) -> String {
 
 fn run(command: Command) -> Result<()> {
     match command {
+        #[cfg(feature = "server")]
         Command::Serve(args) => serve::run(args),
         Command::Append(args) => append(args),
         Command::Get(args) => get(args),
         Command::Projects(args) => projects(args),
+        Command::Import(args) => archive::import(args),
+        Command::Export(args) => archive::export(args),
+        Command::Verify(args) => inspect::verify(args),
+        Command::Stats(args) => inspect::stats(args),
+        Command::Tail(args) => tail::tail(args),
+        Command::Retain(args) => retain::retain(args),
     }
 }
 
 /// `activitylog append`: one input, one atomic batch.
 fn append(args: AppendArgs) -> Result<()> {
     let input = read_input(args.file.as_deref())?;
+    let store = open_writable(&args.store.dir, args.write.segment_bytes)?;
+    store.append_json_lines(args.project, &input, args.write.durability.into())?;
+    Ok(())
+}
 
+/// Opens (creating if needed) the store in `dir` for writing, with `segment_bytes` for a new
+/// store; an existing store keeps its own size, with a warning if it differs.
+pub(crate) fn open_writable(dir: &Path, segment_bytes: Option<u64>) -> Result<Store> {
     let mut options = Options::new();
-    if let Some(bytes) = args.segment_bytes {
+    if let Some(bytes) = segment_bytes {
         options = options.segment_bytes(bytes);
     }
-    let store = options.open(&args.store.dir)?;
-    if let Some(bytes) = args.segment_bytes {
+    let store = options.open(dir)?;
+    if let Some(bytes) = segment_bytes {
         if store.segment_bytes() != bytes {
             log::warn!(
                 "the store already exists with {}-byte segments, so --segment-bytes {bytes} is ignored",
@@ -264,8 +349,7 @@ fn append(args: AppendArgs) -> Result<()> {
             );
         }
     }
-    store.append_json_lines(args.project, &input, args.durability.into())?;
-    Ok(())
+    Ok(store)
 }
 
 /// `activitylog get`: one project newest first, read-only.
@@ -313,7 +397,7 @@ fn print_query(dir: &Path, mut query: Query, output: OutputArgs) -> Result<()> {
 }
 
 /// Opens `dir` without the write lock, so reads work beside a writing process.
-fn open_read_only(dir: &Path) -> Result<Store> {
+pub(crate) fn open_read_only(dir: &Path) -> Result<Store> {
     Ok(Options::new().read_only(true).open(dir)?)
 }
 
@@ -342,7 +426,7 @@ fn read_stdin(input: &mut Vec<u8>) -> Result<()> {
 
 /// Whether output to stdout may go on. A closed pipe (`activitylog get … | head`) is not an
 /// error: the reader has all it wants, so output stops quietly.
-fn written(result: io::Result<()>) -> Result<bool> {
+pub(crate) fn written(result: io::Result<()>) -> Result<bool> {
     match result {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),

@@ -2,12 +2,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use activitylog::http::{self, ApiConfig, ApiKeys};
-use activitylog::{Durability, Options};
+use activitylog::{Durability, Options, Retention, Store};
 use anyhow::Context;
 
+use crate::retain::{describe, retention};
+use crate::units::{parse_duration, parse_size};
 use crate::DurabilityArg;
+
+/// How often retention runs when a `--retain-*` limit is set.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// Arguments of `activitylog serve`.
 #[derive(Debug, clap::Args)]
@@ -35,6 +41,18 @@ pub struct ServeArgs {
     /// Segment size in bytes, for a store this command creates.
     #[arg(long)]
     segment_bytes: Option<u64>,
+    /// Every minute, delete a project's segments whose newest message is older than this:
+    /// 30d, 12h, 90m, 45s, 500ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    retain_max_age: Option<Duration>,
+    /// Every minute, delete a project's oldest segments while its files take more than this:
+    /// 10G, 512M, 64K or bytes (binary units).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    retain_max_bytes: Option<u64>,
+    /// Every minute, delete a project's oldest segments while it holds more than this many
+    /// messages.
+    #[arg(long, value_name = "N")]
+    retain_max_messages: Option<u64>,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then finishes requests in flight, syncs the store,
@@ -63,6 +81,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if !keys.is_empty() {
         config = config.keys(keys);
     }
+    let retention = retention(
+        args.retain_max_age,
+        args.retain_max_bytes,
+        args.retain_max_messages,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,10 +99,44 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             "serving the Activity API on http://{local}/ from {} ({durability:?} durability)",
             args.dir.display()
         ));
-        http::serve(store, config, listener, shutdown_signal()).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let retainer = (!retention.is_unlimited())
+            .then(|| tokio::spawn(retain_periodically(store.clone(), retention, stopped)));
+        let served = http::serve(store, config, listener, shutdown_signal()).await;
+        // The retention task holds a handle on the store: it must be gone before the store is
+        // unlocked. It stops between runs.
+        let _ = stop.send(true);
+        if let Some(task) = retainer {
+            let _ = task.await;
+        }
+        served?;
         say("stopped; the store is synced and unlocked");
         Ok(())
     })
+}
+
+/// Applies `retention` now and every [`RETENTION_EVERY`] until `stop` turns true, logging what
+/// it removed.
+async fn retain_periodically(
+    store: Store,
+    retention: Retention,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(RETENTION_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.wait_for(|&stop| stop) => return,
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.apply_retention(&retention)).await {
+            Ok(Ok(r)) if r.segments > 0 => log::info!("retention removed {}", describe(&r)),
+            Ok(Ok(_)) => log::debug!("retention removed nothing"),
+            Ok(Err(e)) => log::error!("retention failed: {e}"),
+            Err(e) => log::error!("retention failed: {e}"),
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,0 +1,394 @@
+//! `activitylog import` and `activitylog export`: JSON Lines archives, plain or gzipped, one
+//! file per project, each message carrying its `_ts`.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use activitylog::{ImportTarget, Meta, Store};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+
+use crate::report::{self, count, Unit};
+use crate::{open_read_only, open_writable, StoreArgs, WriteArgs};
+
+/// Arguments of `activitylog import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// Import every file into this project, whatever its name.
+    #[arg(long, value_name = "ID", conflicts_with = "project_field")]
+    project: Option<u64>,
+
+    /// Take each message's project from this top-level field (an unsigned integer), which stays
+    /// in the message.
+    #[arg(long, value_name = "NAME")]
+    project_field: Option<String>,
+
+    #[command(flatten)]
+    write: WriteArgs,
+
+    /// JSON Lines files, plain or gzipped, or folders of them (their `*.jl`, `*.jsonl`,
+    /// `*.jl.gz` and `*.jsonl.gz` files, by name). A file named `<project id>.jl` goes to that
+    /// project unless --project or --project-field says otherwise. `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+/// Arguments of `activitylog export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+
+    /// The folder to write `<project id>.jl` files into; created if missing. Existing files of
+    /// the exported projects are replaced.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+
+    /// A project to export (repeatable); all projects when absent.
+    #[arg(short = 'p', long = "project", value_name = "ID")]
+    projects: Vec<u64>,
+
+    /// Write gzipped files, `<project id>.jl.gz`.
+    #[arg(long)]
+    gzip: bool,
+}
+
+/// One input of an import and where its messages go.
+struct Source {
+    /// `None` for standard input.
+    path: Option<PathBuf>,
+    target: Target,
+}
+
+enum Target {
+    Project(u64),
+    Field(String),
+}
+
+impl Source {
+    fn name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "standard input".to_string(),
+        }
+    }
+
+    /// Its size on disk (for progress), 0 for standard input.
+    fn disk_bytes(&self) -> u64 {
+        self.path
+            .as_deref()
+            .and_then(|p| fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// Its contents, decompressed if gzipped.
+    fn read(&self) -> Result<Vec<u8>> {
+        let mut raw = Vec::new();
+        match &self.path {
+            Some(path) => {
+                File::open(path)
+                    .and_then(|mut f| f.read_to_end(&mut raw))
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+            }
+            None => {
+                io::stdin()
+                    .lock()
+                    .read_to_end(&mut raw)
+                    .context("cannot read standard input")?;
+            }
+        }
+        // Gzip by content, not by name: JSON never starts with these bytes.
+        if !raw.starts_with(&[0x1f, 0x8b]) {
+            return Ok(raw);
+        }
+        let mut plain = Vec::with_capacity(raw.len().saturating_mul(4));
+        MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut plain)
+            .with_context(|| format!("cannot decompress {}", self.name()))?;
+        Ok(plain)
+    }
+}
+
+/// `activitylog import`: one atomic import per file, files in the order given (a folder's in
+/// name order).
+pub fn import(args: ImportArgs) -> Result<()> {
+    let sources = sources(&args)?;
+    let store = open_writable(&args.store.dir, args.write.segment_bytes)?;
+    let durability = args.write.durability.into();
+    let total: u64 = sources.iter().map(Source::disk_bytes).sum();
+    let bar = report::bar(Some(total), Unit::Bytes, "importing");
+    let started = Instant::now();
+    let (mut files, mut messages, mut bytes) = (0u64, 0u64, 0u64);
+    let mut projects = std::collections::BTreeSet::new();
+    for source in &sources {
+        bar.set_message(source.name());
+        let result = source.read().and_then(|input| {
+            let target = match &source.target {
+                Target::Project(id) => ImportTarget::Project(*id),
+                Target::Field(name) => ImportTarget::Field(name),
+            };
+            let imported = store
+                .import_json_lines(&input, target, durability)
+                .with_context(|| source.name())?;
+            Ok((imported, input.len() as u64))
+        });
+        let (imported, input_bytes) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                bar.finish_and_clear();
+                if files > 0 {
+                    log::warn!(
+                        "imported {} ({}) before {}; nothing of it or of any file after it",
+                        count(files, "file"),
+                        count(messages, "message"),
+                        source.name(),
+                    );
+                }
+                return Err(e);
+            }
+        };
+        files += 1;
+        messages += imported.messages();
+        bytes += input_bytes;
+        projects.extend(imported.per_project.keys().copied());
+        bar.inc(source.disk_bytes());
+    }
+    bar.finish_and_clear();
+    report::say(&format!(
+        "imported {} ({} into {})",
+        report::throughput(messages, "message", bytes, started),
+        count(files, "file"),
+        count(projects.len() as u64, "project"),
+    ));
+    Ok(())
+}
+
+/// The files to import with their projects, all worked out before anything is imported.
+fn sources(args: &ImportArgs) -> Result<Vec<Source>> {
+    let mut files = Vec::new();
+    for path in &args.paths {
+        if path == Path::new("-") {
+            files.push(None);
+            continue;
+        }
+        let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if !meta.is_dir() {
+            files.push(Some(path.clone()));
+            continue;
+        }
+        let mut found = Vec::new();
+        let entries =
+            fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // Hidden files include an export's unfinished temporary files.
+            if name.starts_with('.') || json_lines_stem(name).is_none() {
+                continue;
+            }
+            let file = entry.path();
+            if fs::metadata(&file).is_ok_and(|m| m.is_file()) {
+                found.push(file);
+            }
+        }
+        if found.is_empty() {
+            log::warn!(
+                "{} holds no .jl, .jsonl, .jl.gz or .jsonl.gz files",
+                path.display()
+            );
+        }
+        found.sort();
+        files.extend(found.into_iter().map(Some));
+    }
+    files
+        .into_iter()
+        .map(|path| {
+            let target = if let Some(id) = args.project {
+                Target::Project(id)
+            } else if let Some(field) = &args.project_field {
+                Target::Field(field.clone())
+            } else {
+                let id = path.as_deref().and_then(project_of_file_name);
+                match (id, &path) {
+                    (Some(id), _) => Target::Project(id),
+                    (None, Some(p)) => bail!(
+                        "cannot tell which project {} belongs to: name it <project id>.jl, or use --project or --project-field",
+                        p.display()
+                    ),
+                    (None, None) => bail!(
+                        "cannot tell which project standard input belongs to: use --project or --project-field"
+                    ),
+                }
+            };
+            Ok(Source { path, target })
+        })
+        .collect()
+}
+
+/// `name` without its `.jl` / `.jsonl` extension (and `.gz` after it), if it has one.
+fn json_lines_stem(name: &str) -> Option<&str> {
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    name.strip_suffix(".jl")
+        .or_else(|| name.strip_suffix(".jsonl"))
+}
+
+/// The project a file named `<project id>.jl` (or `.jsonl`, optionally `.gz`) belongs to.
+fn project_of_file_name(path: &Path) -> Option<u64> {
+    let stem = json_lines_stem(path.file_name()?.to_str()?)?;
+    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// `activitylog export`: each project to its own file, oldest first, with `_ts`; each file
+/// written under a temporary name and renamed when complete.
+pub fn export(args: ExportArgs) -> Result<()> {
+    let dir = &args.store.dir;
+    let store = open_read_only(dir)?;
+    let ids = if args.projects.is_empty() {
+        store.projects()?
+    } else {
+        let mut ids = args.projects.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let mut total = 0;
+    for &id in &ids {
+        match store.stats(id)? {
+            Some(s) => total += s.messages,
+            None => bail!("project {id} is not in the store {}", dir.display()),
+        }
+    }
+    fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let bar = report::bar(Some(total), Unit::Messages, "exporting");
+    let started = Instant::now();
+    let (mut messages, mut bytes) = (0, 0);
+    for &id in &ids {
+        let name = format!("{id}.jl{}", if args.gzip { ".gz" } else { "" });
+        bar.set_message(name.clone());
+        let result = export_project(&store, id, &args.out, &name, args.gzip, &bar);
+        match result {
+            Ok((m, b)) => {
+                messages += m;
+                bytes += b;
+            }
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(e);
+            }
+        }
+    }
+    // Make the renames durable too; a file system that cannot sync a folder loses nothing else.
+    if let Ok(folder) = File::open(&args.out) {
+        let _ = folder.sync_all();
+    }
+    bar.finish_and_clear();
+    report::say(&format!(
+        "exported {} ({} to {})",
+        report::throughput(messages, "message", bytes, started),
+        count(ids.len() as u64, "project"),
+        args.out.display(),
+    ));
+    Ok(())
+}
+
+/// Writes project `id` to `out/name`; returns the messages and (uncompressed) bytes written.
+fn export_project(
+    store: &Store,
+    id: u64,
+    out: &Path,
+    name: &str,
+    gzip: bool,
+    bar: &indicatif::ProgressBar,
+) -> Result<(u64, u64)> {
+    let target = out.join(name);
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Readable as any other file the user writes (the umask applies), not private to them.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder
+        .tempfile_in(out)
+        .with_context(|| format!("cannot create a temporary file in {}", out.display()))?;
+    let writing = || format!("cannot write {}", target.display());
+    let buffered = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+    let (messages, bytes) = if gzip {
+        let mut gz = GzEncoder::new(buffered, flate2::Compression::default());
+        let counts = write_project(store, id, &mut gz, bar, &target)?;
+        gz.finish()
+            .and_then(|mut b| b.flush())
+            .with_context(writing)?;
+        counts
+    } else {
+        let mut buffered = buffered;
+        let counts = write_project(store, id, &mut buffered, bar, &target)?;
+        buffered.flush().with_context(writing)?;
+        counts
+    };
+    tmp.as_file().sync_all().with_context(writing)?;
+    tmp.persist(&target)
+        .map_err(|e| e.error)
+        .with_context(writing)?;
+    Ok((messages, bytes))
+}
+
+/// Writes project `id` oldest first, one message with its `_ts` per line.
+fn write_project(
+    store: &Store,
+    id: u64,
+    out: &mut impl Write,
+    bar: &indicatif::ProgressBar,
+    target: &Path,
+) -> Result<(u64, u64)> {
+    const TICK: u64 = 1024;
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    let mut line = Vec::with_capacity(4096);
+    for message in store.oldest_first(id)? {
+        let message = message.with_context(|| format!("cannot export project {id}"))?;
+        line.clear();
+        message.write_with_meta(&[Meta::Ts], &mut line);
+        line.push(b'\n');
+        out.write_all(&line)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        messages += 1;
+        bytes += line.len() as u64;
+        if messages % TICK == 0 {
+            bar.inc(TICK);
+        }
+    }
+    bar.inc(messages % TICK);
+    Ok((messages, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projects_from_file_names() {
+        let id = |name: &str| project_of_file_name(Path::new(name));
+        assert_eq!(id("42.jl"), Some(42));
+        assert_eq!(id("dir/42.jsonl"), Some(42));
+        assert_eq!(id("42.jl.gz"), Some(42));
+        assert_eq!(id("42.jsonl.gz"), Some(42));
+        assert_eq!(id("18446744073709551615.jl"), Some(u64::MAX));
+        for name in [
+            "42", "42.json", "x42.jl", "+42.jl", ".jl", "42.gz", "1 2.jl",
+        ] {
+            assert_eq!(id(name), None, "{name}");
+        }
+        assert_eq!(id("18446744073709551616.jl"), None);
+    }
+}

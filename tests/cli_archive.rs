@@ -1,0 +1,811 @@
+//! The archive subcommands of the `activitylog` tool, run as a separate process: import,
+//! export, verify, stats, tail and retain.
+
+#![cfg(feature = "cli")]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use activitylog::Store;
+use flate2::write::GzEncoder;
+
+const BIN: &str = env!("CARGO_BIN_EXE_activitylog");
+
+/// Runs the tool with `args` and no input.
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the activitylog binary runs")
+}
+
+/// Runs the tool and requires success; returns stdout and stderr.
+fn ok(args: &[&str]) -> (String, String) {
+    let out = run(args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        out.status.success(),
+        "activitylog {args:?} failed: {stderr}"
+    );
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+/// Runs the tool and requires exit status 1 with an `error:` line last on stderr; returns
+/// stdout and stderr.
+fn fails(args: &[&str]) -> (String, String) {
+    let out = run(args);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "exit of {args:?}: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "stderr: {stderr:?}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+fn get(store: &Path, project: &str) -> String {
+    ok(&["get", "--dir", s(store), project]).0
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// `n` JSON Lines of about 130 bytes, the i-th with `"_ts": base_ms + i` when `base_ms` is set.
+fn lines(n: usize, base_ms: Option<u64>) -> String {
+    (0..n)
+        .map(|i| {
+            let ts = base_ms.map_or(String::new(), |b| format!(",\"_ts\":{}", b + i as u64));
+            format!(
+                "{{\"event\":\"job:started\",\"i\":{i},\"pad\":\"{}\"{ts}}}\n",
+                "x".repeat(90)
+            )
+        })
+        .collect()
+}
+
+/// A store in `dir/store` with `n` messages in project 1 in 4096-byte segments.
+fn small_store(dir: &Path, n: usize) -> PathBuf {
+    let file = dir.join("1.jl");
+    fs::write(&file, lines(n, Some(1_700_000_000_000))).unwrap();
+    let store = dir.join("store");
+    ok(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--segment-bytes",
+        "4096",
+        s(&file),
+    ]);
+    store
+}
+
+/// The log files of `project`, oldest first.
+fn logs(store: &Path, project: u64) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = fs::read_dir(store.join("projects").join(project.to_string()))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+#[test]
+fn import_plain_and_gzipped_files_named_by_project() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("5.jl");
+    let gz = tmp.path().join("7.jsonl.gz");
+    fs::write(&plain, "{\"a\":1,\"_ts\":1000}\n{\"a\":2,\"_ts\":2000}\n").unwrap();
+    fs::write(&gz, gzip(b"{\"b\":1}\r\n\n{\"b\" : 2}")).unwrap();
+    let store = tmp.path().join("store");
+    let (out, err) = ok(&["import", "--dir", s(&store), s(&plain), s(&gz)]);
+    assert_eq!(out, "");
+    // Not a terminal: no progress bar, only the summary.
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(
+        err.starts_with("imported 4 messages (") && err.contains("msg/s"),
+        "{err:?}"
+    );
+    assert_eq!(get(&store, "5"), "{\"a\":2}\n{\"a\":1}\n");
+    assert_eq!(get(&store, "7"), "{\"b\":2}\n{\"b\":1}\n");
+    // `_ts` became the append time.
+    let (ts, _) = ok(&["get", "--dir", s(&store), "--meta", "_ts", "5"]);
+    assert_eq!(ts, "{\"a\":2,\"_ts\":2000}\n{\"a\":1,\"_ts\":1000}\n");
+}
+
+#[test]
+fn import_with_project_sends_every_file_to_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("anything.txt");
+    let b = tmp.path().join("5.jl.gz");
+    fs::write(&a, "{\"n\":1}\n").unwrap();
+    fs::write(&b, gzip(b"{\"n\":2}\n")).unwrap();
+    let store = tmp.path().join("store");
+    ok(&["import", "--dir", s(&store), "--project", "9", s(&a), s(&b)]);
+    assert_eq!(get(&store, "9"), "{\"n\":2}\n{\"n\":1}\n");
+    assert_eq!(
+        ok(&["stats", "--dir", s(&store), "--json"])
+            .0
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn import_with_project_field_routes_each_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("mixed.jl");
+    fs::write(
+        &file,
+        "{\"p\":1,\"n\":1}\n{\"p\":2,\"n\":2}\n{\"p\":1,\"n\":3}\n",
+    )
+    .unwrap();
+    let store = tmp.path().join("store");
+    ok(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--project-field",
+        "p",
+        s(&file),
+    ]);
+    assert_eq!(get(&store, "1"), "{\"p\":1,\"n\":3}\n{\"p\":1,\"n\":1}\n");
+    assert_eq!(get(&store, "2"), "{\"p\":2,\"n\":2}\n");
+
+    fs::write(&file, "{\"p\":1}\n{\"q\":2}\n").unwrap();
+    let (_, err) = fails(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--project-field",
+        "p",
+        s(&file),
+    ]);
+    assert!(err.contains("mixed.jl: line 2 is invalid"), "{err:?}");
+}
+
+#[test]
+fn import_a_folder_takes_its_json_lines_files_in_name_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("archive");
+    fs::create_dir(&folder).unwrap();
+    fs::write(folder.join("3.jl"), "{\"n\":2}\n").unwrap();
+    fs::write(folder.join("3.jsonl.gz"), gzip(b"{\"n\":3}\n")).unwrap();
+    fs::write(folder.join("03.jl"), "{\"n\":1}\n").unwrap();
+    fs::write(folder.join("4.jsonl"), "{\"m\":1}\n").unwrap();
+    fs::write(folder.join("README.md"), "not an archive\n").unwrap();
+    fs::write(folder.join(".3.jl.abc.tmp"), "half a file").unwrap();
+    fs::write(folder.join(".5.jl"), "{\"hidden\":1}\n").unwrap();
+    fs::create_dir(folder.join("6.jl")).unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = ok(&["import", "--dir", s(&store), s(&folder)]);
+    assert!(err.contains("(4 files into 2 projects)"), "{err:?}");
+    assert_eq!(get(&store, "3"), "{\"n\":3}\n{\"n\":2}\n{\"n\":1}\n");
+    assert_eq!(get(&store, "4"), "{\"m\":1}\n");
+    assert_eq!(ok(&["projects", "--dir", s(&store)]).0.lines().count(), 4);
+}
+
+#[test]
+fn a_file_whose_project_cannot_be_told_is_named_and_nothing_is_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("1.jl");
+    let unnamed = tmp.path().join("events.jl");
+    fs::write(&good, "{\"n\":1}\n").unwrap();
+    fs::write(&unnamed, "{\"n\":2}\n").unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = fails(&["import", "--dir", s(&store), s(&good), s(&unnamed)]);
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(
+        err.contains("events.jl") && err.contains("--project"),
+        "{err:?}"
+    );
+    // Worked out before anything was imported.
+    assert!(!store.exists() || get(&store, "1").is_empty());
+}
+
+#[test]
+fn a_bad_line_names_file_and_line_and_imports_nothing_of_that_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let good = tmp.path().join("1.jl");
+    let bad = tmp.path().join("2.jl.gz");
+    fs::write(&good, "{\"ok\":1}\n").unwrap();
+    fs::write(
+        &bad,
+        gzip(b"{\"a\":1}\n\n{\"a\":2}\n[\"not an object\"]\n{\"a\":3}\n"),
+    )
+    .unwrap();
+    let (_, err) = fails(&["import", "--dir", s(&store), s(&good), s(&bad)]);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("error: {}: line 4 is invalid: ", bad.display())),
+        "{err:?}"
+    );
+    assert!(last.contains("not an object"), "{err:?}");
+    // The file before it was imported (and the tool says so); nothing of the bad one was.
+    assert!(
+        err.contains("imported 1 file (1 message) before"),
+        "{err:?}"
+    );
+    assert_eq!(get(&store, "1"), "{\"ok\":1}\n");
+    assert_eq!(get(&store, "2"), "");
+
+    let bad_ts = tmp.path().join("3.jl");
+    fs::write(&bad_ts, "{\"a\":1}\n{\"_ts\":\"yesterday\"}\n").unwrap();
+    let (_, err) = fails(&["import", "--dir", s(&store), s(&bad_ts)]);
+    assert!(err.contains("3.jl: line 2 is invalid: its _ts"), "{err:?}");
+    assert_eq!(get(&store, "3"), "");
+}
+
+/// Exports `store` to `out` (with extra `args`), returning each file's name and bytes.
+fn export(store: &Path, out: &Path, args: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let mut all = vec!["export", "--dir", s(store), "--out", s(out)];
+    all.extend_from_slice(args);
+    let (stdout, stderr) = ok(&all);
+    assert_eq!(stdout, "");
+    assert!(stderr.starts_with("exported "), "{stderr:?}");
+    let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(out)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A store with awkward messages in three projects, several segments each.
+fn varied_store(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    let db = activitylog::Options::new()
+        .segment_bytes(4096)
+        .open(&store)
+        .unwrap();
+    for i in 0..150 {
+        let msg = match i % 4 {
+            0 => format!(r#"{{"event":"job:started","i":{i}}}"#),
+            1 => format!(r#"{{"x":[1,{{"y":"\u00e9 \"q\""}}],"i":{i}}}"#),
+            2 => "{}".to_string(),
+            _ => format!(r#"{{"s":"a,\"b\"}}{i}","pad":"{}"}}"#, "y".repeat(i)),
+        };
+        db.append(1, [msg]).unwrap();
+        if i % 10 == 0 {
+            db.append(22, [format!(r#"{{"p":{i}}}"#), "{\"q\":null}".into()])
+                .unwrap();
+        }
+    }
+    db.append(333, [r#"{"only":true}"#]).unwrap();
+    store
+}
+
+fn identity(gzip: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = varied_store(tmp.path());
+    let flag: &[&str] = if gzip { &["--gzip"] } else { &[] };
+    let first = export(&store, &tmp.path().join("a"), flag);
+    let ext = if gzip { ".jl.gz" } else { ".jl" };
+    let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, [1, 22, 333].map(|p| format!("{p}{ext}")));
+
+    let copy = tmp.path().join("copy");
+    let (_, err) = ok(&[
+        "import",
+        "--dir",
+        s(&copy),
+        "--segment-bytes",
+        "4096",
+        s(&tmp.path().join("a")),
+    ]);
+    assert!(err.starts_with("imported 181 messages"), "{err:?}");
+    let second = export(&copy, &tmp.path().join("b"), flag);
+    assert_eq!(first, second);
+    if !gzip {
+        let text = String::from_utf8(first[0].1.clone()).unwrap();
+        assert_eq!(text.lines().count(), 150);
+        assert!(text.starts_with("{\"event\":\"job:started\",\"i\":0,\"_ts\":"));
+    }
+}
+
+#[test]
+fn export_import_export_is_byte_identical() {
+    identity(false);
+}
+
+#[test]
+fn export_import_export_is_byte_identical_gzipped() {
+    identity(true);
+}
+
+#[test]
+fn export_of_chosen_projects_replaces_files_and_leaves_no_temporary_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = varied_store(tmp.path());
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("22.jl"), "stale").unwrap();
+    fs::write(out.join("notes.txt"), "mine").unwrap();
+    let files = export(&store, &out, &["-p", "22", "-p", "333"]);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["22.jl", "333.jl", "notes.txt"]);
+    assert_eq!(String::from_utf8_lossy(&files[0].1).lines().count(), 30);
+
+    let (_, err) = fails(&["export", "--dir", s(&store), "--out", s(&out), "-p", "4"]);
+    assert!(err.contains("project 4 is not in the store"), "{err:?}");
+}
+
+#[test]
+fn verify_a_clean_store_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let (out, err) = ok(&["verify", "--dir", s(&store)]);
+    assert_eq!(out, "");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.starts_with("verified 200 records ("), "{err:?}");
+    assert!(err.trim_end().ends_with("no problems"), "{err:?}");
+    ok(&["verify", "--dir", s(&store), "-p", "1"]);
+    let (_, err) = fails(&["verify", "--dir", s(&store), "-p", "2"]);
+    assert!(err.contains("project 2 is not in the store"), "{err:?}");
+}
+
+/// Runs verify on a damaged store: exit 1, each problem a line on stdout; returns stdout.
+fn damaged(store: &Path) -> String {
+    let (out, err) = fails(&["verify", "--dir", s(store)]);
+    let problems = out.lines().count();
+    assert!(problems >= 1, "{out:?}");
+    assert!(
+        err.lines().last().unwrap().ends_with(&format!(
+            "{problems} problem{} found",
+            if problems == 1 { "" } else { "s" }
+        )),
+        "{err:?}"
+    );
+    out
+}
+
+#[test]
+fn verify_names_a_flipped_byte_in_a_sealed_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let logs = logs(&store, 1);
+    assert!(logs.len() > 3);
+    let mut bytes = fs::read(&logs[1]).unwrap();
+    bytes[300] ^= 0x01;
+    fs::write(&logs[1], bytes).unwrap();
+    let out = damaged(&store);
+    assert!(
+        out.starts_with(&format!("{} bytes ", logs[1].display())),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn verify_names_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let newest = logs(&store, 1).pop().unwrap();
+    let file = fs::OpenOptions::new().write(true).open(&newest).unwrap();
+    file.set_len(file.metadata().unwrap().len() - 7).unwrap();
+    let out = damaged(&store);
+    assert!(
+        out.contains(&format!("{} bytes ", newest.display())) && out.contains("torn tail"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn verify_names_a_deleted_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let idx = logs(&store, 1)[0].with_extension("idx");
+    fs::remove_file(&idx).unwrap();
+    let out = damaged(&store);
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    assert!(
+        out.starts_with(&format!("{} bytes 0..0: ", idx.display())) && out.contains("missing"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn stats_as_a_table_with_a_total() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("x.jl");
+    fs::write(
+        &file,
+        "{\"p\":4,\"_ts\":1796389200123}\n{\"p\":4,\"_ts\":1796389260000}\n{\"p\":10,\"_ts\":1796389200000}\n",
+    )
+    .unwrap();
+    let store = tmp.path().join("store");
+    ok(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--project-field",
+        "p",
+        s(&file),
+    ]);
+    let (out, _) = ok(&["stats", "--dir", s(&store)]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert_eq!(
+        rows[0],
+        ["project", "messages", "bytes", "segments", "oldest", "newest"]
+    );
+    assert_eq!(rows[1][0..2], ["4", "2"]);
+    assert_eq!(
+        rows[1][4..],
+        ["2026-12-04T13:00:00.123Z", "2026-12-04T13:01:00.000Z"]
+    );
+    assert_eq!(rows[2][0..2], ["10", "1"]);
+    assert_eq!(rows[3][0..2], ["total", "3"]);
+    assert_eq!(rows[3][3], "2");
+    assert_eq!(
+        rows[3][4..],
+        ["2026-12-04T13:00:00.000Z", "2026-12-04T13:01:00.000Z"]
+    );
+    let bytes = |r: &Vec<&str>| r[2].parse::<u64>().unwrap();
+    assert_eq!(bytes(&rows[3]), bytes(&rows[1]) + bytes(&rows[2]));
+
+    let (one, _) = ok(&["stats", "--dir", s(&store), "-p", "10"]);
+    assert_eq!(one.lines().count(), 3);
+    let (_, err) = fails(&["stats", "--dir", s(&store), "-p", "11"]);
+    assert!(err.contains("project 11 is not in the store"), "{err:?}");
+}
+
+#[test]
+fn stats_as_json_lines_in_milliseconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let (out, _) = ok(&["stats", "--dir", s(&store), "--json"]);
+    assert_eq!(out.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+    assert_eq!(v["project"], 1);
+    assert_eq!(v["messages"], 200);
+    assert_eq!(v["oldest_ts"], 1_700_000_000_000u64);
+    assert_eq!(v["newest_ts"], 1_700_000_000_199u64);
+    assert_eq!(v["segments"].as_u64(), Some(logs(&store, 1).len() as u64));
+    let on_disk: u64 = fs::read_dir(store.join("projects/1"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(v["bytes"].as_u64(), Some(on_disk));
+}
+
+#[test]
+fn tail_prints_the_last_n_oldest_to_newest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let order = |out: &str| -> Vec<u64> {
+        out.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["i"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (out, _) = ok(&["tail", "--dir", s(&store), "1"]);
+    assert_eq!(order(&out), (190..200).collect::<Vec<_>>());
+    let (out, _) = ok(&["tail", "--dir", s(&store), "-n", "3", "1"]);
+    assert_eq!(order(&out), [197, 198, 199]);
+    let (out, _) = ok(&["tail", "--dir", s(&store), "-n", "500", "1"]);
+    assert_eq!(order(&out), (0..200).collect::<Vec<_>>());
+    let (out, _) = ok(&["tail", "--dir", s(&store), "-n", "1", "--meta", "_ts", "1"]);
+    assert!(out.ends_with(",\"_ts\":1700000000199}\n"), "{out:?}");
+    assert_eq!(ok(&["tail", "--dir", s(&store), "-n", "0", "1"]).0, "");
+    assert_eq!(ok(&["tail", "--dir", s(&store), "2"]).0, "");
+}
+
+/// Spawns `tail --follow` on project 1 with stdout piped; its lines arrive on the channel.
+fn follow(store: &Path, n: &str) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(["tail", "--dir", s(store), "-n", n, "--follow", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[test]
+fn tail_follow_sees_messages_another_process_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 20);
+    let (mut tail, lines) = follow(&store, "1");
+    let first = lines.recv_timeout(PATIENCE).unwrap();
+    assert!(first.contains("\"i\":19"), "{first}");
+
+    // Another process writes: the tool's own append.
+    let out = Command::new(BIN)
+        .args(["append", "--dir", s(&store), "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"{\"late\":1}\n{\"late\":2}\n")?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(out.success());
+    assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), "{\"late\":1}");
+    assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), "{\"late\":2}");
+
+    // A writer holding the store open (as a server does).
+    let writer = Store::open(&store).unwrap();
+    writer.append(1, [r#"{"late":3}"#]).unwrap();
+    assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), "{\"late\":3}");
+    writer
+        .append(1, [r#"{"late":4}"#, r#"{"late":5}"#])
+        .unwrap();
+    assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), "{\"late\":4}");
+    assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), "{\"late\":5}");
+
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+}
+
+#[test]
+fn tail_follow_ends_quietly_when_its_reader_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 5);
+    let mut tail = Command::new(BIN)
+        .args(["tail", "--dir", s(&store), "--follow", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(tail.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    drop(stdout);
+    // No new message comes: the tool notices the closed pipe by itself.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = tail.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tail --follow went on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut tail.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(err, "");
+}
+
+#[test]
+fn retain_by_messages_removes_the_oldest_segments_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 300);
+    let before = logs(&store, 1);
+    let (out, _) = ok(&["retain", "--dir", s(&store), "--max-messages", "100"]);
+    let after = logs(&store, 1);
+    let removed = before.len() - after.len();
+    assert!(removed > 0, "{out}");
+    assert!(
+        out.starts_with(&format!("removed {removed} segments (")),
+        "{out:?}"
+    );
+    assert_eq!(before[removed..], after[..], "only the oldest go");
+    let kept: Vec<u64> = get(&store, "1")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["i"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(kept.len() <= 100 && kept.len() > 50, "{}", kept.len());
+    assert_eq!(kept[0], 299, "the newest stay");
+    assert!(kept.windows(2).all(|w| w[0] == w[1] + 1), "no gaps");
+    ok(&["verify", "--dir", s(&store)]);
+
+    let (out, _) = ok(&["retain", "--dir", s(&store), "--max-messages", "100"]);
+    assert_eq!(out, "removed 0 segments (0 messages, 0 B)\n");
+}
+
+#[test]
+fn retain_by_age_and_size_keeps_the_newest_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("1.jl");
+    // 200 messages from 2023, then 50 stamped now.
+    let mut text = lines(200, Some(1_700_000_000_000));
+    text.push_str(&lines(50, None).replace("job:started", "recent"));
+    fs::write(&file, text).unwrap();
+    let store = tmp.path().join("store");
+    ok(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--segment-bytes",
+        "4096",
+        s(&file),
+    ]);
+    ok(&["retain", "--dir", s(&store), "--max-age", "30d"]);
+    let kept = get(&store, "1");
+    assert_eq!(kept.matches("recent").count(), 50);
+    let old = kept.lines().count() - 50;
+    assert!(old < 40, "old messages left: {old}");
+
+    ok(&["retain", "--dir", s(&store), "--max-bytes", "8K"]);
+    let (json, _) = ok(&["stats", "--dir", s(&store), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+    assert!(v["bytes"].as_u64().unwrap() <= 8192, "{json}");
+    let kept = get(&store, "1");
+    assert!(
+        kept.starts_with("{\"event\":\"recent\",\"i\":49,"),
+        "{kept:?}"
+    );
+}
+
+#[test]
+fn retain_needs_a_limit_a_readable_one_and_a_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 5);
+    assert_eq!(run(&["retain", "--dir", s(&store)]).status.code(), Some(2));
+    let bad = run(&["retain", "--dir", s(&store), "--max-age", "30"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
+    let bad = run(&["retain", "--dir", s(&store), "--max-bytes", "1.5G"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let elsewhere = tmp.path().join("not-a-store");
+    fs::create_dir(&elsewhere).unwrap();
+    let (_, err) = fails(&["retain", "--dir", s(&elsewhere), "--max-age", "1d"]);
+    assert!(err.contains("is not an activitylog store"), "{err:?}");
+    assert_eq!(
+        fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "no store made"
+    );
+}
+
+#[test]
+fn read_only_subcommands_work_while_a_writer_holds_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 50);
+    let writer = Store::open(&store).unwrap();
+    writer.append(1, [r#"{"held":true}"#]).unwrap();
+    writer.append(2, [r#"{"other":1}"#]).unwrap();
+
+    assert!(get(&store, "1").starts_with("{\"held\":true}\n"));
+    assert_eq!(ok(&["projects", "--dir", s(&store)]).0.lines().count(), 52);
+    assert_eq!(
+        ok(&["tail", "--dir", s(&store), "-n", "1", "1"]).0,
+        "{\"held\":true}\n"
+    );
+    let out = tmp.path().join("out");
+    let files = export(&store, &out, &[]);
+    assert_eq!(files.len(), 2);
+    assert_eq!(String::from_utf8_lossy(&files[0].1).lines().count(), 51);
+    ok(&["verify", "--dir", s(&store)]);
+    let (stats, _) = ok(&["stats", "--dir", s(&store), "--json"]);
+    assert_eq!(stats.lines().count(), 2);
+
+    // Writing needs the lock.
+    let (_, err) = fails(&["retain", "--dir", s(&store), "--max-messages", "1"]);
+    assert!(err.contains("locked"), "{err:?}");
+    drop(writer);
+}
+
+#[test]
+fn a_closed_stdout_ends_output_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 2000);
+    for args in [
+        vec!["tail", "--dir", s(&store), "-n", "2000", "1"],
+        vec!["stats", "--dir", s(&store)],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}
+
+/// `serve --retain-*` applies retention at start (and every minute), logging what it removed,
+/// and `tail --follow` sees what the server stores.
+#[cfg(feature = "server")]
+#[test]
+fn serve_applies_retention_and_tail_follows_the_server() {
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 300);
+    let segments = logs(&store, 1).len();
+    let mut server = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--dir", s(&store)])
+        .args(["--retain-max-messages", "100"])
+        .env_remove("ACTIVITYLOG_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, said) = mpsc::channel();
+    let stderr = server.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let mut addr = None;
+    let mut retained = None;
+    while addr.is_none() || retained.is_none() {
+        let line = said.recv_timeout(PATIENCE).expect("the server reports");
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            addr = Some(url["http://".len()..].trim_end_matches('/').to_string());
+        }
+        if line.starts_with("info: retention removed ") && line.contains("segments (") {
+            retained = Some(line);
+        }
+    }
+    assert!(logs(&store, 1).len() < segments, "{retained:?}");
+
+    let (mut tail, lines) = follow(&store, "1");
+    assert!(lines.recv_timeout(PATIENCE).unwrap().contains("\"i\":299"));
+    let body = "{\"via\":\"server\"}";
+    let mut conn = TcpStream::connect(addr.unwrap()).unwrap();
+    write!(
+        conn,
+        "POST /activity/1/ HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), body);
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+
+    Command::new("kill")
+        .arg(server.id().to_string())
+        .status()
+        .unwrap();
+    assert!(server.wait().unwrap().success());
+    // The retention task let go of the store: it opens for writing.
+    drop(Store::open(&store).unwrap());
+}
