@@ -32,6 +32,10 @@ pub const FIRST_SEQ: u64 = 1;
 /// plus whatever was never synced.
 const INDEX_FLUSH_ENTRIES: usize = 1024;
 
+/// A `Written` project starts an fsync (outside its writer lock) once this much is unsynced,
+/// bounding the flush a segment roll must wait for under the lock.
+const SYNC_AHEAD_BYTES: u64 = 4 << 20;
+
 /// What a reader sees of a project: fixed when taken.
 #[derive(Clone)]
 pub(crate) struct Snapshot {
@@ -278,8 +282,9 @@ impl Project {
         let first_seq = snap.next_seq;
         let target = (active.header.first_seq, new_len);
         drop(w);
-        if durability == Durability::Sync {
-            self.sync_to(target)?;
+        match durability {
+            Durability::Sync => self.sync_to(target)?,
+            Durability::Written => self.sync_ahead(target),
         }
         Ok(Appended {
             first_seq,
@@ -385,12 +390,43 @@ impl Project {
     /// Waits until everything up to `target` is synced, syncing on behalf of every writer that
     /// arrived meanwhile (group commit).
     fn sync_to(&self, target: (u64, u64)) -> Result<()> {
+        self.sync_upto(target, true)
+    }
+
+    /// Starts writing back a `Written` project's data once enough is unsynced, so that sealing
+    /// a full segment (which must fsync it under the writer lock) finds little left to flush.
+    /// Never waits for another syncer. A failure poisons the log like any failed fsync, but the
+    /// append that triggered it has already reached the OS, as its durability promised.
+    fn sync_ahead(&self, target: (u64, u64)) {
+        let behind = {
+            let s = self.sync.lock();
+            if s.running {
+                return;
+            }
+            if s.synced.0 == target.0 {
+                target.1.saturating_sub(s.synced.1)
+            } else {
+                target.1
+            }
+        };
+        if behind >= SYNC_AHEAD_BYTES {
+            if let Err(e) = self.sync_upto(target, false) {
+                log::error!("project {}: {e}", self.id);
+            }
+        }
+    }
+
+    /// The group-commit loop. With `wait` false, returns at once if another thread is syncing.
+    fn sync_upto(&self, target: (u64, u64), wait: bool) -> Result<()> {
         let mut s = self.sync.lock();
         loop {
             if self.poisoned.load(Ordering::Acquire) {
                 return Err(Error::Poisoned { project: self.id });
             }
             if s.synced >= target {
+                return Ok(());
+            }
+            if s.running && !wait {
                 return Ok(());
             }
             if s.running {

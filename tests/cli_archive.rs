@@ -593,7 +593,11 @@ fn tail_follow_ends_quietly_when_its_reader_goes() {
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     drop(stdout);
-    // No new message comes: the tool notices the closed pipe by itself.
+    // The next message cannot be written: the tool notices the closed pipe and ends.
+    Store::open(&store)
+        .unwrap()
+        .append(1, [r#"{"after":"close"}"#])
+        .unwrap();
     let deadline = std::time::Instant::now() + PATIENCE;
     let status = loop {
         if let Some(status) = tail.try_wait().unwrap() {

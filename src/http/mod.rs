@@ -351,7 +351,8 @@ async fn get_projects(
     respond(&state, &headers, &params, q, params.filters.clone()).await
 }
 
-/// Runs the query on a blocking thread and streams its result.
+/// Runs the query on a blocking thread and answers with its result: in one piece when it fits
+/// one chunk (one thread hand-off per request), else streamed chunk by chunk.
 async fn respond(
     state: &AppState,
     headers: &HeaderMap,
@@ -368,10 +369,14 @@ async fn respond(
     };
     let store = state.store.clone();
     let meta = params.meta.clone();
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-    let opened = tokio::task::spawn_blocking(move || store.query(&query)).await;
-    let merged = match opened {
-        Ok(Ok(m)) => m,
+    let first = tokio::task::spawn_blocking(move || {
+        let mut body = ResponseBody::new(store.query(&query)?, meta, format);
+        let chunk = body.next_chunk()?;
+        Ok::<_, Error>((chunk, body))
+    })
+    .await;
+    let (chunk, rest) = match first {
+        Ok(Ok(x)) => x,
         Ok(Err(e)) => return error_response(&e),
         Err(join) => {
             return plain(
@@ -380,77 +385,87 @@ async fn respond(
             )
         }
     };
-    tokio::task::spawn_blocking(move || produce(merged, &meta, format, &tx));
-    // The first chunk decides the status: an error before any data is an error response.
-    let first = match rx.recv().await {
-        Some(Ok(chunk)) => chunk,
-        Some(Err(e)) => {
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("internal error: {e}"),
-            )
-        }
-        None => Bytes::new(),
-    };
-    // `poll_recv` keeps answering `None` once the channel is drained, as a fused stream must.
-    let rest = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    let body = Body::from_stream(futures_util::StreamExt::chain(
-        futures_util::stream::iter([Ok(first)]),
-        rest,
-    ));
     let content_type = match format {
         Format::Json => "application/json; charset=UTF-8",
         Format::JsonLines => "application/x-jsonlines; charset=UTF-8",
     };
+    let body = if rest.done {
+        Body::from(chunk)
+    } else {
+        let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+        tokio::task::spawn_blocking(move || rest.stream_into(&tx));
+        // `poll_recv` keeps answering `None` once the channel is drained, as a fused stream must.
+        let rest = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Body::from_stream(futures_util::StreamExt::chain(
+            futures_util::stream::iter([Ok(chunk)]),
+            rest,
+        ))
+    };
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-/// Writes the query's messages as chunks into `tx`. Runs on a blocking thread; stops early when
-/// the client goes away. A read error after the first chunk ends the stream with an error, so
-/// the client sees a broken response rather than silently missing messages.
-fn produce(
+/// A response body being produced from a query, chunk by chunk, on a blocking thread.
+struct ResponseBody {
     merged: Merged,
-    meta: &[Meta],
+    meta: Vec<Meta>,
     format: Format,
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
-    let mut first = true;
-    if format == Format::Json {
-        buf.push(b'[');
+    started: bool,
+    done: bool,
+}
+
+impl ResponseBody {
+    fn new(merged: Merged, meta: Vec<Meta>, format: Format) -> Self {
+        ResponseBody {
+            merged,
+            meta,
+            format,
+            started: false,
+            done: false,
+        }
     }
-    for item in merged {
-        match item {
-            Ok(m) => {
-                if format == Format::Json && !first {
-                    buf.push(b',');
-                }
-                first = false;
-                m.write_with_meta(meta, &mut buf);
-                if format == Format::JsonLines {
-                    buf.push(b'\n');
-                }
+
+    /// The next chunk: up to [`CHUNK_BYTES`] of messages; the closing bracket of a JSON array
+    /// with the last one. Sets `done` when nothing follows.
+    fn next_chunk(&mut self) -> Result<Bytes, Error> {
+        let mut buf = Vec::with_capacity(4096);
+        if !self.started && self.format == Format::Json {
+            buf.push(b'[');
+        }
+        for item in self.merged.by_ref() {
+            let m = item?;
+            if self.format == Format::Json && self.started {
+                buf.push(b',');
             }
-            Err(e) => {
+            self.started = true;
+            m.write_with_meta(&self.meta, &mut buf);
+            if self.format == Format::JsonLines {
+                buf.push(b'\n');
+            }
+            if buf.len() >= CHUNK_BYTES {
+                return Ok(Bytes::from(buf));
+            }
+        }
+        if self.format == Format::Json {
+            buf.push(b']');
+        }
+        self.started = true;
+        self.done = true;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Sends the remaining chunks into `tx`; stops early when the client goes away. A read
+    /// error ends the stream with an error, so the client sees a broken response rather than
+    /// silently missing messages.
+    fn stream_into(mut self, tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) {
+        while !self.done {
+            let item = self.next_chunk().map_err(|e| {
                 log::error!("while streaming a response: {e}");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                std::io::Error::other(e.to_string())
+            });
+            let failed = item.is_err();
+            if tx.blocking_send(item).is_err() || failed {
                 return;
             }
         }
-        if buf.len() >= CHUNK_BYTES {
-            let chunk = Bytes::from(std::mem::replace(
-                &mut buf,
-                Vec::with_capacity(CHUNK_BYTES + 4096),
-            ));
-            if tx.blocking_send(Ok(chunk)).is_err() {
-                return;
-            }
-        }
-    }
-    if format == Format::Json {
-        buf.push(b']');
-    }
-    if !buf.is_empty() {
-        let _ = tx.blocking_send(Ok(Bytes::from(buf)));
     }
 }

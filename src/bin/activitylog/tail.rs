@@ -47,9 +47,8 @@ pub fn tail(args: TailArgs) -> Result<()> {
         return Ok(());
     }
     loop {
-        if !wait_while_stdout_open(POLL) {
-            return Ok(());
-        }
+        // A closed stdout (`tail --follow | head -1`) shows on the next write.
+        std::thread::sleep(POLL);
         store.refresh();
         let newer = store.oldest_first(args.project)?;
         let snapshot_next = newer.next_seq();
@@ -79,53 +78,4 @@ fn print(
         }
     }
     written(out.flush())
-}
-
-/// Waits for `timeout`, or less if stdout gets closed meanwhile (the reader of a pipe went
-/// away): then returns `false`, so `tail --follow | head -1` ends without waiting for another
-/// message to fail to write.
-fn wait_while_stdout_open(timeout: Duration) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::raw::{c_int, c_short, c_ulong};
-
-        #[repr(C)]
-        struct PollFd {
-            fd: c_int,
-            events: c_short,
-            revents: c_short,
-        }
-        extern "C" {
-            fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
-        }
-        const POLLERR: c_short = 0x08;
-        const POLLHUP: c_short = 0x10;
-
-        let started = std::time::Instant::now();
-        // No events asked for: poll reports only errors and hang-ups, such as a pipe whose
-        // reader closed it.
-        let mut stdout = PollFd {
-            fd: 1,
-            events: 0,
-            revents: 0,
-        };
-        let ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
-        // SAFETY: `stdout` is one valid, exclusively borrowed `struct pollfd` (same layout)
-        // for the whole call, and `nfds` is 1; poll only writes its `revents`.
-        let ready = unsafe { poll(&mut stdout, 1, ms) };
-        if ready > 0 && stdout.revents & (POLLERR | POLLHUP) != 0 {
-            return false;
-        }
-        // Interrupted, or stdout is not open at all (the next write reports that): wait out
-        // the rest rather than spin.
-        if let Some(rest) = timeout.checked_sub(started.elapsed()) {
-            std::thread::sleep(rest);
-        }
-        true
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        std::thread::sleep(timeout);
-        true
-    }
 }
