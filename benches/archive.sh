@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Import and verify speed of the `activitylog` tool on N messages of about 180 bytes (default
 # 1,000,000), beside the read-speed peers in the same run: `cat FILE > /dev/null` and `wc -l`
-# of the same input, and `cat` of the store's files for verify.
+# of the same input, `cp` + `sync` of it (the disk-write peer of import), and `cat` of the
+# store's files for verify.
 #
 #   benches/archive.sh [N]        # WORK=/some/dir to keep the files elsewhere than $TMPDIR
 #
@@ -52,8 +53,13 @@ line() {
 }
 
 cat "$FILE" > /dev/null # into the page cache
+sync # no writeback of the input left to compete with what is timed
 CAT=$(seconds cat "$FILE")
 WC=$(seconds wc -l "$FILE")
+# The write peer: the same bytes copied to a new file and flushed to disk.
+COPY=$(seconds sh -c "cp '$FILE' '$DIR/copy.jl' && sync '$DIR/copy.jl'")
+rm -f "$DIR/copy.jl"
+sync
 IMPORT=$(seconds "$BIN" import --dir "$DIR/store" "$FILE")
 STORE_BYTES=$(du -sb "$DIR/store" | cut -f1)
 cat "$DIR"/store/projects/*/* > /dev/null
@@ -63,8 +69,9 @@ VERIFY=$(seconds "$BIN" verify --dir "$DIR/store")
 echo "store: $STORE_BYTES bytes on disk"
 line "cat FILE > /dev/null" "$CAT" "$BYTES"
 line "wc -l FILE" "$WC" "$BYTES" "$CAT" "cat"
+line "cp FILE + sync (disk write)" "$COPY" "$BYTES" "$CAT" "cat"
 line "activitylog import" "$IMPORT" "$BYTES" "$CAT" "cat"
-printf '%-28s %5.1fx the time of wc -l\n' "" "$(calc "$IMPORT / $WC")"
+printf '%-28s %5.1fx the time of cp + sync\n' "" "$(calc "$IMPORT / $COPY")"
 line "cat STORE > /dev/null" "$CAT_STORE" "$STORE_BYTES"
 line "activitylog verify" "$VERIFY" "$STORE_BYTES" "$CAT_STORE" "cat STORE"
 printf '%-28s %5.1fx the time of wc -l FILE\n' "" "$(calc "$VERIFY / $WC")"

@@ -20,7 +20,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::record::{read_u32, read_u64, FORMAT_VERSION};
+use crate::segment;
 
 /// How far ahead of issued stamps the persisted reservation runs: 60 s.
 pub(crate) const RESERVATION_US: u64 = 60_000_000;
@@ -49,27 +51,64 @@ pub(crate) struct Clock {
     state: Mutex<State>,
 }
 
+/// What is wrong with the clock file at `path`, for `verify`: `None` if it is sound (or absent,
+/// which a writable open repairs by starting a new clock).
+pub(crate) fn check_file(path: &Path) -> Result<Option<(std::ops::Range<u64>, String)>> {
+    let buf = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("reading", path, e)),
+    };
+    const REFUSED: &str = "writable opens refuse the store until the file is deleted (stamps \
+                           then restart from the wall clock)";
+    if buf.len() < HEADER_BYTES || buf[0..8] != CLOCK_MAGIC {
+        return Ok(Some((
+            0..HEADER_BYTES.min(buf.len()) as u64,
+            format!("not an activitylog CLOCK file; {REFUSED}"),
+        )));
+    }
+    if read_u32(&buf, 8) != FORMAT_VERSION {
+        return Ok(Some((
+            8..12,
+            format!("unknown format version {}; {REFUSED}", read_u32(&buf, 8)),
+        )));
+    }
+    let slot_ok = |i: usize| {
+        let at = HEADER_BYTES + i * SLOT_BYTES;
+        buf.get(at..at + SLOT_BYTES)
+            .is_some_and(|s| read_u32(s, 8) == crc32fast::hash(&s[0..8]))
+    };
+    if buf.len() > HEADER_BYTES && !slot_ok(0) && !slot_ok(1) {
+        return Ok(Some((
+            HEADER_BYTES as u64..buf.len() as u64,
+            "neither stamp reservation is intact; stamps restart from the wall clock".to_owned(),
+        )));
+    }
+    Ok(None)
+}
+
 impl Clock {
     /// Opens (or creates) the clock file and reserves stamps ahead.
     pub(crate) fn open(path: &Path) -> Result<Clock> {
+        let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        if empty {
+            // Created whole (synced, renamed into place, directory synced), so that a power
+            // cut can never leave a clock file without its header.
+            let mut header = [0u8; HEADER_BYTES];
+            header[0..8].copy_from_slice(&CLOCK_MAGIC);
+            header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+            segment::write_atomically(path, &header)?;
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(false)
             .open(path)
             .map_err(|e| Error::io("opening", path, e))?;
         let mut buf = [0u8; HEADER_BYTES + 2 * SLOT_BYTES];
         let n = file
             .read_at(&mut buf, 0)
             .map_err(|e| Error::io("reading", path, e))?;
-        if n == 0 {
-            let mut header = [0u8; HEADER_BYTES];
-            header[0..8].copy_from_slice(&CLOCK_MAGIC);
-            header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-            file.write_all_at(&header, 0)
-                .map_err(|e| Error::io("writing", path, e))?;
-        } else if n < HEADER_BYTES || buf[0..8] != CLOCK_MAGIC {
+        if n < HEADER_BYTES || buf[0..8] != CLOCK_MAGIC {
             return Err(Error::corrupt(path, 0, "not an activitylog CLOCK file"));
         } else if read_u32(&buf, 8) != FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -105,7 +144,7 @@ impl Clock {
         };
         {
             let mut s = clock.state.lock();
-            let to = s.last + RESERVATION_US;
+            let to = s.last.saturating_add(RESERVATION_US);
             clock.reserve(&mut s, to)?;
         }
         Ok(clock)
@@ -114,9 +153,11 @@ impl Clock {
     /// The next stamp: above every stamp issued before, in this process or an earlier one.
     pub(crate) fn next(&self) -> Result<u64> {
         let mut s = self.state.lock();
-        let stamp = now_us().max(s.last + 1);
-        if stamp + RESERVATION_US / 2 > s.reserved {
-            self.reserve(&mut s, stamp + RESERVATION_US)?;
+        // Stamps near `u64::MAX` (from a damaged or hostile file whose checksums still hold)
+        // saturate instead of overflowing.
+        let stamp = now_us().max(s.last.saturating_add(1));
+        if stamp.saturating_add(RESERVATION_US / 2) > s.reserved {
+            self.reserve(&mut s, stamp.saturating_add(RESERVATION_US))?;
         }
         s.last = stamp;
         Ok(stamp)
@@ -128,8 +169,8 @@ impl Clock {
         let mut s = self.state.lock();
         if floor > s.last {
             s.last = floor;
-            if floor + RESERVATION_US / 2 > s.reserved {
-                self.reserve(&mut s, floor + RESERVATION_US)?;
+            if floor.saturating_add(RESERVATION_US / 2) > s.reserved {
+                self.reserve(&mut s, floor.saturating_add(RESERVATION_US))?;
             }
         }
         Ok(())
@@ -139,13 +180,13 @@ impl Clock {
         let mut slot = [0u8; SLOT_BYTES];
         slot[0..8].copy_from_slice(&to.to_le_bytes());
         slot[8..12].copy_from_slice(&crc32fast::hash(&to.to_le_bytes()).to_le_bytes());
-        self.file
-            .write_all_at(
-                &slot,
-                (HEADER_BYTES as u64) + s.next_slot * SLOT_BYTES as u64,
-            )
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io("writing", &self.path, e))?;
+        fsio::write_at(
+            &self.file,
+            &slot,
+            (HEADER_BYTES as u64) + s.next_slot * SLOT_BYTES as u64,
+        )
+        .and_then(|()| fsio::sync_data(&self.file))
+        .map_err(|e| Error::io("writing", &self.path, e))?;
         s.reserved = to;
         s.next_slot ^= 1;
         Ok(())
@@ -158,7 +199,7 @@ impl Drop for Clock {
     /// stands, and stamps resume at most that far ahead.)
     fn drop(&mut self) {
         let mut s = self.state.lock();
-        let to = s.last + 1;
+        let to = s.last.saturating_add(1);
         if to < s.reserved {
             // Both slots, one after the other: the larger value wins on open, so until the
             // second write lands the old reservation still stands (safe, merely ahead).
@@ -175,6 +216,21 @@ impl Drop for Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (`open_and_recover`): a log whose stamps are near `u64::MAX` (checksums
+    /// intact) made the clock overflow when the project was opened.
+    #[test]
+    fn stamps_near_the_end_of_time_saturate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("CLOCK");
+        let c = Clock::open(&path).unwrap();
+        c.observe(u64::MAX - 1).unwrap();
+        assert_eq!(c.next().unwrap(), u64::MAX);
+        assert_eq!(c.next().unwrap(), u64::MAX);
+        drop(c);
+        let c = Clock::open(&path).unwrap();
+        assert_eq!(c.next().unwrap(), u64::MAX);
+    }
 
     #[test]
     fn stamps_increase_across_reopen_even_if_the_clock_is_behind() {

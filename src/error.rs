@@ -98,6 +98,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An import failed (an I/O error, say) after part of its input was stored: for each
+    /// project, its oldest messages in the input, in whole batches.
+    ImportInterrupted {
+        /// What was stored before the failure.
+        stored: Box<crate::Imported>,
+        /// The failure.
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -203,6 +211,11 @@ impl fmt::Display for Error {
             ),
             Error::InvalidQuery { reason } => f.write_str(reason),
             Error::InvalidOptions { reason } => write!(f, "invalid options: {reason}"),
+            Error::ImportInterrupted { stored, source } => write!(
+                f,
+                "{source}, after {} of the input's messages were stored (each project's oldest)",
+                stored.messages()
+            ),
         }
     }
 }
@@ -211,6 +224,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::ImportInterrupted { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::json;
 use crate::options::Durability;
 use crate::record::MAX_STAMP_DELTA_US;
-use crate::store::{prepare, Store};
+use crate::store::Store;
 
 /// Where imported messages go.
 #[derive(Debug, Clone, Copy)]
@@ -49,10 +49,11 @@ impl Store {
     /// stored message; messages without one are stamped now.
     ///
     /// Every line is checked before anything is stored, so a bad line (named in the error)
-    /// imports nothing. Times never go backwards within a project: a `_ts` older than the
+    /// imports nothing. A failure while storing (an I/O error, say) after some batches were
+    /// stored is [`Error::ImportInterrupted`], which says what was. Times never go backwards within a project: a `_ts` older than the
     /// project's newest message (or than the line before) is raised to it. A project's
     /// messages are appended in batches; a crash in the middle of an import can leave a prefix
-    /// of it, never a part of a batch.
+    /// of each project's share, never a part of a batch.
     pub fn import_json_lines(
         &self,
         input: &[u8],
@@ -60,43 +61,14 @@ impl Store {
         durability: Durability,
     ) -> Result<Imported> {
         let lines = json::split_lines(input);
-        let at_line = |e: Error| e.at_line(|i| lines[i].0);
-        let raw: Vec<&[u8]> = lines.iter().map(|&(_, l)| l).collect();
-        let batch = prepare(&raw, self.max_message_bytes()).map_err(at_line)?;
         let now = crate::clock::now_us();
+        let limit = self.max_message_bytes();
+        let prepared = prepare_lines(&lines, |index, line, raw| {
+            prepare_line(index, line, raw, limit, target, now)
+        })?;
         let mut per_project: BTreeMap<u64, Vec<Stamped<'_>>> = BTreeMap::new();
         let mut imported = Imported::default();
-        for (index, message) in batch.into_iter().enumerate() {
-            let invalid = |reason: String| {
-                at_line(Error::InvalidMessage {
-                    index,
-                    line: None,
-                    reason,
-                })
-            };
-            let project = match target {
-                ImportTarget::Project(p) => p,
-                ImportTarget::Field(name) => {
-                    let (_, value) = json::find_member(&message, name).ok_or_else(|| {
-                        invalid(format!("it has no {name:?} field naming its project"))
-                    })?;
-                    parse_u64(&message[value])
-                        .ok_or_else(|| invalid(format!("its {name:?} field is not a project id")))?
-                }
-            };
-            let (stamp, message) = match json::find_member(&message, TS_FIELD) {
-                None => (now, message),
-                Some((cut, value)) => {
-                    let ms = parse_u64(&message[value])
-                        .filter(|ms| ms.checked_mul(1000).is_some())
-                        .ok_or_else(|| {
-                            invalid("its _ts field is not integer milliseconds".to_string())
-                        })?;
-                    let mut owned = message.into_owned();
-                    owned.drain(cut);
-                    (ms * 1000, Cow::Owned(owned))
-                }
-            };
+        for (project, stamp, message) in prepared {
             imported.bytes += message.len() as u64;
             per_project
                 .entry(project)
@@ -104,19 +76,32 @@ impl Store {
                 .push((stamp, message));
         }
         for (project, messages) in per_project {
-            let n = messages.len() as u64;
-            self.import_project(project, messages, durability)?;
-            imported.per_project.insert(project, n);
+            let mut stored = 0;
+            let result = self.import_project(project, messages, durability, &mut stored);
+            if stored > 0 {
+                imported.per_project.insert(project, stored);
+            }
+            if let Err(source) = result {
+                if imported.messages() == 0 {
+                    return Err(source);
+                }
+                return Err(Error::ImportInterrupted {
+                    stored: Box::new(imported),
+                    source: Box::new(source),
+                });
+            }
         }
         Ok(imported)
     }
 
-    /// Appends one project's share of an import in batches whose stamps fit one segment.
+    /// Appends one project's share of an import in batches whose stamps fit one segment,
+    /// counting the messages stored in `stored`.
     fn import_project(
         &self,
         project: u64,
         messages: Vec<Stamped<'_>>,
         durability: Durability,
+        stored: &mut u64,
     ) -> Result<()> {
         let mut running = 0u64;
         let (stamps, bodies): (Vec<u64>, Vec<Cow<'_, [u8]>>) = messages
@@ -133,6 +118,7 @@ impl Store {
             let mut bytes = 0u64;
             while end < bodies.len()
                 && stamps[end] - stamps[start] <= MAX_STAMP_DELTA_US
+                && ((end - start) as u64) < MAX_BATCH_MESSAGES
                 && (end == start || bytes + bodies[end].len() as u64 <= limit_bytes)
             {
                 bytes += bodies[end].len() as u64;
@@ -144,9 +130,102 @@ impl Store {
                 &stamps[start..end],
                 durability,
             )?;
+            *stored += (end - start) as u64;
             start = end;
         }
         Ok(())
+    }
+}
+
+/// At most this many messages per append of an import (a segment holds at most 2^24 records).
+const MAX_BATCH_MESSAGES: u64 = 1 << 20;
+
+/// Inputs with at least this many lines are checked on several threads.
+const PARALLEL_LINES: usize = 16 * 1024;
+
+/// What one input line becomes: its project, its stamp (µs) and its stored bytes.
+type Prepared<'a> = (u64, u64, Cow<'a, [u8]>);
+
+/// Runs `prepare` over every line (its index among the lines, its 1-based line number in the
+/// input, its bytes), on several threads for big inputs; the error of the first bad line wins,
+/// as if checked in order.
+fn prepare_lines<'a, F>(lines: &[(usize, &'a [u8])], prepare: F) -> Result<Vec<Prepared<'a>>>
+where
+    F: Fn(usize, usize, &'a [u8]) -> Result<Prepared<'a>> + Sync,
+{
+    let run = |first: usize, part: &[(usize, &'a [u8])]| -> Result<Vec<Prepared<'a>>> {
+        part.iter()
+            .enumerate()
+            .map(|(i, &(line, raw))| prepare(first + i, line, raw))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || lines.len() < PARALLEL_LINES {
+        return run(0, lines);
+    }
+    let chunk = lines.len().div_ceil(threads);
+    let run = &run;
+    let parts: Vec<Result<Vec<Prepared<'a>>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lines
+            .chunks(chunk)
+            .enumerate()
+            .map(|(k, part)| scope.spawn(move || run(k * chunk, part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(lines.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// Checks one input line (the `index`-th, number `line` in the input) and works out its project and stamp (`_ts` removed).
+fn prepare_line<'a>(
+    index: usize,
+    line: usize,
+    raw: &'a [u8],
+    limit: usize,
+    target: ImportTarget<'_>,
+    now: u64,
+) -> Result<Prepared<'a>> {
+    let invalid = |reason: String| Error::InvalidMessage {
+        index,
+        line: Some(line),
+        reason,
+    };
+    json::validate_object(raw).map_err(invalid)?;
+    let message = json::compact(raw);
+    if message.len() > limit {
+        return Err(Error::TooLarge {
+            index,
+            line: Some(line),
+            size: message.len(),
+            limit,
+        });
+    }
+    let project = match target {
+        ImportTarget::Project(p) => p,
+        ImportTarget::Field(name) => {
+            let (_, value) = json::find_member(&message, name)
+                .ok_or_else(|| invalid(format!("it has no {name:?} field naming its project")))?;
+            parse_u64(&message[value])
+                .ok_or_else(|| invalid(format!("its {name:?} field is not a project id")))?
+        }
+    };
+    match json::find_member(&message, TS_FIELD) {
+        None => Ok((project, now, message)),
+        Some((cut, value)) => {
+            let ms = parse_u64(&message[value])
+                .filter(|ms| ms.checked_mul(1000).is_some())
+                .ok_or_else(|| invalid("its _ts field is not integer milliseconds".to_string()))?;
+            let mut owned = message.into_owned();
+            owned.drain(cut);
+            Ok((project, ms * 1000, Cow::Owned(owned)))
+        }
     }
 }
 
@@ -159,4 +238,67 @@ fn parse_u64(bytes: &[u8]) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Options;
+
+    /// Big inputs are checked on several threads; the error must still name the first bad line
+    /// (by its line number in the input, blank lines included), and nothing may be stored.
+    #[test]
+    fn the_first_bad_line_of_a_big_input_is_named_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let mut input = String::new();
+        for i in 0..40_000 {
+            if i % 1000 == 0 {
+                input.push('\n');
+            }
+            match i {
+                30_000 => input.push_str("[1]\n"),
+                35_000 => input.push_str("{\"bad\":\n"),
+                _ => input.push_str(&format!(
+                    "{{\"i\":{i},\"_ts\":{}}}\n",
+                    1_700_000_000_000u64 + i
+                )),
+            }
+        }
+        let line = input.lines().position(|l| l == "[1]").unwrap() + 1;
+        let err = store
+            .import_json_lines(
+                input.as_bytes(),
+                ImportTarget::Project(1),
+                Durability::Written,
+            )
+            .unwrap_err();
+        match err {
+            Error::InvalidMessage {
+                index,
+                line: Some(l),
+                ..
+            } => {
+                assert_eq!(l, line);
+                assert_eq!(index, 30_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(store.stats(1).unwrap().is_none_or(|s| s.messages == 0));
+        // And a clean big input goes in whole, in order, with its history.
+        let good = input
+            .replace("[1]\n", "{\"i\":30000}\n")
+            .replace("{\"bad\":\n", "{}\n");
+        let imported = store
+            .import_json_lines(
+                good.as_bytes(),
+                ImportTarget::Project(1),
+                Durability::Written,
+            )
+            .unwrap();
+        assert_eq!(imported.messages(), 40_000);
+        let oldest = store.oldest_first(1).unwrap().next().unwrap().unwrap();
+        assert_eq!(oldest.json(), r#"{"i":0}"#);
+        assert_eq!(oldest.timestamp_ms(), 1_700_000_000_000);
+    }
 }

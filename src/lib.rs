@@ -30,7 +30,9 @@
 //!
 //! ## Durability
 //! [`Durability::Written`] (the default) returns once the batch is handed to the operating
-//! system: it survives a crash of the process, not a power cut. [`Durability::Sync`] returns once
+//! system: it survives a crash of the process, not a power cut (a project starts an fsync by
+//! itself once 4 MiB are unsynced, so a power cut typically costs at most its last few MiB).
+//! [`Durability::Sync`] returns once
 //! the batch is fsynced; concurrent `Sync` appends to a project share fsyncs (group commit).
 //! [`Store::sync`] makes everything so far durable. A failed fsync poisons that project's log
 //! ([`Error::Poisoned`]) until the store is reopened. After a crash, a torn tail of the newest
@@ -67,6 +69,11 @@
 mod clock;
 mod error;
 mod filter;
+mod fsio;
+/// Entry points for the fuzz targets (`fuzz/`) and the corpus-replay test
+/// (`tests/fuzz_corpora.rs`); not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "server")]
 pub mod http;
 mod import;

@@ -15,6 +15,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
@@ -30,7 +31,8 @@ pub const FIRST_SEQ: u64 = 1;
 /// Pending index entries are written to the index file once this many accumulate (and at every
 /// sync, roll and close), so that recovery after a crash rescans at most about this many records
 /// plus whatever was never synced.
-const INDEX_FLUSH_ENTRIES: usize = 1024;
+/// (Eight in the library's own tests, so that the power-loss suite's small segments reach it.)
+const INDEX_FLUSH_ENTRIES: usize = if cfg!(test) { 8 } else { 1024 };
 
 /// A `Written` project starts an fsync (outside its writer lock) once this much is unsynced,
 /// bounding the flush a segment roll must wait for under the lock.
@@ -98,6 +100,8 @@ struct Writer {
     idx_written: usize,
     /// Set after an index write failed: stop writing it; the next open rebuilds it.
     idx_broken: bool,
+    /// Index entries were written since the index file was last synced.
+    idx_unsynced: bool,
     buf: Vec<u8>,
     /// Bytes written since the last sync.
     dirty: bool,
@@ -125,8 +129,15 @@ pub(crate) struct Project {
 
 impl Project {
     /// Opens the project in `dir` (which may not exist yet), repairing a torn tail of its active
-    /// segment when `writable`.
-    pub(crate) fn open(id: u64, dir: PathBuf, writable: bool, segment_bytes: u64) -> Result<Self> {
+    /// segment when `writable`. `crashed` says the last writer did not close cleanly (see
+    /// `recover_active`).
+    pub(crate) fn open(
+        id: u64,
+        dir: PathBuf,
+        writable: bool,
+        segment_bytes: u64,
+        crashed: bool,
+    ) -> Result<Self> {
         let seqs = if dir.is_dir() {
             segment::list(&dir)?
         } else {
@@ -136,13 +147,14 @@ impl Project {
             idx_file: None,
             idx_written: 0,
             idx_broken: false,
+            idx_unsynced: writable,
             buf: Vec::new(),
             dirty: false,
         };
         let snapshot = match seqs.split_last() {
             None => Snapshot::empty(),
             Some((&last, sealed)) => {
-                let (active, len, last_stamp, idx) = recover_active(&dir, last, writable)?;
+                let (active, len, last_stamp, idx) = recover_active(&dir, last, writable, crashed)?;
                 let next_seq = last + active.entries.read().len() as u64;
                 if writable {
                     writer.idx_written = active.entries.read().len();
@@ -194,12 +206,15 @@ impl Project {
     /// `stamps`: one stamp per message, non-decreasing and spanning at most
     /// [`MAX_STAMP_DELTA_US`] (imports keep their history); `None` takes one from the clock.
     /// Stamps below the project's newest are raised to it, so a project's stamps never decrease.
+    /// `publish` is called with the batch's newest stamp just before readers can see the batch
+    /// (the store keeps each project's newest stamp as an upper bound for merged queries).
     pub(crate) fn append(
         &self,
         clock: &Clock,
         messages: &[Cow<'_, [u8]>],
         stamps: Option<&[u64]>,
         durability: Durability,
+        publish: &dyn Fn(u64),
     ) -> Result<Appended> {
         debug_assert!(self.writable);
         let mut w = self.writer.lock();
@@ -259,15 +274,16 @@ impl Project {
                 },
             );
         }
-        if let Err(e) = active.file.write_all_at(&w.buf, snap.active_len) {
+        if let Err(e) = fsio::write_at(&active.file, &w.buf, snap.active_len) {
             // Take back whatever part of the batch reached the file, so the next batch starts at
             // the committed end. If even that fails, refuse writes until a reopen repairs it.
-            if active.file.set_len(snap.active_len).is_err() {
+            if fsio::set_len(&active.file, snap.active_len).is_err() {
                 self.poisoned.store(true, Ordering::Release);
             }
             return Err(Error::io("appending to", &active.path, e));
         }
         let new_len = snap.active_len + w.buf.len() as u64;
+        publish(last_stamp);
         active.entries.write().extend_from_slice(&offsets);
         {
             let mut state = self.state.write();
@@ -300,16 +316,21 @@ impl Project {
         if let Some(old) = &snap.active {
             if snap.active_count() > 0 {
                 // A sealed segment is never repaired on open, so it must be on disk first.
-                self.flush_index(w, old);
-                if let Err(e) = old.file.sync_data() {
+                if let Err(e) = fsio::sync_data(&old.file) {
                     self.poisoned.store(true, Ordering::Release);
                     return Err(Error::io("syncing", &old.path, e));
                 }
-                if let Some(idx) = &w.idx_file {
-                    // The index is a cache: a failure here only costs a rebuild later.
-                    let _ = idx.sync_data();
-                }
                 self.mark_synced((old.header.first_seq, snap.active_len));
+                self.flush_index(w, old);
+                if let Some(idx) = &w.idx_file {
+                    // A sealed segment's index is trusted on open, so it must be durable too.
+                    // It is a cache: if it cannot be synced, it goes, and is rebuilt on open.
+                    if fsio::sync_data(idx).is_err() {
+                        let path = segment::index_path(&self.dir, old.header.first_seq);
+                        log::warn!("cannot sync {}; removing it", path.display());
+                        let _ = fs::remove_file(&path);
+                    }
+                }
                 Arc::make_mut(&mut sealed).push(old.header.first_seq);
             }
         } else if !self.dir.is_dir() {
@@ -340,6 +361,7 @@ impl Project {
         w.idx_file = Some(idx);
         w.idx_written = 0;
         w.idx_broken = false;
+        w.idx_unsynced = false;
         let mut state = self.state.write();
         state.sealed = sealed;
         state.active = Some(active);
@@ -347,22 +369,40 @@ impl Project {
         Ok(state.clone())
     }
 
-    /// Writes pending index entries. Failures are logged, not returned: the index is a cache,
-    /// and the next open rebuilds what is missing from the log.
+    /// Writes pending index entries of records that are synced. Failures are logged, not
+    /// returned: the index is a cache, and the next open rebuilds what is missing from the log.
     fn flush_index(&self, w: &mut Writer, active: &Active) {
         if w.idx_broken {
             return;
         }
         let Some(idx) = &w.idx_file else { return };
+        let synced = {
+            let s = self.sync.lock();
+            if s.synced.0 == active.header.first_seq {
+                s.synced.1
+            } else {
+                0
+            }
+        };
         let entries = active.entries.read();
-        if entries.len() == w.idx_written {
+        // Only records already synced: then every entry on disk points at durable bytes, and
+        // recovery after a power cut can trust the index (see `recover_active`).
+        let upto = w.idx_written
+            + entries[w.idx_written..]
+                .iter()
+                .take_while(|&&e| e == index::LOST || u64::from(e) < synced)
+                .count();
+        if upto == w.idx_written {
             return;
         }
-        let mut bytes = Vec::with_capacity((entries.len() - w.idx_written) * ENTRY_BYTES);
-        index::encode_entries(&mut bytes, &entries[w.idx_written..]);
+        let mut bytes = Vec::with_capacity((upto - w.idx_written) * ENTRY_BYTES);
+        index::encode_entries(&mut bytes, &entries[w.idx_written..upto]);
         let at = (INDEX_HEADER_BYTES + w.idx_written * ENTRY_BYTES) as u64;
-        match idx.write_all_at(&bytes, at) {
-            Ok(()) => w.idx_written = entries.len(),
+        match fsio::write_at(idx, &bytes, at) {
+            Ok(()) => {
+                w.idx_written = upto;
+                w.idx_unsynced = true;
+            }
             Err(e) => {
                 log::warn!(
                     "cannot write the index of {} ({e}); it will be rebuilt on the next open",
@@ -375,16 +415,17 @@ impl Project {
 
     /// Makes everything appended so far durable.
     pub(crate) fn sync(&self) -> Result<()> {
-        let target = {
-            let mut w = self.writer.lock();
-            let snap = self.snapshot();
-            let Some(active) = &snap.active else {
-                return Ok(());
-            };
-            self.flush_index(&mut w, active);
-            (active.header.first_seq, snap.active_len)
+        let snap = self.snapshot();
+        let Some(active) = &snap.active else {
+            return Ok(());
         };
-        self.sync_to(target)
+        self.sync_to((active.header.first_seq, snap.active_len))?;
+        let mut w = self.writer.lock();
+        // The segment may have rolled meanwhile: flush the one that is active now.
+        if let Some(active) = self.snapshot().active {
+            self.flush_index(&mut w, &active);
+        }
+        Ok(())
     }
 
     /// Waits until everything up to `target` is synced, syncing on behalf of every writer that
@@ -443,7 +484,7 @@ impl Project {
                 .as_ref()
                 .expect("a target implies an active segment");
             let covered = (active.header.first_seq, snap.active_len);
-            let result = active.file.sync_data();
+            let result = fsio::sync_data(&active.file);
             s = self.sync.lock();
             s.running = false;
             match result {
@@ -517,15 +558,21 @@ impl Project {
         if !self.writable {
             return Ok(());
         }
-        let dirty = {
-            let mut w = self.writer.lock();
-            if let Some(active) = self.snapshot().active {
-                self.flush_index(&mut w, &active);
-            }
-            w.dirty
-        };
-        if dirty && !self.poisoned.load(Ordering::Acquire) {
+        if self.writer.lock().dirty && !self.poisoned.load(Ordering::Acquire) {
             self.sync()?;
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned { project: self.id });
+        }
+        let mut w = self.writer.lock();
+        if let Some(active) = self.snapshot().active {
+            self.flush_index(&mut w, &active);
+            // A cleanly closed store's index is trusted as complete: it must be durable.
+            if let (true, false, Some(idx)) = (w.idx_unsynced, w.idx_broken, &w.idx_file) {
+                let path = segment::index_path(&self.dir, active.header.first_seq);
+                fsio::sync_data(idx).map_err(|e| Error::io("syncing", &path, e))?;
+                w.idx_unsynced = false;
+            }
         }
         Ok(())
     }
@@ -541,6 +588,7 @@ fn recover_active(
     dir: &Path,
     first_seq: u64,
     writable: bool,
+    crashed: bool,
 ) -> Result<(Active, u64, u64, Option<File>)> {
     let path = segment::log_path(dir, first_seq);
     let file = Active::open_file(&path, writable)?;
@@ -654,8 +702,8 @@ fn recover_active(
                 log_len - committed,
                 path.display()
             );
-            file.set_len(committed)
-                .and_then(|()| file.sync_data())
+            fsio::set_len(&file, committed)
+                .and_then(|()| fsio::sync_data(&file))
                 .map_err(|e| Error::io("truncating", &path, e))?;
         } else {
             log::debug!(
@@ -664,16 +712,21 @@ fn recover_active(
                 path.display()
             );
         }
+    } else if writable && crashed {
+        // After a kill the log's tail may sit in the page cache only. It is synced now, before
+        // the index points at it and before the log counts as synced up to its end.
+        fsio::sync_data(&file).map_err(|e| Error::io("syncing", &path, e))?;
     }
-    let last_stamp = match entries.last() {
+    // The newest record that is not lost: once an unfinished batch is dropped, records lost to
+    // damage just before it may end the list.
+    let last_stamp = match entries.iter().rposition(|&e| e != index::LOST) {
         None => header.base_stamp,
-        Some(&offset) => {
-            let offset = u64::from(offset);
+        Some(i) => {
+            let offset = u64::from(entries[i]);
             let mut buf = vec![0u8; (committed - offset) as usize];
             file.read_exact_at(&mut buf, offset)
                 .map_err(|e| Error::io("reading", &path, e))?;
-            let i = entries.len() as u64 - 1;
-            decode_at(&buf, offset, offset, &header, i, &path)?.stamp
+            decode_at(&buf, offset, offset, &header, i as u64, &path)?.stamp
         }
     };
     let idx = if writable {
@@ -711,10 +764,55 @@ fn rewrite_index(path: &Path, header_ok: bool, on_disk: &[u32], entries: &[u32])
             let at = (INDEX_HEADER_BYTES + same * ENTRY_BYTES) as u64;
             let mut bytes = Vec::new();
             index::encode_entries(&mut bytes, &entries[same..]);
-            file.set_len(at)
-                .and_then(|()| file.write_all_at(&bytes, at))
+            fsio::set_len(&file, at)
+                .and_then(|()| fsio::write_at(&file, &bytes, at))
                 .map_err(|e| Error::io("rewriting", path, e))?;
         }
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Frame;
+
+    /// Found by fuzzing (`open_and_recover`): damage, then a batch that never finished. Dropping
+    /// the batch left the records lost to the damage at the end of the list, and the newest
+    /// stamp was read at the "lost" marker's offset: an overflow.
+    #[test]
+    fn lost_records_before_an_unfinished_batch_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let header = SegmentHeader {
+            first_seq: 1,
+            base_stamp: 1_000,
+        };
+        let mut log = header.encode().to_vec();
+        let frame = |log: &mut Vec<u8>, seq_delta, continues| {
+            encode_frame(
+                log,
+                &Frame {
+                    seq_delta,
+                    stamp_delta: 7,
+                    continues,
+                    payload: b"{}",
+                },
+            )
+        };
+        frame(&mut log, 0, false);
+        log.extend_from_slice(&[0xaa; 30]); // record 1, damaged
+        frame(&mut log, 2, true); // the first record of a batch that never finished
+        fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
+        let p = Project::open(1, tmp.path().to_path_buf(), false, 1 << 20, false).unwrap();
+        let snap = p.snapshot();
+        assert_eq!(snap.last_stamp, 1_007);
+        assert_eq!(
+            snap.next_seq, 3,
+            "record 2 goes with its batch; 1 stays lost"
+        );
+        assert_eq!(
+            *snap.active.unwrap().entries.read(),
+            [LOG_HEADER_BYTES as u32, index::LOST]
+        );
+    }
 }

@@ -6,6 +6,9 @@
 //! within a store, so in normal operation a message appended later always comes first, across
 //! projects, within one millisecond, and across restarts.
 //!
+//! A query answers as of when it started: each project is read up to the newest stamp it had
+//! then, even if appends land while the query runs.
+//!
 //! Cost: a binary heap holds one head per open cursor. Projects are opened lazily in order of
 //! their newest stamp, and only while that stamp could beat the heap's top, so a query over
 //! thousands of projects with a small `count` touches only the projects that can contribute.
@@ -78,10 +81,14 @@ impl Query {
     }
 }
 
-/// One project's newest-first cursor: filtered, capped at `pcount`.
+/// One project's newest-first cursor: filtered, capped at `pcount`, and bounded by the newest
+/// stamp the project had when the query started.
 struct Cursor {
     it: NewestFirst,
     left: Option<u64>,
+    /// Projects are opened lazily, so a cursor may see messages appended after the query began;
+    /// they are skipped, or they would come out after older messages already yielded.
+    max_stamp: u64,
 }
 
 impl Cursor {
@@ -91,7 +98,7 @@ impl Cursor {
         }
         loop {
             match self.it.next()? {
-                Ok(m) if !filters.pass(m.json()) => continue,
+                Ok(m) if m.stamp() > self.max_stamp || !filters.pass(m.json()) => continue,
                 Ok(m) => {
                     if let Some(left) = &mut self.left {
                         *left -= 1;
@@ -198,7 +205,7 @@ impl Merged {
     }
 
     fn open_next_pending(&mut self) -> Result<()> {
-        let Some((_, project)) = self.pending.pop() else {
+        let Some((newest, project)) = self.pending.pop() else {
             return Ok(());
         };
         self.opened += 1;
@@ -206,6 +213,7 @@ impl Merged {
         self.cursors.push(Some(Cursor {
             it,
             left: self.pcount,
+            max_stamp: newest,
         }));
         self.advance(self.cursors.len() - 1)
     }

@@ -225,6 +225,11 @@ pub fn decode_frame_ending_at(buf: &[u8], end: usize) -> Result<(usize, Frame<'_
     let total = frame_len(len);
     let start = end.checked_sub(total).ok_or(DecodeError::BadLength)?;
     let frame = decode_frame(&buf[..end], start)?;
+    // The frame found there must be the one the trailer describes, not a shorter one that
+    // happens to decode at the same start and end before `end`.
+    if frame.encoded_len() != total {
+        return Err(DecodeError::TrailerMismatch);
+    }
     Ok((start, frame))
 }
 
@@ -310,6 +315,26 @@ mod tests {
                 "flip of bit {i} went unnoticed"
             );
         }
+    }
+
+    /// Found by fuzzing (`record_decoder`): a trailer at the end leading back to the start of a
+    /// shorter whole frame returned that frame, which does not end where the trailer is.
+    #[test]
+    fn the_frame_before_a_trailer_ends_at_it() {
+        let mut buf = encoded(&Frame {
+            seq_delta: 0,
+            stamp_delta: 0,
+            continues: false,
+            payload: b"{}",
+        });
+        buf.extend_from_slice(&[0u8; 10]);
+        let outer = (buf.len() + FRAME_TRAILER_BYTES - FRAME_OVERHEAD_BYTES) as u32;
+        buf.extend_from_slice(&outer.to_le_bytes());
+        assert!(decode_frame(&buf, 0).is_ok(), "the shorter frame is whole");
+        assert_eq!(
+            decode_frame_ending_at(&buf, buf.len()),
+            Err(DecodeError::TrailerMismatch)
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@
 //! database); `activitylog verify` reads them without mapping.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::ops::Deref;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -19,10 +18,11 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::index::{self, LOST};
 use crate::record::{
     decode_frame, decode_frame_ending_at, frame_len, read_u32, DecodeError, Frame, SegmentHeader,
-    FRAME_HEADER_BYTES, LOG_HEADER_BYTES,
+    FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
 
@@ -65,21 +65,19 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<u64>> {
 /// IMPORTANT: every directory fsync goes through here. A file's creation, rename or removal is
 /// durable only once its directory has been synced.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("syncing directory", dir, e))
+    fsio::sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))
 }
 
 /// Writes `bytes` to `path` atomically: a synced temporary file renamed into place, then the
 /// directory synced. A crash leaves either no file or the whole file.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
+    fsio::write_at(tmp.as_file(), bytes, 0)
+        .and_then(|()| fsio::sync_data(tmp.as_file()))
         .map_err(|e| Error::io("writing", tmp.path(), e))?;
     tmp.persist(path)
         .map_err(|e| Error::io("renaming into", path, e.error))?;
@@ -106,7 +104,30 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<SegmentHeader> {
         }
         Err(e) => return Err(Error::io("reading", path, e)),
     }
-    SegmentHeader::decode(&buf).map_err(|e| header_error(path, e))
+    let header = SegmentHeader::decode(&buf).map_err(|e| header_error(path, e))?;
+    // A damaged header whose checksum still holds may name numbers that no segment can have:
+    // its records' sequence numbers or stamps would overflow.
+    if header.first_seq > u64::MAX - MAX_RECORDS_PER_SEGMENT {
+        return Err(Error::corrupt(
+            path,
+            16,
+            format!(
+                "bad file header: first sequence number {} is out of range",
+                header.first_seq
+            ),
+        ));
+    }
+    if header.base_stamp > u64::MAX - MAX_STAMP_DELTA_US {
+        return Err(Error::corrupt(
+            path,
+            24,
+            format!(
+                "bad file header: base stamp {} is out of range",
+                header.base_stamp
+            ),
+        ));
+    }
+    Ok(header)
 }
 
 pub(crate) fn header_error(path: &Path, e: DecodeError) -> Error {
@@ -137,31 +158,45 @@ pub(crate) fn decode_at<'a>(
     i: u64,
     path: &Path,
 ) -> Result<RawRecord<'a>> {
+    // A header is only checksummed: a damaged or hostile one may hold numbers that overflow.
+    let seq = header.first_seq.checked_add(i).ok_or_else(|| {
+        Error::corrupt(
+            path,
+            offset,
+            format!(
+                "record {i} of the segment starting at {} is past the largest sequence number",
+                header.first_seq
+            ),
+        )
+    })?;
     let frame: Frame<'a> = offset
         .checked_sub(base)
         .ok_or(DecodeError::Truncated)
         .and_then(|at| decode_frame(log, at as usize))
-        .map_err(|e| {
-            Error::corrupt(
-                path,
-                offset,
-                format!("record {}: {e}", header.first_seq + i),
-            )
-        })?;
+        .map_err(|e| Error::corrupt(path, offset, format!("record {seq}: {e}")))?;
     if u64::from(frame.seq_delta) != i {
         return Err(Error::corrupt(
             path,
             offset,
             format!(
-                "expected record {} but found record {}",
-                header.first_seq + i,
-                header.first_seq + u64::from(frame.seq_delta)
+                "expected record {seq} but found record {}",
+                header.first_seq.saturating_add(u64::from(frame.seq_delta))
             ),
         ));
     }
+    let stamp = header
+        .base_stamp
+        .checked_add(frame.stamp_delta)
+        .ok_or_else(|| {
+            Error::corrupt(
+                path,
+                offset,
+                format!("record {seq}: its stamp is past the largest stamp"),
+            )
+        })?;
     Ok(RawRecord {
-        seq: header.first_seq + i,
-        stamp: header.base_stamp + frame.stamp_delta,
+        seq,
+        stamp,
         payload: frame.payload,
     })
 }
@@ -436,5 +471,80 @@ impl Active {
     pub(crate) fn copy_entries(&self, from: usize, to: usize, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.entries.read()[from..to]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::encode_frame;
+
+    /// Found by fuzzing (`record_decoder`): a header whose base stamp or first sequence number
+    /// is near `u64::MAX` (checksum and all) made reading a record overflow.
+    #[test]
+    fn decode_at_reports_numbers_past_the_end_as_corrupt() {
+        let mut log = Vec::new();
+        encode_frame(
+            &mut log,
+            &Frame {
+                seq_delta: 1,
+                stamp_delta: 5,
+                continues: false,
+                payload: b"{}",
+            },
+        );
+        let path = Path::new("x.log");
+        let ok = SegmentHeader {
+            first_seq: 1,
+            base_stamp: 10,
+        };
+        let rec = decode_at(&log, 0, 0, &ok, 1, path).unwrap();
+        assert_eq!((rec.seq, rec.stamp), (2, 15));
+        let late_stamp = SegmentHeader {
+            first_seq: 1,
+            base_stamp: u64::MAX - 1,
+        };
+        let err = decode_at(&log, 0, 0, &late_stamp, 1, path).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        let late_seq = SegmentHeader {
+            first_seq: u64::MAX,
+            base_stamp: 10,
+        };
+        let err = decode_at(&log, 0, 0, &late_seq, 1, path).unwrap_err();
+        assert!(err.is_corruption(), "{err}");
+        assert!(decode_at(&log, 0, 0, &late_seq, 0, path).is_err());
+    }
+
+    /// Found by fuzzing (`index_loader`, `open_and_recover`): a segment whose header (checksum
+    /// intact) starts near the last sequence number made opening it overflow (the next sequence
+    /// number of the project, the error naming a lost record).
+    #[test]
+    fn headers_with_numbers_out_of_range_are_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (first_seq, base_stamp) in [(u64::MAX, 1), (u64::MAX - 5, 1), (1, u64::MAX - 5)] {
+            let mut log = SegmentHeader {
+                first_seq,
+                base_stamp,
+            }
+            .encode()
+            .to_vec();
+            let frame = Frame {
+                seq_delta: 0,
+                stamp_delta: 0,
+                continues: false,
+                payload: b"{}",
+            };
+            encode_frame(&mut log, &frame);
+            fs::write(log_path(tmp.path(), first_seq), &log).unwrap();
+            let p =
+                crate::project::Project::open(1, tmp.path().to_path_buf(), false, 1 << 20, false);
+            let err = p.err().expect("the header is refused");
+            assert!(err.is_corruption(), "{err}");
+            let err = Sealed::open(tmp.path(), first_seq, false)
+                .err()
+                .expect("refused");
+            assert!(err.is_corruption(), "{err}");
+            fs::remove_file(log_path(tmp.path(), first_seq)).unwrap();
+        }
     }
 }

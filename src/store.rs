@@ -8,6 +8,7 @@
 //! DIR/LOCK                     held (flock) by the one writing process
 //! DIR/CLOCK                    the stamp reservation (see the clock module)
 //! DIR/NEWEST                   each project's newest stamp, written on a clean close
+//! DIR/CLEAN                    present only between a clean close and the next writable open
 //! DIR/projects/<id>/<first_seq:020>.log   a segment's log
 //! DIR/projects/<id>/<first_seq:020>.idx   its index
 //! ```
@@ -16,7 +17,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -33,10 +34,12 @@ use crate::segment::{self, Sealed};
 const STORE_MAGIC: [u8; 8] = *b"ALOGSTOR";
 const STORE_FILE: &str = "STORE";
 const LOCK_FILE: &str = "LOCK";
-const CLOCK_FILE: &str = "CLOCK";
+pub(crate) const CLOCK_FILE: &str = "CLOCK";
 const PROJECTS_DIR: &str = "projects";
 const NEWEST_FILE: &str = "NEWEST";
 const NEWEST_MAGIC: [u8; 8] = *b"ALOGNEWS";
+const CLEAN_FILE: &str = "CLEAN";
+const CLEAN_MAGIC: [u8; 8] = *b"ALOGCLEN";
 
 /// Mapped sealed segments by (project, first seq), with the tick of their last use.
 type SealedCache = HashMap<(u64, u64), (Arc<Sealed>, u64)>;
@@ -64,6 +67,15 @@ pub(crate) struct Inner {
     /// Each project's newest stamp, once known for all projects (`None` until then). Lets a
     /// query over all projects skip those that cannot contribute without opening them.
     newest: RwLock<Option<HashMap<u64, u64>>>,
+    /// Whether the last writer closed cleanly (it left `CLEAN` after syncing every log and
+    /// index): true for a read-only store. Otherwise each project's first open is a recovery
+    /// after a crash (see `project::recover_active`).
+    clean: bool,
+    /// Projects opened (and so recovered) since the store opened; reopening one after an
+    /// eviction is not a recovery.
+    recovered: Mutex<std::collections::HashSet<u64>>,
+    /// Set when closing an evicted project failed.
+    close_failed: AtomicBool,
     /// Held for the store's lifetime: dropping it releases the lock.
     _lock: Option<File>,
 }
@@ -117,6 +129,7 @@ impl Store {
             Some(_) => Some(Clock::open(&dir.join(CLOCK_FILE))?),
             None => None,
         };
+        let clean = clock.is_none() || take_clean_marker(dir)?;
         let newest = read_newest(dir, clock.is_some())?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -128,6 +141,9 @@ impl Store {
                 sealed: Mutex::new(HashMap::new()),
                 tick: AtomicU64::new(0),
                 newest: RwLock::new(newest),
+                clean,
+                recovered: Mutex::new(std::collections::HashSet::new()),
+                close_failed: AtomicBool::new(false),
                 _lock: lock,
             }),
         })
@@ -210,14 +226,16 @@ impl Store {
             .inner
             .project(project, true)?
             .expect("created on demand");
-        let appended = p.append(clock, batch, stamps, durability)?;
-        if appended.count > 0 {
+        // The newest-stamp map must never be below what readers can see, or a merged query
+        // running meanwhile would skip this project's newest messages: it is raised before the
+        // batch is published.
+        let publish = |stamp: u64| {
             if let Some(map) = self.inner.newest.write().as_mut() {
                 let newest = map.entry(project).or_insert(0);
-                *newest = (*newest).max(appended.stamp);
+                *newest = (*newest).max(stamp);
             }
-        }
-        Ok(appended)
+        };
+        p.append(clock, batch, stamps, durability, &publish)
     }
 
     /// The largest message accepted, in bytes.
@@ -422,19 +440,24 @@ impl Inner {
         if !create && !dir.is_dir() {
             return Ok(None);
         }
+        let crashed = !self.clean && !self.recovered.lock().contains(&id);
         let p = Arc::new(Project::open(
             id,
             dir,
             self.clock.is_some(),
             self.segment_bytes,
+            crashed,
         )?);
+        if self.clock.is_some() {
+            self.recovered.lock().insert(id);
+        }
         if let Some(clock) = &self.clock {
             clock.observe(p.snapshot().last_stamp)?;
         }
         p.last_used.store(self.touch(), Ordering::Relaxed);
         map.insert(id, p.clone());
         if map.len() > self.options.max_open_projects {
-            evict_projects(&mut map, self.options.max_open_projects);
+            evict_projects(&mut map, self.options.max_open_projects, &self.close_failed);
         }
         Ok(Some(p))
     }
@@ -468,7 +491,9 @@ impl Inner {
 }
 
 /// Closes the least recently used projects nobody else holds, down to below `cap`.
-fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize) {
+/// Closes the least recently used idle projects; a failure to close one is remembered in
+/// `close_failed` (the store will not count as cleanly closed).
+fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize, close_failed: &AtomicBool) {
     let mut idle: Vec<(u64, u64)> = map
         .iter()
         .filter(|(_, p)| Arc::strong_count(p) == 1)
@@ -480,6 +505,7 @@ fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize) {
         if let Some(p) = map.remove(&id) {
             if let Err(e) = p.close() {
                 log::error!("closing project {id}: {e}");
+                close_failed.store(true, Ordering::Release);
             }
         }
     }
@@ -487,7 +513,7 @@ fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize) {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let mut clean = true;
+        let mut clean = !self.close_failed.load(Ordering::Acquire);
         for (id, p) in self.projects.get_mut().drain() {
             if let Err(e) = p.close() {
                 log::error!("closing project {id}: {e}");
@@ -501,7 +527,30 @@ impl Drop for Inner {
                 log::warn!("cannot save the newest stamps ({e}); the next open recomputes them");
             }
         }
+        if let (true, Some(_)) = (clean, &self.clock) {
+            // Last: everything it vouches for (logs and index files) is synced by now.
+            let mut marker = CLEAN_MAGIC.to_vec();
+            marker.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            if let Err(e) = segment::write_atomically(&self.dir.join(CLEAN_FILE), &marker) {
+                log::warn!("cannot mark the store closed cleanly ({e}); the next open rescans");
+            }
+        }
     }
+}
+
+/// For a writable open: whether the last writer closed cleanly (it left a `CLEAN` marker, which
+/// is removed now, durably, before anything is written). After a clean close, every log and
+/// index file was synced, so recovery may trust the index files.
+fn take_clean_marker(dir: &Path) -> Result<bool> {
+    let path = dir.join(CLEAN_FILE);
+    let clean = match fs::read(&path) {
+        Ok(bytes) => bytes.get(0..8) == Some(&CLEAN_MAGIC[..]),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("reading", &path, e)),
+    };
+    fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+    segment::sync_dir(dir)?;
+    Ok(clean)
 }
 
 fn encode_newest(map: &HashMap<u64, u64>) -> Vec<u8> {

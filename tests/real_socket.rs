@@ -118,7 +118,9 @@ fn the_seed_curl_examples_work_verbatim() {
     );
     let (status, dir) = server.stop();
     assert!(status.success(), "server exit: {status}");
-    // The store was synced and unlocked: it opens for writing and holds everything.
+    // The store was closed cleanly (synced, index files included), and unlocked: it opens for
+    // writing and holds everything.
+    assert!(dir.path().join("CLEAN").exists(), "no clean-close marker");
     let store = activitylog::Store::open(dir.path()).unwrap();
     assert_eq!(store.newest_first(1111111).unwrap().count(), 3);
 }

@@ -32,7 +32,8 @@
 )]
 
 mod auth;
-mod params;
+/// The query-string parser (crate-visible for the fuzz harness).
+pub(crate) mod params;
 
 use std::sync::Arc;
 use std::time::Instant;

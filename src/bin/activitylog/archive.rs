@@ -143,12 +143,23 @@ pub fn import(args: ImportArgs) -> Result<()> {
             Ok(r) => r,
             Err(e) => {
                 bar.finish_and_clear();
+                let partial = e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref(),
+                        Some(activitylog::Error::ImportInterrupted { .. })
+                    )
+                });
                 if files > 0 {
                     log::warn!(
-                        "imported {} ({}) before {}; nothing of it or of any file after it",
+                        "imported {} ({}) before {}; {}",
                         count(files, "file"),
                         count(messages, "message"),
                         source.name(),
+                        if partial {
+                            "the error says what of it was stored; nothing of any file after it"
+                        } else {
+                            "nothing of it or of any file after it"
+                        }
                     );
                 }
                 return Err(e);

@@ -296,12 +296,12 @@ fn main() -> ExitCode {
 }
 
 /// The error and its causes joined with ": ", leaving out a cause whose text the message
-/// before it already ends with (the engine's I/O errors print their source themselves).
+/// already holds (the engine's errors print their source themselves).
 fn one_line(error: &anyhow::Error) -> String {
     let mut line = error.to_string();
     for cause in error.chain().skip(1) {
         let cause = cause.to_string();
-        if !line.ends_with(&cause) {
+        if !line.contains(&cause) {
             line.push_str(": ");
             line.push_str(&cause);
         }
