@@ -230,20 +230,13 @@ impl NewestFirst {
         let offset = entry(i);
         if offset == LOST {
             // Report the whole run of lost records once and continue past it.
-            let (mut lo, mut hi) = (i, i);
-            while lo > self.entries_from && entry(lo - 1) == LOST {
-                lo -= 1;
-            }
-            while hi + 1 < self.entries_from + self.entries.len() as u64 && entry(hi + 1) == LOST {
-                hi += 1;
-            }
+            let (range, lo, hi) = active.lost_run(i, count, self.snap.active_len)?;
             let (lo, hi) = if self.forward { (i, hi) } else { (lo, i) };
             self.next = if self.forward {
                 first + hi + 1
             } else {
                 (first + lo).saturating_sub(1)
             };
-            let range = active.lost_range(i, count, self.snap.active_len)?;
             return Err(Error::corrupt(
                 &active.path,
                 range.start,

@@ -426,29 +426,37 @@ pub(crate) struct Active {
 }
 
 impl Active {
-    /// The damaged bytes that swallowed record `i` (marked lost), as for sealed segments, given
-    /// that `count` records and `len` bytes are committed.
-    pub(crate) fn lost_range(&self, i: u64, count: u64, len: u64) -> Result<std::ops::Range<u64>> {
+    /// The run of lost records around record `i` (marked lost) — its first and last index —
+    /// and the damaged bytes that swallowed it, as for sealed segments, given the committed
+    /// record count and log length. One pass over the entries, however long the run.
+    pub(crate) fn lost_run(
+        &self,
+        i: u64,
+        count: u64,
+        len: u64,
+    ) -> Result<(std::ops::Range<u64>, u64, u64)> {
         let (prev, next) = {
             let entries = self.entries.read();
             let i = i as usize;
-            let prev = entries[..i].iter().rev().find(|&&e| e != LOST).copied();
+            let prev = entries[..i].iter().rposition(|&e| e != LOST);
             let next = entries[i + 1..count as usize]
                 .iter()
-                .find(|&&e| e != LOST)
-                .copied();
-            (prev, next)
+                .position(|&e| e != LOST)
+                .map(|k| i + 1 + k);
+            (prev.map(|p| (p, entries[p])), next.map(|n| (n, entries[n])))
         };
-        let end = next.map_or(len, u64::from);
+        let lo = prev.map_or(0, |(p, _)| p as u64 + 1);
+        let hi = next.map_or(count - 1, |(n, _)| n as u64 - 1);
+        let end = next.map_or(len, |(_, at)| u64::from(at));
         let start = match prev {
             None => LOG_HEADER_BYTES as u64,
-            Some(at) => {
+            Some((_, at)) => {
                 let mut head = [0u8; FRAME_HEADER_BYTES];
                 self.read_exact_at(&mut head, u64::from(at))?;
                 u64::from(at) + frame_len((read_u32(&head, 4) & 0xff_ffff) as usize) as u64
             }
         };
-        Ok(start.min(end)..end)
+        Ok((start.min(end)..end, lo, hi))
     }
 
     /// Opens the log of an active segment (read-write when `writable`).

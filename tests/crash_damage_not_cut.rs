@@ -87,3 +87,37 @@ fn damage_the_index_covers_is_reported_after_a_crash_not_cut() {
 fn damage_past_the_index_is_reported_after_a_crash_not_cut() {
     check(true);
 }
+
+/// A long run of records lost to damage in the active segment is one error, whichever way it is
+/// read, found in one pass (not one error, and one walk of the segment, per 256 records).
+#[test]
+fn a_long_run_of_lost_records_in_the_active_segment_is_one_error() {
+    let dir = scratch();
+    let store = activitylog::Store::open(dir.path()).unwrap();
+    for i in 0..1000 {
+        store.append(P, [format!(r#"{{"i":{i}}}"#)]).unwrap();
+    }
+    drop(store);
+    let seg = *segments(dir.path(), P).last().unwrap();
+    let frames = frames_of(dir.path(), P, seg);
+    assert_eq!(frames.len(), 1000, "one segment");
+    let log = log_path(dir.path(), P, seg);
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[frames[200].start..frames[800].start].fill(0);
+    fs::write(&log, &bytes).unwrap();
+    fs::remove_file(idx_path(dir.path(), P, seg)).unwrap();
+
+    let store = activitylog::Store::open(dir.path()).unwrap();
+    for forward in [false, true] {
+        let it = store.newest_first(P).unwrap();
+        let it = if forward { it.oldest_first() } else { it };
+        let items: Vec<_> = it.collect();
+        let errors: Vec<String> = items
+            .iter()
+            .filter_map(|i| i.as_ref().err().map(|e| e.to_string()))
+            .collect();
+        assert_eq!(errors.len(), 1, "forward {forward}: {errors:?}");
+        assert!(errors[0].contains("records 201..=800"), "{}", errors[0]);
+        assert_eq!(items.len(), 401, "400 good records and one error");
+    }
+}
