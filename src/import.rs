@@ -137,6 +137,10 @@ impl Store {
     }
 }
 
+/// The largest `_ts` taken: 9999-12-31T23:59:59.999Z. Stamps far beyond any clock would push the
+/// store's clock (and every later segment header) to the end of `u64`.
+const MAX_TS_MS: u64 = 253_402_300_799_999;
+
 /// At most this many messages per append of an import (a segment holds at most 2^24 records).
 const MAX_BATCH_MESSAGES: u64 = 1 << 20;
 
@@ -220,8 +224,13 @@ fn prepare_line<'a>(
         None => Ok((project, now, message)),
         Some((cut, value)) => {
             let ms = parse_u64(&message[value])
-                .filter(|ms| ms.checked_mul(1000).is_some())
-                .ok_or_else(|| invalid("its _ts field is not integer milliseconds".to_string()))?;
+                .filter(|&ms| ms <= MAX_TS_MS)
+                .ok_or_else(|| {
+                    invalid(
+                        "its _ts field is not integer milliseconds before the year 10000"
+                            .to_string(),
+                    )
+                })?;
             let mut owned = message.into_owned();
             owned.drain(cut);
             Ok((project, ms * 1000, Cow::Owned(owned)))
@@ -300,5 +309,21 @@ mod tests {
         let oldest = store.oldest_first(1).unwrap().next().unwrap().unwrap();
         assert_eq!(oldest.json(), r#"{"i":0}"#);
         assert_eq!(oldest.timestamp_ms(), 1_700_000_000_000);
+    }
+
+    #[test]
+    fn a_ts_beyond_the_year_9999_is_refused_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let input = b"{\"a\":1,\"_ts\":1700000000000}\n{\"_ts\":18446744073709551}\n";
+        let err = store
+            .import_json_lines(input, ImportTarget::Project(3), Durability::Written)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidMessage { line: Some(2), .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("year 10000"), "{err}");
+        assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
     }
 }

@@ -19,8 +19,8 @@ use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
-    encode_frame, frame_len, Frame, SegmentHeader, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
-    MAX_STAMP_DELTA_US,
+    encode_frame, frame_len, read_u32, Frame, SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES,
+    MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
 use crate::segment::{self, decode_at, Active};
@@ -694,6 +694,23 @@ fn recover_active(
     if let Some((j, offset)) = s.open_batch {
         entries.truncate(scanned_from + j);
         committed = offset;
+        // Damage just before the unfinished batch is now at the end with no good record after
+        // it: a torn tail, as a scan from scratch on the next open would find. Cut it too, so
+        // that recovery gives the same answer every time.
+        if entries.last() == Some(&index::LOST) {
+            while entries.last() == Some(&index::LOST) {
+                entries.pop();
+            }
+            committed = match entries.last() {
+                None => LOG_HEADER_BYTES as u64,
+                Some(&at) => {
+                    let mut head = [0u8; FRAME_HEADER_BYTES];
+                    file.read_exact_at(&mut head, u64::from(at))
+                        .map_err(|e| Error::io("reading", &path, e))?;
+                    u64::from(at) + frame_len((read_u32(&head, 4) & 0xff_ffff) as usize) as u64
+                }
+            };
+        }
     }
     if committed < log_len {
         if writable {
@@ -803,16 +820,25 @@ mod tests {
         log.extend_from_slice(&[0xaa; 30]); // record 1, damaged
         frame(&mut log, 2, true); // the first record of a batch that never finished
         fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
-        let p = Project::open(1, tmp.path().to_path_buf(), false, 1 << 20, false).unwrap();
-        let snap = p.snapshot();
-        assert_eq!(snap.last_stamp, 1_007);
+        // Record 2 goes with its unfinished batch; the damage before it is then a torn tail
+        // too. Read-only, writable, and writable again: the same answer every time.
+        for writable in [false, true, true] {
+            let p = Project::open(1, tmp.path().to_path_buf(), writable, 1 << 20, true).unwrap();
+            let snap = p.snapshot();
+            assert_eq!(snap.last_stamp, 1_007);
+            assert_eq!(snap.next_seq, 2, "writable {writable}");
+            assert_eq!(
+                *snap.active.unwrap().entries.read(),
+                [LOG_HEADER_BYTES as u32]
+            );
+        }
+        let len = fs::metadata(segment::log_path(tmp.path(), 1))
+            .unwrap()
+            .len();
         assert_eq!(
-            snap.next_seq, 3,
-            "record 2 goes with its batch; 1 stays lost"
-        );
-        assert_eq!(
-            *snap.active.unwrap().entries.read(),
-            [LOG_HEADER_BYTES as u32, index::LOST]
+            len,
+            LOG_HEADER_BYTES as u64 + frame_len(2) as u64,
+            "cut after record 0"
         );
     }
 }

@@ -527,6 +527,13 @@ impl Drop for Inner {
                 log::warn!("cannot save the newest stamps ({e}); the next open recomputes them");
             }
         }
+        if let (true, false, Some(_)) = (clean, self.clean, &self.clock) {
+            // Opened after a crash: projects never opened since were never recovered (their
+            // tails may not be synced), so the store is clean only if every one was.
+            let recovered = self.recovered.get_mut();
+            clean = list_projects(&self.dir)
+                .is_ok_and(|ids| ids.iter().all(|id| recovered.contains(id)));
+        }
         if let (true, Some(_)) = (clean, &self.clock) {
             // Last: everything it vouches for (logs and index files) is synced by now.
             let mut marker = CLEAN_MAGIC.to_vec();
