@@ -69,15 +69,16 @@ impl Store {
         let mut per_project: BTreeMap<u64, Vec<Stamped<'_>>> = BTreeMap::new();
         let mut imported = Imported::default();
         for (project, stamp, message) in prepared {
-            imported.bytes += message.len() as u64;
             per_project
                 .entry(project)
                 .or_default()
                 .push((stamp, message));
         }
         for (project, messages) in per_project {
-            let mut stored = 0;
-            let result = self.import_project(project, messages, durability, &mut stored);
+            let (mut stored, mut bytes) = (0, 0);
+            let result =
+                self.import_project(project, messages, durability, &mut stored, &mut bytes);
+            imported.bytes += bytes;
             if stored > 0 {
                 imported.per_project.insert(project, stored);
             }
@@ -95,13 +96,15 @@ impl Store {
     }
 
     /// Appends one project's share of an import in batches whose stamps fit one segment,
-    /// counting the messages stored in `stored`.
+    /// counting the messages (and their bytes) stored in `stored` and `bytes` — including a
+    /// batch that reached the log before its append failed (a failed fsync, say).
     fn import_project(
         &self,
         project: u64,
         messages: Vec<Stamped<'_>>,
         durability: Durability,
         stored: &mut u64,
+        bytes_stored: &mut u64,
     ) -> Result<()> {
         let mut running = 0u64;
         let (stamps, bodies): (Vec<u64>, Vec<Cow<'_, [u8]>>) = messages
@@ -124,13 +127,25 @@ impl Store {
                 bytes += bodies[end].len() as u64;
                 end += 1;
             }
-            self.append_stamped(
+            let next_seq = || self.newest_first(project).map(|it| it.next_seq());
+            let before = next_seq();
+            let result = self.append_stamped(
                 project,
                 &bodies[start..end],
                 &stamps[start..end],
                 durability,
-            )?;
-            *stored += (end - start) as u64;
+            );
+            let landed = match (&result, before, next_seq()) {
+                (Ok(_), _, _) => end - start,
+                (Err(_), Ok(b), Ok(a)) => (a.saturating_sub(b) as usize).min(end - start),
+                _ => 0,
+            };
+            *stored += landed as u64;
+            *bytes_stored += bodies[start..start + landed]
+                .iter()
+                .map(|b| b.len() as u64)
+                .sum::<u64>();
+            result?;
             start = end;
         }
         Ok(())
@@ -325,5 +340,33 @@ mod tests {
         );
         assert!(err.to_string().contains("year 10000"), "{err}");
         assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
+    }
+
+    /// A batch that reached the log before its append failed (here its fsync) counts as stored:
+    /// the error says what a retry must leave out.
+    #[test]
+    fn a_batch_written_before_its_fsync_failed_counts_as_stored() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        store
+            .import_json_lines(b"{\"a\":0}\n", ImportTarget::Project(5), Durability::Sync)
+            .unwrap();
+        let rec = Recorder::register(dir.path(), false);
+        rec.fail(FaultKind::Sync, 1);
+        let input = b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n";
+        let err = store
+            .import_json_lines(input, ImportTarget::Project(5), Durability::Sync)
+            .unwrap_err();
+        rec.unregister();
+        match &err {
+            Error::ImportInterrupted { stored, source } => {
+                assert_eq!(stored.messages(), 3, "{err}");
+                assert_eq!(stored.bytes, 3 * 7);
+                assert!(matches!(**source, Error::Io { .. }), "{source:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.newest_first(5).unwrap().count(), 4);
     }
 }
