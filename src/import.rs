@@ -135,10 +135,13 @@ impl Store {
                 &stamps[start..end],
                 durability,
             );
-            let landed = match (&result, before, next_seq()) {
-                (Ok(_), _, _) => end - start,
-                (Err(_), Ok(b), Ok(a)) => (a.saturating_sub(b) as usize).min(end - start),
-                _ => 0,
+            // A failed append may still have published its batch (its fsync failed, say).
+            let landed = match (&result, before) {
+                (Ok(_), _) => end - start,
+                (Err(_), Ok(b)) => {
+                    next_seq().map_or(0, |a| (a.saturating_sub(b) as usize).min(end - start))
+                }
+                (Err(_), Err(_)) => 0,
             };
             *stored += landed as u64;
             *bytes_stored += bodies[start..start + landed]

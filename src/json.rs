@@ -63,24 +63,42 @@ pub(crate) fn split_lines(input: &[u8]) -> Vec<(usize, &[u8])> {
 /// again (by filters, by users).
 pub(crate) const MAX_DEPTH: usize = 127;
 
+/// Where a forward scan of (possibly invalid) JSON bytes stands: inside a string, and just
+/// after a backslash in one, or not.
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Steps over `b`; true when `b` is outside every string (a quote that opens a string
+    /// counts as outside, the one that closes it as inside).
+    fn outside(&mut self, b: u8) -> bool {
+        if !self.inside {
+            self.inside = b == b'"';
+            return true;
+        }
+        if self.escaped {
+            self.escaped = false;
+        } else if b == b'\\' {
+            self.escaped = true;
+        } else if b == b'"' {
+            self.inside = false;
+        }
+        false
+    }
+}
+
 /// The deepest nesting of `[` and `{` outside strings (of possibly invalid JSON).
 fn nesting_depth(bytes: &[u8]) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
-    let mut in_string = false;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     for &b in bytes {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
+        if !strings.outside(b) {
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 max = max.max(depth);
@@ -109,22 +127,10 @@ pub(crate) fn compact(bytes: &[u8]) -> Cow<'_, [u8]> {
     };
     let mut out = Vec::with_capacity(bytes.len());
     out.extend_from_slice(&bytes[..first_ws]);
-    let mut in_string = false;
-    let mut escaped = false;
+    // Whitespace is only ever found outside strings, so the scan starts outside one.
+    let mut strings = Strings::default();
     for &b in &bytes[first_ws..] {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if !is_ws(b) {
-            if b == b'"' {
-                in_string = true;
-            }
+        if !strings.outside(b) || !is_ws(b) {
             out.push(b);
         }
     }
@@ -133,24 +139,8 @@ pub(crate) fn compact(bytes: &[u8]) -> Cow<'_, [u8]> {
 
 /// The index of the first whitespace byte outside a string, if any.
 fn first_insignificant_ws(bytes: &[u8]) -> Option<usize> {
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if is_ws(b) {
-            return Some(i);
-        }
-    }
-    None
+    let mut strings = Strings::default();
+    bytes.iter().position(|&b| strings.outside(b) && is_ws(b))
 }
 
 /// Finds the last top-level member named `name` in a compact JSON object.

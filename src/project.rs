@@ -19,8 +19,8 @@ use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
-    encode_frame, frame_len, read_u32, Frame, SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES,
-    MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
+    encode_frame, frame_len, frame_len_by_header, Frame, SegmentHeader, FRAME_HEADER_BYTES,
+    LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
 use crate::segment::{self, decode_at, Active};
@@ -707,7 +707,7 @@ fn recover_active(
                     let mut head = [0u8; FRAME_HEADER_BYTES];
                     file.read_exact_at(&mut head, u64::from(at))
                         .map_err(|e| Error::io("reading", &path, e))?;
-                    u64::from(at) + frame_len((read_u32(&head, 4) & 0xff_ffff) as usize) as u64
+                    u64::from(at) + frame_len_by_header(&head)
                 }
             };
         }

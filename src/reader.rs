@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::index::LOST;
 use crate::project::{Snapshot, FIRST_SEQ};
-use crate::record::{read_u32, FRAME_HEADER_BYTES, LOG_HEADER_BYTES};
+use crate::record::{FRAME_HEADER_BYTES, LOG_HEADER_BYTES};
 use crate::segment::{decode_at, Active, RawRecord, Sealed};
 use crate::store::Inner;
 
@@ -258,7 +258,7 @@ impl NewestFirst {
             // The next record is lost: learn this one's length from its header.
             let mut head = [0u8; FRAME_HEADER_BYTES];
             active.read_exact_at(&mut head, offset)?;
-            offset + crate::record::frame_len((read_u32(&head, 4) & 0xff_ffff) as usize) as u64
+            offset + crate::record::frame_len_by_header(&head)
         };
         if offset < self.window_start || end > self.window_start + self.window.len() as u64 {
             let (start, end) = if self.forward {

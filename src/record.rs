@@ -146,6 +146,12 @@ pub const fn frame_len(payload_len: usize) -> usize {
     payload_len + FRAME_OVERHEAD_BYTES
 }
 
+/// Total bytes on disk of the frame whose header starts `head` (at least 8 bytes), by its length
+/// field alone: the frame need not be valid.
+pub(crate) fn frame_len_by_header(head: &[u8]) -> u64 {
+    frame_len((read_u32(head, 4) & LEN_MASK) as usize) as u64
+}
+
 /// Appends the encoding of `frame` to `out`.
 ///
 /// # Panics

@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 use crate::fsio;
 use crate::index::{self, LOST};
 use crate::record::{
-    decode_frame, decode_frame_ending_at, frame_len, read_u32, DecodeError, Frame, SegmentHeader,
-    FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
+    decode_frame, decode_frame_ending_at, frame_len, frame_len_by_header, DecodeError, Frame,
+    SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
+    MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
 
@@ -357,8 +358,8 @@ impl Sealed {
         let len = self
             .log
             .get(at..at + FRAME_HEADER_BYTES)
-            .map_or(0, |head| read_u32(head, 4) & 0xff_ffff);
-        (at as u64 + frame_len(len as usize) as u64).min(self.log_len())
+            .map_or(frame_len(0) as u64, frame_len_by_header);
+        (at as u64 + len).min(self.log_len())
     }
 
     /// Where the segment's last good record ends: where missing records would begin.
@@ -453,7 +454,7 @@ impl Active {
             Some((_, at)) => {
                 let mut head = [0u8; FRAME_HEADER_BYTES];
                 self.read_exact_at(&mut head, u64::from(at))?;
-                u64::from(at) + frame_len((read_u32(&head, 4) & 0xff_ffff) as usize) as u64
+                u64::from(at) + frame_len_by_header(&head)
             }
         };
         Ok((start.min(end)..end, lo, hi))

@@ -13,7 +13,7 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::report::{self, count, Unit};
-use crate::{open_read_only, open_writable, StoreArgs, WriteArgs};
+use crate::{chosen_projects, open_read_only, open_writable, StoreArgs, WriteArgs};
 
 /// Arguments of `activitylog import`.
 #[derive(Debug, Args)]
@@ -265,14 +265,7 @@ fn project_of_file_name(path: &Path) -> Option<u64> {
 pub fn export(args: ExportArgs) -> Result<()> {
     let dir = &args.store.dir;
     let store = open_read_only(dir)?;
-    let ids = if args.projects.is_empty() {
-        store.projects()?
-    } else {
-        let mut ids = args.projects.clone();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    };
+    let ids = chosen_projects(&store, &args.projects)?;
     let mut total = 0;
     for &id in &ids {
         match store.stats(id)? {

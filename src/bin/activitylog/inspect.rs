@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::report::{self, count, Unit};
 use crate::units::iso8601_ms;
-use crate::{open_read_only, written, StoreArgs};
+use crate::{chosen_projects, open_read_only, written, StoreArgs};
 
 /// Arguments of `activitylog verify`.
 #[derive(Debug, Args)]
@@ -110,11 +110,7 @@ fn progress_total(args: &VerifyArgs) -> Option<u64> {
         return None;
     }
     let store = open_read_only(&args.store.dir).ok()?;
-    let ids = if args.projects.is_empty() {
-        store.projects().ok()?
-    } else {
-        args.projects.clone()
-    };
+    let ids = chosen_projects(&store, &args.projects).ok()?;
     let mut total = 0;
     for id in ids {
         if let Ok(Some(s)) = store.stats(id) {
@@ -128,14 +124,7 @@ fn progress_total(args: &VerifyArgs) -> Option<u64> {
 pub fn stats(args: StatsArgs) -> Result<()> {
     let dir = &args.store.dir;
     let store = open_read_only(dir)?;
-    let ids = if args.projects.is_empty() {
-        store.projects()?
-    } else {
-        let mut ids = args.projects.clone();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
-    };
+    let ids = chosen_projects(&store, &args.projects)?;
     let mut all = Vec::with_capacity(ids.len());
     for id in ids {
         match store.stats(id)? {

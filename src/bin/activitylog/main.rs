@@ -396,6 +396,17 @@ fn print_query(dir: &Path, mut query: Query, output: OutputArgs) -> Result<()> {
     Ok(())
 }
 
+/// The projects a command works on: those given (sorted, once each), or every project.
+pub(crate) fn chosen_projects(store: &Store, given: &[u64]) -> Result<Vec<u64>> {
+    if given.is_empty() {
+        return Ok(store.projects()?);
+    }
+    let mut ids = given.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// Opens `dir` without the write lock, so reads work beside a writing process.
 pub(crate) fn open_read_only(dir: &Path) -> Result<Store> {
     Ok(Options::new().read_only(true).open(dir)?)
