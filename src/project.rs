@@ -19,8 +19,8 @@ use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
-    encode_frame, frame_len, frame_len_by_header, Frame, SegmentHeader, FRAME_HEADER_BYTES,
-    LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
+    continues_by_header, encode_frame, frame_len, frame_len_by_header, Frame, SegmentHeader,
+    FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
 use crate::segment::{self, decode_at, Active};
@@ -111,6 +111,12 @@ struct SyncState {
     /// Everything up to (segment first_seq, byte length) is synced.
     synced: (u64, u64),
     running: bool,
+    /// Segments created in the project's directory, and how many of them the directory was
+    /// synced after: a segment's records are durable only once its file name is.
+    dir_created: u64,
+    dir_synced: u64,
+    /// The project's directory itself was created and its parent not synced since.
+    parent_unsynced: bool,
 }
 
 /// One project's log.
@@ -189,6 +195,9 @@ impl Project {
             sync: Mutex::new(SyncState {
                 synced,
                 running: false,
+                dir_created: 0,
+                dir_synced: 0,
+                parent_unsynced: false,
             }),
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -331,13 +340,14 @@ impl Project {
                         let _ = fs::remove_file(&path);
                     }
                 }
+                // Its name too: a newer segment must never outlive an older one's.
+                self.sync_dirs()?;
                 Arc::make_mut(&mut sealed).push(old.header.first_seq);
             }
         } else if !self.dir.is_dir() {
             fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
-            if let Some(parent) = self.dir.parent() {
-                segment::sync_dir(parent)?;
-            }
+            // Synced with the first sync of a record (`sync_dirs`).
+            self.sync.lock().parent_unsynced = true;
         }
         let header = SegmentHeader {
             first_seq: snap.next_seq,
@@ -345,6 +355,7 @@ impl Project {
         };
         // An empty active segment with the same first sequence number is replaced by rename.
         segment::create(&self.dir, header)?;
+        self.sync.lock().dir_created += 1;
         let path = segment::log_path(&self.dir, header.first_seq);
         let file = Active::open_file(&path, true)?;
         let idx_path = segment::index_path(&self.dir, header.first_seq);
@@ -484,7 +495,9 @@ impl Project {
                 .as_ref()
                 .expect("a target implies an active segment");
             let covered = (active.header.first_seq, snap.active_len);
-            let result = fsio::sync_data(&active.file);
+            let result = fsio::sync_data(&active.file)
+                .map_err(|e| Error::io("syncing", &active.path, e))
+                .and_then(|()| self.sync_dirs());
             s = self.sync.lock();
             s.running = false;
             match result {
@@ -495,11 +508,42 @@ impl Project {
                 Err(e) => {
                     self.poisoned.store(true, Ordering::Release);
                     self.synced.notify_all();
-                    return Err(Error::io("syncing", &active.path, e));
+                    return Err(e);
                 }
             }
             self.synced.notify_all();
         }
+    }
+
+    /// Syncs the project's directory if a segment was created in it since its last sync, and
+    /// its parent if the project's directory is new: then the files synced so far are found
+    /// after a power cut. A failure poisons the log, like a failed fsync of the log.
+    fn sync_dirs(&self) -> Result<()> {
+        let (created, parent) = {
+            let s = self.sync.lock();
+            (
+                (s.dir_created > s.dir_synced).then_some(s.dir_created),
+                s.parent_unsynced,
+            )
+        };
+        let result = (|| {
+            if let Some(created) = created {
+                segment::sync_dir(&self.dir)?;
+                let mut s = self.sync.lock();
+                s.dir_synced = s.dir_synced.max(created);
+            }
+            if parent {
+                if let Some(parent) = self.dir.parent() {
+                    segment::sync_dir(parent)?;
+                }
+                self.sync.lock().parent_unsynced = false;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
     }
 
     fn mark_synced(&self, upto: (u64, u64)) {
@@ -560,6 +604,9 @@ impl Project {
         }
         if self.writer.lock().dirty && !self.poisoned.load(Ordering::Acquire) {
             self.sync()?;
+        }
+        if !self.poisoned.load(Ordering::Acquire) {
+            self.sync_dirs()?;
         }
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned { project: self.id });
@@ -697,19 +744,30 @@ fn recover_active(
         // Damage just before the unfinished batch is now at the end with no good record after
         // it: a torn tail, as a scan from scratch on the next open would find. Cut it too, so
         // that recovery gives the same answer every time.
+        // And if the record left at the end says its batch continues, that batch began before
+        // the damage and never finished either (a power cut kept some of its writes and not
+        // others): it goes too. Only scanned records are cut — indexed ones were synced, and
+        // syncs cover whole batches.
         if entries.last() == Some(&index::LOST) {
-            while entries.last() == Some(&index::LOST) {
-                entries.pop();
-            }
-            committed = match entries.last() {
-                None => LOG_HEADER_BYTES as u64,
-                Some(&at) => {
-                    let mut head = [0u8; FRAME_HEADER_BYTES];
-                    file.read_exact_at(&mut head, u64::from(at))
-                        .map_err(|e| Error::io("reading", &path, e))?;
-                    u64::from(at) + frame_len_by_header(&head)
+            loop {
+                while entries.len() > scanned_from && entries.last() == Some(&index::LOST) {
+                    entries.pop();
                 }
-            };
+                committed = match entries.last() {
+                    None => LOG_HEADER_BYTES as u64,
+                    Some(&at) => {
+                        let mut head = [0u8; FRAME_HEADER_BYTES];
+                        file.read_exact_at(&mut head, u64::from(at))
+                            .map_err(|e| Error::io("reading", &path, e))?;
+                        if entries.len() > scanned_from && continues_by_header(&head) {
+                            entries.pop();
+                            continue;
+                        }
+                        u64::from(at) + frame_len_by_header(&head)
+                    }
+                };
+                break;
+            }
         }
     }
     if committed < log_len {
@@ -840,5 +898,41 @@ mod tests {
             LOG_HEADER_BYTES as u64 + frame_len(2) as u64,
             "cut after record 0"
         );
+    }
+
+    #[test]
+    fn an_unfinished_batch_torn_by_damage_goes_whole() {
+        // A power cut kept the first and third writes of a batch but not the second, and never
+        // wrote its last: record 0 is a whole batch, records 1..=3 an unfinished one.
+        let tmp = tempfile::tempdir().unwrap();
+        let header = SegmentHeader {
+            first_seq: 1,
+            base_stamp: 1_000,
+        };
+        let mut log = header.encode().to_vec();
+        let frame = |log: &mut Vec<u8>, seq_delta, continues| {
+            encode_frame(
+                log,
+                &Frame {
+                    seq_delta,
+                    stamp_delta: 7,
+                    continues,
+                    payload: b"{}",
+                },
+            )
+        };
+        frame(&mut log, 0, false);
+        frame(&mut log, 1, true);
+        log.extend_from_slice(&[0xaa; 22]); // record 2, lost
+        frame(&mut log, 3, true);
+        fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
+        for writable in [false, true, true] {
+            let p = Project::open(1, tmp.path().to_path_buf(), writable, 1 << 20, true).unwrap();
+            assert_eq!(p.snapshot().next_seq, 2, "writable {writable}");
+        }
+        let len = fs::metadata(segment::log_path(tmp.path(), 1))
+            .unwrap()
+            .len();
+        assert_eq!(len, LOG_HEADER_BYTES as u64 + frame_len(2) as u64);
     }
 }

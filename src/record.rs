@@ -152,6 +152,12 @@ pub(crate) fn frame_len_by_header(head: &[u8]) -> u64 {
     frame_len((read_u32(head, 4) & LEN_MASK) as usize) as u64
 }
 
+/// Whether the frame whose header is `head` says its batch continues (trusted like
+/// [`frame_len_by_header`]: the frame was checked before).
+pub(crate) fn continues_by_header(head: &[u8]) -> bool {
+    read_u32(head, 4) & FLAG_CONTINUES != 0
+}
+
 /// Appends the encoding of `frame` to `out`.
 ///
 /// # Panics

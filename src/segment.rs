@@ -72,6 +72,14 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// Writes `bytes` to `path` atomically: a synced temporary file renamed into place, then the
 /// directory synced. A crash leaves either no file or the whole file.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_whole(path, bytes)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Writes `bytes` to `path` as a synced temporary file renamed into place, without syncing the
+/// directory: after a crash there is either no file (or the one it replaced) or the whole file.
+/// The caller syncs the directory before it relies on the file's existence.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -82,13 +90,27 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("writing", tmp.path(), e))?;
     tmp.persist(path)
         .map_err(|e| Error::io("renaming into", path, e.error))?;
-    sync_dir(dir)
+    Ok(())
 }
 
-/// Creates a new empty segment (log and index) starting at `header.first_seq`.
+/// Creates a new empty segment (log and index) starting at `header.first_seq`, replacing an
+/// empty one of the same name.
+///
+/// The log is written whole (synced, then renamed into place), so a crash leaves it complete or
+/// absent; the index is a cache, written without a sync (a torn one is rebuilt on open). The
+/// directory is *not* synced: the caller does that before anything in the segment is
+/// acknowledged as durable (`Project::sync_dirs`), so creating a project or rolling a segment
+/// costs one fsync, not five.
 pub(crate) fn create(dir: &Path, header: SegmentHeader) -> Result<()> {
-    write_atomically(&index_path(dir, header.first_seq), &index::encode_header())?;
-    write_atomically(&log_path(dir, header.first_seq), &header.encode())
+    let idx_path = index_path(dir, header.first_seq);
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&idx_path)
+        .and_then(|f| fsio::write_at(&f, &index::encode_header(), 0))
+        .map_err(|e| Error::io("creating", &idx_path, e))?;
+    write_whole(&log_path(dir, header.first_seq), &header.encode())
 }
 
 /// Reads a log header from an open file.
