@@ -101,7 +101,7 @@ pub use options::{
 };
 pub use project::{Appended, FIRST_SEQ};
 pub use query::{Merged, Query};
-pub use reader::{Message, NewestFirst};
+pub use reader::{Message, MessageRef, NewestFirst};
 pub use retention::{Retained, Retention};
 pub use store::{ProjectStats, Store, MAX_BATCH_BYTES};
 pub use verify::{verify, Problem, Verified};

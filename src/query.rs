@@ -97,13 +97,14 @@ impl Cursor {
             return None;
         }
         loop {
-            match self.it.next()? {
+            // Borrowed first: a message skipped by a filter is never copied.
+            match self.it.next_ref()? {
                 Ok(m) if m.stamp() > self.max_stamp || !filters.pass(m.json()) => continue,
                 Ok(m) => {
                     if let Some(left) = &mut self.left {
                         *left -= 1;
                     }
-                    return Some(Ok(m));
+                    return Some(Ok(m.to_message()));
                 }
                 Err(e) => return Some(Err(e)),
             }

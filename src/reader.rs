@@ -69,6 +69,61 @@ impl fmt::Debug for Message {
     }
 }
 
+/// A message borrowed from the iterator's buffers: what [`NewestFirst::next_ref`] yields,
+/// valid until the iterator moves on. Reading through it copies nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MessageRef<'a> {
+    project: u64,
+    seq: u64,
+    stamp: u64,
+    json: &'a str,
+}
+
+impl<'a> MessageRef<'a> {
+    /// The project the message belongs to.
+    pub fn project(&self) -> u64 {
+        self.project
+    }
+
+    /// Its sequence number within the project.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Its append stamp: µs since the Unix epoch.
+    pub fn stamp(&self) -> u64 {
+        self.stamp
+    }
+
+    /// Its append time in milliseconds since the Unix epoch (the Activity API's `_ts`).
+    pub fn timestamp_ms(&self) -> u64 {
+        self.stamp / 1000
+    }
+
+    /// The message: one compact JSON object, without a newline.
+    pub fn json(&self) -> &'a str {
+        self.json
+    }
+
+    /// An owned copy.
+    pub fn to_message(&self) -> Message {
+        Message {
+            project: self.project,
+            seq: self.seq,
+            stamp: self.stamp,
+            json: self.json.to_owned(),
+        }
+    }
+}
+
+/// Where the next message is, once [`NewestFirst::locate`] has brought it into reach.
+enum At {
+    /// Record `i` of the active segment, at `offset` in the log (inside `window`).
+    Active { i: u64, offset: u64 },
+    /// Record `i` of the sealed segment in `current`.
+    Sealed { i: u64 },
+}
+
 /// The segment the iterator is in.
 enum Current {
     None,
@@ -197,11 +252,15 @@ impl NewestFirst {
         self.snap.last_stamp
     }
 
-    fn message(&self, rec: RawRecord<'_>, path: &std::path::Path, offset: u64) -> Result<Message> {
+    fn message<'a>(
+        &self,
+        rec: RawRecord<'a>,
+        path: &std::path::Path,
+        offset: u64,
+    ) -> Result<MessageRef<'a>> {
         let json = std::str::from_utf8(rec.payload)
-            .map_err(|_| Error::corrupt(path, offset, "a message is not UTF-8"))?
-            .to_owned();
-        Ok(Message {
+            .map_err(|_| Error::corrupt(path, offset, "a message is not UTF-8"))?;
+        Ok(MessageRef {
             project: self.project,
             seq: rec.seq,
             stamp: rec.stamp,
@@ -209,7 +268,74 @@ impl NewestFirst {
         })
     }
 
-    fn read_active(&mut self, active: &Arc<Active>, seq: u64) -> Result<Message> {
+    /// The next message, borrowed: like [`Iterator::next`] without copying the message out of
+    /// the segment's memory map or the read buffer. For scans that look at each message once.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = activitylog::Store::open(dir.path())?;
+    /// # store.append(1, [r#"{"a":1}"#, r#"{"a":22}"#])?;
+    /// let mut it = store.newest_first(1)?;
+    /// let mut bytes = 0;
+    /// while let Some(m) = it.next_ref() {
+    ///     bytes += m?.json().len();
+    /// }
+    /// assert_eq!(bytes, 15);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[allow(clippy::should_implement_trait)]
+    pub fn next_ref(&mut self) -> Option<Result<MessageRef<'_>>> {
+        let at = match self.locate()? {
+            Ok(at) => at,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.decode(at))
+    }
+
+    /// Decodes the record that [`locate`](Self::locate) brought into reach.
+    fn decode(&self, at: At) -> Result<MessageRef<'_>> {
+        match at {
+            At::Active { i, offset } => {
+                let active = self
+                    .snap
+                    .active
+                    .as_ref()
+                    .expect("located in the active segment");
+                let rec = decode_at(
+                    &self.window,
+                    self.window_start,
+                    offset,
+                    &active.header,
+                    i,
+                    &active.path,
+                )?;
+                self.message(rec, &active.path, offset)
+            }
+            At::Sealed { i } => {
+                let Current::Sealed { seg, .. } = &self.current else {
+                    unreachable!("located in a sealed segment")
+                };
+                let rec = seg.record(i)?;
+                self.message(rec, seg.path(), 0)
+            }
+        }
+    }
+
+    /// Moves to the next message: reads what it needs into reach and advances `next`.
+    fn locate(&mut self) -> Option<Result<At>> {
+        let seq = self.next;
+        if seq < FIRST_SEQ || seq >= self.snap.next_seq {
+            return None;
+        }
+        if let Some(active) = self.snap.active.clone() {
+            if seq >= active.header.first_seq {
+                return Some(self.read_active(&active, seq));
+            }
+        }
+        self.read_sealed(seq)
+    }
+
+    fn read_active(&mut self, active: &Arc<Active>, seq: u64) -> Result<At> {
         let first = active.header.first_seq;
         let count = self.snap.next_seq - first;
         let i = seq - first;
@@ -280,15 +406,7 @@ impl NewestFirst {
             self.window_start = start;
             self.window_size = (self.window_size * 2).min(MAX_WINDOW_BYTES);
         }
-        let rec = decode_at(
-            &self.window,
-            self.window_start,
-            offset,
-            &active.header,
-            i,
-            &active.path,
-        )?;
-        self.message(rec, &active.path, offset)
+        Ok(At::Active { i, offset })
     }
 
     /// The first sequence number of the active segment (the end of the sealed ones).
@@ -328,7 +446,7 @@ impl NewestFirst {
         Ok(Some((seg, end_seq)))
     }
 
-    fn read_sealed(&mut self, seq: u64) -> Option<Result<Message>> {
+    fn read_sealed(&mut self, seq: u64) -> Option<Result<At>> {
         let (seg, end) = match self.sealed_for(seq) {
             Ok(Some(s)) => s,
             Ok(None) => {
@@ -345,7 +463,7 @@ impl NewestFirst {
                         .get(pos)
                         .copied()
                         .unwrap_or_else(|| self.active_first());
-                    return self.next();
+                    return self.locate();
                 }
                 self.next = 0;
                 return None;
@@ -399,10 +517,7 @@ impl NewestFirst {
             return err.map(Err);
         }
         self.next = self.after(seq);
-        Some(
-            seg.record(i)
-                .and_then(|rec| self.message(rec, seg.path(), 0)),
-        )
+        Some(Ok(At::Sealed { i }))
     }
 }
 
@@ -410,16 +525,7 @@ impl Iterator for NewestFirst {
     type Item = Result<Message>;
 
     fn next(&mut self) -> Option<Result<Message>> {
-        let seq = self.next;
-        if seq < FIRST_SEQ || seq >= self.snap.next_seq {
-            return None;
-        }
-        if let Some(active) = self.snap.active.clone() {
-            if seq >= active.header.first_seq {
-                return Some(self.read_active(&active, seq));
-            }
-        }
-        self.read_sealed(seq)
+        self.next_ref().map(|m| m.map(|m| m.to_message()))
     }
 }
 

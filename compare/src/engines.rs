@@ -51,7 +51,8 @@ pub fn al_merged(
 /// Full newest-first scan: `(messages, bytes)`, checking that sequence numbers fall by one.
 pub fn al_scan(store: &Store, project: u64) -> Fallible<(u64, u64)> {
     let (mut n, mut bytes, mut prev) = (0u64, 0u64, u64::MAX);
-    for m in store.newest_first(project)? {
+    let mut it = store.newest_first(project)?;
+    while let Some(m) = it.next_ref() {
         let m = m?;
         if prev != u64::MAX && m.seq() + 1 != prev {
             return Err(format!("activitylog scan: seq {} after {prev}", m.seq()).into());
