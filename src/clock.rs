@@ -88,7 +88,7 @@ pub(crate) fn check_file(path: &Path) -> Result<Option<(std::ops::Range<u64>, St
 }
 
 impl Clock {
-    /// Opens (or creates) the clock file and reserves stamps ahead.
+    /// Opens (or creates) the clock file. Stamps are reserved ahead by the first [`next`](Self::next).
     pub(crate) fn open(path: &Path) -> Result<Clock> {
         let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
         if empty {
@@ -133,21 +133,18 @@ impl Clock {
             (None, Some(b)) => (b, 0),
             (None, None) => (0, 0),
         };
-        let clock = Clock {
+        // Nothing is written yet: stamps restart above `persisted`, which is at or above the
+        // reservation on disk, so the first `next` reserves (and syncs) before it issues one.
+        // Opening a store to read from it costs no fsync here.
+        Ok(Clock {
             path: path.to_path_buf(),
             file,
             state: Mutex::new(State {
                 last: persisted.max(now_us()),
-                reserved: 0,
+                reserved: persisted,
                 next_slot,
             }),
-        };
-        {
-            let mut s = clock.state.lock();
-            let to = s.last.saturating_add(RESERVATION_US);
-            clock.reserve(&mut s, to)?;
-        }
-        Ok(clock)
+        })
     }
 
     /// The next stamp: above every stamp issued before, in this process or an earlier one.

@@ -327,9 +327,12 @@ impl NewestFirst {
         if seq < FIRST_SEQ || seq >= self.snap.next_seq {
             return None;
         }
-        if let Some(active) = self.snap.active.clone() {
-            if seq >= active.header.first_seq {
-                return Some(self.read_active(&active, seq));
+        if let Some(active) = self.snap.active.take() {
+            // Taken out and put back rather than cloned: no reference count traffic per message.
+            let at = (seq >= active.header.first_seq).then(|| self.read_active(&active, seq));
+            self.snap.active = Some(active);
+            if at.is_some() {
+                return at;
             }
         }
         self.read_sealed(seq)

@@ -129,8 +129,13 @@ impl Store {
             Some(_) => Some(Clock::open(&dir.join(CLOCK_FILE))?),
             None => None,
         };
+        let removes = dir.join(CLEAN_FILE).exists() || dir.join(NEWEST_FILE).exists();
         let clean = clock.is_none() || take_clean_marker(dir)?;
         let newest = read_newest(dir, clock.is_some())?;
+        if clock.is_some() && removes {
+            // The removals of CLEAN and NEWEST, durable together before anything is written.
+            segment::sync_dir(dir)?;
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -555,8 +560,8 @@ fn take_clean_marker(dir: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("reading", &path, e)),
     };
+    // The caller syncs the directory.
     fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
-    segment::sync_dir(dir)?;
     Ok(clean)
 }
 
@@ -608,8 +613,8 @@ fn read_newest(dir: &Path, writable: bool) -> Result<Option<HashMap<u64, u64>>> 
         log::warn!("ignoring a damaged {}", path.display());
     }
     if writable {
+        // The caller syncs the directory.
         fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
-        segment::sync_dir(dir)?;
     }
     Ok(parsed)
 }
