@@ -23,7 +23,7 @@ use crate::record::{
     FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
-use crate::segment::{self, decode_at, Active};
+use crate::segment::{self, decode_at, Active, Tail};
 
 /// The sequence number of a project's first message.
 pub const FIRST_SEQ: u64 = 1;
@@ -292,6 +292,7 @@ impl Project {
             return Err(Error::io("appending to", &active.path, e));
         }
         let new_len = snap.active_len + w.buf.len() as u64;
+        active.remember(snap.active_len, &w.buf);
         publish(last_stamp);
         active.entries.write().extend_from_slice(&offsets);
         {
@@ -368,6 +369,7 @@ impl Project {
             header,
             file,
             entries: RwLock::new(Vec::new()),
+            tail: RwLock::new(Tail::default()),
         });
         w.idx_file = Some(idx);
         w.idx_written = 0;
@@ -814,6 +816,7 @@ fn recover_active(
         header,
         file,
         entries: RwLock::new(entries),
+        tail: RwLock::new(Tail::default()),
     };
     Ok((active, committed, last_stamp, idx))
 }

@@ -258,7 +258,7 @@ impl NewestFirst {
         path: &std::path::Path,
         offset: u64,
     ) -> Result<MessageRef<'a>> {
-        let json = std::str::from_utf8(rec.payload)
+        let json = simdutf8::basic::from_utf8(rec.payload)
             .map_err(|_| Error::corrupt(path, offset, "a message is not UTF-8"))?;
         Ok(MessageRef {
             project: self.project,

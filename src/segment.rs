@@ -446,6 +446,20 @@ pub(crate) struct Active {
     pub(crate) file: File,
     /// Offsets of every record in the segment, entry `i` for `first_seq + i`.
     pub(crate) entries: parking_lot::RwLock<Vec<u32>>,
+    /// The newest bytes this process appended, so that reading the newest messages (what
+    /// the Activity API asks for most) costs a copy, not a system call.
+    pub(crate) tail: parking_lot::RwLock<Tail>,
+}
+
+/// Bytes kept in [`Active::tail`]: between this and twice this (a batch larger than this
+/// keeps only its end). At most 64 KiB per open project.
+pub(crate) const TAIL_BYTES: usize = 32 << 10;
+
+/// A copy of `log[start..start + bytes.len()]` of an active segment, as appended.
+#[derive(Default)]
+pub(crate) struct Tail {
+    start: u64,
+    bytes: Vec<u8>,
 }
 
 impl Active {
@@ -491,11 +505,43 @@ impl Active {
             .map_err(|e| Error::io("opening", path, e))
     }
 
-    /// Reads `buf.len()` bytes at `offset`.
+    /// Reads `buf.len()` bytes at `offset`: from the tail copy when it holds them, else from
+    /// the file.
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        {
+            let tail = self.tail.read();
+            if offset >= tail.start {
+                let from = (offset - tail.start) as usize;
+                if let Some(src) = tail.bytes.get(from..from + buf.len()) {
+                    buf.copy_from_slice(src);
+                    return Ok(());
+                }
+            }
+        }
         self.file
             .read_exact_at(buf, offset)
             .map_err(|e| Error::io("reading", &self.path, e))
+    }
+
+    /// Keeps a copy of `bytes`, just written at `at`, for readers. Called by the writer after
+    /// the write returned and before readers are told, so the copy holds only what the file does.
+    pub(crate) fn remember(&self, at: u64, bytes: &[u8]) {
+        let mut tail = self.tail.write();
+        if at != tail.start + tail.bytes.len() as u64 || bytes.len() >= TAIL_BYTES {
+            // Not adjacent (the first append since the segment was opened) or too big to keep
+            // whole: start over with the newest bytes.
+            let keep = bytes.len().min(TAIL_BYTES);
+            tail.bytes.clear();
+            tail.bytes.extend_from_slice(&bytes[bytes.len() - keep..]);
+            tail.start = at + (bytes.len() - keep) as u64;
+            return;
+        }
+        if tail.bytes.len() + bytes.len() > 2 * TAIL_BYTES {
+            let drop = tail.bytes.len() + bytes.len() - TAIL_BYTES;
+            tail.bytes.drain(..drop);
+            tail.start += drop as u64;
+        }
+        tail.bytes.extend_from_slice(bytes);
     }
 
     /// Copies entries `from..to` into `out`.
@@ -509,6 +555,69 @@ impl Active {
 mod tests {
     use super::*;
     use crate::record::encode_frame;
+
+    /// Reads through the tail copy give the file's bytes, whatever the sizes of the appends.
+    #[test]
+    fn reads_through_the_tail_copy_match_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let active = Active {
+            path,
+            header: SegmentHeader {
+                first_seq: 1,
+                base_stamp: 0,
+            },
+            file,
+            entries: parking_lot::RwLock::new(Vec::new()),
+            tail: parking_lot::RwLock::new(Tail::default()),
+        };
+        let mut model = vec![7u8; 32];
+        active.file.write_all_at(&model, 0).unwrap();
+        let mut x = 1u64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        for round in 0..400 {
+            let len = match round % 7 {
+                0 => 1 + next() as usize % (3 * TAIL_BYTES),
+                _ => 1 + next() as usize % 600,
+            };
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            active
+                .file
+                .write_all_at(&bytes, model.len() as u64)
+                .unwrap();
+            active.remember(model.len() as u64, &bytes);
+            model.extend_from_slice(&bytes);
+            {
+                let tail = active.tail.read();
+                assert!(tail.bytes.len() <= 2 * TAIL_BYTES);
+                assert_eq!(tail.start + tail.bytes.len() as u64, model.len() as u64);
+            }
+            for _ in 0..5 {
+                let want = 1 + next() as usize % 8192;
+                let want = want.min(model.len());
+                let at = model.len() - want - next() as usize % (model.len() - want + 1);
+                let mut buf = vec![0u8; want];
+                active.read_exact_at(&mut buf, at as u64).unwrap();
+                assert_eq!(
+                    buf,
+                    model[at..at + want],
+                    "round {round} at {at} len {want}"
+                );
+            }
+        }
+    }
 
     /// Found by fuzzing (`record_decoder`): a header whose base stamp or first sequence number
     /// is near `u64::MAX` (checksum and all) made reading a record overflow.
