@@ -13,6 +13,12 @@ use crate::store::Inner;
 
 /// Active-segment entries copied per lock acquisition.
 const ENTRY_CHUNK: usize = 256;
+/// Entries copied the first time: enough for a page of newest messages, little to copy when a
+/// merged query takes a few from each of many projects. Later copies take [`ENTRY_CHUNK`].
+const FIRST_ENTRY_CHUNK: usize = 32;
+/// First read-window size when the writer's tail copy holds the bytes (copying is cheap, and a
+/// merged query reads only a few messages per project).
+const MIN_TAIL_WINDOW_BYTES: u64 = 1 << 10;
 /// First read-window size for the active segment; doubles on each refill up to the maximum.
 const MIN_WINDOW_BYTES: u64 = 4 << 10;
 const MAX_WINDOW_BYTES: u64 = 1 << 20;
@@ -347,10 +353,15 @@ impl NewestFirst {
         // direction of travel.
         let want_to = (i + 2).min(count);
         if i < self.entries_from || want_to > self.entries_from + self.entries.len() as u64 {
-            let (from, to) = if self.forward {
-                (i, (i + ENTRY_CHUNK as u64).min(count).max(want_to))
+            let chunk = if self.entries.is_empty() {
+                FIRST_ENTRY_CHUNK
             } else {
-                ((i + 1).saturating_sub(ENTRY_CHUNK as u64), want_to)
+                ENTRY_CHUNK
+            } as u64;
+            let (from, to) = if self.forward {
+                (i, (i + chunk).min(count).max(want_to))
+            } else {
+                ((i + 1).saturating_sub(chunk), want_to)
             };
             active.copy_entries(from as usize, to as usize, &mut self.entries);
             self.entries_from = from;
@@ -390,6 +401,10 @@ impl NewestFirst {
             offset + crate::record::frame_len_by_header(&head)
         };
         if offset < self.window_start || end > self.window_start + self.window.len() as u64 {
+            if self.window.is_empty() && active.tail_start() <= end.saturating_sub(self.window_size)
+            {
+                self.window_size = MIN_TAIL_WINDOW_BYTES;
+            }
             let (start, end) = if self.forward {
                 (
                     offset,

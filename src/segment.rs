@@ -523,6 +523,16 @@ impl Active {
             .map_err(|e| Error::io("reading", &self.path, e))
     }
 
+    /// Where the tail copy starts (`u64::MAX` when it is empty): reads at or after it are cheap.
+    pub(crate) fn tail_start(&self) -> u64 {
+        let tail = self.tail.read();
+        if tail.bytes.is_empty() {
+            u64::MAX
+        } else {
+            tail.start
+        }
+    }
+
     /// Keeps a copy of `bytes`, just written at `at`, for readers. Called by the writer after
     /// the write returned and before readers are told, so the copy holds only what the file does.
     pub(crate) fn remember(&self, at: u64, bytes: &[u8]) {
