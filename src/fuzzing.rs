@@ -256,8 +256,8 @@ pub fn index_loader(data: &[u8]) {
         .is_some_and(|idx| index_passes(idx, log.len() as u64));
     if let (false, Some(b), Some(c)) = (trusted, &writable, &again) {
         assert!(
-            c.len <= b.len && c.next_seq <= b.next_seq && b.entries.starts_with(&c.entries),
-            "a second recovery keeps no more than the first: {b:?} then {c:?}"
+            c.len == b.len && c.next_seq == b.next_seq && b.entries == c.entries,
+            "a second recovery keeps what the first did: {b:?} then {c:?}"
         );
     }
 }
