@@ -355,6 +355,7 @@ fn recover(dir: &Path, writable: bool, crashed: bool, logs: &Logs<'_>) -> Option
         writable,
         DEFAULT_SEGMENT_BYTES,
         crashed,
+        &|| Ok(()),
     )
     .ok()?;
     let snap = p.snapshot();

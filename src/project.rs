@@ -137,12 +137,16 @@ impl Project {
     /// Opens the project in `dir` (which may not exist yet), repairing a torn tail of its active
     /// segment when `writable`. `crashed` says the last writer did not close cleanly (see
     /// `recover_active`).
+    ///
+    /// `before_write` is called before recovery writes anything (the store's
+    /// `Inner::before_write`).
     pub(crate) fn open(
         id: u64,
         dir: PathBuf,
         writable: bool,
         segment_bytes: u64,
         crashed: bool,
+        before_write: &dyn Fn() -> Result<()>,
     ) -> Result<Self> {
         let seqs = if dir.is_dir() {
             segment::list(&dir)?
@@ -160,7 +164,8 @@ impl Project {
         let snapshot = match seqs.split_last() {
             None => Snapshot::empty(),
             Some((&last, sealed)) => {
-                let (active, len, last_stamp, idx) = recover_active(&dir, last, writable, crashed)?;
+                let (active, len, last_stamp, idx) =
+                    recover_active(&dir, last, writable, crashed, before_write)?;
                 let next_seq = last + active.entries.read().len() as u64;
                 if writable {
                     writer.idx_written = active.entries.read().len();
@@ -638,6 +643,7 @@ fn recover_active(
     first_seq: u64,
     writable: bool,
     crashed: bool,
+    before_write: &dyn Fn() -> Result<()>,
 ) -> Result<(Active, u64, u64, Option<File>)> {
     let path = segment::log_path(dir, first_seq);
     let file = Active::open_file(&path, writable)?;
@@ -740,36 +746,32 @@ fn recover_active(
     let scanned_from = entries.len();
     entries.extend_from_slice(&s.entries);
     let mut committed = s.good_end;
-    if let Some((j, offset)) = s.open_batch {
+    if let Some((j, _)) = s.open_batch {
         entries.truncate(scanned_from + j);
-        committed = offset;
         // Damage just before the unfinished batch is now at the end with no good record after
-        // it: a torn tail, as a scan from scratch on the next open would find. Cut it too, so
-        // that recovery gives the same answer every time.
-        // And if the record left at the end says its batch continues, that batch began before
-        // the damage and never finished either (a power cut kept some of its writes and not
-        // others): it goes too. Only scanned records are cut — indexed ones were synced, and
-        // syncs cover whole batches.
-        if entries.last() == Some(&index::LOST) {
-            loop {
-                while entries.len() > scanned_from && entries.last() == Some(&index::LOST) {
-                    entries.pop();
-                }
-                committed = match entries.last() {
-                    None => LOG_HEADER_BYTES as u64,
-                    Some(&at) => {
-                        let mut head = [0u8; FRAME_HEADER_BYTES];
-                        file.read_exact_at(&mut head, u64::from(at))
-                            .map_err(|e| Error::io("reading", &path, e))?;
-                        if entries.len() > scanned_from && continues_by_header(&head) {
-                            entries.pop();
-                            continue;
-                        }
-                        u64::from(at) + frame_len_by_header(&head)
-                    }
-                };
-                break;
+        // it: a torn tail, as a scan from scratch on the next open would find. It is cut too,
+        // so that recovery gives the same answer every time. And if the record left at the end
+        // says its batch continues, that batch began before the damage and never finished
+        // either (a power cut kept some of its writes and not others): it goes as well. Only
+        // scanned records are cut, never those the index vouches for.
+        loop {
+            while entries.len() > scanned_from && entries.last() == Some(&index::LOST) {
+                entries.pop();
             }
+            committed = match entries.last() {
+                None => LOG_HEADER_BYTES as u64,
+                Some(&at) => {
+                    let mut head = [0u8; FRAME_HEADER_BYTES];
+                    file.read_exact_at(&mut head, u64::from(at))
+                        .map_err(|e| Error::io("reading", &path, e))?;
+                    if entries.len() > scanned_from && continues_by_header(&head) {
+                        entries.pop();
+                        continue;
+                    }
+                    u64::from(at) + frame_len_by_header(&head)
+                }
+            };
+            break;
         }
     }
     if committed < log_len {
@@ -779,6 +781,7 @@ fn recover_active(
                 log_len - committed,
                 path.display()
             );
+            before_write()?;
             fsio::set_len(&file, committed)
                 .and_then(|()| fsio::sync_data(&file))
                 .map_err(|e| Error::io("truncating", &path, e))?;
@@ -792,6 +795,7 @@ fn recover_active(
     } else if writable && crashed {
         // After a kill the log's tail may sit in the page cache only. It is synced now, before
         // the index points at it and before the log counts as synced up to its end.
+        before_write()?;
         fsio::sync_data(&file).map_err(|e| Error::io("syncing", &path, e))?;
     }
     // The newest record that is not lost: once an unfinished batch is dropped, records lost to
@@ -807,7 +811,13 @@ fn recover_active(
         }
     };
     let idx = if writable {
-        Some(rewrite_index(&idx_path, idx_header_ok, &on_disk, &entries)?)
+        Some(rewrite_index(
+            &idx_path,
+            idx_header_ok,
+            &on_disk,
+            &entries,
+            before_write,
+        )?)
     } else {
         None
     };
@@ -822,8 +832,15 @@ fn recover_active(
 }
 
 /// Brings an active segment's index file in line with `entries`, writing only what differs.
-fn rewrite_index(path: &Path, header_ok: bool, on_disk: &[u32], entries: &[u32]) -> Result<File> {
+fn rewrite_index(
+    path: &Path,
+    header_ok: bool,
+    on_disk: &[u32],
+    entries: &[u32],
+    before_write: &dyn Fn() -> Result<()>,
+) -> Result<File> {
     if !header_ok {
+        before_write()?;
         let mut bytes = index::encode_header().to_vec();
         index::encode_entries(&mut bytes, entries);
         segment::write_atomically(path, &bytes)?;
@@ -839,6 +856,7 @@ fn rewrite_index(path: &Path, header_ok: bool, on_disk: &[u32], entries: &[u32])
             .take_while(|(a, b)| a == b)
             .count();
         if same != on_disk.len() || same != entries.len() {
+            before_write()?;
             let at = (INDEX_HEADER_BYTES + same * ENTRY_BYTES) as u64;
             let mut bytes = Vec::new();
             index::encode_entries(&mut bytes, &entries[same..]);
@@ -884,7 +902,15 @@ mod tests {
         // Record 2 goes with its unfinished batch; the damage before it is then a torn tail
         // too. Read-only, writable, and writable again: the same answer every time.
         for writable in [false, true, true] {
-            let p = Project::open(1, tmp.path().to_path_buf(), writable, 1 << 20, true).unwrap();
+            let p = Project::open(
+                1,
+                tmp.path().to_path_buf(),
+                writable,
+                1 << 20,
+                true,
+                &|| Ok(()),
+            )
+            .unwrap();
             let snap = p.snapshot();
             assert_eq!(snap.last_stamp, 1_007);
             assert_eq!(snap.next_seq, 2, "writable {writable}");
@@ -930,12 +956,60 @@ mod tests {
         frame(&mut log, 3, true);
         fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
         for writable in [false, true, true] {
-            let p = Project::open(1, tmp.path().to_path_buf(), writable, 1 << 20, true).unwrap();
+            let p = Project::open(
+                1,
+                tmp.path().to_path_buf(),
+                writable,
+                1 << 20,
+                true,
+                &|| Ok(()),
+            )
+            .unwrap();
             assert_eq!(p.snapshot().next_seq, 2, "writable {writable}");
         }
         let len = fs::metadata(segment::log_path(tmp.path(), 1))
             .unwrap()
             .len();
         assert_eq!(len, LOG_HEADER_BYTES as u64 + frame_len(2) as u64);
+    }
+
+    #[test]
+    fn damage_without_lost_records_before_an_unfinished_batch_goes_too() {
+        // From the index_loader corpus: record 0 says its batch continues, garbage follows
+        // (no sequence number lost in it), then record 1 starts a batch that never finished.
+        let tmp = tempfile::tempdir().unwrap();
+        let header = SegmentHeader {
+            first_seq: 1,
+            base_stamp: 1_000,
+        };
+        let mut log = header.encode().to_vec();
+        let frame = |log: &mut Vec<u8>, seq_delta, continues| {
+            encode_frame(
+                log,
+                &Frame {
+                    seq_delta,
+                    stamp_delta: 7,
+                    continues,
+                    payload: b"{}",
+                },
+            )
+        };
+        frame(&mut log, 0, true);
+        log.extend_from_slice(&[0xaa; 30]);
+        frame(&mut log, 1, true);
+        fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
+        for _ in 0..3 {
+            let p = Project::open(
+                1,
+                tmp.path().to_path_buf(),
+                true,
+                1 << 20,
+                false,
+                &|| Ok(()),
+            )
+            .unwrap();
+            assert_eq!(p.snapshot().next_seq, 1);
+            assert_eq!(p.snapshot().active_len, LOG_HEADER_BYTES as u64);
+        }
     }
 }

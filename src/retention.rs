@@ -154,6 +154,7 @@ impl Store {
             out.bytes += f.bytes;
         }
         if let Some(upto) = upto {
+            self.inner().before_write()?;
             let removed = project.remove_sealed_upto(upto)?;
             for first in removed {
                 self.inner().forget_sealed(id, first);

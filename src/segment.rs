@@ -686,8 +686,14 @@ mod tests {
             };
             encode_frame(&mut log, &frame);
             fs::write(log_path(tmp.path(), first_seq), &log).unwrap();
-            let p =
-                crate::project::Project::open(1, tmp.path().to_path_buf(), false, 1 << 20, false);
+            let p = crate::project::Project::open(
+                1,
+                tmp.path().to_path_buf(),
+                false,
+                1 << 20,
+                false,
+                &|| Ok(()),
+            );
             let err = p.err().expect("the header is refused");
             assert!(err.is_corruption(), "{err}");
             let err = Sealed::open(tmp.path(), first_seq, false)

@@ -8,7 +8,7 @@
 //! DIR/LOCK                     held (flock) by the one writing process
 //! DIR/CLOCK                    the stamp reservation (see the clock module)
 //! DIR/NEWEST                   each project's newest stamp, written on a clean close
-//! DIR/CLEAN                    present only between a clean close and the next writable open
+//! DIR/CLEAN                    present only between a clean close and the next write
 //! DIR/projects/<id>/<first_seq:020>.log   a segment's log
 //! DIR/projects/<id>/<first_seq:020>.idx   its index
 //! ```
@@ -76,6 +76,11 @@ pub(crate) struct Inner {
     recovered: Mutex<std::collections::HashSet<u64>>,
     /// Set when closing an evicted project failed.
     close_failed: AtomicBool,
+    /// `CLEAN` or `NEWEST` may still be on disk: they must go (durably) before anything is
+    /// written ([`Inner::before_write`]). Until then the store is as the clean close left it, so
+    /// opening one to read from it costs no fsync.
+    marks_pending: AtomicBool,
+    marks: Mutex<()>,
     /// Held for the store's lifetime: dropping it releases the lock.
     _lock: Option<File>,
 }
@@ -129,13 +134,10 @@ impl Store {
             Some(_) => Some(Clock::open(&dir.join(CLOCK_FILE))?),
             None => None,
         };
-        let removes = dir.join(CLEAN_FILE).exists() || dir.join(NEWEST_FILE).exists();
-        let clean = clock.is_none() || take_clean_marker(dir)?;
-        let newest = read_newest(dir, clock.is_some())?;
-        if clock.is_some() && removes {
-            // The removals of CLEAN and NEWEST, durable together before anything is written.
-            segment::sync_dir(dir)?;
-        }
+        let marks_pending =
+            clock.is_some() && (dir.join(CLEAN_FILE).exists() || dir.join(NEWEST_FILE).exists());
+        let clean = clock.is_none() || read_clean_marker(dir)?;
+        let newest = read_newest(dir)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -149,6 +151,8 @@ impl Store {
                 clean,
                 recovered: Mutex::new(std::collections::HashSet::new()),
                 close_failed: AtomicBool::new(false),
+                marks_pending: AtomicBool::new(marks_pending),
+                marks: Mutex::new(()),
                 _lock: lock,
             }),
         })
@@ -227,6 +231,7 @@ impl Store {
         durability: Durability,
     ) -> Result<Appended> {
         let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
+        self.inner.before_write()?;
         let p = self
             .inner
             .project(project, true)?
@@ -415,6 +420,22 @@ impl Store {
 }
 
 impl Inner {
+    /// Must be called before anything is written to the store: removes `CLEAN` and `NEWEST`
+    /// (once, with one directory sync), since neither holds once anything changes.
+    pub(crate) fn before_write(&self) -> Result<()> {
+        if !self.marks_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _guard = self.marks.lock();
+        if self.marks_pending.load(Ordering::Acquire) {
+            remove_if_present(&self.dir.join(CLEAN_FILE))?;
+            remove_if_present(&self.dir.join(NEWEST_FILE))?;
+            segment::sync_dir(&self.dir)?;
+            self.marks_pending.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// Drops a deleted segment from the map cache (readers holding it keep their mapping).
     pub(crate) fn forget_sealed(&self, project: u64, first_seq: u64) {
         self.sealed.lock().remove(&(project, first_seq));
@@ -452,6 +473,7 @@ impl Inner {
             self.clock.is_some(),
             self.segment_bytes,
             crashed,
+            &|| self.before_write(),
         )?);
         if self.clock.is_some() {
             self.recovered.lock().insert(id);
@@ -525,6 +547,19 @@ impl Drop for Inner {
                 clean = false;
             }
         }
+        if *self.marks_pending.get_mut() {
+            // Nothing was written since the clean close that left CLEAN: it holds, and so does
+            // NEWEST (written now if that close could not leave it and this store learned it).
+            if let (Some(_), Some(map)) = (&self.clock, self.newest.get_mut()) {
+                let path = self.dir.join(NEWEST_FILE);
+                if !path.exists() {
+                    if let Err(e) = segment::write_atomically(&path, &encode_newest(map)) {
+                        log::warn!("cannot save the newest stamps ({e})");
+                    }
+                }
+            }
+            return;
+        }
         if let (true, Some(_), Some(map)) = (clean, &self.clock, self.newest.get_mut()) {
             if let Err(e) =
                 segment::write_atomically(&self.dir.join(NEWEST_FILE), &encode_newest(map))
@@ -551,18 +586,24 @@ impl Drop for Inner {
 }
 
 /// For a writable open: whether the last writer closed cleanly (it left a `CLEAN` marker, which
-/// is removed now, durably, before anything is written). After a clean close, every log and
-/// index file was synced, so recovery may trust the index files.
-fn take_clean_marker(dir: &Path) -> Result<bool> {
+/// goes, durably, before anything is written: [`Inner::before_write`]). After a clean close,
+/// every log and index file was synced, so recovery may trust the index files.
+fn read_clean_marker(dir: &Path) -> Result<bool> {
     let path = dir.join(CLEAN_FILE);
-    let clean = match fs::read(&path) {
-        Ok(bytes) => bytes.get(0..8) == Some(&CLEAN_MAGIC[..]),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io("reading", &path, e)),
-    };
-    // The caller syncs the directory.
-    fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
-    Ok(clean)
+    match fs::read(&path) {
+        Ok(bytes) => Ok(bytes.get(0..8) == Some(&CLEAN_MAGIC[..])),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("reading", &path, e)),
+    }
+}
+
+/// Removes `path` if it exists.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing", path, e)),
+    }
 }
 
 fn encode_newest(map: &HashMap<u64, u64>) -> Vec<u8> {
@@ -580,10 +621,10 @@ fn encode_newest(map: &HashMap<u64, u64>) -> Vec<u8> {
     out
 }
 
-/// Reads the `NEWEST` file a clean close left. A writer removes it (it becomes stale with the
-/// first append), so it exists only while no writer has the store open since a clean close.
+/// Reads the `NEWEST` file a clean close left. A writer removes it before its first write (it
+/// becomes stale with the first append), so it exists only while it is exact.
 /// A missing or damaged file means "unknown": queries then learn the stamps from the projects.
-fn read_newest(dir: &Path, writable: bool) -> Result<Option<HashMap<u64, u64>>> {
+fn read_newest(dir: &Path) -> Result<Option<HashMap<u64, u64>>> {
     let path = dir.join(NEWEST_FILE);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -611,10 +652,6 @@ fn read_newest(dir: &Path, writable: bool) -> Result<Option<HashMap<u64, u64>>> 
     })();
     if parsed.is_none() {
         log::warn!("ignoring a damaged {}", path.display());
-    }
-    if writable {
-        // The caller syncs the directory.
-        fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
     }
     Ok(parsed)
 }
