@@ -1,13 +1,12 @@
 //! Importing JSON Lines archives: messages keep their history (`_ts`), and a file with a bad
 //! line imports nothing.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::json;
 use crate::options::Durability;
-use crate::record::MAX_STAMP_DELTA_US;
+use crate::record::{Payload, MAX_STAMP_DELTA_US};
 use crate::store::Store;
 
 /// Where imported messages go.
@@ -36,9 +35,6 @@ impl Imported {
     }
 }
 
-/// A message with its stamp.
-type Stamped<'a> = (u64, Cow<'a, [u8]>);
-
 /// The name of the meta field that carries a message's append time.
 const TS_FIELD: &str = "_ts";
 
@@ -60,24 +56,36 @@ impl Store {
         target: ImportTarget<'_>,
         durability: Durability,
     ) -> Result<Imported> {
-        let lines = json::split_lines(input);
-        let now = crate::clock::now_us();
-        let limit = self.max_message_bytes();
-        let prepared = prepare_lines(&lines, |index, line, raw| {
-            prepare_line(index, line, raw, limit, target, now)
-        })?;
-        let mut per_project: BTreeMap<u64, Vec<Stamped<'_>>> = BTreeMap::new();
-        let mut imported = Imported::default();
-        for (project, stamp, message) in prepared {
-            per_project
-                .entry(project)
-                .or_default()
-                .push((stamp, message));
+        let check = Check {
+            limit: self.max_message_bytes(),
+            target,
+            now: crate::clock::now_us(),
+        };
+        let parts = check_lines(input, &check)?;
+        let mut per_project: BTreeMap<u64, Share<'_>> = BTreeMap::new();
+        if let ImportTarget::Project(id) = target {
+            let lines = parts.iter().map(|p| p.lines.len()).sum();
+            per_project.insert(id, Share::with_capacity(lines));
         }
-        for (project, messages) in per_project {
+        for part in &parts {
+            for line in &part.lines {
+                let from = if line.in_arena {
+                    &part.arena[..]
+                } else {
+                    input
+                };
+                let share = per_project.entry(line.project).or_default();
+                share.stamps.push(line.stamp);
+                share.bodies.push(line.body(from));
+            }
+        }
+        let mut imported = Imported::default();
+        for (project, share) in per_project {
+            if share.bodies.is_empty() {
+                continue;
+            }
             let (mut stored, mut bytes) = (0, 0);
-            let result =
-                self.import_project(project, messages, durability, &mut stored, &mut bytes);
+            let result = self.import_project(project, share, durability, &mut stored, &mut bytes);
             imported.bytes += bytes;
             if stored > 0 {
                 imported.per_project.insert(project, stored);
@@ -101,19 +109,17 @@ impl Store {
     fn import_project(
         &self,
         project: u64,
-        messages: Vec<Stamped<'_>>,
+        share: Share<'_>,
         durability: Durability,
         stored: &mut u64,
         bytes_stored: &mut u64,
     ) -> Result<()> {
+        let Share { mut stamps, bodies } = share;
         let mut running = 0u64;
-        let (stamps, bodies): (Vec<u64>, Vec<Cow<'_, [u8]>>) = messages
-            .into_iter()
-            .map(|(stamp, body)| {
-                running = running.max(stamp);
-                (running, body)
-            })
-            .unzip();
+        for stamp in &mut stamps {
+            running = running.max(*stamp);
+            *stamp = running;
+        }
         let limit_bytes = self.segment_bytes();
         let mut start = 0;
         while start < bodies.len() {
@@ -122,9 +128,9 @@ impl Store {
             while end < bodies.len()
                 && stamps[end] - stamps[start] <= MAX_STAMP_DELTA_US
                 && ((end - start) as u64) < MAX_BATCH_MESSAGES
-                && (end == start || bytes + bodies[end].len() as u64 <= limit_bytes)
+                && (end == start || bytes + Payload::len(&bodies[end]) as u64 <= limit_bytes)
             {
-                bytes += bodies[end].len() as u64;
+                bytes += Payload::len(&bodies[end]) as u64;
                 end += 1;
             }
             let next_seq = || self.newest_first(project).map(|it| it.next_seq());
@@ -146,7 +152,7 @@ impl Store {
             *stored += landed as u64;
             *bytes_stored += bodies[start..start + landed]
                 .iter()
-                .map(|b| b.len() as u64)
+                .map(|b| Payload::len(b) as u64)
                 .sum::<u64>();
             result?;
             start = end;
@@ -162,98 +168,255 @@ const MAX_TS_MS: u64 = 253_402_300_799_999;
 /// At most this many messages per append of an import (a segment holds at most 2^24 records).
 const MAX_BATCH_MESSAGES: u64 = 1 << 20;
 
-/// Inputs with at least this many lines are checked on several threads.
-const PARALLEL_LINES: usize = 16 * 1024;
+/// Inputs of at least this many bytes are checked on several threads.
+const PARALLEL_BYTES: usize = 512 << 10;
 
-/// What one input line becomes: its project, its stamp (µs) and its stored bytes.
-type Prepared<'a> = (u64, u64, Cow<'a, [u8]>);
-
-/// Runs `prepare` over every line (its index among the lines, its 1-based line number in the
-/// input, its bytes), on several threads for big inputs; the error of the first bad line wins,
-/// as if checked in order.
-fn prepare_lines<'a, F>(lines: &[(usize, &'a [u8])], prepare: F) -> Result<Vec<Prepared<'a>>>
-where
-    F: Fn(usize, usize, &'a [u8]) -> Result<Prepared<'a>> + Sync,
-{
-    let run = |first: usize, part: &[(usize, &'a [u8])]| -> Result<Vec<Prepared<'a>>> {
-        part.iter()
-            .enumerate()
-            .map(|(i, &(line, raw))| prepare(first + i, line, raw))
-            .collect()
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads < 2 || lines.len() < PARALLEL_LINES {
-        return run(0, lines);
-    }
-    let chunk = lines.len().div_ceil(threads);
-    let run = &run;
-    let parts: Vec<Result<Vec<Prepared<'a>>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = lines
-            .chunks(chunk)
-            .enumerate()
-            .map(|(k, part)| scope.spawn(move || run(k * chunk, part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(lines.len());
-    for part in parts {
-        out.extend(part?);
-    }
-    Ok(out)
+/// One project's share of an import, in input order: stamps (µs) and messages.
+#[derive(Default)]
+struct Share<'a> {
+    stamps: Vec<u64>,
+    bodies: Vec<Spliced<'a>>,
 }
 
-/// Checks one input line (the `index`-th, number `line` in the input) and works out its project and stamp (`_ts` removed).
-fn prepare_line<'a>(
+impl Share<'_> {
+    fn with_capacity(n: usize) -> Self {
+        Share {
+            stamps: Vec::with_capacity(n),
+            bodies: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// A message to store: a compact line with its `_ts` member cut out, as the bytes before the
+/// cut and those after it.
+#[derive(Debug, Clone, Copy)]
+struct Spliced<'a> {
+    head: &'a [u8],
+    tail: &'a [u8],
+}
+
+impl Payload for Spliced<'_> {
+    fn pieces(&self) -> (&[u8], &[u8]) {
+        (self.head, self.tail)
+    }
+}
+
+/// What the lines of an import are checked against.
+struct Check<'t> {
+    /// The largest message, in bytes.
+    limit: usize,
+    target: ImportTarget<'t>,
+    /// The stamp of lines without `_ts`.
+    now: u64,
+}
+
+/// A checked line: its project, stamp and where its message is.
+struct Checked {
+    project: u64,
+    stamp: u64,
+    /// Whether its compact form is in the part's arena (it had whitespace), or in the input.
+    in_arena: bool,
+    /// Where its compact form starts.
+    start: usize,
+    /// The length of its compact form.
+    len: u32,
+    /// Where the bytes to leave out (its `_ts` member) start, from `start`.
+    cut_at: u32,
+    /// How many bytes to leave out.
+    cut_len: u32,
+}
+
+impl Checked {
+    /// The message, in `from` (the input, or the part's arena).
+    fn body<'a>(&self, from: &'a [u8]) -> Spliced<'a> {
+        let compact = &from[self.start..self.start + self.len as usize];
+        Spliced {
+            head: &compact[..self.cut_at as usize],
+            tail: &compact[(self.cut_at + self.cut_len) as usize..],
+        }
+    }
+}
+
+/// The checked lines of one part of the input, in order.
+struct Part {
+    lines: Vec<Checked>,
+    /// The compact forms of the lines that had whitespace.
+    arena: Vec<u8>,
+    /// The lines (blank ones included) in the part.
+    line_count: usize,
+    /// The messages (non-blank lines) in the part.
+    message_count: usize,
+}
+
+/// The first bad line of a part, numbered within the part (its message index from 0, its
+/// line from 1).
+struct Bad {
     index: usize,
     line: usize,
-    raw: &'a [u8],
-    limit: usize,
-    target: ImportTarget<'_>,
-    now: u64,
-) -> Result<Prepared<'a>> {
-    let invalid = |reason: String| Error::InvalidMessage {
-        index,
-        line: Some(line),
-        reason,
+    what: Problem,
+}
+
+enum Problem {
+    Invalid(String),
+    TooLarge(usize),
+}
+
+/// Checks every line of `input` (JSON Lines), on several threads for big inputs; the error of
+/// the first bad line wins, as if checked in order.
+fn check_lines(input: &[u8], check: &Check<'_>) -> Result<Vec<Part>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let threads = if input.len() < PARALLEL_BYTES {
+        1
+    } else {
+        threads
     };
-    json::validate_object(raw).map_err(invalid)?;
-    let message = json::compact(raw);
-    if message.len() > limit {
-        return Err(Error::TooLarge {
+    // Parts end at line ends.
+    let mut ranges = Vec::with_capacity(threads);
+    let mut start = 0;
+    for k in 1..=threads {
+        let mut end = input.len() / threads * k;
+        if k == threads || end <= start {
+            end = input.len().max(start);
+        } else {
+            end = memchr::memchr(b'\n', &input[end..]).map_or(input.len(), |i| end + i + 1);
+        }
+        if end > start || ranges.is_empty() {
+            ranges.push(start..end);
+            start = end;
+        }
+    }
+    let results: Vec<std::result::Result<Part, Bad>> = if ranges.len() == 1 {
+        vec![check_part(input, ranges[0].clone(), check)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|range| scope.spawn(move || check_part(input, range.clone(), check)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    let (mut lines_before, mut messages_before) = (0, 0);
+    let mut parts = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(part) => {
+                lines_before += part.line_count;
+                messages_before += part.message_count;
+                parts.push(part);
+            }
+            Err(bad) => {
+                let (index, line) = (messages_before + bad.index, Some(lines_before + bad.line));
+                return Err(match bad.what {
+                    Problem::Invalid(reason) => Error::InvalidMessage {
+                        index,
+                        line,
+                        reason,
+                    },
+                    Problem::TooLarge(size) => Error::TooLarge {
+                        index,
+                        line,
+                        size,
+                        limit: check.limit,
+                    },
+                });
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// Checks the lines of `input[range]`, which starts a line.
+fn check_part(
+    input: &[u8],
+    range: std::ops::Range<usize>,
+    check: &Check<'_>,
+) -> std::result::Result<Part, Bad> {
+    let bytes = &input[range.clone()];
+    let names: [&[u8]; 2] = match check.target {
+        ImportTarget::Project(_) => [TS_FIELD.as_bytes(), b""],
+        ImportTarget::Field(name) => [TS_FIELD.as_bytes(), name.as_bytes()],
+    };
+    let names = match check.target {
+        ImportTarget::Project(_) => &names[..1],
+        ImportTarget::Field(_) => &names[..],
+    };
+    let mut part = Part {
+        lines: Vec::with_capacity(bytes.len() / 128),
+        arena: Vec::new(),
+        line_count: 0,
+        message_count: 0,
+    };
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        let mut line = &bytes[pos..end];
+        let line_start = range.start + pos;
+        pos = end + 1;
+        part.line_count += 1;
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        if json::is_blank(line) {
+            continue;
+        }
+        let (index, number) = (part.message_count, part.line_count);
+        part.message_count += 1;
+        let bad = |what| Bad {
             index,
-            line: Some(line),
-            size: message.len(),
-            limit,
+            line: number,
+            what,
+        };
+        let invalid = |reason: String| bad(Problem::Invalid(reason));
+        let arena_start = part.arena.len();
+        let found = json::compact_object(line, names, &mut part.arena).map_err(invalid)?;
+        if found.len > check.limit {
+            return Err(bad(Problem::TooLarge(found.len)));
+        }
+        let (compact, start) = if found.copied {
+            (&part.arena[arena_start..], arena_start)
+        } else {
+            (line, line_start)
+        };
+        let project = match check.target {
+            ImportTarget::Project(p) => p,
+            ImportTarget::Field(name) => {
+                let member = found.members[1].as_ref().ok_or_else(|| {
+                    invalid(format!("it has no {name:?} field naming its project"))
+                })?;
+                parse_u64(&compact[member.value.clone()])
+                    .ok_or_else(|| invalid(format!("its {name:?} field is not a project id")))?
+            }
+        };
+        let (stamp, cut) = match &found.members[0] {
+            None => (check.now, found.len..found.len),
+            Some(member) => {
+                let ms = parse_u64(&compact[member.value.clone()])
+                    .filter(|&ms| ms <= MAX_TS_MS)
+                    .ok_or_else(|| {
+                        invalid(
+                            "its _ts field is not integer milliseconds before the year 10000"
+                                .to_string(),
+                        )
+                    })?;
+                (ms * 1000, member.cut.clone())
+            }
+        };
+        part.lines.push(Checked {
+            project,
+            stamp,
+            in_arena: found.copied,
+            start,
+            // A message is at most MAX_PAYLOAD_BYTES (under 2^24) long.
+            len: found.len as u32,
+            cut_at: cut.start as u32,
+            cut_len: cut.len() as u32,
         });
     }
-    let project = match target {
-        ImportTarget::Project(p) => p,
-        ImportTarget::Field(name) => {
-            let (_, value) = json::find_member(&message, name)
-                .ok_or_else(|| invalid(format!("it has no {name:?} field naming its project")))?;
-            parse_u64(&message[value])
-                .ok_or_else(|| invalid(format!("its {name:?} field is not a project id")))?
-        }
-    };
-    match json::find_member(&message, TS_FIELD) {
-        None => Ok((project, now, message)),
-        Some((cut, value)) => {
-            let ms = parse_u64(&message[value])
-                .filter(|&ms| ms <= MAX_TS_MS)
-                .ok_or_else(|| {
-                    invalid(
-                        "its _ts field is not integer milliseconds before the year 10000"
-                            .to_string(),
-                    )
-                })?;
-            let mut owned = message.into_owned();
-            owned.drain(cut);
-            Ok((project, ms * 1000, Cow::Owned(owned)))
-        }
-    }
+    Ok(part)
 }
 
 /// Parses a JSON unsigned integer literal.

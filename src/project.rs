@@ -4,7 +4,6 @@
 //! Writers are serialised by the project's writer mutex; readers take a [`Snapshot`] (a few
 //! `Arc` clones under a read lock held for nanoseconds) and never block the writer.
 
-use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -19,8 +18,8 @@ use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
-    encode_frame, frame_len, frame_len_by_header, Frame, SegmentHeader, FRAME_HEADER_BYTES,
-    LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
+    encode_frame_parts, frame_len, frame_len_by_header, Frame, Payload, SegmentHeader,
+    FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
 use crate::segment::{self, decode_at, Active};
@@ -208,10 +207,10 @@ impl Project {
     /// Stamps below the project's newest are raised to it, so a project's stamps never decrease.
     /// `publish` is called with the batch's newest stamp just before readers can see the batch
     /// (the store keeps each project's newest stamp as an upper bound for merged queries).
-    pub(crate) fn append(
+    pub(crate) fn append<P: Payload>(
         &self,
         clock: &Clock,
-        messages: &[Cow<'_, [u8]>],
+        messages: &[P],
         stamps: Option<&[u64]>,
         durability: Durability,
         publish: &dyn Fn(u64),
@@ -262,9 +261,10 @@ impl Project {
         let base = active.header.base_stamp;
         let mut offsets = Vec::with_capacity(messages.len());
         w.buf.clear();
-        for (i, payload) in messages.iter().enumerate() {
+        for (i, message) in messages.iter().enumerate() {
             offsets.push((snap.active_len + w.buf.len() as u64) as u32);
-            encode_frame(
+            let (payload, more) = message.pieces();
+            encode_frame_parts(
                 &mut w.buf,
                 &Frame {
                     seq_delta: (count + i as u64) as u32,
@@ -272,6 +272,7 @@ impl Project {
                     continues: i + 1 < messages.len(),
                     payload,
                 },
+                more,
             );
         }
         if let Err(e) = fsio::write_at(&active.file, &w.buf, snap.active_len) {
@@ -792,7 +793,7 @@ fn rewrite_index(path: &Path, header_ok: bool, on_disk: &[u32], entries: &[u32])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Frame;
+    use crate::record::{encode_frame, Frame};
 
     /// Found by fuzzing (`open_and_recover`): damage, then a batch that never finished. Dropping
     /// the batch left the records lost to the damage at the end of the list, and the newest

@@ -158,8 +158,34 @@ pub(crate) fn frame_len_by_header(head: &[u8]) -> u64 {
 /// If the payload is over [`MAX_PAYLOAD_BYTES`], `seq_delta` over 24 bits or `stamp_delta` over
 /// [`MAX_STAMP_DELTA_US`]: callers check these limits before encoding.
 pub fn encode_frame(out: &mut Vec<u8>, frame: &Frame<'_>) {
+    encode_frame_parts(out, frame, &[]);
+}
+
+/// A message to store, in one or two pieces (an import's message is the line before and after
+/// the `_ts` member it drops).
+pub(crate) trait Payload {
+    /// The message is the first piece followed by the second.
+    fn pieces(&self) -> (&[u8], &[u8]);
+
+    /// The message's length.
+    fn len(&self) -> usize {
+        let (a, b) = self.pieces();
+        a.len() + b.len()
+    }
+}
+
+impl Payload for std::borrow::Cow<'_, [u8]> {
+    fn pieces(&self) -> (&[u8], &[u8]) {
+        (self, &[])
+    }
+}
+
+/// Appends the encoding of `frame` whose payload is `frame.payload` followed by `more`, as
+/// [`encode_frame`] does (with its panics).
+pub(crate) fn encode_frame_parts(out: &mut Vec<u8>, frame: &Frame<'_>, more: &[u8]) {
+    let payload_len = frame.payload.len() + more.len();
     assert!(
-        frame.payload.len() <= MAX_PAYLOAD_BYTES,
+        payload_len <= MAX_PAYLOAD_BYTES,
         "payload over the frame limit"
     );
     assert!(
@@ -170,7 +196,7 @@ pub fn encode_frame(out: &mut Vec<u8>, frame: &Frame<'_>) {
         frame.stamp_delta <= MAX_STAMP_DELTA_US,
         "stamp delta over 40 bits"
     );
-    let mut len_flags = frame.payload.len() as u32;
+    let mut len_flags = payload_len as u32;
     if frame.continues {
         len_flags |= FLAG_CONTINUES;
     }
@@ -180,6 +206,7 @@ pub fn encode_frame(out: &mut Vec<u8>, frame: &Frame<'_>) {
     out.extend_from_slice(&len_flags.to_le_bytes());
     out.extend_from_slice(&seq_stamp.to_le_bytes());
     out.extend_from_slice(frame.payload);
+    out.extend_from_slice(more);
     let crc = crc32fast::hash(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&len_flags.to_le_bytes());

@@ -28,7 +28,9 @@ use crate::json;
 use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
 use crate::project::{Appended, Project};
 use crate::reader::NewestFirst;
-use crate::record::{frame_len, read_u32, read_u64, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT};
+use crate::record::{
+    frame_len, read_u32, read_u64, Payload, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT,
+};
 use crate::segment::{self, Sealed};
 
 const STORE_MAGIC: [u8; 8] = *b"ALOGSTOR";
@@ -200,10 +202,10 @@ impl Store {
     }
 
     /// Appends a validated batch with one stamp per message (imports keep their history).
-    pub(crate) fn append_stamped(
+    pub(crate) fn append_stamped<P: Payload>(
         &self,
         project: u64,
-        batch: &[Cow<'_, [u8]>],
+        batch: &[P],
         stamps: &[u64],
         durability: Durability,
     ) -> Result<Appended> {
@@ -214,10 +216,10 @@ impl Store {
         Ok(appended)
     }
 
-    fn append_prepared(
+    fn append_prepared<P: Payload>(
         &self,
         project: u64,
-        batch: &[Cow<'_, [u8]>],
+        batch: &[P],
         stamps: Option<&[u64]>,
         durability: Durability,
     ) -> Result<Appended> {
