@@ -508,6 +508,64 @@ mod tests {
         assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
     }
 
+    /// A big batch goes to the log in pieces: it reads back whole, and a failed piece takes
+    /// back those written before it.
+    #[test]
+    fn a_batch_written_in_pieces_is_whole_or_absent() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        store
+            .import_json_lines(
+                b"{\"a\":0}\n",
+                ImportTarget::Project(5),
+                Durability::Written,
+            )
+            .unwrap();
+        let mut input = String::new();
+        for i in 0..30_000 {
+            input.push_str(&format!(
+                "{{\"i\":{i},\"pad\":\"{}\",\"_ts\":{}}}\n",
+                "x".repeat(80),
+                1_700_000_000_000u64 + i
+            ));
+        }
+        assert!(input.len() > 3 * crate::project::WRITE_CHUNK_BYTES);
+        let rec = Recorder::register(dir.path(), false);
+        rec.fail(FaultKind::Write, 2);
+        let err = store
+            .import_json_lines(
+                input.as_bytes(),
+                ImportTarget::Project(5),
+                Durability::Written,
+            )
+            .unwrap_err();
+        rec.unregister();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert_eq!(store.oldest_first(5).unwrap().count(), 1);
+        let imported = store
+            .import_json_lines(
+                input.as_bytes(),
+                ImportTarget::Project(5),
+                Durability::Written,
+            )
+            .unwrap();
+        assert_eq!(imported.messages(), 30_000);
+        let read: Vec<String> = store
+            .oldest_first(5)
+            .unwrap()
+            .map(|m| m.unwrap().json().to_string())
+            .collect();
+        assert_eq!(read.len(), 30_001);
+        assert_eq!(
+            read[30_000],
+            format!("{{\"i\":29999,\"pad\":\"{}\"}}", "x".repeat(80))
+        );
+        drop(store);
+        let store = Options::new().open(dir.path()).unwrap();
+        assert_eq!(store.oldest_first(5).unwrap().count(), 30_001);
+    }
+
     /// A batch that reached the log before its append failed (here its fsync) counts as stored:
     /// the error says what a retry must leave out.
     #[test]

@@ -37,6 +37,9 @@ const INDEX_FLUSH_ENTRIES: usize = if cfg!(test) { 8 } else { 1024 };
 /// bounding the flush a segment roll must wait for under the lock.
 const SYNC_AHEAD_BYTES: u64 = 4 << 20;
 
+/// An append writes its batch in pieces of about this many bytes.
+pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
 /// What a reader sees of a project: fixed when taken.
 #[derive(Clone)]
 pub(crate) struct Snapshot {
@@ -260,9 +263,14 @@ impl Project {
         let count = snap.active_count();
         let base = active.header.base_stamp;
         let mut offsets = Vec::with_capacity(messages.len());
+        // The batch goes out in pieces of about WRITE_CHUNK_BYTES, so a big one (an import's)
+        // needs no buffer of its size; a crash can tear a batch either way, and recovery drops
+        // a batch without its last frame.
+        let mut written = 0u64;
+        let mut result = Ok(());
         w.buf.clear();
         for (i, message) in messages.iter().enumerate() {
-            offsets.push((snap.active_len + w.buf.len() as u64) as u32);
+            offsets.push((snap.active_len + written + w.buf.len() as u64) as u32);
             let (payload, more) = message.pieces();
             encode_frame_parts(
                 &mut w.buf,
@@ -274,8 +282,20 @@ impl Project {
                 },
                 more,
             );
+            if w.buf.len() >= WRITE_CHUNK_BYTES || i + 1 == messages.len() {
+                result = fsio::write_at(&active.file, &w.buf, snap.active_len + written);
+                if result.is_err() {
+                    break;
+                }
+                written += w.buf.len() as u64;
+                w.buf.clear();
+            }
         }
-        if let Err(e) = fsio::write_at(&active.file, &w.buf, snap.active_len) {
+        if w.buf.capacity() > 2 * WRITE_CHUNK_BYTES {
+            // A single huge message grew it: do not keep that much.
+            w.buf = Vec::new();
+        }
+        if let Err(e) = result {
             // Take back whatever part of the batch reached the file, so the next batch starts at
             // the committed end. If even that fails, refuse writes until a reopen repairs it.
             if fsio::set_len(&active.file, snap.active_len).is_err() {
@@ -283,7 +303,7 @@ impl Project {
             }
             return Err(Error::io("appending to", &active.path, e));
         }
-        let new_len = snap.active_len + w.buf.len() as u64;
+        let new_len = snap.active_len + written;
         publish(last_stamp);
         active.entries.write().extend_from_slice(&offsets);
         {
