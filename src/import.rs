@@ -421,13 +421,16 @@ fn check_part(
 
 /// Parses a JSON unsigned integer literal.
 fn parse_u64(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty()
-        || !bytes.iter().all(u8::is_ascii_digit)
-        || (bytes.len() > 1 && bytes[0] == b'0')
-    {
+    if bytes.is_empty() || (bytes.len() > 1 && bytes[0] == b'0') {
         return None;
     }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    bytes.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 #[cfg(test)]
@@ -506,6 +509,27 @@ mod tests {
         );
         assert!(err.to_string().contains("year 10000"), "{err}");
         assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
+    }
+
+    #[test]
+    fn unsigned_integers_parse_as_json_spells_them() {
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"01",
+            b"-1",
+            b"+1",
+            b"1.0",
+            b"1e3",
+            b"18446744073709551616",
+            b"99999999999999999999",
+            b"\"1\"",
+            b"1 ",
+        ] {
+            assert_eq!(parse_u64(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     /// A big batch goes to the log in pieces: it reads back whole, and a failed piece takes

@@ -278,7 +278,7 @@ pub(crate) fn compact_object(
 }
 
 /// The single pass behind [`compact_object`]; `None` for anything it does not accept.
-fn scan_object(bytes: &[u8], names: &[&[u8]], out: &mut Vec<u8>) -> Option<Compacted> {
+pub(crate) fn scan_object(bytes: &[u8], names: &[&[u8]], out: &mut Vec<u8>) -> Option<Compacted> {
     let start = out.len();
     let mut scanner = Scanner {
         bytes,
