@@ -61,27 +61,32 @@ impl Store {
             target,
             now: crate::clock::now_us(),
         };
-        let parts = check_lines(input, &check)?;
-        let mut per_project: BTreeMap<u64, Share<'_>> = BTreeMap::new();
-        if let ImportTarget::Project(id) = target {
-            let lines = parts.iter().map(|p| p.lines.len()).sum();
-            per_project.insert(id, Share::with_capacity(lines));
-        }
-        for part in &parts {
-            for line in &part.lines {
-                let from = if line.in_arena {
-                    &part.arena[..]
-                } else {
-                    input
-                };
-                let share = per_project.entry(line.project).or_default();
-                share.stamps.push(line.stamp);
-                share.bodies.push(line.body(from));
+        let mut arenas = Vec::new();
+        let parts = check_lines(input, &check, &mut arenas)?;
+        // Each project's messages in input order, in pieces (a part of the input each).
+        let mut per_project: BTreeMap<u64, Vec<Share<'_>>> = BTreeMap::new();
+        match target {
+            ImportTarget::Project(id) => {
+                per_project.insert(id, parts.into_iter().map(|p| p.share).collect());
+            }
+            ImportTarget::Field(_) => {
+                for part in parts {
+                    let Share { stamps, bodies } = part.share;
+                    for ((project, stamp), body) in
+                        part.projects.into_iter().zip(stamps).zip(bodies)
+                    {
+                        let share = &mut per_project
+                            .entry(project)
+                            .or_insert_with(|| vec![Share::default()])[0];
+                        share.stamps.push(stamp);
+                        share.bodies.push(body);
+                    }
+                }
             }
         }
         let mut imported = Imported::default();
         for (project, share) in per_project {
-            if share.bodies.is_empty() {
+            if share.iter().all(|piece| piece.bodies.is_empty()) {
                 continue;
             }
             let (mut stored, mut bytes) = (0, 0);
@@ -109,53 +114,54 @@ impl Store {
     fn import_project(
         &self,
         project: u64,
-        share: Share<'_>,
+        share: Vec<Share<'_>>,
         durability: Durability,
         stored: &mut u64,
         bytes_stored: &mut u64,
     ) -> Result<()> {
-        let Share { mut stamps, bodies } = share;
-        let mut running = 0u64;
-        for stamp in &mut stamps {
-            running = running.max(*stamp);
-            *stamp = running;
-        }
         let limit_bytes = self.segment_bytes();
-        let mut start = 0;
-        while start < bodies.len() {
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < bodies.len()
-                && stamps[end] - stamps[start] <= MAX_STAMP_DELTA_US
-                && ((end - start) as u64) < MAX_BATCH_MESSAGES
-                && (end == start || bytes + Payload::len(&bodies[end]) as u64 <= limit_bytes)
-            {
-                bytes += Payload::len(&bodies[end]) as u64;
-                end += 1;
+        let mut running = 0u64;
+        for Share { mut stamps, bodies } in share {
+            for stamp in &mut stamps {
+                running = running.max(*stamp);
+                *stamp = running;
             }
-            let next_seq = || self.newest_first(project).map(|it| it.next_seq());
-            let before = next_seq();
-            let result = self.append_stamped(
-                project,
-                &bodies[start..end],
-                &stamps[start..end],
-                durability,
-            );
-            // A failed append may still have published its batch (its fsync failed, say).
-            let landed = match (&result, before) {
-                (Ok(_), _) => end - start,
-                (Err(_), Ok(b)) => {
-                    next_seq().map_or(0, |a| (a.saturating_sub(b) as usize).min(end - start))
+            let mut start = 0;
+            while start < bodies.len() {
+                let mut end = start;
+                let mut bytes = 0u64;
+                while end < bodies.len()
+                    && stamps[end] - stamps[start] <= MAX_STAMP_DELTA_US
+                    && ((end - start) as u64) < MAX_BATCH_MESSAGES
+                    && (end == start || bytes + Payload::len(&bodies[end]) as u64 <= limit_bytes)
+                {
+                    bytes += Payload::len(&bodies[end]) as u64;
+                    end += 1;
                 }
-                (Err(_), Err(_)) => 0,
-            };
-            *stored += landed as u64;
-            *bytes_stored += bodies[start..start + landed]
-                .iter()
-                .map(|b| Payload::len(b) as u64)
-                .sum::<u64>();
-            result?;
-            start = end;
+                let next_seq = || self.newest_first(project).map(|it| it.next_seq());
+                let before = next_seq();
+                let result = self.append_stamped(
+                    project,
+                    &bodies[start..end],
+                    &stamps[start..end],
+                    durability,
+                );
+                // A failed append may still have published its batch (its fsync failed, say).
+                let landed = match (&result, before) {
+                    (Ok(_), _) => end - start,
+                    (Err(_), Ok(b)) => {
+                        next_seq().map_or(0, |a| (a.saturating_sub(b) as usize).min(end - start))
+                    }
+                    (Err(_), Err(_)) => 0,
+                };
+                *stored += landed as u64;
+                *bytes_stored += bodies[start..start + landed]
+                    .iter()
+                    .map(|b| Payload::len(b) as u64)
+                    .sum::<u64>();
+                result?;
+                start = end;
+            }
         }
         Ok(())
     }
@@ -176,15 +182,6 @@ const PARALLEL_BYTES: usize = 512 << 10;
 struct Share<'a> {
     stamps: Vec<u64>,
     bodies: Vec<Spliced<'a>>,
-}
-
-impl Share<'_> {
-    fn with_capacity(n: usize) -> Self {
-        Share {
-            stamps: Vec::with_capacity(n),
-            bodies: Vec::with_capacity(n),
-        }
-    }
 }
 
 /// A message to store: a compact line with its `_ts` member cut out, as the bytes before the
@@ -210,38 +207,23 @@ struct Check<'t> {
     now: u64,
 }
 
-/// A checked line: its project, stamp and where its message is.
-struct Checked {
-    project: u64,
-    stamp: u64,
-    /// Whether its compact form is in the part's arena (it had whitespace), or in the input.
-    in_arena: bool,
-    /// Where its compact form starts.
+/// A line whose compact form is in its part's arena (it had whitespace to remove).
+struct InArena {
+    /// Its message among the part's.
+    index: usize,
+    /// Where its compact form starts in the arena.
     start: usize,
     /// The length of its compact form.
-    len: u32,
-    /// Where the bytes to leave out (its `_ts` member) start, from `start`.
-    cut_at: u32,
-    /// How many bytes to leave out.
-    cut_len: u32,
-}
-
-impl Checked {
-    /// The message, in `from` (the input, or the part's arena).
-    fn body<'a>(&self, from: &'a [u8]) -> Spliced<'a> {
-        let compact = &from[self.start..self.start + self.len as usize];
-        Spliced {
-            head: &compact[..self.cut_at as usize],
-            tail: &compact[(self.cut_at + self.cut_len) as usize..],
-        }
-    }
+    len: usize,
+    /// The bytes to leave out (its `_ts` member), from `start`.
+    cut: std::ops::Range<usize>,
 }
 
 /// The checked lines of one part of the input, in order.
-struct Part {
-    lines: Vec<Checked>,
-    /// The compact forms of the lines that had whitespace.
-    arena: Vec<u8>,
+struct Part<'a> {
+    share: Share<'a>,
+    /// Each message's project, for an import that takes it from a field.
+    projects: Vec<u64>,
     /// The lines (blank ones included) in the part.
     line_count: usize,
     /// The messages (non-blank lines) in the part.
@@ -262,8 +244,13 @@ enum Problem {
 }
 
 /// Checks every line of `input` (JSON Lines), on several threads for big inputs; the error of
-/// the first bad line wins, as if checked in order.
-fn check_lines(input: &[u8], check: &Check<'_>) -> Result<Vec<Part>> {
+/// the first bad line wins, as if checked in order. Compact forms of lines with whitespace go to
+/// `arenas` (one per part).
+fn check_lines<'a>(
+    input: &'a [u8],
+    check: &Check<'_>,
+    arenas: &'a mut Vec<Vec<u8>>,
+) -> Result<Vec<Part<'a>>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let threads = if input.len() < PARALLEL_BYTES {
         1
@@ -285,13 +272,15 @@ fn check_lines(input: &[u8], check: &Check<'_>) -> Result<Vec<Part>> {
             start = end;
         }
     }
-    let results: Vec<std::result::Result<Part, Bad>> = if ranges.len() == 1 {
-        vec![check_part(input, ranges[0].clone(), check)]
+    arenas.resize_with(ranges.len(), Vec::new);
+    let jobs = ranges.into_iter().zip(arenas.iter_mut());
+    let results: Vec<std::result::Result<Part<'a>, Bad>> = if jobs.len() == 1 {
+        jobs.map(|(range, arena)| check_part(input, range, check, arena))
+            .collect()
     } else {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = ranges
-                .iter()
-                .map(|range| scope.spawn(move || check_part(input, range.clone(), check)))
+            let handles: Vec<_> = jobs
+                .map(|(range, arena)| scope.spawn(move || check_part(input, range, check, arena)))
                 .collect();
             handles
                 .into_iter()
@@ -329,13 +318,15 @@ fn check_lines(input: &[u8], check: &Check<'_>) -> Result<Vec<Part>> {
     Ok(parts)
 }
 
-/// Checks the lines of `input[range]`, which starts a line.
-fn check_part(
-    input: &[u8],
+/// Checks the lines of `input[range]`, which starts a line, keeping the compact forms of lines
+/// with whitespace in `arena`.
+fn check_part<'a>(
+    input: &'a [u8],
     range: std::ops::Range<usize>,
     check: &Check<'_>,
-) -> std::result::Result<Part, Bad> {
-    let bytes = &input[range.clone()];
+    arena: &'a mut Vec<u8>,
+) -> std::result::Result<Part<'a>, Bad> {
+    let bytes = &input[range];
     let names: [&[u8]; 2] = match check.target {
         ImportTarget::Project(_) => [TS_FIELD.as_bytes(), b""],
         ImportTarget::Field(name) => [TS_FIELD.as_bytes(), name.as_bytes()],
@@ -344,17 +335,23 @@ fn check_part(
         ImportTarget::Project(_) => &names[..1],
         ImportTarget::Field(_) => &names[..],
     };
+    // About what the lines of an export take (a guess: too much costs memory, too little
+    // copies).
+    let guess = bytes.len() / 160;
     let mut part = Part {
-        lines: Vec::with_capacity(bytes.len() / 128),
-        arena: Vec::new(),
+        share: Share {
+            stamps: Vec::with_capacity(guess),
+            bodies: Vec::with_capacity(guess),
+        },
+        projects: Vec::new(),
         line_count: 0,
         message_count: 0,
     };
+    let mut in_arena = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
         let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
         let mut line = &bytes[pos..end];
-        let line_start = range.start + pos;
         pos = end + 1;
         part.line_count += 1;
         if let [rest @ .., b'\r'] = line {
@@ -371,15 +368,15 @@ fn check_part(
             what,
         };
         let invalid = |reason: String| bad(Problem::Invalid(reason));
-        let arena_start = part.arena.len();
-        let found = json::compact_object(line, names, &mut part.arena).map_err(invalid)?;
+        let arena_start = arena.len();
+        let found = json::compact_object(line, names, arena).map_err(invalid)?;
         if found.len > check.limit {
             return Err(bad(Problem::TooLarge(found.len)));
         }
-        let (compact, start) = if found.copied {
-            (&part.arena[arena_start..], arena_start)
+        let compact = if found.copied {
+            &arena[arena_start..]
         } else {
-            (line, line_start)
+            line
         };
         let project = match check.target {
             ImportTarget::Project(p) => p,
@@ -405,16 +402,36 @@ fn check_part(
                 (ms * 1000, member.cut.clone())
             }
         };
-        part.lines.push(Checked {
-            project,
-            stamp,
-            in_arena: found.copied,
-            start,
-            // A message is at most MAX_PAYLOAD_BYTES (under 2^24) long.
-            len: found.len as u32,
-            cut_at: cut.start as u32,
-            cut_len: cut.len() as u32,
-        });
+        if let ImportTarget::Field(_) = check.target {
+            part.projects.push(project);
+        }
+        part.share.stamps.push(stamp);
+        if found.copied {
+            in_arena.push(InArena {
+                index,
+                start: arena_start,
+                len: found.len,
+                cut,
+            });
+            part.share.bodies.push(Spliced {
+                head: &[],
+                tail: &[],
+            });
+        } else {
+            part.share.bodies.push(Spliced {
+                head: &line[..cut.start],
+                tail: &line[cut.end..],
+            });
+        }
+    }
+    // The arena is complete: its messages can be borrowed now.
+    let arena: &'a [u8] = arena;
+    for line in in_arena {
+        let compact = &arena[line.start..line.start + line.len];
+        part.share.bodies[line.index] = Spliced {
+            head: &compact[..line.cut.start],
+            tail: &compact[line.cut.end..],
+        };
     }
     Ok(part)
 }
