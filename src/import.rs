@@ -2,11 +2,14 @@
 //! line imports nothing.
 
 use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::json;
 use crate::options::Durability;
-use crate::record::{Payload, MAX_STAMP_DELTA_US};
+use crate::record::{Batch, MAX_STAMP_DELTA_US};
 use crate::store::Store;
 
 /// Where imported messages go.
@@ -56,41 +59,180 @@ impl Store {
         target: ImportTarget<'_>,
         durability: Durability,
     ) -> Result<Imported> {
-        let check = Check {
+        let check = self.import_check(target);
+        let threads = if input.len() < PARALLEL_BYTES {
+            1
+        } else {
+            checking_threads()
+        };
+        // Parts end at line ends.
+        let mut ranges = Vec::with_capacity(threads);
+        let mut start = 0;
+        for k in 1..=threads {
+            let mut end = input.len() / threads * k;
+            if k == threads || end <= start {
+                end = input.len().max(start);
+            } else {
+                end = memchr::memchr(b'\n', &input[end..]).map_or(input.len(), |i| end + i + 1);
+            }
+            if end > start || ranges.is_empty() {
+                ranges.push(start..end);
+                start = end;
+            }
+        }
+        let mut arenas = vec![Vec::new(); ranges.len()];
+        let jobs = ranges.iter().zip(arenas.iter_mut());
+        let results: Vec<std::result::Result<Located, Bad>> = if jobs.len() == 1 {
+            jobs.map(|(range, arena)| check_part(&input[range.clone()], &check, arena))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let check = &check;
+                let handles: Vec<_> = jobs
+                    .map(|(range, arena)| {
+                        scope.spawn(move || check_part(&input[range.clone()], check, arena))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        let located = first_bad_line(results, &check)?;
+        let sources: Vec<(&[u8], &[u8])> = ranges
+            .iter()
+            .zip(&arenas)
+            .map(|(range, arena)| (&input[range.clone()], &arena[..]))
+            .collect();
+        self.store_checked(located, &sources, target, durability)
+    }
+
+    /// Imports JSON Lines read from `input` as [`import_json_lines`](Self::import_json_lines)
+    /// does, checking what was read while reading on. A read error is [`Error::Io`] naming
+    /// `name`, and imports nothing.
+    pub fn import_json_lines_from(
+        &self,
+        input: impl Read,
+        name: &Path,
+        target: ImportTarget<'_>,
+        durability: Durability,
+    ) -> Result<Imported> {
+        self.import_in_chunks(input, name, target, durability, READ_CHUNK_BYTES)
+    }
+
+    /// [`import_json_lines_from`](Self::import_json_lines_from), reading pieces of about
+    /// `chunk_bytes`.
+    fn import_in_chunks(
+        &self,
+        mut input: impl Read,
+        name: &Path,
+        target: ImportTarget<'_>,
+        durability: Durability,
+        chunk_bytes: usize,
+    ) -> Result<Imported> {
+        let check = self.import_check(target);
+        let (to_check, inbox) = mpsc::channel::<(usize, Vec<u8>)>();
+        let inbox = parking_lot::Mutex::new(inbox);
+        let (done, finished) = mpsc::channel();
+        let read = std::thread::scope(|scope| {
+            for _ in 0..checking_threads() {
+                let (inbox, check, done) = (&inbox, &check, done.clone());
+                scope.spawn(move || loop {
+                    let job = inbox.lock().recv();
+                    let Ok((index, bytes)) = job else { break };
+                    let mut arena = Vec::new();
+                    let result = check_part(&bytes, check, &mut arena);
+                    if done.send((index, bytes, arena, result)).is_err() {
+                        break;
+                    }
+                });
+            }
+            let read = read_chunks(&mut input, chunk_bytes, &to_check);
+            drop(to_check);
+            read
+        });
+        drop(done);
+        read.map_err(|e| Error::io("reading", name, e))?;
+        let mut chunks: Vec<_> = finished.into_iter().collect();
+        chunks.sort_unstable_by_key(|chunk| chunk.0);
+        let mut results = Vec::with_capacity(chunks.len());
+        let mut sources = Vec::with_capacity(chunks.len());
+        for (_, bytes, arena, result) in chunks {
+            results.push(result);
+            sources.push((bytes, arena));
+        }
+        let located = first_bad_line(results, &check)?;
+        let sources: Vec<(&[u8], &[u8])> = sources
+            .iter()
+            .map(|(bytes, arena)| (&bytes[..], &arena[..]))
+            .collect();
+        self.store_checked(located, &sources, target, durability)
+    }
+
+    /// What the lines of an import into this store are checked against.
+    fn import_check<'t>(&self, target: ImportTarget<'t>) -> Check<'t> {
+        Check {
             limit: self.max_message_bytes(),
             target,
             now: crate::clock::now_us(),
-        };
-        let mut arenas = Vec::new();
-        let parts = check_lines(input, &check, &mut arenas)?;
-        // Each project's messages in input order, in pieces (a part of the input each).
-        let mut per_project: BTreeMap<u64, Vec<Share<'_>>> = BTreeMap::new();
-        match target {
-            ImportTarget::Project(id) => {
-                per_project.insert(id, parts.into_iter().map(|p| p.share).collect());
-            }
-            ImportTarget::Field(_) => {
-                for part in parts {
-                    let Share { stamps, bodies } = part.share;
-                    for ((project, stamp), body) in
-                        part.projects.into_iter().zip(stamps).zip(bodies)
-                    {
-                        let share = &mut per_project
-                            .entry(project)
-                            .or_insert_with(|| vec![Share::default()])[0];
-                        share.stamps.push(stamp);
-                        share.bodies.push(body);
+        }
+    }
+
+    /// Stores the checked parts of an input, `sources` holding each part's lines and arena.
+    fn store_checked(
+        &self,
+        located: Vec<Located>,
+        sources: &[(&[u8], &[u8])],
+        target: ImportTarget<'_>,
+        durability: Durability,
+    ) -> Result<Imported> {
+        // Each project's messages in input order, in pieces (of one part each).
+        let mut per_project: BTreeMap<u64, Vec<Piece>> = BTreeMap::new();
+        for (source, part) in located.into_iter().enumerate() {
+            let Located {
+                stamps,
+                places,
+                projects,
+                ..
+            } = part;
+            match target {
+                ImportTarget::Project(id) => per_project.entry(id).or_default().push(Piece {
+                    source,
+                    stamps,
+                    places,
+                }),
+                ImportTarget::Field(_) => {
+                    let mut pieces: BTreeMap<u64, Piece> = BTreeMap::new();
+                    for ((project, stamp), place) in projects.into_iter().zip(stamps).zip(places) {
+                        let piece = pieces.entry(project).or_insert_with(|| Piece {
+                            source,
+                            stamps: Vec::new(),
+                            places: Vec::new(),
+                        });
+                        piece.stamps.push(stamp);
+                        piece.places.push(place);
+                    }
+                    for (project, piece) in pieces {
+                        per_project.entry(project).or_default().push(piece);
                     }
                 }
             }
         }
         let mut imported = Imported::default();
-        for (project, share) in per_project {
-            if share.iter().all(|piece| piece.bodies.is_empty()) {
+        for (project, pieces) in per_project {
+            if pieces.iter().all(|piece| piece.places.is_empty()) {
                 continue;
             }
             let (mut stored, mut bytes) = (0, 0);
-            let result = self.import_project(project, share, durability, &mut stored, &mut bytes);
+            let result = self.import_project(
+                project,
+                pieces,
+                sources,
+                durability,
+                &mut stored,
+                &mut bytes,
+            );
             imported.bytes += bytes;
             if stored > 0 {
                 imported.per_project.insert(project, stored);
@@ -114,35 +256,48 @@ impl Store {
     fn import_project(
         &self,
         project: u64,
-        share: Vec<Share<'_>>,
+        pieces: Vec<Piece>,
+        sources: &[(&[u8], &[u8])],
         durability: Durability,
         stored: &mut u64,
         bytes_stored: &mut u64,
     ) -> Result<()> {
         let limit_bytes = self.segment_bytes();
         let mut running = 0u64;
-        for Share { mut stamps, bodies } in share {
+        for Piece {
+            source,
+            mut stamps,
+            places,
+        } in pieces
+        {
             for stamp in &mut stamps {
                 running = running.max(*stamp);
                 *stamp = running;
             }
+            let (lines, arena) = sources[source];
+            let messages = |range: std::ops::Range<usize>| Messages {
+                places: &places[range],
+                lines,
+                arena,
+            };
+            let all = messages(0..places.len());
             let mut start = 0;
-            while start < bodies.len() {
+            while start < places.len() {
                 let mut end = start;
                 let mut bytes = 0u64;
-                while end < bodies.len()
+                while end < places.len()
                     && stamps[end] - stamps[start] <= MAX_STAMP_DELTA_US
                     && ((end - start) as u64) < MAX_BATCH_MESSAGES
-                    && (end == start || bytes + Payload::len(&bodies[end]) as u64 <= limit_bytes)
+                    && (end == start || bytes + all.message_len(end) as u64 <= limit_bytes)
                 {
-                    bytes += Payload::len(&bodies[end]) as u64;
+                    bytes += all.message_len(end) as u64;
                     end += 1;
                 }
                 let next_seq = || self.newest_first(project).map(|it| it.next_seq());
                 let before = next_seq();
                 let result = self.append_stamped(
                     project,
-                    &bodies[start..end],
+                    &messages(start..end),
                     &stamps[start..end],
                     durability,
                 );
@@ -155,9 +310,8 @@ impl Store {
                     (Err(_), Err(_)) => 0,
                 };
                 *stored += landed as u64;
-                *bytes_stored += bodies[start..start + landed]
-                    .iter()
-                    .map(|b| Payload::len(b) as u64)
+                *bytes_stored += (start..start + landed)
+                    .map(|i| all.message_len(i) as u64)
                     .sum::<u64>();
                 result?;
                 start = end;
@@ -177,24 +331,82 @@ const MAX_BATCH_MESSAGES: u64 = 1 << 20;
 /// Inputs of at least this many bytes are checked on several threads.
 const PARALLEL_BYTES: usize = 512 << 10;
 
-/// One project's share of an import, in input order: stamps (µs) and messages.
-#[derive(Default)]
-struct Share<'a> {
+/// An import's input is read in pieces of about this many bytes, each checked while the next
+/// is read.
+const READ_CHUNK_BYTES: usize = 8 << 20;
+
+/// How many threads check lines.
+fn checking_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
+
+/// Where a checked line's message is: its compact form in the part's lines or (when it had
+/// whitespace to remove) in the part's arena, less the bytes of its `_ts` member.
+struct Place {
+    /// Where its compact form starts.
+    start: usize,
+    /// The length of its compact form (at most `MAX_PAYLOAD_BYTES`, under 2^24).
+    len: u32,
+    /// Where the bytes to leave out (its `_ts` member) start, from `start`.
+    cut_at: u32,
+    /// How many bytes to leave out.
+    cut_len: u32,
+    /// Whether the compact form is in the arena.
+    in_arena: bool,
+}
+
+/// The checked lines of one part of the input, in order.
+struct Located {
+    /// Each message's stamp (µs).
     stamps: Vec<u64>,
-    bodies: Vec<Spliced<'a>>,
+    /// Each message's place.
+    places: Vec<Place>,
+    /// Each message's project, for an import that takes it from a field.
+    projects: Vec<u64>,
+    /// The lines (blank ones included) in the part.
+    line_count: usize,
+    /// The messages (non-blank lines) in the part.
+    message_count: usize,
 }
 
-/// A message to store: a compact line with its `_ts` member cut out, as the bytes before the
-/// cut and those after it.
-#[derive(Debug, Clone, Copy)]
-struct Spliced<'a> {
-    head: &'a [u8],
-    tail: &'a [u8],
+/// Some of one project's messages, all from one part of the input (`sources[source]`).
+#[derive(Default)]
+struct Piece {
+    source: usize,
+    stamps: Vec<u64>,
+    places: Vec<Place>,
 }
 
-impl Payload for Spliced<'_> {
-    fn pieces(&self) -> (&[u8], &[u8]) {
-        (self.head, self.tail)
+/// Messages to append, found in a part's lines and arena.
+struct Messages<'a> {
+    places: &'a [Place],
+    lines: &'a [u8],
+    arena: &'a [u8],
+}
+
+impl Batch for Messages<'_> {
+    fn count(&self) -> usize {
+        self.places.len()
+    }
+
+    fn pieces(&self, i: usize) -> (&[u8], &[u8]) {
+        let place = &self.places[i];
+        let from = if place.in_arena {
+            self.arena
+        } else {
+            self.lines
+        };
+        let compact = &from[place.start..place.start + place.len as usize];
+        let cut_at = place.cut_at as usize;
+        (
+            &compact[..cut_at],
+            &compact[cut_at + place.cut_len as usize..],
+        )
+    }
+
+    fn message_len(&self, i: usize) -> usize {
+        let place = &self.places[i];
+        (place.len - place.cut_len) as usize
     }
 }
 
@@ -205,29 +417,6 @@ struct Check<'t> {
     target: ImportTarget<'t>,
     /// The stamp of lines without `_ts`.
     now: u64,
-}
-
-/// A line whose compact form is in its part's arena (it had whitespace to remove).
-struct InArena {
-    /// Its message among the part's.
-    index: usize,
-    /// Where its compact form starts in the arena.
-    start: usize,
-    /// The length of its compact form.
-    len: usize,
-    /// The bytes to leave out (its `_ts` member), from `start`.
-    cut: std::ops::Range<usize>,
-}
-
-/// The checked lines of one part of the input, in order.
-struct Part<'a> {
-    share: Share<'a>,
-    /// Each message's project, for an import that takes it from a field.
-    projects: Vec<u64>,
-    /// The lines (blank ones included) in the part.
-    line_count: usize,
-    /// The messages (non-blank lines) in the part.
-    message_count: usize,
 }
 
 /// The first bad line of a part, numbered within the part (its message index from 0, its
@@ -243,51 +432,12 @@ enum Problem {
     TooLarge(usize),
 }
 
-/// Checks every line of `input` (JSON Lines), on several threads for big inputs; the error of
-/// the first bad line wins, as if checked in order. Compact forms of lines with whitespace go to
-/// `arenas` (one per part).
-fn check_lines<'a>(
-    input: &'a [u8],
+/// The checked parts in order, or the error of the first bad line (by its number in the whole
+/// input).
+fn first_bad_line(
+    results: Vec<std::result::Result<Located, Bad>>,
     check: &Check<'_>,
-    arenas: &'a mut Vec<Vec<u8>>,
-) -> Result<Vec<Part<'a>>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let threads = if input.len() < PARALLEL_BYTES {
-        1
-    } else {
-        threads
-    };
-    // Parts end at line ends.
-    let mut ranges = Vec::with_capacity(threads);
-    let mut start = 0;
-    for k in 1..=threads {
-        let mut end = input.len() / threads * k;
-        if k == threads || end <= start {
-            end = input.len().max(start);
-        } else {
-            end = memchr::memchr(b'\n', &input[end..]).map_or(input.len(), |i| end + i + 1);
-        }
-        if end > start || ranges.is_empty() {
-            ranges.push(start..end);
-            start = end;
-        }
-    }
-    arenas.resize_with(ranges.len(), Vec::new);
-    let jobs = ranges.into_iter().zip(arenas.iter_mut());
-    let results: Vec<std::result::Result<Part<'a>, Bad>> = if jobs.len() == 1 {
-        jobs.map(|(range, arena)| check_part(input, range, check, arena))
-            .collect()
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .map(|(range, arena)| scope.spawn(move || check_part(input, range, check, arena)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
+) -> Result<Vec<Located>> {
     let (mut lines_before, mut messages_before) = (0, 0);
     let mut parts = Vec::with_capacity(results.len());
     for result in results {
@@ -318,15 +468,49 @@ fn check_lines<'a>(
     Ok(parts)
 }
 
-/// Checks the lines of `input[range]`, which starts a line, keeping the compact forms of lines
-/// with whitespace in `arena`.
-fn check_part<'a>(
-    input: &'a [u8],
-    range: std::ops::Range<usize>,
+/// Reads `input` to its end in pieces of whole lines (the last maybe unended), each sent with
+/// its number in order.
+fn read_chunks(
+    input: &mut impl Read,
+    chunk_bytes: usize,
+    to: &mpsc::Sender<(usize, Vec<u8>)>,
+) -> io::Result<()> {
+    let mut carry = Vec::new();
+    let mut index = 0;
+    loop {
+        let mut chunk = Vec::with_capacity(carry.len() + chunk_bytes);
+        chunk.append(&mut carry);
+        let got = input
+            .by_ref()
+            .take(chunk_bytes as u64)
+            .read_to_end(&mut chunk)?;
+        if got == 0 {
+            if !chunk.is_empty() {
+                let _ = to.send((index, chunk));
+            }
+            return Ok(());
+        }
+        match memchr::memrchr(b'\n', &chunk) {
+            Some(end) => {
+                carry.extend_from_slice(&chunk[end + 1..]);
+                chunk.truncate(end + 1);
+                // The checkers stop only when this function returns.
+                let _ = to.send((index, chunk));
+                index += 1;
+            }
+            // A line longer than a piece: read on.
+            None => carry = chunk,
+        }
+    }
+}
+
+/// Checks the lines of `bytes` (a part of an input that starts a line), keeping the compact
+/// forms of lines with whitespace in `arena`.
+fn check_part(
+    bytes: &[u8],
     check: &Check<'_>,
-    arena: &'a mut Vec<u8>,
-) -> std::result::Result<Part<'a>, Bad> {
-    let bytes = &input[range];
+    arena: &mut Vec<u8>,
+) -> std::result::Result<Located, Bad> {
     let names: [&[u8]; 2] = match check.target {
         ImportTarget::Project(_) => [TS_FIELD.as_bytes(), b""],
         ImportTarget::Field(name) => [TS_FIELD.as_bytes(), name.as_bytes()],
@@ -338,19 +522,17 @@ fn check_part<'a>(
     // About what the lines of an export take (a guess: too much costs memory, too little
     // copies).
     let guess = bytes.len() / 160;
-    let mut part = Part {
-        share: Share {
-            stamps: Vec::with_capacity(guess),
-            bodies: Vec::with_capacity(guess),
-        },
+    let mut part = Located {
+        stamps: Vec::with_capacity(guess),
+        places: Vec::with_capacity(guess),
         projects: Vec::new(),
         line_count: 0,
         message_count: 0,
     };
-    let mut in_arena = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
         let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        let line_start = pos;
         let mut line = &bytes[pos..end];
         pos = end + 1;
         part.line_count += 1;
@@ -405,33 +587,18 @@ fn check_part<'a>(
         if let ImportTarget::Field(_) = check.target {
             part.projects.push(project);
         }
-        part.share.stamps.push(stamp);
-        if found.copied {
-            in_arena.push(InArena {
-                index,
-                start: arena_start,
-                len: found.len,
-                cut,
-            });
-            part.share.bodies.push(Spliced {
-                head: &[],
-                tail: &[],
-            });
-        } else {
-            part.share.bodies.push(Spliced {
-                head: &line[..cut.start],
-                tail: &line[cut.end..],
-            });
-        }
-    }
-    // The arena is complete: its messages can be borrowed now.
-    let arena: &'a [u8] = arena;
-    for line in in_arena {
-        let compact = &arena[line.start..line.start + line.len];
-        part.share.bodies[line.index] = Spliced {
-            head: &compact[..line.cut.start],
-            tail: &compact[line.cut.end..],
-        };
+        part.stamps.push(stamp);
+        part.places.push(Place {
+            start: if found.copied {
+                arena_start
+            } else {
+                line_start
+            },
+            len: found.len as u32,
+            cut_at: cut.start as u32,
+            cut_len: cut.len() as u32,
+            in_arena: found.copied,
+        });
     }
     Ok(part)
 }
@@ -526,6 +693,148 @@ mod tests {
         );
         assert!(err.to_string().contains("year 10000"), "{err}");
         assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
+    }
+
+    /// Hands out its bytes a few at a time, then maybe fails.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+        fail_at_end: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.bytes.is_empty() && self.fail_at_end {
+                return Err(io::Error::other("the disk went away"));
+            }
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// What a store holds of `project`: messages with their stamps.
+    fn held(store: &Store, project: u64) -> Vec<(String, u64)> {
+        store.oldest_first(project).map_or(Vec::new(), |it| {
+            it.map(|m| {
+                let m = m.unwrap();
+                (m.json().to_string(), m.timestamp_ms())
+            })
+            .collect()
+        })
+    }
+
+    /// Reading in pieces (lines split across them, lines longer than a piece, CRLF, blank
+    /// lines, no final line end) stores and refuses exactly what importing the whole does.
+    #[test]
+    fn importing_from_a_reader_in_pieces_is_importing_the_whole() {
+        let mut input = String::new();
+        for i in 0..300 {
+            match i % 7 {
+                0 => input.push_str("\n  \r\n"),
+                1 => input.push_str(&format!(
+                    "{{ \"i\" : {i} , \"p\": {} , \"_ts\" : {} }}\r\n",
+                    i % 3,
+                    1_700_000_000_000u64 + i
+                )),
+                2 => input.push_str(&format!(
+                    "{{\"long\":\"{}\",\"p\":{},\"_ts\":{},\"i\":{i}}}\n",
+                    "y".repeat(i as usize),
+                    i % 3,
+                    1_700_000_000_000u64 + i
+                )),
+                _ => input.push_str(&format!(
+                    "{{\"_ts\":{},\"i\":{i},\"p\":{}}}\n",
+                    1_700_000_000_000u64 + i,
+                    i % 3
+                )),
+            }
+        }
+        input.push_str("{\"last\":true,\"p\":1,\"_ts\":1700000001000}");
+        let bad_at = input.len() / 2 + input[input.len() / 2..].find('\n').unwrap() + 1;
+        let mut bad = input.clone();
+        bad.insert_str(bad_at, "{\"p\":1,\"oops\":}\n");
+        let targets = [ImportTarget::Project(9), ImportTarget::Field("p")];
+        let whole = tempfile::tempdir().unwrap();
+        let whole = Options::new().open(whole.path()).unwrap();
+        let mut expected = Vec::new();
+        for target in targets {
+            let stored = whole
+                .import_json_lines(input.as_bytes(), target, Durability::Written)
+                .unwrap();
+            let refused = whole
+                .import_json_lines(bad.as_bytes(), target, Durability::Written)
+                .unwrap_err()
+                .to_string();
+            expected.push((stored, refused));
+        }
+        let name = Path::new("input.jl");
+        for (chunk, step) in [(7, 3), (64, 1000), (1000, 17), (1 << 20, 1 << 20)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Options::new().open(dir.path()).unwrap();
+            for (target, (stored, refused)) in targets.iter().zip(&expected) {
+                let trickle = |bytes| Trickle {
+                    bytes,
+                    step,
+                    fail_at_end: false,
+                };
+                let got = store
+                    .import_in_chunks(
+                        trickle(input.as_bytes()),
+                        name,
+                        *target,
+                        Durability::Written,
+                        chunk,
+                    )
+                    .unwrap();
+                assert_eq!(&got, stored, "pieces of {chunk}");
+                let err = store
+                    .import_in_chunks(
+                        trickle(bad.as_bytes()),
+                        name,
+                        *target,
+                        Durability::Written,
+                        chunk,
+                    )
+                    .unwrap_err();
+                assert_eq!(&err.to_string(), refused, "pieces of {chunk}");
+            }
+            for project in 0..10 {
+                let (a, b) = (held(&store, project), held(&whole, project));
+                assert_eq!(a, b, "project {project}, pieces of {chunk}");
+            }
+        }
+        // A read error imports nothing and names the input.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let failing = Trickle {
+            bytes: input.as_bytes(),
+            step: 100,
+            fail_at_end: true,
+        };
+        let err = store
+            .import_in_chunks(
+                failing,
+                name,
+                ImportTarget::Project(9),
+                Durability::Written,
+                64,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("input.jl"), "{err}");
+        assert!(held(&store, 9).is_empty());
+        // And an empty input imports nothing, without error.
+        let got = store
+            .import_json_lines_from(
+                &b""[..],
+                name,
+                ImportTarget::Project(9),
+                Durability::Written,
+            )
+            .unwrap();
+        assert_eq!(got, Imported::default());
     }
 
     #[test]

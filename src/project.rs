@@ -18,7 +18,7 @@ use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
-    encode_frame_parts, frame_len, frame_len_by_header, Frame, Payload, SegmentHeader,
+    encode_frame_parts, frame_len, frame_len_by_header, Batch, Frame, SegmentHeader,
     FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
@@ -210,10 +210,10 @@ impl Project {
     /// Stamps below the project's newest are raised to it, so a project's stamps never decrease.
     /// `publish` is called with the batch's newest stamp just before readers can see the batch
     /// (the store keeps each project's newest stamp as an upper bound for merged queries).
-    pub(crate) fn append<P: Payload>(
+    pub(crate) fn append<B: Batch + ?Sized>(
         &self,
         clock: &Clock,
-        messages: &[P],
+        messages: &B,
         stamps: Option<&[u64]>,
         durability: Durability,
         publish: &dyn Fn(u64),
@@ -224,7 +224,7 @@ impl Project {
             return Err(Error::Poisoned { project: self.id });
         }
         let snap = self.snapshot();
-        if messages.is_empty() {
+        if messages.count() == 0 {
             return Ok(Appended {
                 first_seq: snap.next_seq,
                 count: 0,
@@ -237,13 +237,15 @@ impl Project {
                 (s, s)
             }
             Some(st) => {
-                debug_assert_eq!(st.len(), messages.len());
+                debug_assert_eq!(st.len(), messages.count());
                 let first = st[0].max(snap.last_stamp);
                 (first, st[st.len() - 1].max(first))
             }
         };
-        let n = messages.len() as u64;
-        let bytes: u64 = messages.iter().map(|m| frame_len(m.len()) as u64).sum();
+        let n = messages.count() as u64;
+        let bytes: u64 = (0..messages.count())
+            .map(|i| frame_len(messages.message_len(i)) as u64)
+            .sum();
         let needs_new = match &snap.active {
             None => true,
             Some(a) => {
@@ -262,27 +264,28 @@ impl Project {
         let active = snap.active.as_ref().expect("an active segment after roll");
         let count = snap.active_count();
         let base = active.header.base_stamp;
-        let mut offsets = Vec::with_capacity(messages.len());
+        let mut offsets = Vec::with_capacity(messages.count());
         // The batch goes out in pieces of about WRITE_CHUNK_BYTES, so a big one (an import's)
         // needs no buffer of its size; a crash can tear a batch either way, and recovery drops
         // a batch without its last frame.
         let mut written = 0u64;
         let mut result = Ok(());
         w.buf.clear();
-        for (i, message) in messages.iter().enumerate() {
+        let last = messages.count() - 1;
+        for i in 0..=last {
             offsets.push((snap.active_len + written + w.buf.len() as u64) as u32);
-            let (payload, more) = message.pieces();
+            let (payload, more) = messages.pieces(i);
             encode_frame_parts(
                 &mut w.buf,
                 &Frame {
                     seq_delta: (count + i as u64) as u32,
                     stamp_delta: stamps.map_or(stamp, |st| st[i].clamp(stamp, last_stamp)) - base,
-                    continues: i + 1 < messages.len(),
+                    continues: i < last,
                     payload,
                 },
                 more,
             );
-            if w.buf.len() >= WRITE_CHUNK_BYTES || i + 1 == messages.len() {
+            if w.buf.len() >= WRITE_CHUNK_BYTES || i == last {
                 result = fsio::write_at(&active.file, &w.buf, snap.active_len + written);
                 if result.is_err() {
                     break;

@@ -161,22 +161,29 @@ pub fn encode_frame(out: &mut Vec<u8>, frame: &Frame<'_>) {
     encode_frame_parts(out, frame, &[]);
 }
 
-/// A message to store, in one or two pieces (an import's message is the line before and after
-/// the `_ts` member it drops).
-pub(crate) trait Payload {
-    /// The message is the first piece followed by the second.
-    fn pieces(&self) -> (&[u8], &[u8]);
+/// A batch of messages to store, each in one or two pieces (an import's message is its line
+/// before and after the `_ts` member it drops).
+pub(crate) trait Batch {
+    /// How many messages.
+    fn count(&self) -> usize;
 
-    /// The message's length.
-    fn len(&self) -> usize {
-        let (a, b) = self.pieces();
+    /// Message `i` is the first piece followed by the second.
+    fn pieces(&self, i: usize) -> (&[u8], &[u8]);
+
+    /// The length of message `i`.
+    fn message_len(&self, i: usize) -> usize {
+        let (a, b) = self.pieces(i);
         a.len() + b.len()
     }
 }
 
-impl Payload for std::borrow::Cow<'_, [u8]> {
-    fn pieces(&self) -> (&[u8], &[u8]) {
-        (self, &[])
+impl Batch for [std::borrow::Cow<'_, [u8]>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn pieces(&self, i: usize) -> (&[u8], &[u8]) {
+        (&self[i], &[])
     }
 }
 

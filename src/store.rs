@@ -29,7 +29,7 @@ use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
 use crate::project::{Appended, Project};
 use crate::reader::NewestFirst;
 use crate::record::{
-    frame_len, read_u32, read_u64, Payload, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT,
+    frame_len, read_u32, read_u64, Batch, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT,
 };
 use crate::segment::{self, Sealed};
 
@@ -198,14 +198,14 @@ impl Store {
         }
         let items: Vec<I::Item> = messages.into_iter().collect();
         let batch = prepare(&items, self.inner.options.max_message_bytes)?;
-        self.append_prepared(project, &batch, None, durability)
+        self.append_prepared(project, &batch[..], None, durability)
     }
 
     /// Appends a validated batch with one stamp per message (imports keep their history).
-    pub(crate) fn append_stamped<P: Payload>(
+    pub(crate) fn append_stamped<B: Batch + ?Sized>(
         &self,
         project: u64,
-        batch: &[P],
+        batch: &B,
         stamps: &[u64],
         durability: Durability,
     ) -> Result<Appended> {
@@ -216,10 +216,10 @@ impl Store {
         Ok(appended)
     }
 
-    fn append_prepared<P: Payload>(
+    fn append_prepared<B: Batch + ?Sized>(
         &self,
         project: u64,
-        batch: &[P],
+        batch: &B,
         stamps: Option<&[u64]>,
         durability: Durability,
     ) -> Result<Appended> {
