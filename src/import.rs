@@ -132,33 +132,58 @@ impl Store {
         chunk_bytes: usize,
     ) -> Result<Imported> {
         let check = self.import_check(target);
-        let (to_check, inbox) = mpsc::channel::<(usize, Vec<u8>)>();
-        let inbox = parking_lot::Mutex::new(inbox);
-        let (done, finished) = mpsc::channel();
-        let read = std::thread::scope(|scope| {
-            for _ in 0..checking_threads() {
-                let (inbox, check, done) = (&inbox, &check, done.clone());
-                scope.spawn(move || loop {
-                    let job = inbox.lock().recv();
-                    let Ok((index, bytes)) = job else { break };
-                    let mut arena = Vec::new();
-                    let result = check_part(&bytes, check, &mut arena);
-                    if done.send((index, bytes, arena, result)).is_err() {
-                        break;
-                    }
-                });
+        let mut chunks = Chunks {
+            input: &mut input,
+            carry: Vec::new(),
+            chunk_bytes,
+            ended: false,
+        };
+        let reading = |e| Error::io("reading", name, e);
+        let first = chunks.next().map_err(reading)?;
+        let mut checked = Vec::new();
+        if chunks.ended {
+            // All of it in one piece (a small file, say): no threads to start.
+            if let Some(bytes) = first {
+                let mut arena = Vec::new();
+                let result = check_part(&bytes, &check, &mut arena);
+                checked.push((0, bytes, arena, result));
             }
-            let read = read_chunks(&mut input, chunk_bytes, &to_check);
-            drop(to_check);
-            read
-        });
-        drop(done);
-        read.map_err(|e| Error::io("reading", name, e))?;
-        let mut chunks: Vec<_> = finished.into_iter().collect();
-        chunks.sort_unstable_by_key(|chunk| chunk.0);
-        let mut results = Vec::with_capacity(chunks.len());
-        let mut sources = Vec::with_capacity(chunks.len());
-        for (_, bytes, arena, result) in chunks {
+        } else {
+            let (to_check, inbox) = mpsc::channel::<(usize, Vec<u8>)>();
+            let inbox = parking_lot::Mutex::new(inbox);
+            let (done, finished) = mpsc::channel();
+            let read = std::thread::scope(|scope| {
+                for _ in 0..checking_threads() {
+                    let (inbox, check, done) = (&inbox, &check, done.clone());
+                    scope.spawn(move || loop {
+                        let job = inbox.lock().recv();
+                        let Ok((index, bytes)) = job else { break };
+                        let mut arena = Vec::new();
+                        let result = check_part(&bytes, check, &mut arena);
+                        if done.send((index, bytes, arena, result)).is_err() {
+                            break;
+                        }
+                    });
+                }
+                // The checkers stop once `to_check` is dropped, and nothing else stops them.
+                let mut index = 0;
+                let mut next = Ok(first);
+                while let Ok(Some(bytes)) = next {
+                    let _ = to_check.send((index, bytes));
+                    index += 1;
+                    next = chunks.next();
+                }
+                drop(to_check);
+                next
+            });
+            drop(done);
+            read.map_err(reading)?;
+            checked = finished.into_iter().collect();
+            checked.sort_unstable_by_key(|chunk| chunk.0);
+        }
+        let mut results = Vec::with_capacity(checked.len());
+        let mut sources = Vec::with_capacity(checked.len());
+        for (_, bytes, arena, result) in checked {
             results.push(result);
             sources.push((bytes, arena));
         }
@@ -468,38 +493,44 @@ fn first_bad_line(
     Ok(parts)
 }
 
-/// Reads `input` to its end in pieces of whole lines (the last maybe unended), each sent with
-/// its number in order.
-fn read_chunks(
-    input: &mut impl Read,
+/// An input read in pieces of whole lines (the last maybe unended).
+struct Chunks<'r, R> {
+    input: &'r mut R,
+    /// The start of a line the last piece did not end.
+    carry: Vec<u8>,
+    /// The size of a piece, short of the line that ends it.
     chunk_bytes: usize,
-    to: &mpsc::Sender<(usize, Vec<u8>)>,
-) -> io::Result<()> {
-    let mut carry = Vec::new();
-    let mut index = 0;
-    loop {
-        let mut chunk = Vec::with_capacity(carry.len() + chunk_bytes);
-        chunk.append(&mut carry);
-        let got = input
-            .by_ref()
-            .take(chunk_bytes as u64)
-            .read_to_end(&mut chunk)?;
-        if got == 0 {
-            if !chunk.is_empty() {
-                let _ = to.send((index, chunk));
+    /// Whether the end of the input was reached.
+    ended: bool,
+}
+
+impl<R: Read> Chunks<'_, R> {
+    /// The next piece, `None` at the end of the input.
+    fn next(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if self.ended {
+                return Ok(None);
             }
-            return Ok(());
-        }
-        match memchr::memrchr(b'\n', &chunk) {
-            Some(end) => {
-                carry.extend_from_slice(&chunk[end + 1..]);
-                chunk.truncate(end + 1);
-                // The checkers stop only when this function returns.
-                let _ = to.send((index, chunk));
-                index += 1;
+            let mut chunk = Vec::with_capacity(self.carry.len() + self.chunk_bytes);
+            chunk.append(&mut self.carry);
+            let got = self
+                .input
+                .by_ref()
+                .take(self.chunk_bytes as u64)
+                .read_to_end(&mut chunk)?;
+            if got < self.chunk_bytes {
+                self.ended = true;
+                return Ok((!chunk.is_empty()).then_some(chunk));
             }
-            // A line longer than a piece: read on.
-            None => carry = chunk,
+            match memchr::memrchr(b'\n', &chunk) {
+                Some(end) => {
+                    self.carry.extend_from_slice(&chunk[end + 1..]);
+                    chunk.truncate(end + 1);
+                    return Ok(Some(chunk));
+                }
+                // A line longer than a piece: read on.
+                None => self.carry = chunk,
+            }
         }
     }
 }
