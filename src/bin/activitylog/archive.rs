@@ -91,7 +91,7 @@ impl Source {
 
     /// Its contents, decompressed if gzipped, counting the bytes read (decompressed) in
     /// `count`.
-    fn open<'c>(&self, count: &'c Cell<u64>) -> Result<Counting<'c, Box<dyn Read>>> {
+    fn open<'c>(&self, count: &'c Cell<u64>) -> Result<Box<dyn Read + 'c>> {
         let raw: Box<dyn Read> = match &self.path {
             Some(path) => Box::new(
                 File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -103,12 +103,19 @@ impl Source {
             .fill_buf()
             .with_context(|| format!("cannot read {}", self.name()))?;
         // Gzip by content, not by name: JSON never starts with these bytes.
-        let inner: Box<dyn Read> = if start.starts_with(&[0x1f, 0x8b]) {
-            Box::new(MultiGzDecoder::new(raw))
-        } else {
-            Box::new(raw)
-        };
-        Ok(Counting { inner, count })
+        if start.starts_with(&[0x1f, 0x8b]) {
+            let inner = MultiGzDecoder::new(raw);
+            return Ok(Box::new(Counting { inner, count }));
+        }
+        match &self.path {
+            // A file is read whole, and not through a counter: a reader that is not the file
+            // (or its buffer) has the memory it reads into zeroed first.
+            Some(_) => {
+                count.set(self.disk_bytes());
+                Ok(Box::new(raw))
+            }
+            None => Ok(Box::new(Counting { inner: raw, count })),
+        }
     }
 }
 
