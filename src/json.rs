@@ -419,7 +419,10 @@ impl Scanner<'_, '_> {
                         let name = &self.bytes[raw..self.at - 1];
                         let mut named = 0u8;
                         for (k, n) in names.iter().enumerate() {
-                            named |= u8::from(*n == name) << k;
+                            // Most keys differ in length: no call to compare bytes.
+                            let same =
+                                n.len() == name.len() && n.iter().zip(name).all(|(a, b)| a == b);
+                            named |= u8::from(same) << k;
                         }
                         pending = Some(Pending {
                             named,
@@ -468,7 +471,7 @@ impl Scanner<'_, '_> {
                     self.ws();
                     let b = self.peek()?;
                     if depth == 1 {
-                        if let Some(p) = pending.take() {
+                        if let Some(p) = pending.take().filter(|p| p.named != 0) {
                             let cut = if b == b',' {
                                 p.key..end + 1
                             } else if p.after_first {
@@ -512,6 +515,7 @@ impl Scanner<'_, '_> {
 
     /// Steps over the string whose opening quote is the next byte: escapes must be JSON's, no
     /// control characters, UTF-8 valid.
+    #[inline(always)]
     fn string(&mut self) -> Option<()> {
         const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
         const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -561,6 +565,7 @@ impl Scanner<'_, '_> {
     }
 
     /// Steps over the number that starts at the next byte, as JSON spells numbers.
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         let bytes = self.bytes;
         let mut i = self.at;
