@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -152,25 +153,36 @@ impl Store {
             let (to_check, inbox) = mpsc::channel::<(usize, Vec<u8>)>();
             let inbox = parking_lot::Mutex::new(inbox);
             let (done, finished) = mpsc::channel();
+            // Set once a bad line is found: what follows it need not be read.
+            let bad = AtomicBool::new(false);
             let read = std::thread::scope(|scope| {
                 for _ in 0..checking_threads() {
-                    let (inbox, check, done) = (&inbox, &check, done.clone());
+                    let (inbox, check, done, bad) = (&inbox, &check, done.clone(), &bad);
                     scope.spawn(move || loop {
                         let job = inbox.lock().recv();
                         let Ok((index, bytes)) = job else { break };
                         let mut arena = Vec::new();
                         let result = check_part(&bytes, check, &mut arena);
+                        if result.is_err() {
+                            bad.store(true, Ordering::Relaxed);
+                        }
                         if done.send((index, bytes, arena, result)).is_err() {
                             break;
                         }
                     });
                 }
                 // The checkers stop once `to_check` is dropped, and nothing else stops them.
+                // Every piece before a bad one was sent before it, so its line is still the
+                // first bad one found.
                 let mut index = 0;
                 let mut next = Ok(first);
                 while let Ok(Some(bytes)) = next {
                     let _ = to_check.send((index, bytes));
                     index += 1;
+                    if bad.load(Ordering::Relaxed) {
+                        next = Ok(None);
+                        break;
+                    }
                     next = chunks.next();
                 }
                 drop(to_check);
@@ -866,6 +878,57 @@ mod tests {
             )
             .unwrap();
         assert_eq!(got, Imported::default());
+    }
+
+    /// Once a bad line is found, the rest of the input is not read (here it would fail).
+    #[test]
+    fn reading_stops_at_a_bad_line() {
+        struct SlowThenBroken {
+            bytes: Vec<u8>,
+            at: usize,
+            slept: bool,
+        }
+        impl Read for SlowThenBroken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.at >= 400 {
+                    return Err(io::Error::other("should not have been read"));
+                }
+                if self.at >= 128 && !self.slept {
+                    // Time for the checkers to find the bad line.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    self.slept = true;
+                }
+                let n = buf.len().min(self.bytes.len() - self.at).min(16);
+                buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+                self.at += n;
+                Ok(n)
+            }
+        }
+        let mut bytes = format!("{:<99}\n", "{\"bad\":}").into_bytes();
+        while bytes.len() < 1000 {
+            bytes.extend_from_slice(b"{\"a\":1}\n");
+        }
+        let input = SlowThenBroken {
+            bytes,
+            at: 0,
+            slept: false,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let name = Path::new("input.jl");
+        let err = store
+            .import_in_chunks(
+                input,
+                name,
+                ImportTarget::Project(1),
+                Durability::Written,
+                128,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidMessage { line: Some(1), .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
