@@ -773,6 +773,26 @@ pub fn post_body(data: &[u8]) {
             assert!(cut.end <= compact.len() && value.end <= compact.len());
             assert!(cut.start <= value.start && value.end <= cut.end);
         }
+        // The single pass imports use agrees with the three steps above.
+        let mut out = Vec::new();
+        let one = json::scan_object(line, &[b"_ts", b"a"], &mut out)
+            .expect("the single pass accepts what validates");
+        let one_compact: &[u8] = if one.copied { &out } else { line };
+        assert_eq!(one_compact, &*compact, "the single pass compacts the same");
+        for (member, name) in one.members.iter().zip(["_ts", "a"]) {
+            let found = json::find_member(&compact, name);
+            let member = member.as_ref().map(|m| (m.cut.clone(), m.value.clone()));
+            assert_eq!(member, found, "the single pass finds the same {name}");
+        }
+    }
+    for &(_, line) in &lines {
+        if json::validate_object(line).is_err() {
+            let mut out = Vec::new();
+            assert!(
+                json::scan_object(line, &[b"_ts"], &mut out).is_none() && out.is_empty(),
+                "the single pass refuses what does not validate"
+            );
+        }
     }
     let batch: Vec<&[u8]> = lines.iter().map(|&(_, l)| l).collect();
     let prepared = store::prepare(&batch, DEFAULT_MAX_MESSAGE_BYTES)

@@ -1,13 +1,16 @@
 //! Importing JSON Lines archives: messages keep their history (`_ts`), and a file with a bad
 //! line imports nothing.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::json;
 use crate::options::Durability;
-use crate::record::MAX_STAMP_DELTA_US;
+use crate::record::{Batch, MAX_STAMP_DELTA_US};
 use crate::store::Store;
 
 /// Where imported messages go.
@@ -36,9 +39,6 @@ impl Imported {
     }
 }
 
-/// A message with its stamp.
-type Stamped<'a> = (u64, Cow<'a, [u8]>);
-
 /// The name of the meta field that carries a message's append time.
 const TS_FIELD: &str = "_ts";
 
@@ -60,24 +60,216 @@ impl Store {
         target: ImportTarget<'_>,
         durability: Durability,
     ) -> Result<Imported> {
-        let lines = json::split_lines(input);
-        let now = crate::clock::now_us();
-        let limit = self.max_message_bytes();
-        let prepared = prepare_lines(&lines, |index, line, raw| {
-            prepare_line(index, line, raw, limit, target, now)
-        })?;
-        let mut per_project: BTreeMap<u64, Vec<Stamped<'_>>> = BTreeMap::new();
-        let mut imported = Imported::default();
-        for (project, stamp, message) in prepared {
-            per_project
-                .entry(project)
-                .or_default()
-                .push((stamp, message));
+        let check = self.import_check(target);
+        let threads = if input.len() < PARALLEL_BYTES {
+            1
+        } else {
+            checking_threads()
+        };
+        // Parts end at line ends.
+        let mut ranges = Vec::with_capacity(threads);
+        let mut start = 0;
+        for k in 1..=threads {
+            let mut end = input.len() / threads * k;
+            if k == threads || end <= start {
+                end = input.len().max(start);
+            } else {
+                end = memchr::memchr(b'\n', &input[end..]).map_or(input.len(), |i| end + i + 1);
+            }
+            if end > start || ranges.is_empty() {
+                ranges.push(start..end);
+                start = end;
+            }
         }
-        for (project, messages) in per_project {
+        let mut arenas = vec![Vec::new(); ranges.len()];
+        let jobs = ranges.iter().zip(arenas.iter_mut());
+        let results: Vec<std::result::Result<Located, Bad>> = if jobs.len() == 1 {
+            jobs.map(|(range, arena)| check_part(&input[range.clone()], &check, arena))
+                .collect()
+        } else {
+            std::thread::scope(|scope| {
+                let check = &check;
+                let handles: Vec<_> = jobs
+                    .map(|(range, arena)| {
+                        scope.spawn(move || check_part(&input[range.clone()], check, arena))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        let located = first_bad_line(results, &check)?;
+        let sources: Vec<(&[u8], &[u8])> = ranges
+            .iter()
+            .zip(&arenas)
+            .map(|(range, arena)| (&input[range.clone()], &arena[..]))
+            .collect();
+        self.store_checked(located, &sources, target, durability)
+    }
+
+    /// Imports JSON Lines read from `input` as [`import_json_lines`](Self::import_json_lines)
+    /// does, checking what was read while reading on. A read error is [`Error::Io`] naming
+    /// `name`, and imports nothing.
+    pub fn import_json_lines_from(
+        &self,
+        input: impl Read,
+        name: &Path,
+        target: ImportTarget<'_>,
+        durability: Durability,
+    ) -> Result<Imported> {
+        self.import_in_chunks(input, name, target, durability, READ_CHUNK_BYTES)
+    }
+
+    /// [`import_json_lines_from`](Self::import_json_lines_from), reading pieces of about
+    /// `chunk_bytes`.
+    fn import_in_chunks(
+        &self,
+        mut input: impl Read,
+        name: &Path,
+        target: ImportTarget<'_>,
+        durability: Durability,
+        chunk_bytes: usize,
+    ) -> Result<Imported> {
+        let check = self.import_check(target);
+        let mut chunks = Chunks {
+            input: &mut input,
+            carry: Vec::new(),
+            chunk_bytes,
+            ended: false,
+        };
+        let reading = |e| Error::io("reading", name, e);
+        let first = chunks.next().map_err(reading)?;
+        let mut checked = Vec::new();
+        if chunks.ended {
+            // All of it in one piece (a small file, say): no threads to start.
+            if let Some(bytes) = first {
+                let mut arena = Vec::new();
+                let result = check_part(&bytes, &check, &mut arena);
+                checked.push((0, bytes, arena, result));
+            }
+        } else {
+            let (to_check, inbox) = mpsc::channel::<(usize, Vec<u8>)>();
+            let inbox = parking_lot::Mutex::new(inbox);
+            let (done, finished) = mpsc::channel();
+            // Set once a bad line is found: what follows it need not be read.
+            let bad = AtomicBool::new(false);
+            let read = std::thread::scope(|scope| {
+                for _ in 0..checking_threads() {
+                    let (inbox, check, done, bad) = (&inbox, &check, done.clone(), &bad);
+                    scope.spawn(move || loop {
+                        let job = inbox.lock().recv();
+                        let Ok((index, bytes)) = job else { break };
+                        let mut arena = Vec::new();
+                        let result = check_part(&bytes, check, &mut arena);
+                        if result.is_err() {
+                            bad.store(true, Ordering::Relaxed);
+                        }
+                        if done.send((index, bytes, arena, result)).is_err() {
+                            break;
+                        }
+                    });
+                }
+                // The checkers stop once `to_check` is dropped, and nothing else stops them.
+                // Every piece before a bad one was sent before it, so its line is still the
+                // first bad one found.
+                let mut index = 0;
+                let mut next = Ok(first);
+                while let Ok(Some(bytes)) = next {
+                    let _ = to_check.send((index, bytes));
+                    index += 1;
+                    if bad.load(Ordering::Relaxed) {
+                        next = Ok(None);
+                        break;
+                    }
+                    next = chunks.next();
+                }
+                drop(to_check);
+                next
+            });
+            drop(done);
+            read.map_err(reading)?;
+            checked = finished.into_iter().collect();
+            checked.sort_unstable_by_key(|chunk| chunk.0);
+        }
+        let mut results = Vec::with_capacity(checked.len());
+        let mut sources = Vec::with_capacity(checked.len());
+        for (_, bytes, arena, result) in checked {
+            results.push(result);
+            sources.push((bytes, arena));
+        }
+        let located = first_bad_line(results, &check)?;
+        let sources: Vec<(&[u8], &[u8])> = sources
+            .iter()
+            .map(|(bytes, arena)| (&bytes[..], &arena[..]))
+            .collect();
+        self.store_checked(located, &sources, target, durability)
+    }
+
+    /// What the lines of an import into this store are checked against.
+    fn import_check<'t>(&self, target: ImportTarget<'t>) -> Check<'t> {
+        Check {
+            limit: self.max_message_bytes(),
+            target,
+            now: crate::clock::now_us(),
+        }
+    }
+
+    /// Stores the checked parts of an input, `sources` holding each part's lines and arena.
+    fn store_checked(
+        &self,
+        located: Vec<Located>,
+        sources: &[(&[u8], &[u8])],
+        target: ImportTarget<'_>,
+        durability: Durability,
+    ) -> Result<Imported> {
+        // Each project's messages in input order, in pieces (of one part each).
+        let mut per_project: BTreeMap<u64, Vec<Piece>> = BTreeMap::new();
+        for (source, part) in located.into_iter().enumerate() {
+            let Located {
+                stamps,
+                places,
+                projects,
+                ..
+            } = part;
+            match target {
+                ImportTarget::Project(id) => per_project.entry(id).or_default().push(Piece {
+                    source,
+                    stamps,
+                    places,
+                }),
+                ImportTarget::Field(_) => {
+                    let mut pieces: BTreeMap<u64, Piece> = BTreeMap::new();
+                    for ((project, stamp), place) in projects.into_iter().zip(stamps).zip(places) {
+                        let piece = pieces.entry(project).or_insert_with(|| Piece {
+                            source,
+                            stamps: Vec::new(),
+                            places: Vec::new(),
+                        });
+                        piece.stamps.push(stamp);
+                        piece.places.push(place);
+                    }
+                    for (project, piece) in pieces {
+                        per_project.entry(project).or_default().push(piece);
+                    }
+                }
+            }
+        }
+        let mut imported = Imported::default();
+        for (project, pieces) in per_project {
+            if pieces.iter().all(|piece| piece.places.is_empty()) {
+                continue;
+            }
             let (mut stored, mut bytes) = (0, 0);
-            let result =
-                self.import_project(project, messages, durability, &mut stored, &mut bytes);
+            let result = self.import_project(
+                project,
+                pieces,
+                sources,
+                durability,
+                &mut stored,
+                &mut bytes,
+            );
             imported.bytes += bytes;
             if stored > 0 {
                 imported.per_project.insert(project, stored);
@@ -101,55 +293,66 @@ impl Store {
     fn import_project(
         &self,
         project: u64,
-        messages: Vec<Stamped<'_>>,
+        pieces: Vec<Piece>,
+        sources: &[(&[u8], &[u8])],
         durability: Durability,
         stored: &mut u64,
         bytes_stored: &mut u64,
     ) -> Result<()> {
-        let mut running = 0u64;
-        let (stamps, bodies): (Vec<u64>, Vec<Cow<'_, [u8]>>) = messages
-            .into_iter()
-            .map(|(stamp, body)| {
-                running = running.max(stamp);
-                (running, body)
-            })
-            .unzip();
         let limit_bytes = self.segment_bytes();
-        let mut start = 0;
-        while start < bodies.len() {
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < bodies.len()
-                && stamps[end] - stamps[start] <= MAX_STAMP_DELTA_US
-                && ((end - start) as u64) < MAX_BATCH_MESSAGES
-                && (end == start || bytes + bodies[end].len() as u64 <= limit_bytes)
-            {
-                bytes += bodies[end].len() as u64;
-                end += 1;
+        let mut running = 0u64;
+        for Piece {
+            source,
+            mut stamps,
+            places,
+        } in pieces
+        {
+            for stamp in &mut stamps {
+                running = running.max(*stamp);
+                *stamp = running;
             }
-            let next_seq = || self.newest_first(project).map(|it| it.next_seq());
-            let before = next_seq();
-            let result = self.append_stamped(
-                project,
-                &bodies[start..end],
-                &stamps[start..end],
-                durability,
-            );
-            // A failed append may still have published its batch (its fsync failed, say).
-            let landed = match (&result, before) {
-                (Ok(_), _) => end - start,
-                (Err(_), Ok(b)) => {
-                    next_seq().map_or(0, |a| (a.saturating_sub(b) as usize).min(end - start))
-                }
-                (Err(_), Err(_)) => 0,
+            let (lines, arena) = sources[source];
+            let messages = |range: std::ops::Range<usize>| Messages {
+                places: &places[range],
+                lines,
+                arena,
             };
-            *stored += landed as u64;
-            *bytes_stored += bodies[start..start + landed]
-                .iter()
-                .map(|b| b.len() as u64)
-                .sum::<u64>();
-            result?;
-            start = end;
+            let all = messages(0..places.len());
+            let mut start = 0;
+            while start < places.len() {
+                let mut end = start;
+                let mut bytes = 0u64;
+                while end < places.len()
+                    && stamps[end] - stamps[start] <= MAX_STAMP_DELTA_US
+                    && ((end - start) as u64) < MAX_BATCH_MESSAGES
+                    && (end == start || bytes + all.message_len(end) as u64 <= limit_bytes)
+                {
+                    bytes += all.message_len(end) as u64;
+                    end += 1;
+                }
+                let next_seq = || self.newest_first(project).map(|it| it.next_seq());
+                let before = next_seq();
+                let result = self.append_stamped(
+                    project,
+                    &messages(start..end),
+                    &stamps[start..end],
+                    durability,
+                );
+                // A failed append may still have published its batch (its fsync failed, say).
+                let landed = match (&result, before) {
+                    (Ok(_), _) => end - start,
+                    (Err(_), Ok(b)) => {
+                        next_seq().map_or(0, |a| (a.saturating_sub(b) as usize).min(end - start))
+                    }
+                    (Err(_), Err(_)) => 0,
+                };
+                *stored += landed as u64;
+                *bytes_stored += (start..start + landed)
+                    .map(|i| all.message_len(i) as u64)
+                    .sum::<u64>();
+                result?;
+                start = end;
+            }
         }
         Ok(())
     }
@@ -162,109 +365,299 @@ const MAX_TS_MS: u64 = 253_402_300_799_999;
 /// At most this many messages per append of an import (a segment holds at most 2^24 records).
 const MAX_BATCH_MESSAGES: u64 = 1 << 20;
 
-/// Inputs with at least this many lines are checked on several threads.
-const PARALLEL_LINES: usize = 16 * 1024;
+/// Inputs of at least this many bytes are checked on several threads.
+const PARALLEL_BYTES: usize = 512 << 10;
 
-/// What one input line becomes: its project, its stamp (µs) and its stored bytes.
-type Prepared<'a> = (u64, u64, Cow<'a, [u8]>);
+/// An import's input is read in pieces of about this many bytes, each checked while the next
+/// is read.
+const READ_CHUNK_BYTES: usize = 8 << 20;
 
-/// Runs `prepare` over every line (its index among the lines, its 1-based line number in the
-/// input, its bytes), on several threads for big inputs; the error of the first bad line wins,
-/// as if checked in order.
-fn prepare_lines<'a, F>(lines: &[(usize, &'a [u8])], prepare: F) -> Result<Vec<Prepared<'a>>>
-where
-    F: Fn(usize, usize, &'a [u8]) -> Result<Prepared<'a>> + Sync,
-{
-    let run = |first: usize, part: &[(usize, &'a [u8])]| -> Result<Vec<Prepared<'a>>> {
-        part.iter()
-            .enumerate()
-            .map(|(i, &(line, raw))| prepare(first + i, line, raw))
-            .collect()
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads < 2 || lines.len() < PARALLEL_LINES {
-        return run(0, lines);
-    }
-    let chunk = lines.len().div_ceil(threads);
-    let run = &run;
-    let parts: Vec<Result<Vec<Prepared<'a>>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = lines
-            .chunks(chunk)
-            .enumerate()
-            .map(|(k, part)| scope.spawn(move || run(k * chunk, part)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(lines.len());
-    for part in parts {
-        out.extend(part?);
-    }
-    Ok(out)
+/// How many threads check lines.
+fn checking_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
 }
 
-/// Checks one input line (the `index`-th, number `line` in the input) and works out its project and stamp (`_ts` removed).
-fn prepare_line<'a>(
+/// Where a checked line's message is: its compact form in the part's lines or (when it had
+/// whitespace to remove) in the part's arena, less the bytes of its `_ts` member.
+struct Place {
+    /// Where its compact form starts.
+    start: usize,
+    /// The length of its compact form (at most `MAX_PAYLOAD_BYTES`, under 2^24).
+    len: u32,
+    /// Where the bytes to leave out (its `_ts` member) start, from `start`.
+    cut_at: u32,
+    /// How many bytes to leave out.
+    cut_len: u32,
+    /// Whether the compact form is in the arena.
+    in_arena: bool,
+}
+
+/// The checked lines of one part of the input, in order.
+struct Located {
+    /// Each message's stamp (µs).
+    stamps: Vec<u64>,
+    /// Each message's place.
+    places: Vec<Place>,
+    /// Each message's project, for an import that takes it from a field.
+    projects: Vec<u64>,
+    /// The lines (blank ones included) in the part.
+    line_count: usize,
+    /// The messages (non-blank lines) in the part.
+    message_count: usize,
+}
+
+/// Some of one project's messages, all from one part of the input (`sources[source]`).
+#[derive(Default)]
+struct Piece {
+    source: usize,
+    stamps: Vec<u64>,
+    places: Vec<Place>,
+}
+
+/// Messages to append, found in a part's lines and arena.
+struct Messages<'a> {
+    places: &'a [Place],
+    lines: &'a [u8],
+    arena: &'a [u8],
+}
+
+impl Batch for Messages<'_> {
+    fn count(&self) -> usize {
+        self.places.len()
+    }
+
+    fn pieces(&self, i: usize) -> (&[u8], &[u8]) {
+        let place = &self.places[i];
+        let from = if place.in_arena {
+            self.arena
+        } else {
+            self.lines
+        };
+        let compact = &from[place.start..place.start + place.len as usize];
+        let cut_at = place.cut_at as usize;
+        (
+            &compact[..cut_at],
+            &compact[cut_at + place.cut_len as usize..],
+        )
+    }
+
+    fn message_len(&self, i: usize) -> usize {
+        let place = &self.places[i];
+        (place.len - place.cut_len) as usize
+    }
+}
+
+/// What the lines of an import are checked against.
+struct Check<'t> {
+    /// The largest message, in bytes.
+    limit: usize,
+    target: ImportTarget<'t>,
+    /// The stamp of lines without `_ts`.
+    now: u64,
+}
+
+/// The first bad line of a part, numbered within the part (its message index from 0, its
+/// line from 1).
+struct Bad {
     index: usize,
     line: usize,
-    raw: &'a [u8],
-    limit: usize,
-    target: ImportTarget<'_>,
-    now: u64,
-) -> Result<Prepared<'a>> {
-    let invalid = |reason: String| Error::InvalidMessage {
-        index,
-        line: Some(line),
-        reason,
+    what: Problem,
+}
+
+enum Problem {
+    Invalid(String),
+    TooLarge(usize),
+}
+
+/// The checked parts in order, or the error of the first bad line (by its number in the whole
+/// input).
+fn first_bad_line(
+    results: Vec<std::result::Result<Located, Bad>>,
+    check: &Check<'_>,
+) -> Result<Vec<Located>> {
+    let (mut lines_before, mut messages_before) = (0, 0);
+    let mut parts = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(part) => {
+                lines_before += part.line_count;
+                messages_before += part.message_count;
+                parts.push(part);
+            }
+            Err(bad) => {
+                let (index, line) = (messages_before + bad.index, Some(lines_before + bad.line));
+                return Err(match bad.what {
+                    Problem::Invalid(reason) => Error::InvalidMessage {
+                        index,
+                        line,
+                        reason,
+                    },
+                    Problem::TooLarge(size) => Error::TooLarge {
+                        index,
+                        line,
+                        size,
+                        limit: check.limit,
+                    },
+                });
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// An input read in pieces of whole lines (the last maybe unended).
+struct Chunks<'r, R> {
+    input: &'r mut R,
+    /// The start of a line the last piece did not end.
+    carry: Vec<u8>,
+    /// The size of a piece, short of the line that ends it.
+    chunk_bytes: usize,
+    /// Whether the end of the input was reached.
+    ended: bool,
+}
+
+impl<R: Read> Chunks<'_, R> {
+    /// The next piece, `None` at the end of the input.
+    fn next(&mut self) -> io::Result<Option<Vec<u8>>> {
+        loop {
+            if self.ended {
+                return Ok(None);
+            }
+            let mut chunk = Vec::with_capacity(self.carry.len() + self.chunk_bytes);
+            chunk.append(&mut self.carry);
+            let got = self
+                .input
+                .by_ref()
+                .take(self.chunk_bytes as u64)
+                .read_to_end(&mut chunk)?;
+            if got < self.chunk_bytes {
+                self.ended = true;
+                return Ok((!chunk.is_empty()).then_some(chunk));
+            }
+            match memchr::memrchr(b'\n', &chunk) {
+                Some(end) => {
+                    self.carry.extend_from_slice(&chunk[end + 1..]);
+                    chunk.truncate(end + 1);
+                    return Ok(Some(chunk));
+                }
+                // A line longer than a piece: read on.
+                None => self.carry = chunk,
+            }
+        }
+    }
+}
+
+/// Checks the lines of `bytes` (a part of an input that starts a line), keeping the compact
+/// forms of lines with whitespace in `arena`.
+fn check_part(
+    bytes: &[u8],
+    check: &Check<'_>,
+    arena: &mut Vec<u8>,
+) -> std::result::Result<Located, Bad> {
+    let names: [&[u8]; 2] = match check.target {
+        ImportTarget::Project(_) => [TS_FIELD.as_bytes(), b""],
+        ImportTarget::Field(name) => [TS_FIELD.as_bytes(), name.as_bytes()],
     };
-    json::validate_object(raw).map_err(invalid)?;
-    let message = json::compact(raw);
-    if message.len() > limit {
-        return Err(Error::TooLarge {
+    let names = match check.target {
+        ImportTarget::Project(_) => &names[..1],
+        ImportTarget::Field(_) => &names[..],
+    };
+    // About what the lines of an export take (a guess: too much costs memory, too little
+    // copies).
+    let guess = bytes.len() / 160;
+    let mut part = Located {
+        stamps: Vec::with_capacity(guess),
+        places: Vec::with_capacity(guess),
+        projects: Vec::new(),
+        line_count: 0,
+        message_count: 0,
+    };
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        let line_start = pos;
+        let mut line = &bytes[pos..end];
+        pos = end + 1;
+        part.line_count += 1;
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        if json::is_blank(line) {
+            continue;
+        }
+        let (index, number) = (part.message_count, part.line_count);
+        part.message_count += 1;
+        let bad = |what| Bad {
             index,
-            line: Some(line),
-            size: message.len(),
-            limit,
+            line: number,
+            what,
+        };
+        let invalid = |reason: String| bad(Problem::Invalid(reason));
+        let arena_start = arena.len();
+        let found = json::compact_object(line, names, arena).map_err(invalid)?;
+        if found.len > check.limit {
+            return Err(bad(Problem::TooLarge(found.len)));
+        }
+        let compact = if found.copied {
+            &arena[arena_start..]
+        } else {
+            line
+        };
+        let project = match check.target {
+            ImportTarget::Project(p) => p,
+            ImportTarget::Field(name) => {
+                let member = found.members[1].as_ref().ok_or_else(|| {
+                    invalid(format!("it has no {name:?} field naming its project"))
+                })?;
+                parse_u64(&compact[member.value.clone()])
+                    .ok_or_else(|| invalid(format!("its {name:?} field is not a project id")))?
+            }
+        };
+        let (stamp, cut) = match &found.members[0] {
+            None => (check.now, found.len..found.len),
+            Some(member) => {
+                let ms = parse_u64(&compact[member.value.clone()])
+                    .filter(|&ms| ms <= MAX_TS_MS)
+                    .ok_or_else(|| {
+                        invalid(
+                            "its _ts field is not integer milliseconds before the year 10000"
+                                .to_string(),
+                        )
+                    })?;
+                (ms * 1000, member.cut.clone())
+            }
+        };
+        if let ImportTarget::Field(_) = check.target {
+            part.projects.push(project);
+        }
+        part.stamps.push(stamp);
+        part.places.push(Place {
+            start: if found.copied {
+                arena_start
+            } else {
+                line_start
+            },
+            len: found.len as u32,
+            cut_at: cut.start as u32,
+            cut_len: cut.len() as u32,
+            in_arena: found.copied,
         });
     }
-    let project = match target {
-        ImportTarget::Project(p) => p,
-        ImportTarget::Field(name) => {
-            let (_, value) = json::find_member(&message, name)
-                .ok_or_else(|| invalid(format!("it has no {name:?} field naming its project")))?;
-            parse_u64(&message[value])
-                .ok_or_else(|| invalid(format!("its {name:?} field is not a project id")))?
-        }
-    };
-    match json::find_member(&message, TS_FIELD) {
-        None => Ok((project, now, message)),
-        Some((cut, value)) => {
-            let ms = parse_u64(&message[value])
-                .filter(|&ms| ms <= MAX_TS_MS)
-                .ok_or_else(|| {
-                    invalid(
-                        "its _ts field is not integer milliseconds before the year 10000"
-                            .to_string(),
-                    )
-                })?;
-            let mut owned = message.into_owned();
-            owned.drain(cut);
-            Ok((project, ms * 1000, Cow::Owned(owned)))
-        }
-    }
+    Ok(part)
 }
 
 /// Parses a JSON unsigned integer literal.
 fn parse_u64(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty()
-        || !bytes.iter().all(u8::is_ascii_digit)
-        || (bytes.len() > 1 && bytes[0] == b'0')
-    {
+    if bytes.is_empty() || (bytes.len() > 1 && bytes[0] == b'0') {
         return None;
     }
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    bytes.iter().try_fold(0u64, |n, &b| {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 #[cfg(test)]
@@ -343,6 +736,278 @@ mod tests {
         );
         assert!(err.to_string().contains("year 10000"), "{err}");
         assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
+    }
+
+    /// Hands out its bytes a few at a time, then maybe fails.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+        fail_at_end: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.bytes.is_empty() && self.fail_at_end {
+                return Err(io::Error::other("the disk went away"));
+            }
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    /// What a store holds of `project`: messages with their stamps.
+    fn held(store: &Store, project: u64) -> Vec<(String, u64)> {
+        store.oldest_first(project).map_or(Vec::new(), |it| {
+            it.map(|m| {
+                let m = m.unwrap();
+                (m.json().to_string(), m.timestamp_ms())
+            })
+            .collect()
+        })
+    }
+
+    /// Reading in pieces (lines split across them, lines longer than a piece, CRLF, blank
+    /// lines, no final line end) stores and refuses exactly what importing the whole does.
+    #[test]
+    fn importing_from_a_reader_in_pieces_is_importing_the_whole() {
+        let mut input = String::new();
+        for i in 0..300 {
+            match i % 7 {
+                0 => input.push_str("\n  \r\n"),
+                1 => input.push_str(&format!(
+                    "{{ \"i\" : {i} , \"p\": {} , \"_ts\" : {} }}\r\n",
+                    i % 3,
+                    1_700_000_000_000u64 + i
+                )),
+                2 => input.push_str(&format!(
+                    "{{\"long\":\"{}\",\"p\":{},\"_ts\":{},\"i\":{i}}}\n",
+                    "y".repeat(i as usize),
+                    i % 3,
+                    1_700_000_000_000u64 + i
+                )),
+                _ => input.push_str(&format!(
+                    "{{\"_ts\":{},\"i\":{i},\"p\":{}}}\n",
+                    1_700_000_000_000u64 + i,
+                    i % 3
+                )),
+            }
+        }
+        input.push_str("{\"last\":true,\"p\":1,\"_ts\":1700000001000}");
+        let bad_at = input.len() / 2 + input[input.len() / 2..].find('\n').unwrap() + 1;
+        let mut bad = input.clone();
+        bad.insert_str(bad_at, "{\"p\":1,\"oops\":}\n");
+        let targets = [ImportTarget::Project(9), ImportTarget::Field("p")];
+        let whole = tempfile::tempdir().unwrap();
+        let whole = Options::new().open(whole.path()).unwrap();
+        let mut expected = Vec::new();
+        for target in targets {
+            let stored = whole
+                .import_json_lines(input.as_bytes(), target, Durability::Written)
+                .unwrap();
+            let refused = whole
+                .import_json_lines(bad.as_bytes(), target, Durability::Written)
+                .unwrap_err()
+                .to_string();
+            expected.push((stored, refused));
+        }
+        let name = Path::new("input.jl");
+        for (chunk, step) in [(7, 3), (64, 1000), (1000, 17), (1 << 20, 1 << 20)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Options::new().open(dir.path()).unwrap();
+            for (target, (stored, refused)) in targets.iter().zip(&expected) {
+                let trickle = |bytes| Trickle {
+                    bytes,
+                    step,
+                    fail_at_end: false,
+                };
+                let got = store
+                    .import_in_chunks(
+                        trickle(input.as_bytes()),
+                        name,
+                        *target,
+                        Durability::Written,
+                        chunk,
+                    )
+                    .unwrap();
+                assert_eq!(&got, stored, "pieces of {chunk}");
+                let err = store
+                    .import_in_chunks(
+                        trickle(bad.as_bytes()),
+                        name,
+                        *target,
+                        Durability::Written,
+                        chunk,
+                    )
+                    .unwrap_err();
+                assert_eq!(&err.to_string(), refused, "pieces of {chunk}");
+            }
+            for project in 0..10 {
+                let (a, b) = (held(&store, project), held(&whole, project));
+                assert_eq!(a, b, "project {project}, pieces of {chunk}");
+            }
+        }
+        // A read error imports nothing and names the input.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let failing = Trickle {
+            bytes: input.as_bytes(),
+            step: 100,
+            fail_at_end: true,
+        };
+        let err = store
+            .import_in_chunks(
+                failing,
+                name,
+                ImportTarget::Project(9),
+                Durability::Written,
+                64,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("input.jl"), "{err}");
+        assert!(held(&store, 9).is_empty());
+        // And an empty input imports nothing, without error.
+        let got = store
+            .import_json_lines_from(
+                &b""[..],
+                name,
+                ImportTarget::Project(9),
+                Durability::Written,
+            )
+            .unwrap();
+        assert_eq!(got, Imported::default());
+    }
+
+    /// Once a bad line is found, the rest of the input is not read (here it would fail).
+    #[test]
+    fn reading_stops_at_a_bad_line() {
+        struct SlowThenBroken {
+            bytes: Vec<u8>,
+            at: usize,
+            slept: bool,
+        }
+        impl Read for SlowThenBroken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.at >= 400 {
+                    return Err(io::Error::other("should not have been read"));
+                }
+                if self.at >= 128 && !self.slept {
+                    // Time for the checkers to find the bad line.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    self.slept = true;
+                }
+                let n = buf.len().min(self.bytes.len() - self.at).min(16);
+                buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+                self.at += n;
+                Ok(n)
+            }
+        }
+        let mut bytes = format!("{:<99}\n", "{\"bad\":}").into_bytes();
+        while bytes.len() < 1000 {
+            bytes.extend_from_slice(b"{\"a\":1}\n");
+        }
+        let input = SlowThenBroken {
+            bytes,
+            at: 0,
+            slept: false,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let name = Path::new("input.jl");
+        let err = store
+            .import_in_chunks(
+                input,
+                name,
+                ImportTarget::Project(1),
+                Durability::Written,
+                128,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidMessage { line: Some(1), .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn unsigned_integers_parse_as_json_spells_them() {
+        assert_eq!(parse_u64(b"0"), Some(0));
+        assert_eq!(parse_u64(b"1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_u64(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"01",
+            b"-1",
+            b"+1",
+            b"1.0",
+            b"1e3",
+            b"18446744073709551616",
+            b"99999999999999999999",
+            b"\"1\"",
+            b"1 ",
+        ] {
+            assert_eq!(parse_u64(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// A big batch goes to the log in pieces: it reads back whole, and a failed piece takes
+    /// back those written before it.
+    #[test]
+    fn a_batch_written_in_pieces_is_whole_or_absent() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        store
+            .import_json_lines(
+                b"{\"a\":0}\n",
+                ImportTarget::Project(5),
+                Durability::Written,
+            )
+            .unwrap();
+        let mut input = String::new();
+        for i in 0..30_000 {
+            input.push_str(&format!(
+                "{{\"i\":{i},\"pad\":\"{}\",\"_ts\":{}}}\n",
+                "x".repeat(80),
+                1_700_000_000_000u64 + i
+            ));
+        }
+        assert!(input.len() > 3 * crate::project::WRITE_CHUNK_BYTES);
+        let rec = Recorder::register(dir.path(), false);
+        rec.fail(FaultKind::Write, 2);
+        let err = store
+            .import_json_lines(
+                input.as_bytes(),
+                ImportTarget::Project(5),
+                Durability::Written,
+            )
+            .unwrap_err();
+        rec.unregister();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert_eq!(store.oldest_first(5).unwrap().count(), 1);
+        let imported = store
+            .import_json_lines(
+                input.as_bytes(),
+                ImportTarget::Project(5),
+                Durability::Written,
+            )
+            .unwrap();
+        assert_eq!(imported.messages(), 30_000);
+        let read: Vec<String> = store
+            .oldest_first(5)
+            .unwrap()
+            .map(|m| m.unwrap().json().to_string())
+            .collect();
+        assert_eq!(read.len(), 30_001);
+        assert_eq!(
+            read[30_000],
+            format!("{{\"i\":29999,\"pad\":\"{}\"}}", "x".repeat(80))
+        );
+        drop(store);
+        let store = Options::new().open(dir.path()).unwrap();
+        assert_eq!(store.oldest_first(5).unwrap().count(), 30_001);
     }
 
     /// A batch that reached the log before its append failed (here its fsync) counts as stored:

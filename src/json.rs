@@ -4,6 +4,11 @@
 //! only, no DOM), then compacted by a byte scan that drops whitespace outside strings. Keys keep
 //! their order and escapes stay exactly as given, so the stored form is the caller's object minus
 //! insignificant whitespace, and always one line.
+//!
+//! Imports, where speed matters most, use [`compact_object`] instead: one pass per line that
+//! validates (the same verdicts as serde_json, UTF-8 and nesting limits included), compacts and
+//! finds the top-level members it is asked for (`_ts`, a project field). It falls back to the
+//! steps above only to describe a line it refuses. Its property tests hold it to them.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -218,6 +223,416 @@ fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
     None
 }
 
+/// A top-level member found by [`compact_object`], located in the compact form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    /// The bytes to cut to remove the member with one adjoining comma (as [`find_member`]).
+    pub(crate) cut: Range<usize>,
+    /// Its value.
+    pub(crate) value: Range<usize>,
+}
+
+/// What [`compact_object`] learned of a valid object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Compacted {
+    /// Whether whitespace was removed, and so the compact form appended to the output buffer;
+    /// otherwise the input is already compact (and nothing was appended).
+    pub(crate) copied: bool,
+    /// The length of the compact form.
+    pub(crate) len: usize,
+    /// The last top-level member named by each of the names asked for, if any.
+    pub(crate) members: [Option<Member>; 2],
+}
+
+/// Validates, compacts and finds top-level members of one JSON object in a single pass: the
+/// work of [`validate_object`], [`compact`] and [`find_member`] (for up to two `names`, keys
+/// compared as raw bytes), with the same verdicts and results.
+///
+/// When the input holds whitespace to remove, its compact form is appended to `out`; member
+/// ranges are positions in the compact form either way. On failure `out` is left as it was and
+/// the error is [`validate_object`]'s description.
+pub(crate) fn compact_object(
+    bytes: &[u8],
+    names: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<Compacted, String> {
+    debug_assert!(names.len() <= 2);
+    if let Some(done) = scan_object(bytes, names, out) {
+        return Ok(done);
+    }
+    // The single pass refused it: let the careful path say why. Should it accept after all,
+    // its results stand (the scanner would be wrong, but no valid message is refused).
+    validate_object(bytes)?;
+    let compacted = compact(bytes);
+    let mut members = [None, None];
+    for (found, name) in members.iter_mut().zip(names) {
+        // Keys are compared as raw bytes, and a name with a quote never matches one.
+        let name = std::str::from_utf8(name).unwrap_or("\"");
+        *found = find_member(&compacted, name).map(|(cut, value)| Member { cut, value });
+    }
+    let copied = matches!(compacted, Cow::Owned(_));
+    let len = compacted.len();
+    if copied {
+        out.extend_from_slice(&compacted);
+    }
+    Ok(Compacted {
+        copied,
+        len,
+        members,
+    })
+}
+
+/// The single pass behind [`compact_object`]; `None` for anything it does not accept.
+pub(crate) fn scan_object(bytes: &[u8], names: &[&[u8]], out: &mut Vec<u8>) -> Option<Compacted> {
+    let start = out.len();
+    let mut scanner = Scanner {
+        bytes,
+        at: 0,
+        flushed: 0,
+        removed: 0,
+        out,
+    };
+    match scanner.object(names) {
+        Some(members) => {
+            let copied = scanner.removed > 0;
+            if copied {
+                scanner
+                    .out
+                    .extend_from_slice(&bytes[scanner.flushed..bytes.len()]);
+            }
+            Some(Compacted {
+                copied,
+                len: bytes.len() - scanner.removed,
+                members,
+            })
+        }
+        None => {
+            scanner.out.truncate(start);
+            None
+        }
+    }
+}
+
+/// A forward scan of one JSON text that copies what is not whitespace to `out` (lazily: only
+/// once there is whitespace to drop).
+struct Scanner<'a, 'o> {
+    bytes: &'a [u8],
+    /// The next byte to read.
+    at: usize,
+    /// Bytes before this are in `out` (when anything was removed) or dropped.
+    flushed: usize,
+    /// Whitespace bytes dropped so far: `at - removed` is the position in the compact form.
+    removed: usize,
+    out: &'o mut Vec<u8>,
+}
+
+/// A top-level member being read.
+struct Pending {
+    /// Which of the names it has: bit k for `names[k]`.
+    named: u8,
+    /// The position of its key's opening quote, in the compact form.
+    key: usize,
+    /// The position of its value, in the compact form.
+    value: usize,
+    /// Whether members come before it.
+    after_first: bool,
+}
+
+impl Scanner<'_, '_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    /// The position of the next byte in the compact form (whitespace skipped leaves it alone).
+    fn compact_at(&self) -> usize {
+        self.at - self.removed
+    }
+
+    /// Skips whitespace, copying what came before it to `out`.
+    #[inline]
+    fn ws(&mut self) {
+        let start = self.at;
+        while self.at < self.bytes.len() && is_ws(self.bytes[self.at]) {
+            self.at += 1;
+        }
+        if self.at > start {
+            self.out.extend_from_slice(&self.bytes[self.flushed..start]);
+            self.flushed = self.at;
+            self.removed += self.at - start;
+        }
+    }
+
+    /// Reads one object (the whole input, surrounding whitespace allowed), returning the last
+    /// top-level member of each name.
+    fn object(&mut self, names: &[&[u8]]) -> Option<[Option<Member>; 2]> {
+        /// What the scan expects next.
+        enum Next {
+            /// Just inside a `{` or `[`: its end, or a key or value.
+            Open,
+            /// A key, then its colon.
+            Key,
+            /// A value.
+            Value,
+            /// A comma or the end of the innermost container.
+            AfterValue,
+        }
+        let mut found = [None, None];
+        self.ws();
+        if self.peek()? != b'{' {
+            return None;
+        }
+        self.at += 1;
+        // Bit k of `objects` tells whether the container k levels out from the innermost one
+        // is an object (1) or an array (0); `depth` containers are open.
+        let mut objects: u128 = 1;
+        let mut depth = 1usize;
+        let mut pending: Option<Pending> = None;
+        let mut top_members = 0usize;
+        let mut next = Next::Open;
+        loop {
+            match next {
+                Next::Open => {
+                    self.ws();
+                    let end = if objects & 1 == 1 { b'}' } else { b']' };
+                    if self.peek()? == end {
+                        self.at += 1;
+                        depth -= 1;
+                        objects >>= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                        next = Next::AfterValue;
+                    } else if objects & 1 == 1 {
+                        next = Next::Key;
+                    } else {
+                        next = Next::Value;
+                    }
+                }
+                Next::Key => {
+                    if self.peek()? != b'"' {
+                        return None;
+                    }
+                    let key = self.compact_at();
+                    let raw = self.at + 1;
+                    self.string()?;
+                    if depth == 1 {
+                        let name = &self.bytes[raw..self.at - 1];
+                        let mut named = 0u8;
+                        for (k, n) in names.iter().enumerate() {
+                            // Most keys differ in length: no call to compare bytes.
+                            let same =
+                                n.len() == name.len() && n.iter().zip(name).all(|(a, b)| a == b);
+                            named |= u8::from(same) << k;
+                        }
+                        pending = Some(Pending {
+                            named,
+                            key,
+                            value: 0,
+                            after_first: top_members > 0,
+                        });
+                        top_members += 1;
+                    }
+                    self.ws();
+                    if self.peek()? != b':' {
+                        return None;
+                    }
+                    self.at += 1;
+                    self.ws();
+                    next = Next::Value;
+                }
+                Next::Value => {
+                    if depth == 1 {
+                        if let Some(p) = &mut pending {
+                            p.value = self.compact_at();
+                        }
+                    }
+                    match self.peek()? {
+                        b'"' => self.string()?,
+                        b'-' | b'0'..=b'9' => self.number()?,
+                        b't' => self.literal(b"true")?,
+                        b'f' => self.literal(b"false")?,
+                        b'n' => self.literal(b"null")?,
+                        open @ (b'{' | b'[') => {
+                            if depth == MAX_DEPTH {
+                                return None;
+                            }
+                            self.at += 1;
+                            depth += 1;
+                            objects = objects << 1 | u128::from(open == b'{');
+                            next = Next::Open;
+                            continue;
+                        }
+                        _ => return None,
+                    }
+                    next = Next::AfterValue;
+                }
+                Next::AfterValue => {
+                    let end = self.compact_at();
+                    self.ws();
+                    let b = self.peek()?;
+                    if depth == 1 {
+                        if let Some(p) = pending.take().filter(|p| p.named != 0) {
+                            let cut = if b == b',' {
+                                p.key..end + 1
+                            } else if p.after_first {
+                                p.key - 1..end
+                            } else {
+                                p.key..end
+                            };
+                            for (k, slot) in found.iter_mut().enumerate() {
+                                if p.named >> k & 1 == 1 {
+                                    *slot = Some(Member {
+                                        cut: cut.clone(),
+                                        value: p.value..end,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    let in_object = objects & 1 == 1;
+                    match b {
+                        b',' => {
+                            self.at += 1;
+                            self.ws();
+                            next = if in_object { Next::Key } else { Next::Value };
+                        }
+                        b'}' | b']' if (b == b'}') == in_object => {
+                            self.at += 1;
+                            depth -= 1;
+                            objects >>= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+        self.ws();
+        (self.at == self.bytes.len()).then_some(found)
+    }
+
+    /// Steps over the string whose opening quote is the next byte: escapes must be JSON's, no
+    /// control characters, UTF-8 valid.
+    #[inline(always)]
+    fn string(&mut self) -> Option<()> {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+        /// The high bit of each byte of `w` that is zero, and maybe of bytes after one.
+        fn zeros(w: u64) -> u64 {
+            w.wrapping_sub(ONES) & !w
+        }
+        let bytes = self.bytes;
+        let mut i = self.at + 1;
+        loop {
+            // Eight bytes at a time to the next quote, backslash, control or non-ASCII byte:
+            // the lowest flagged byte is always a real one.
+            while let Some(word) = bytes.get(i..i + 8) {
+                let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+                let special = (zeros(w ^ (ONES * u64::from(b'"')))
+                    | zeros(w ^ (ONES * u64::from(b'\\')))
+                    | (w.wrapping_sub(ONES * 0x20) & !w)
+                    | w)
+                    & HIGHS;
+                if special != 0 {
+                    i += special.trailing_zeros() as usize / 8;
+                    break;
+                }
+                i += 8;
+            }
+            match *bytes.get(i)? {
+                b'"' => {
+                    self.at = i + 1;
+                    return Some(());
+                }
+                b'\\' => match *bytes.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                    b'u' => {
+                        let hex = bytes.get(i + 2..i + 6)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        i += 6;
+                    }
+                    _ => return None,
+                },
+                0..=0x1f => return None,
+                0x80.. => i += utf8_char(&bytes[i..])?,
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// Steps over the number that starts at the next byte, as JSON spells numbers.
+    #[inline(always)]
+    fn number(&mut self) -> Option<()> {
+        let bytes = self.bytes;
+        let mut i = self.at;
+        let digits = |mut i: usize| {
+            while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        if bytes[i] == b'-' {
+            i += 1;
+        }
+        match *bytes.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => i = digits(i + 1),
+            _ => return None,
+        }
+        if bytes.get(i) == Some(&b'.') {
+            let after = digits(i + 1);
+            if after == i + 1 {
+                return None;
+            }
+            i = after;
+        }
+        if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let after = digits(i);
+            if after == i {
+                return None;
+            }
+            i = after;
+        }
+        self.at = i;
+        Some(())
+    }
+
+    /// Steps over `word` (`true`, `false` or `null`), which must come next.
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if !self.bytes[self.at..].starts_with(word) {
+            return None;
+        }
+        self.at += word.len();
+        Some(())
+    }
+}
+
+/// The length of the UTF-8 character `bytes` starts with (its first byte is not ASCII), if it
+/// is a valid one.
+fn utf8_char(bytes: &[u8]) -> Option<usize> {
+    let len = match bytes[0] {
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return None,
+    };
+    let char = bytes.get(..len)?;
+    std::str::from_utf8(char).ok().map(|_| len)
+}
+
+/// Whether `line` holds nothing but whitespace (a blank line of JSON Lines).
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|&b| is_ws(b))
+}
+
 /// JSON's insignificant whitespace (RFC 8259 §2).
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -226,6 +641,7 @@ fn is_ws(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn accepts_objects_only() {
@@ -332,6 +748,260 @@ mod tests {
     fn compaction_borrows_compact_input() {
         let input = br#"{"a":"b c","d":[1,2]}"#;
         assert!(matches!(compact(input), Cow::Borrowed(_)));
+    }
+
+    /// The single pass against the three it replaces (serde_json validation, compaction and
+    /// member search): same verdict, same compact bytes, same members.
+    fn single_pass_agrees(bytes: &[u8], names: [&str; 2]) {
+        let raw_names = [names[0].as_bytes(), names[1].as_bytes()];
+        let mut out = b"before".to_vec();
+        let scanned = scan_object(bytes, &raw_names, &mut out);
+        let expected = validate_object(bytes);
+        let shown = String::from_utf8_lossy(bytes);
+        assert_eq!(
+            scanned.is_some(),
+            expected.is_ok(),
+            "{shown:?}: {expected:?}"
+        );
+        if expected.is_ok() {
+            let parsed: Result<IgnoredAny, _> = serde_json::from_slice(bytes);
+            assert!(parsed.is_ok(), "{shown:?}");
+        }
+        let Some(scanned) = scanned else {
+            assert_eq!(out, b"before", "a refused input leaves the output alone");
+            let mut again = Vec::new();
+            assert_eq!(
+                compact_object(bytes, &raw_names, &mut again),
+                Err(expected.unwrap_err())
+            );
+            assert!(again.is_empty());
+            return;
+        };
+        let compacted = compact(bytes);
+        let mine: &[u8] = if scanned.copied {
+            assert_eq!(&out[..6], b"before");
+            &out[6..]
+        } else {
+            assert_eq!(out, b"before");
+            bytes
+        };
+        assert_eq!(mine, &*compacted, "{shown:?}");
+        assert_eq!(scanned.len, compacted.len());
+        assert_eq!(scanned.copied, matches!(compacted, Cow::Owned(_)));
+        for (member, name) in scanned.members.iter().zip(names) {
+            let old = find_member(&compacted, name).map(|(cut, value)| Member { cut, value });
+            assert_eq!(member, &old, "{shown:?} {name}");
+        }
+        let mut again = Vec::new();
+        assert_eq!(compact_object(bytes, &raw_names, &mut again), Ok(scanned));
+    }
+
+    #[test]
+    fn single_pass_on_nasty_inputs() {
+        let nested = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n - 1), "]".repeat(n - 1));
+        let nested_objects = |n: usize| format!("{}{}", "{\"_ts\":".repeat(n), "1}".repeat(n));
+        let mut cases: Vec<Vec<u8>> = [
+            r#"{}"#,
+            r#" { } "#,
+            "\t{\r\n}\n",
+            r#"{"_ts":1}"#,
+            r#"{"a":1,"_ts":2}"#,
+            r#"{"_ts":2,"a":1}"#,
+            r#"{ "a" : 1 , "_ts" : 2 , "b" : [ 1 , { "_ts" : 3 } ] }"#,
+            r#"{"a":{"_ts":1},"b":[1,"x,}"],"_ts":7,"c":"\"_ts\""}"#,
+            r#"{"_ts":"mine","_ts":9}"#,
+            r#"{"_ts":9,"_ts":"mine"}"#,
+            r#"{"\u005fts":1}"#,
+            r#"{"_ts":1e400,"p":-0}"#,
+            r#"{"n":[-0,0,0.5,-1.5e-7,1E+2,12345678901234567890123]}"#,
+            r#"{"s":"\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00\udddd"}"#,
+            "{\"s\":\"é😀\u{7f}\u{80}\u{7ff}\u{800}\u{ffff}\u{10000}\u{10ffff}\"}",
+            r#"{"t":true,"f":false,"n":null,"e":[],"o":{}}"#,
+            r#"{"a":"a string of more than eight bytes \\\\\" with escapes"}"#,
+            // Refused:
+            "",
+            "   ",
+            "[1]",
+            "1",
+            "\"s\"",
+            "{",
+            "}",
+            "{} {}",
+            "{}x",
+            "{,}",
+            r#"{"a":1,}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":[,1]}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":}"#,
+            r#"{1:1}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{"a":[1}"#,
+            r#"{"a":{]}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":-}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":1e+}"#,
+            r#"{"a":0x1}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nulll}"#,
+            r#"{"a":True}"#,
+            r#"{"a":NaN}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            r#"{"a":"\u12g4"}"#,
+            r#"{"a":'x'}"#,
+            "{\"a\":\"tab\there\"}",
+            "{\"a\":\"nl\nhere\"}",
+            "{\"a\":\"unterminated}",
+            "{\"a\":1}\u{b}",
+            "{\"a\":1}\u{c}",
+            "\u{feff}{}",
+            "{\"a\":1}\u{a0}",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        cases.push(nested(MAX_DEPTH).into_bytes());
+        cases.push(nested(MAX_DEPTH + 1).into_bytes());
+        cases.push(nested_objects(MAX_DEPTH).into_bytes());
+        cases.push(nested_objects(MAX_DEPTH + 1).into_bytes());
+        cases.push(format!("{{\"a\":\"{}\"}}", "[".repeat(1000)).into_bytes());
+        for bad in [
+            &b"\x80"[..],
+            b"\xc0\xaf",
+            b"\xc3",
+            b"\xe0\x80\xaf",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xf5\x80\x80\x80",
+            b"\xff",
+            b"\xe2\x82",
+        ] {
+            for (before, after) in [(&b"{\"a\":\""[..], &b"\"}"[..]), (b"{\"", b"\":1}")] {
+                cases.push([before, bad, after].concat());
+                // Where the eight-byte steps meet it.
+                cases.push([before, b"12345678901", bad, b"x", after].concat());
+            }
+            cases.push([b"{\"a\":1}", bad].concat());
+        }
+        for case in &cases {
+            single_pass_agrees(case, ["_ts", "p"]);
+            single_pass_agrees(case, ["_ts", "_ts"]);
+            single_pass_agrees(case, ["a", "\u{e9}"]);
+        }
+    }
+
+    /// Random JSON texts: valid ones with whitespace everywhere, escapes, unicode and numbers
+    /// of every shape, and then broken by an edit.
+    fn json_value() -> impl Strategy<Value = String> {
+        let ws = prop::sample::select(vec!["", "", "", " ", "  ", "\t", "\n", "\r\n"]);
+        let number = prop_oneof![
+            "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,5})?([eE][+-]?[0-9]{1,4})?",
+            prop::sample::select(vec!["1e400", "-0", "-0.0", "1E-400", "0e0"])
+                .prop_map(String::from),
+        ];
+        let string = "\"([a-z _:,{}\\[\\]é😀\u{7f}\u{800}]|\\\\[\"\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4}|\\\\ud800){0,12}\"";
+        let leaf = prop_oneof![
+            prop::sample::select(vec!["true", "false", "null"]).prop_map(String::from),
+            number,
+            string,
+        ];
+        let key = prop_oneof![
+            prop::sample::select(vec![
+                "\"_ts\"",
+                "\"p\"",
+                "\"a\"",
+                "\"\\u005fts\"",
+                "\"_ts \"",
+                "\"\"",
+                "\"_t\"",
+            ])
+            .prop_map(String::from),
+            "\"[a-z_é]{0,4}\"",
+        ];
+        leaf.prop_recursive(6, 48, 6, move |inner| {
+            let item =
+                (ws.clone(), inner.clone(), ws.clone()).prop_map(|(a, v, b)| format!("{a}{v}{b}"));
+            let member = (
+                ws.clone(),
+                key.clone(),
+                ws.clone(),
+                ws.clone(),
+                inner,
+                ws.clone(),
+            )
+                .prop_map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}"));
+            prop_oneof![
+                (prop::collection::vec(item, 0..5), ws.clone())
+                    .prop_map(|(items, w)| format!("[{w}{}]", items.join(","))),
+                (prop::collection::vec(member, 0..5), ws.clone())
+                    .prop_map(|(members, w)| format!("{{{w}{}}}", members.join(","))),
+            ]
+        })
+    }
+
+    fn json_object() -> impl Strategy<Value = Vec<u8>> {
+        let ws = prop::sample::select(vec!["", " ", "\n", "\t "]);
+        let member = (
+            json_value(),
+            prop::sample::select(vec!["\"_ts\"", "\"p\"", "\"x\""]),
+        )
+            .prop_map(|(v, k)| format!("{k}:{v}"));
+        (ws.clone(), prop::collection::vec(member, 0..6), ws)
+            .prop_map(|(a, members, b)| format!("{a}{{{}}}{b}", members.join(",")).into_bytes())
+    }
+
+    /// An edit that mostly breaks a text: a byte deleted, replaced or inserted, or the text cut.
+    fn edited() -> impl Strategy<Value = Vec<u8>> {
+        let nasty = prop::sample::select(vec![
+            b'"', b'\\', b',', b':', b'{', b'}', b'[', b']', b'0', b'-', b'.', b'e', b' ', b'\n',
+            0, 0x1f, 0x7f, 0x80, 0xc3, 0xe2, 0xed, 0xf0, 0xff, b'u', b't',
+        ]);
+        (json_object(), any::<prop::sample::Index>(), 0..4u8, nasty).prop_map(
+            |(mut text, at, how, byte)| {
+                if text.is_empty() {
+                    return text;
+                }
+                let i = at.index(text.len());
+                match how {
+                    0 => {
+                        text.remove(i);
+                    }
+                    1 => text[i] = byte,
+                    2 => text.insert(i, byte),
+                    _ => text.truncate(i),
+                }
+                text
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn single_pass_agrees_on_valid_objects(text in json_object()) {
+            single_pass_agrees(&text, ["_ts", "p"]);
+            single_pass_agrees(&text, ["_ts", "_ts"]);
+        }
+
+        #[test]
+        fn single_pass_agrees_on_edited_objects(text in edited()) {
+            single_pass_agrees(&text, ["_ts", "p"]);
+        }
+
+        #[test]
+        fn single_pass_agrees_on_byte_soup(
+            text in prop::collection::vec(prop::sample::select(b"{}[]\":,\\ \n0123-.eEtrufalsn_ \xc3\xa9\x80".to_vec()), 0..40)
+        ) {
+            let mut text = text;
+            text.insert(0, b'{');
+            single_pass_agrees(&text, ["_ts", "p"]);
+        }
     }
 
     #[test]

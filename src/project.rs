@@ -4,7 +4,6 @@
 //! Writers are serialised by the project's writer mutex; readers take a [`Snapshot`] (a few
 //! `Arc` clones under a read lock held for nanoseconds) and never block the writer.
 
-use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -19,8 +18,9 @@ use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
-    continues_by_header, encode_frame, frame_len, frame_len_by_header, Frame, SegmentHeader,
-    FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
+    continues_by_header, encode_frame_parts, frame_len, frame_len_by_header, Batch, Frame,
+    SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
+    MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
 use crate::segment::{self, decode_at, Active, Tail};
@@ -37,6 +37,9 @@ const INDEX_FLUSH_ENTRIES: usize = if cfg!(test) { 8 } else { 1024 };
 /// A `Written` project starts an fsync (outside its writer lock) once this much is unsynced,
 /// bounding the flush a segment roll must wait for under the lock.
 const SYNC_AHEAD_BYTES: u64 = 4 << 20;
+
+/// An append writes its batch in pieces of about this many bytes.
+pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
 /// What a reader sees of a project: fixed when taken.
 #[derive(Clone)]
@@ -222,10 +225,10 @@ impl Project {
     /// Stamps below the project's newest are raised to it, so a project's stamps never decrease.
     /// `publish` is called with the batch's newest stamp just before readers can see the batch
     /// (the store keeps each project's newest stamp as an upper bound for merged queries).
-    pub(crate) fn append(
+    pub(crate) fn append<B: Batch + ?Sized>(
         &self,
         clock: &Clock,
-        messages: &[Cow<'_, [u8]>],
+        messages: &B,
         stamps: Option<&[u64]>,
         durability: Durability,
         publish: &dyn Fn(u64),
@@ -236,7 +239,7 @@ impl Project {
             return Err(Error::Poisoned { project: self.id });
         }
         let snap = self.snapshot();
-        if messages.is_empty() {
+        if messages.count() == 0 {
             return Ok(Appended {
                 first_seq: snap.next_seq,
                 count: 0,
@@ -249,13 +252,15 @@ impl Project {
                 (s, s)
             }
             Some(st) => {
-                debug_assert_eq!(st.len(), messages.len());
+                debug_assert_eq!(st.len(), messages.count());
                 let first = st[0].max(snap.last_stamp);
                 (first, st[st.len() - 1].max(first))
             }
         };
-        let n = messages.len() as u64;
-        let bytes: u64 = messages.iter().map(|m| frame_len(m.len()) as u64).sum();
+        let n = messages.count() as u64;
+        let bytes: u64 = (0..messages.count())
+            .map(|i| frame_len(messages.message_len(i)) as u64)
+            .sum();
         let needs_new = match &snap.active {
             None => true,
             Some(a) => {
@@ -274,21 +279,44 @@ impl Project {
         let active = snap.active.as_ref().expect("an active segment after roll");
         let count = snap.active_count();
         let base = active.header.base_stamp;
-        let mut offsets = Vec::with_capacity(messages.len());
+        let mut offsets = Vec::with_capacity(messages.count());
+        // The batch goes out in pieces of about WRITE_CHUNK_BYTES, so a big one (an import's)
+        // needs no buffer of its size; a crash can tear a batch either way, and recovery drops
+        // a batch without its last frame.
+        let mut written = 0u64;
+        let mut result = Ok(());
         w.buf.clear();
-        for (i, payload) in messages.iter().enumerate() {
-            offsets.push((snap.active_len + w.buf.len() as u64) as u32);
-            encode_frame(
+        let last = messages.count() - 1;
+        for i in 0..=last {
+            offsets.push((snap.active_len + written + w.buf.len() as u64) as u32);
+            let (payload, more) = messages.pieces(i);
+            encode_frame_parts(
                 &mut w.buf,
                 &Frame {
                     seq_delta: (count + i as u64) as u32,
                     stamp_delta: stamps.map_or(stamp, |st| st[i].clamp(stamp, last_stamp)) - base,
-                    continues: i + 1 < messages.len(),
+                    continues: i < last,
                     payload,
                 },
+                more,
             );
+            if w.buf.len() >= WRITE_CHUNK_BYTES || i == last {
+                result = fsio::write_at(&active.file, &w.buf, snap.active_len + written);
+                if result.is_err() {
+                    break;
+                }
+                // Readers see it only once the whole batch is published; a failed batch leaves
+                // bytes past the committed end, which no reader asks for.
+                active.remember(snap.active_len + written, &w.buf);
+                written += w.buf.len() as u64;
+                w.buf.clear();
+            }
         }
-        if let Err(e) = fsio::write_at(&active.file, &w.buf, snap.active_len) {
+        if w.buf.capacity() > 2 * WRITE_CHUNK_BYTES {
+            // A single huge message grew it: do not keep that much.
+            w.buf = Vec::new();
+        }
+        if let Err(e) = result {
             // Take back whatever part of the batch reached the file, so the next batch starts at
             // the committed end. If even that fails, refuse writes until a reopen repairs it.
             if fsio::set_len(&active.file, snap.active_len).is_err() {
@@ -296,8 +324,7 @@ impl Project {
             }
             return Err(Error::io("appending to", &active.path, e));
         }
-        let new_len = snap.active_len + w.buf.len() as u64;
-        active.remember(snap.active_len, &w.buf);
+        let new_len = snap.active_len + written;
         publish(last_stamp);
         active.entries.write().extend_from_slice(&offsets);
         {
@@ -871,7 +898,7 @@ fn rewrite_index(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Frame;
+    use crate::record::{encode_frame, Frame};
 
     /// Found by fuzzing (`open_and_recover`): damage, then a batch that never finished. Dropping
     /// the batch left the records lost to the damage at the end of the list, and the newest

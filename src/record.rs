@@ -164,8 +164,41 @@ pub(crate) fn continues_by_header(head: &[u8]) -> bool {
 /// If the payload is over [`MAX_PAYLOAD_BYTES`], `seq_delta` over 24 bits or `stamp_delta` over
 /// [`MAX_STAMP_DELTA_US`]: callers check these limits before encoding.
 pub fn encode_frame(out: &mut Vec<u8>, frame: &Frame<'_>) {
+    encode_frame_parts(out, frame, &[]);
+}
+
+/// A batch of messages to store, each in one or two pieces (an import's message is its line
+/// before and after the `_ts` member it drops).
+pub(crate) trait Batch {
+    /// How many messages.
+    fn count(&self) -> usize;
+
+    /// Message `i` is the first piece followed by the second.
+    fn pieces(&self, i: usize) -> (&[u8], &[u8]);
+
+    /// The length of message `i`.
+    fn message_len(&self, i: usize) -> usize {
+        let (a, b) = self.pieces(i);
+        a.len() + b.len()
+    }
+}
+
+impl Batch for [std::borrow::Cow<'_, [u8]>] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn pieces(&self, i: usize) -> (&[u8], &[u8]) {
+        (&self[i], &[])
+    }
+}
+
+/// Appends the encoding of `frame` whose payload is `frame.payload` followed by `more`, as
+/// [`encode_frame`] does (with its panics).
+pub(crate) fn encode_frame_parts(out: &mut Vec<u8>, frame: &Frame<'_>, more: &[u8]) {
+    let payload_len = frame.payload.len() + more.len();
     assert!(
-        frame.payload.len() <= MAX_PAYLOAD_BYTES,
+        payload_len <= MAX_PAYLOAD_BYTES,
         "payload over the frame limit"
     );
     assert!(
@@ -176,7 +209,7 @@ pub fn encode_frame(out: &mut Vec<u8>, frame: &Frame<'_>) {
         frame.stamp_delta <= MAX_STAMP_DELTA_US,
         "stamp delta over 40 bits"
     );
-    let mut len_flags = frame.payload.len() as u32;
+    let mut len_flags = payload_len as u32;
     if frame.continues {
         len_flags |= FLAG_CONTINUES;
     }
@@ -186,6 +219,7 @@ pub fn encode_frame(out: &mut Vec<u8>, frame: &Frame<'_>) {
     out.extend_from_slice(&len_flags.to_le_bytes());
     out.extend_from_slice(&seq_stamp.to_le_bytes());
     out.extend_from_slice(frame.payload);
+    out.extend_from_slice(more);
     let crc = crc32fast::hash(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&len_flags.to_le_bytes());

@@ -28,7 +28,9 @@ use crate::json;
 use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
 use crate::project::{Appended, Project};
 use crate::reader::NewestFirst;
-use crate::record::{frame_len, read_u32, read_u64, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT};
+use crate::record::{
+    frame_len, read_u32, read_u64, Batch, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT,
+};
 use crate::segment::{self, Sealed};
 
 const STORE_MAGIC: [u8; 8] = *b"ALOGSTOR";
@@ -205,14 +207,14 @@ impl Store {
         }
         let items: Vec<I::Item> = messages.into_iter().collect();
         let batch = prepare(&items, self.inner.options.max_message_bytes)?;
-        self.append_prepared(project, &batch, None, durability)
+        self.append_prepared(project, &batch[..], None, durability)
     }
 
     /// Appends a validated batch with one stamp per message (imports keep their history).
-    pub(crate) fn append_stamped(
+    pub(crate) fn append_stamped<B: Batch + ?Sized>(
         &self,
         project: u64,
-        batch: &[Cow<'_, [u8]>],
+        batch: &B,
         stamps: &[u64],
         durability: Durability,
     ) -> Result<Appended> {
@@ -223,10 +225,10 @@ impl Store {
         Ok(appended)
     }
 
-    fn append_prepared(
+    fn append_prepared<B: Batch + ?Sized>(
         &self,
         project: u64,
-        batch: &[Cow<'_, [u8]>],
+        batch: &B,
         stamps: Option<&[u64]>,
         durability: Durability,
     ) -> Result<Appended> {

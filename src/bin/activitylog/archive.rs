@@ -1,8 +1,9 @@
 //! `activitylog import` and `activitylog export`: JSON Lines archives, plain or gzipped, one
 //! file per project, each message carrying its `_ts`.
 
+use std::cell::Cell;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -88,31 +89,47 @@ impl Source {
             .map_or(0, |m| m.len())
     }
 
-    /// Its contents, decompressed if gzipped.
-    fn read(&self) -> Result<Vec<u8>> {
-        let mut raw = Vec::new();
-        match &self.path {
-            Some(path) => {
-                File::open(path)
-                    .and_then(|mut f| f.read_to_end(&mut raw))
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-            }
-            None => {
-                io::stdin()
-                    .lock()
-                    .read_to_end(&mut raw)
-                    .context("cannot read standard input")?;
-            }
-        }
+    /// Its contents, decompressed if gzipped, counting the bytes read (decompressed) in
+    /// `count`.
+    fn open<'c>(&self, count: &'c Cell<u64>) -> Result<Box<dyn Read + 'c>> {
+        let raw: Box<dyn Read> = match &self.path {
+            Some(path) => Box::new(
+                File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => Box::new(io::stdin().lock()),
+        };
+        let mut raw = BufReader::with_capacity(64 << 10, raw);
+        let start = raw
+            .fill_buf()
+            .with_context(|| format!("cannot read {}", self.name()))?;
         // Gzip by content, not by name: JSON never starts with these bytes.
-        if !raw.starts_with(&[0x1f, 0x8b]) {
-            return Ok(raw);
+        if start.starts_with(&[0x1f, 0x8b]) {
+            let inner = MultiGzDecoder::new(raw);
+            return Ok(Box::new(Counting { inner, count }));
         }
-        let mut plain = Vec::with_capacity(raw.len().saturating_mul(4));
-        MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut plain)
-            .with_context(|| format!("cannot decompress {}", self.name()))?;
-        Ok(plain)
+        match &self.path {
+            // A file is read whole, and not through a counter: a reader that is not the file
+            // (or its buffer) has the memory it reads into zeroed first.
+            Some(_) => {
+                count.set(self.disk_bytes());
+                Ok(Box::new(raw))
+            }
+            None => Ok(Box::new(Counting { inner: raw, count })),
+        }
+    }
+}
+
+/// A reader that counts the bytes read through it.
+struct Counting<'c, R> {
+    inner: R,
+    count: &'c Cell<u64>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
     }
 }
 
@@ -129,15 +146,17 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let mut projects = std::collections::BTreeSet::new();
     for source in &sources {
         bar.set_message(source.name());
-        let result = source.read().and_then(|input| {
+        let read = Cell::new(0);
+        let result = source.open(&read).and_then(|input| {
             let target = match &source.target {
                 Target::Project(id) => ImportTarget::Project(*id),
                 Target::Field(name) => ImportTarget::Field(name),
             };
+            let name = PathBuf::from(source.name());
             let imported = store
-                .import_json_lines(&input, target, durability)
+                .import_json_lines_from(input, &name, target, durability)
                 .with_context(|| source.name())?;
-            Ok((imported, input.len() as u64))
+            Ok((imported, read.get()))
         });
         let (imported, input_bytes) = match result {
             Ok(r) => r,
