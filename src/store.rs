@@ -718,12 +718,20 @@ pub(crate) fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<C
     let mut bytes = 0u64;
     for (index, item) in items.iter().enumerate() {
         let raw = item.as_ref();
-        json::validate_object(raw).map_err(|reason| Error::InvalidMessage {
-            index,
-            line: None,
-            reason,
+        // One pass checks and compacts; a compact form is built only if there is whitespace.
+        let mut copy = Vec::new();
+        let done = json::compact_object(raw, &[], &mut copy).map_err(|reason| {
+            Error::InvalidMessage {
+                index,
+                line: None,
+                reason,
+            }
         })?;
-        let compact = json::compact(raw);
+        let compact = if done.copied {
+            Cow::Owned(copy)
+        } else {
+            Cow::Borrowed(raw)
+        };
         if compact.len() > limit {
             return Err(Error::TooLarge {
                 index,
