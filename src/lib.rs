@@ -30,8 +30,8 @@
 //!
 //! ## Durability
 //! [`Durability::Written`] (the default) returns once the batch is handed to the operating
-//! system: it survives a crash of the process, not a power cut (a project starts an fsync by
-//! itself once 4 MiB are unsynced, so a power cut typically costs at most its last few MiB).
+//! system: it survives a crash of the process, not a power cut (a project is synced in the
+//! background once 4 MiB are unsynced, so a power cut typically costs at most its last few MiB).
 //! [`Durability::Sync`] returns once
 //! the batch is fsynced; concurrent `Sync` appends to a project share fsyncs (group commit).
 //! [`Store::sync`] makes everything so far durable. A failed fsync poisons that project's log

@@ -19,9 +19,10 @@ pub enum Durability {
     /// - **Process crash** (panic, `SIGKILL`, OOM kill): survives — the kernel holds the bytes.
     /// - **Power cut or kernel crash**: may be lost, together with every later batch of the
     ///   project, until the next [`Store::sync`], a `Sync` append to the same project, a segment
-    ///   roll (which syncs the sealed segment), or a clean close. A project also starts an
-    ///   fsync by itself once 4 MiB are unsynced, so a power cut typically loses at most the
-    ///   last few MiB of each project.
+    ///   roll (which syncs the sealed segment), or a clean close. A project is also synced by
+    ///   itself once 4 MiB are unsynced — on a background thread of the store, so the append
+    ///   that crossed the mark does not wait — so a power cut typically loses at most the last
+    ///   few MiB of each project.
     #[default]
     Written,
     /// The batch has been written and `fdatasync(2)`ed before `append` returns.

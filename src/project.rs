@@ -34,8 +34,9 @@ pub const FIRST_SEQ: u64 = 1;
 /// (Eight in the library's own tests, so that the power-loss suite's small segments reach it.)
 const INDEX_FLUSH_ENTRIES: usize = if cfg!(test) { 8 } else { 1024 };
 
-/// A `Written` project starts an fsync (outside its writer lock) once this much is unsynced,
-/// bounding the flush a segment roll must wait for under the lock.
+/// A `Written` project has an fsync started (by the store's background syncer, see
+/// [`Project::sync_ahead_due`]) once this much is unsynced, bounding the flush a segment roll
+/// must wait for under the lock and what a power cut can take.
 const SYNC_AHEAD_BYTES: u64 = 4 << 20;
 
 /// An append writes its batch in pieces of about this many bytes.
@@ -340,9 +341,8 @@ impl Project {
         let first_seq = snap.next_seq;
         let target = (active.header.first_seq, new_len);
         drop(w);
-        match durability {
-            Durability::Sync => self.sync_to(target)?,
-            Durability::Written => self.sync_ahead(target),
+        if durability == Durability::Sync {
+            self.sync_to(target)?;
         }
         Ok(Appended {
             first_seq,
@@ -479,27 +479,51 @@ impl Project {
         self.sync_upto(target, true)
     }
 
-    /// Starts writing back a `Written` project's data once enough is unsynced, so that sealing
-    /// a full segment (which must fsync it under the writer lock) finds little left to flush.
-    /// Never waits for another syncer. A failure poisons the log like any failed fsync, but the
-    /// append that triggered it has already reached the OS, as its durability promised.
-    fn sync_ahead(&self, target: (u64, u64)) {
-        let behind = {
-            let s = self.sync.lock();
-            if s.running {
-                return;
-            }
-            if s.synced.0 == target.0 {
-                target.1.saturating_sub(s.synced.1)
-            } else {
-                target.1
-            }
-        };
-        if behind >= SYNC_AHEAD_BYTES {
-            if let Err(e) = self.sync_upto(target, false) {
-                log::error!("project {}: {e}", self.id);
-            }
+    /// Whether enough is unsynced that a `Written` project should be synced now (and no sync
+    /// is running). The store then has its background syncer call [`sync_ahead`](Self::sync_ahead),
+    /// so the appending thread never waits for that fsync.
+    pub(crate) fn sync_ahead_due(&self) -> bool {
+        let target = self.committed();
+        let s = self.sync.lock();
+        if s.running || self.poisoned.load(Ordering::Acquire) {
+            return false;
         }
+        let behind = if s.synced.0 == target.0 {
+            target.1.saturating_sub(s.synced.1)
+        } else {
+            target.1
+        };
+        behind >= SYNC_AHEAD_BYTES
+    }
+
+    /// Syncs what is committed now, unless another thread is syncing. A failure poisons the
+    /// log like any failed fsync (the next append reports it); the appends it covered had
+    /// already reached the OS, as their durability promised.
+    pub(crate) fn sync_ahead(&self) {
+        if let Err(e) = self.sync_upto(self.committed(), false) {
+            log::error!("project {}: {e}", self.id);
+        }
+    }
+
+    /// Bytes committed but not yet synced.
+    #[cfg(test)]
+    pub(crate) fn unsynced_bytes(&self) -> u64 {
+        let target = self.committed();
+        let s = self.sync.lock();
+        if s.synced.0 == target.0 {
+            target.1.saturating_sub(s.synced.1)
+        } else {
+            target.1
+        }
+    }
+
+    /// The committed end: (active segment's first sequence number, log length).
+    fn committed(&self) -> (u64, u64) {
+        let state = self.state.read();
+        (
+            state.active.as_ref().map_or(0, |a| a.header.first_seq),
+            state.active_len,
+        )
     }
 
     /// The group-commit loop. With `wait` false, returns at once if another thread is syncing.

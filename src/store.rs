@@ -83,6 +83,9 @@ pub(crate) struct Inner {
     /// opening one to read from it costs no fsync.
     marks_pending: AtomicBool,
     marks: Mutex<()>,
+    /// The background syncer of `Written` projects (started on first need): the appending
+    /// thread hands it a project once 4 MiB are unsynced, and goes on.
+    syncer: Mutex<Option<std::sync::mpsc::Sender<Arc<Project>>>>,
     /// Held for the store's lifetime: dropping it releases the lock.
     _lock: Option<File>,
 }
@@ -155,6 +158,7 @@ impl Store {
                 close_failed: AtomicBool::new(false),
                 marks_pending: AtomicBool::new(marks_pending),
                 marks: Mutex::new(()),
+                syncer: Mutex::new(None),
                 _lock: lock,
             }),
         })
@@ -247,7 +251,11 @@ impl Store {
                 *newest = (*newest).max(stamp);
             }
         };
-        p.append(clock, batch, stamps, durability, &publish)
+        let appended = p.append(clock, batch, stamps, durability, &publish)?;
+        if durability == Durability::Written && p.sync_ahead_due() {
+            self.inner.sync_ahead(p);
+        }
+        Ok(appended)
     }
 
     /// The largest message accepted, in bytes.
@@ -422,6 +430,39 @@ impl Store {
 }
 
 impl Inner {
+    /// Has the background syncer sync `p` (starting the syncer on first use). Should the thread
+    /// not start, the caller syncs.
+    fn sync_ahead(&self, p: Arc<Project>) {
+        let mut syncer = self.syncer.lock();
+        let p = match syncer.as_ref() {
+            Some(tx) => match tx.send(p) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(p)) => p,
+            },
+            None => p,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Project>>();
+        let started = std::thread::Builder::new()
+            .name("activitylog-sync".into())
+            .spawn(move || {
+                // Ends when the store is dropped (and with it the sender).
+                while let Ok(p) = rx.recv() {
+                    p.sync_ahead();
+                }
+            });
+        match started {
+            Ok(_) => {
+                let _ = tx.send(p);
+                *syncer = Some(tx);
+            }
+            Err(e) => {
+                log::warn!("cannot start the background syncer ({e}); syncing in place");
+                drop(syncer);
+                p.sync_ahead();
+            }
+        }
+    }
+
     /// Must be called before anything is written to the store: removes `CLEAN` and `NEWEST`
     /// (once, with one directory sync), since neither holds once anything changes.
     pub(crate) fn before_write(&self) -> Result<()> {
@@ -720,13 +761,12 @@ pub(crate) fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<C
         let raw = item.as_ref();
         // One pass checks and compacts; a compact form is built only if there is whitespace.
         let mut copy = Vec::new();
-        let done = json::compact_object(raw, &[], &mut copy).map_err(|reason| {
-            Error::InvalidMessage {
+        let done =
+            json::compact_object(raw, &[], &mut copy).map_err(|reason| Error::InvalidMessage {
                 index,
                 line: None,
                 reason,
-            }
-        })?;
+            })?;
         let compact = if done.copied {
             Cow::Owned(copy)
         } else {
@@ -793,6 +833,27 @@ pub(crate) fn read_meta(dir: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `Written` project with 4 MiB unsynced is synced by the background syncer, without
+    /// an explicit sync and without the appending thread waiting for it.
+    #[test]
+    fn written_projects_are_synced_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let message = format!(r#"{{"pad":"{}"}}"#, "x".repeat(1000));
+        let batch = vec![message.as_str(); 5 * 1024];
+        store.append(1, &batch).unwrap();
+        let p = store.inner.project(1, false).unwrap().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while p.unsynced_bytes() > 0 {
+            assert!(std::time::Instant::now() < deadline, "never synced");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // A small append after it is not synced: it is under the mark.
+        store.append(1, [r#"{"a":1}"#]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(p.unsynced_bytes() > 0);
+    }
 
     #[test]
     fn store_is_send_sync_clone() {
