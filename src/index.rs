@@ -70,20 +70,28 @@ pub fn check(entries: &[u8], log_len: u64) -> Result<(), String> {
             entries.len()
         ));
     }
-    let n = entries.len() / ENTRY_BYTES;
+    check_with(entries.len() / ENTRY_BYTES, |i| entry(entries, i), log_len)
+}
+
+/// [`check`] for entries already decoded.
+pub fn check_offsets(entries: &[u32], log_len: u64) -> Result<(), String> {
+    check_with(entries.len(), |i| entries[i], log_len)
+}
+
+fn check_with(n: usize, entry: impl Fn(usize) -> u32, log_len: u64) -> Result<(), String> {
     if n == 0 {
         return Ok(());
     }
-    let first = entry(entries, 0);
+    let first = entry(0);
     if first != LOST && first != LOG_HEADER_BYTES as u32 {
         return Err("the first entry does not point at the first record".to_string());
     }
-    if entry(entries, n - 1) == LOST {
+    if entry(n - 1) == LOST {
         return Err("the last entry is marked lost".to_string());
     }
     let mut prev: Option<u32> = None;
     for i in 0..n {
-        let e = entry(entries, i);
+        let e = entry(i);
         if e == LOST {
             continue;
         }

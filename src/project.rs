@@ -161,7 +161,8 @@ impl Project {
             idx_file: None,
             idx_written: 0,
             idx_broken: false,
-            idx_unsynced: writable,
+            // Recovery says whether the index file may hold unsynced bytes.
+            idx_unsynced: false,
             buf: Vec::new(),
             dirty: false,
         };
@@ -173,13 +174,16 @@ impl Project {
                 let next_seq = last + active.entries.read().len() as u64;
                 if writable {
                     writer.idx_written = active.entries.read().len();
-                    writer.idx_file = Some(idx.ok_or_else(|| {
+                    let (idx, rewritten) = idx.ok_or_else(|| {
                         Error::io(
                             "opening",
                             &segment::index_path(&dir, last),
                             std::io::Error::other("index file missing"),
                         )
-                    })?);
+                    })?;
+                    writer.idx_file = Some(idx);
+                    // After a crash the index may hold entries the last writer never synced.
+                    writer.idx_unsynced = crashed || rewritten;
                 }
                 Snapshot {
                     sealed: Arc::new(sealed.to_vec()),
@@ -683,19 +687,23 @@ impl Project {
     }
 }
 
+/// What [`recover_active`] returns: the segment, its committed length, its newest stamp and
+/// (when writable) the index file opened for appending, with whether recovery rewrote it.
+type Recovered = (Active, u64, u64, Option<(File, bool)>);
+
 /// Opens the newest segment of a project as the active one: checks its index against the log,
 /// rescans the log from the last trusted entry, and — when `writable` — cuts a torn tail or an
 /// unfinished batch and brings the index file up to date.
 ///
 /// Returns the segment, its committed length, its newest stamp and (when writable) the index
-/// file opened for appending.
+/// file opened for appending, with whether it was rewritten.
 fn recover_active(
     dir: &Path,
     first_seq: u64,
     writable: bool,
     crashed: bool,
     before_write: &dyn Fn() -> Result<()>,
-) -> Result<(Active, u64, u64, Option<File>)> {
+) -> Result<Recovered> {
     let path = segment::log_path(dir, first_seq);
     let file = Active::open_file(&path, writable)?;
     let header = segment::read_header(&file, &path)?;
@@ -726,16 +734,16 @@ fn recover_active(
     let idx_header_ok = idx_image
         .as_deref()
         .is_some_and(|b| index::entries_of(b).is_ok());
-    let mut disk_entries: Vec<u32> = idx_image
+    // The entries as the file holds them (whole entries only); checked and compared in place,
+    // so that opening a big segment costs one pass over its index, not several.
+    let on_disk: &[u8] = idx_image
         .as_deref()
         .and_then(|b| index::entries_of(b).ok())
-        .map(|e| {
-            e.chunks_exact(ENTRY_BYTES)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        })
-        .unwrap_or_default();
-    let on_disk = disk_entries.clone();
+        .map_or(&[], |e| &e[..e.len() - e.len() % ENTRY_BYTES]);
+    let mut disk_entries: Vec<u32> = on_disk
+        .chunks_exact(ENTRY_BYTES)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     // Entries past the log's end (the index reached disk, the log did not) are dropped first.
     while disk_entries
         .last()
@@ -744,9 +752,7 @@ fn recover_active(
         disk_entries.pop();
     }
     let mut trusted = {
-        let mut bytes = Vec::with_capacity(disk_entries.len() * ENTRY_BYTES);
-        index::encode_entries(&mut bytes, &disk_entries);
-        if index::check(&bytes, log_len).is_ok() {
+        if index::check_offsets(&disk_entries, log_len).is_ok() {
             disk_entries.len().saturating_sub(1)
         } else {
             if idx_image.is_some() {
@@ -865,7 +871,8 @@ fn recover_active(
         Some(rewrite_index(
             &idx_path,
             idx_header_ok,
-            &on_disk,
+            on_disk,
+            trusted,
             &entries,
             before_write,
         )?)
@@ -886,12 +893,15 @@ fn recover_active(
 fn rewrite_index(
     path: &Path,
     header_ok: bool,
-    on_disk: &[u32],
+    on_disk: &[u8],
+    known_same: usize,
     entries: &[u32],
     before_write: &dyn Fn() -> Result<()>,
-) -> Result<File> {
+) -> Result<(File, bool)> {
+    let mut rewritten = false;
     if !header_ok {
         before_write()?;
+        rewritten = true;
         let mut bytes = index::encode_header().to_vec();
         index::encode_entries(&mut bytes, entries);
         segment::write_atomically(path, &bytes)?;
@@ -901,13 +911,16 @@ fn rewrite_index(
         .open(path)
         .map_err(|e| Error::io("opening", path, e))?;
     if header_ok {
-        let same = on_disk
-            .iter()
-            .zip(entries)
-            .take_while(|(a, b)| a == b)
-            .count();
-        if same != on_disk.len() || same != entries.len() {
+        // The first `known_same` entries were taken from the file as they are.
+        let disk_n = on_disk.len() / ENTRY_BYTES;
+        let start = known_same.min(disk_n).min(entries.len());
+        let same = start
+            + (start..disk_n.min(entries.len()))
+                .take_while(|&i| index::entry(on_disk, i) == entries[i])
+                .count();
+        if same != disk_n || same != entries.len() {
             before_write()?;
+            rewritten = true;
             let at = (INDEX_HEADER_BYTES + same * ENTRY_BYTES) as u64;
             let mut bytes = Vec::new();
             index::encode_entries(&mut bytes, &entries[same..]);
@@ -916,7 +929,7 @@ fn rewrite_index(
                 .map_err(|e| Error::io("rewriting", path, e))?;
         }
     }
-    Ok(file)
+    Ok((file, rewritten))
 }
 
 #[cfg(test)]
