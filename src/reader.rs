@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::index::LOST;
 use crate::project::{Snapshot, FIRST_SEQ};
 use crate::record::{FRAME_HEADER_BYTES, LOG_HEADER_BYTES};
-use crate::segment::{decode_at, Active, RawRecord, Sealed};
+use crate::segment::{decode_at_with, Active, RawRecord, Sealed};
 use crate::store::Inner;
 
 /// Active-segment entries copied per lock acquisition.
@@ -158,6 +158,9 @@ pub struct NewestFirst {
     window: Vec<u8>,
     window_start: u64,
     window_size: u64,
+    /// The window came from the writer's tail copy: bytes this process encoded, whose
+    /// checksums need no checking.
+    window_own: bool,
     /// Oldest first instead (see [`NewestFirst::oldest_first`]).
     forward: bool,
 }
@@ -176,6 +179,7 @@ impl NewestFirst {
             window: Vec::new(),
             window_start: 0,
             window_size: MIN_WINDOW_BYTES,
+            window_own: false,
             forward: false,
         }
     }
@@ -198,6 +202,7 @@ impl NewestFirst {
             window: Vec::new(),
             window_start: 0,
             window_size: MIN_WINDOW_BYTES,
+            window_own: false,
             forward: false,
         }
     }
@@ -307,13 +312,14 @@ impl NewestFirst {
                     .active
                     .as_ref()
                     .expect("located in the active segment");
-                let rec = decode_at(
+                let rec = decode_at_with(
                     &self.window,
                     self.window_start,
                     offset,
                     &active.header,
                     i,
                     &active.path,
+                    !self.window_own,
                 )?;
                 self.message(rec, &active.path, offset)
             }
@@ -420,7 +426,7 @@ impl NewestFirst {
                 (start, end)
             };
             self.window.resize((end - start) as usize, 0);
-            active.read_exact_at(&mut self.window, start)?;
+            self.window_own = active.read_exact_at(&mut self.window, start)?;
             self.window_start = start;
             self.window_size = (self.window_size * 2).min(MAX_WINDOW_BYTES);
         }

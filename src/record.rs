@@ -227,6 +227,17 @@ pub(crate) fn encode_frame_parts(out: &mut Vec<u8>, frame: &Frame<'_>, more: &[u
 
 /// Decodes the frame starting at `buf[at..]`, checking length, trailer and checksum.
 pub fn decode_frame(buf: &[u8], at: usize) -> Result<Frame<'_>, DecodeError> {
+    decode_frame_with(buf, at, true)
+}
+
+/// [`decode_frame`], with the checksum left unchecked when `checksum` is false: for bytes this
+/// process encoded itself and kept in memory (they never went through a disk), every other
+/// check still made.
+pub(crate) fn decode_frame_with(
+    buf: &[u8],
+    at: usize,
+    checksum: bool,
+) -> Result<Frame<'_>, DecodeError> {
     let rest = buf.get(at..).ok_or(DecodeError::Truncated)?;
     if rest.len() < FRAME_OVERHEAD_BYTES {
         return Err(DecodeError::Truncated);
@@ -247,7 +258,7 @@ pub fn decode_frame(buf: &[u8], at: usize) -> Result<Frame<'_>, DecodeError> {
         return Err(DecodeError::TrailerMismatch);
     }
     let body_end = FRAME_HEADER_BYTES + len;
-    if read_u32(rest, 0) != crc32fast::hash(&rest[4..body_end]) {
+    if checksum && read_u32(rest, 0) != crc32fast::hash(&rest[4..body_end]) {
         return Err(DecodeError::Checksum);
     }
     let seq_stamp = read_u64(rest, 8);

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::fsio;
 use crate::index::{self, LOST};
 use crate::record::{
-    decode_frame, decode_frame_ending_at, frame_len, frame_len_by_header, DecodeError, Frame,
+    decode_frame_ending_at, decode_frame_with, frame_len, frame_len_by_header, DecodeError, Frame,
     SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
     MAX_STAMP_DELTA_US,
 };
@@ -181,6 +181,20 @@ pub(crate) fn decode_at<'a>(
     i: u64,
     path: &Path,
 ) -> Result<RawRecord<'a>> {
+    decode_at_with(log, base, offset, header, i, path, true)
+}
+
+/// [`decode_at`], without checking the frame's checksum when `checksum` is false (for bytes
+/// from [`Active::tail`], which this process encoded and never read back from a disk).
+pub(crate) fn decode_at_with<'a>(
+    log: &'a [u8],
+    base: u64,
+    offset: u64,
+    header: &SegmentHeader,
+    i: u64,
+    path: &Path,
+    checksum: bool,
+) -> Result<RawRecord<'a>> {
     // A header is only checksummed: a damaged or hostile one may hold numbers that overflow.
     let seq = header.first_seq.checked_add(i).ok_or_else(|| {
         Error::corrupt(
@@ -195,7 +209,7 @@ pub(crate) fn decode_at<'a>(
     let frame: Frame<'a> = offset
         .checked_sub(base)
         .ok_or(DecodeError::Truncated)
-        .and_then(|at| decode_frame(log, at as usize))
+        .and_then(|at| decode_frame_with(log, at as usize, checksum))
         .map_err(|e| Error::corrupt(path, offset, format!("record {seq}: {e}")))?;
     if u64::from(frame.seq_delta) != i {
         return Err(Error::corrupt(
@@ -452,8 +466,8 @@ pub(crate) struct Active {
 }
 
 /// Bytes kept in [`Active::tail`]: between this and twice this (a batch larger than this
-/// keeps only its end). At most 64 KiB per open project.
-pub(crate) const TAIL_BYTES: usize = 32 << 10;
+/// keeps only its end). At most 32 KiB per open project.
+pub(crate) const TAIL_BYTES: usize = 16 << 10;
 
 /// A copy of `log[start..start + bytes.len()]` of an active segment, as appended.
 #[derive(Default)]
@@ -506,21 +520,23 @@ impl Active {
     }
 
     /// Reads `buf.len()` bytes at `offset`: from the tail copy when it holds them, else from
-    /// the file.
-    pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+    /// the file. Returns whether they came from the tail copy (bytes this process encoded, so
+    /// their checksums need no checking).
+    pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
         {
             let tail = self.tail.read();
             if offset >= tail.start {
                 let from = (offset - tail.start) as usize;
                 if let Some(src) = tail.bytes.get(from..from + buf.len()) {
                     buf.copy_from_slice(src);
-                    return Ok(());
+                    return Ok(true);
                 }
             }
         }
         self.file
             .read_exact_at(buf, offset)
-            .map_err(|e| Error::io("reading", &self.path, e))
+            .map_err(|e| Error::io("reading", &self.path, e))?;
+        Ok(false)
     }
 
     /// Where the tail copy starts (`u64::MAX` when it is empty): reads at or after it are cheap.

@@ -70,6 +70,61 @@ pub fn al_rows(ms: Vec<Message>) -> Vec<Row> {
         .collect()
 }
 
+/// A page of messages copied into one buffer: what each engine fills for R1, with its
+/// zero-copy read API (activitylog's `next_ref`, SQLite's `get_ref`, slices of memory), so that
+/// all three do the same work: one buffer for the text, one for the rows.
+#[derive(Default)]
+pub struct Page {
+    rows: Vec<(u64, std::ops::Range<usize>)>,
+    text: Vec<u8>,
+}
+
+impl Page {
+    pub fn with_capacity(rows: usize) -> Self {
+        Page {
+            rows: Vec::with_capacity(rows),
+            text: Vec::with_capacity(rows * 256),
+        }
+    }
+
+    pub fn push(&mut self, seq: u64, message: &[u8]) {
+        let start = self.text.len();
+        self.text.extend_from_slice(message);
+        self.rows.push((seq, start..self.text.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The rows of `project`, for checking.
+    pub fn into_rows(self, project: u64) -> Vec<Row> {
+        self.rows
+            .into_iter()
+            .map(|(seq, r)| {
+                let json = String::from_utf8_lossy(&self.text[r]).into_owned();
+                (project, seq, json)
+            })
+            .collect()
+    }
+}
+
+/// The newest `n` messages of `project`, copied into a page.
+pub fn al_page(store: &Store, project: u64, n: usize) -> Fallible<Page> {
+    let mut page = Page::with_capacity(n);
+    let mut it = store.newest_first(project)?;
+    while page.len() < n {
+        match it.next_ref() {
+            Some(m) => {
+                let m = m?;
+                page.push(m.seq(), m.json().as_bytes());
+            }
+            None => break,
+        }
+    }
+    Ok(page)
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
@@ -163,6 +218,19 @@ impl Sqlite {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest `n` of `project`, copied into a page.
+    pub fn page(&self, project: u64, n: usize) -> Fallible<Page> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, msg FROM activity WHERE project = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![project as i64, n as i64])?;
+        let mut page = Page::with_capacity(n);
+        while let Some(r) = rows.next()? {
+            page.push(r.get::<_, i64>(0)? as u64, r.get_ref(1)?.as_bytes()?);
+        }
+        Ok(page)
     }
 
     /// One query per project, merged in Rust by append order.
