@@ -1,5 +1,5 @@
 //! activitylog side by side with SQLite and the machine's limits, on the same generated data,
-//! in one run, engines interleaved. See `README.md` in this folder.
+//! in one run, engines interleaved. See `compare/README.md`.
 //!
 //! ```text
 //! cargo run --release -p activitylog-compare -- [--messages N] [--quick] [--dir DIR] [--out FILE]
