@@ -70,28 +70,28 @@ pub fn check(entries: &[u8], log_len: u64) -> Result<(), String> {
             entries.len()
         ));
     }
-    check_with(entries.len() / ENTRY_BYTES, |i| entry(entries, i), log_len)
+    check_iter(
+        entries
+            .chunks_exact(ENTRY_BYTES)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        log_len,
+    )
 }
 
 /// [`check`] for entries already decoded.
 pub fn check_offsets(entries: &[u32], log_len: u64) -> Result<(), String> {
-    check_with(entries.len(), |i| entries[i], log_len)
+    check_iter(entries.iter().copied(), log_len)
 }
 
-fn check_with(n: usize, entry: impl Fn(usize) -> u32, log_len: u64) -> Result<(), String> {
-    if n == 0 {
-        return Ok(());
-    }
-    let first = entry(0);
-    if first != LOST && first != LOG_HEADER_BYTES as u32 {
-        return Err("the first entry does not point at the first record".to_string());
-    }
-    if entry(n - 1) == LOST {
-        return Err("the last entry is marked lost".to_string());
-    }
+/// One pass over the entries (an index of a big segment holds hundreds of thousands).
+fn check_iter(entries: impl Iterator<Item = u32>, log_len: u64) -> Result<(), String> {
     let mut prev: Option<u32> = None;
-    for i in 0..n {
-        let e = entry(i);
+    let mut last = None;
+    for (i, e) in entries.enumerate() {
+        last = Some(e);
+        if i == 0 && e != LOST && e != LOG_HEADER_BYTES as u32 {
+            return Err("the first entry does not point at the first record".to_string());
+        }
         if e == LOST {
             continue;
         }
@@ -104,6 +104,9 @@ fn check_with(n: usize, entry: impl Fn(usize) -> u32, log_len: u64) -> Result<()
             }
         }
         prev = Some(e);
+    }
+    if last == Some(LOST) {
+        return Err("the last entry is marked lost".to_string());
     }
     Ok(())
 }
@@ -118,6 +121,52 @@ pub fn encode_entries(out: &mut Vec<u8>, offsets: &[u32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The rules of [`check`], written out plainly.
+    fn model(offsets: &[u32], log_len: u64) -> bool {
+        let Some(&last) = offsets.last() else {
+            return true;
+        };
+        if offsets[0] != LOST && offsets[0] != LOG_HEADER_BYTES as u32 || last == LOST {
+            return false;
+        }
+        let real: Vec<u64> = offsets
+            .iter()
+            .filter(|&&e| e != LOST)
+            .map(|&e| u64::from(e))
+            .collect();
+        real.iter()
+            .all(|&e| e + u64::from(MIN_FRAME_BYTES) <= log_len)
+            && real
+                .windows(2)
+                .all(|w| w[1] >= w[0] + u64::from(MIN_FRAME_BYTES))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+        #[test]
+        fn check_agrees_with_its_rules(
+            steps in proptest::collection::vec(
+                (prop_oneof![0u32..60, MIN_FRAME_BYTES - 1..MIN_FRAME_BYTES + 1], any::<bool>()),
+                0..12,
+            ),
+            first_lost in any::<bool>(),
+            log_len in 0u64..700,
+        ) {
+            // Offsets near the edges of the rules: steps around the smallest frame, some lost.
+            let mut offsets = Vec::new();
+            let mut at = LOG_HEADER_BYTES as u32;
+            for (k, &(step, lost)) in steps.iter().enumerate() {
+                let e = if k == 0 { at } else { at + step };
+                at = e;
+                offsets.push(if lost || (k == 0 && first_lost) { LOST } else { e });
+            }
+            let want = model(&offsets, log_len);
+            prop_assert_eq!(check(&entries(&offsets), log_len).is_ok(), want);
+            prop_assert_eq!(check_offsets(&offsets, log_len).is_ok(), want);
+        }
+    }
 
     fn entries(offsets: &[u32]) -> Vec<u8> {
         let mut out = Vec::new();
