@@ -937,28 +937,35 @@ mod tests {
     use super::*;
     use crate::record::{encode_frame, Frame};
 
+    /// A log header for a segment starting at 1, stamps from 1,000 µs.
+    fn new_log() -> Vec<u8> {
+        let header = SegmentHeader {
+            first_seq: 1,
+            base_stamp: 1_000,
+        };
+        header.encode().to_vec()
+    }
+
+    /// Appends a frame of `{}` at stamp 1,007.
+    fn frame(log: &mut Vec<u8>, seq_delta: u32, continues: bool) {
+        encode_frame(
+            log,
+            &Frame {
+                seq_delta,
+                stamp_delta: 7,
+                continues,
+                payload: b"{}",
+            },
+        )
+    }
+
     /// Found by fuzzing (`open_and_recover`): damage, then a batch that never finished. Dropping
     /// the batch left the records lost to the damage at the end of the list, and the newest
     /// stamp was read at the "lost" marker's offset: an overflow.
     #[test]
     fn lost_records_before_an_unfinished_batch_open() {
         let tmp = tempfile::tempdir().unwrap();
-        let header = SegmentHeader {
-            first_seq: 1,
-            base_stamp: 1_000,
-        };
-        let mut log = header.encode().to_vec();
-        let frame = |log: &mut Vec<u8>, seq_delta, continues| {
-            encode_frame(
-                log,
-                &Frame {
-                    seq_delta,
-                    stamp_delta: 7,
-                    continues,
-                    payload: b"{}",
-                },
-            )
-        };
+        let mut log = new_log();
         frame(&mut log, 0, false);
         log.extend_from_slice(&[0xaa; 30]); // record 1, damaged
         frame(&mut log, 2, true); // the first record of a batch that never finished
@@ -998,22 +1005,7 @@ mod tests {
         // A power cut kept the first and third writes of a batch but not the second, and never
         // wrote its last: record 0 is a whole batch, records 1..=3 an unfinished one.
         let tmp = tempfile::tempdir().unwrap();
-        let header = SegmentHeader {
-            first_seq: 1,
-            base_stamp: 1_000,
-        };
-        let mut log = header.encode().to_vec();
-        let frame = |log: &mut Vec<u8>, seq_delta, continues| {
-            encode_frame(
-                log,
-                &Frame {
-                    seq_delta,
-                    stamp_delta: 7,
-                    continues,
-                    payload: b"{}",
-                },
-            )
-        };
+        let mut log = new_log();
         frame(&mut log, 0, false);
         frame(&mut log, 1, true);
         log.extend_from_slice(&[0xaa; 22]); // record 2, lost
@@ -1042,22 +1034,7 @@ mod tests {
         // From the index_loader corpus: record 0 says its batch continues, garbage follows
         // (no sequence number lost in it), then record 1 starts a batch that never finished.
         let tmp = tempfile::tempdir().unwrap();
-        let header = SegmentHeader {
-            first_seq: 1,
-            base_stamp: 1_000,
-        };
-        let mut log = header.encode().to_vec();
-        let frame = |log: &mut Vec<u8>, seq_delta, continues| {
-            encode_frame(
-                log,
-                &Frame {
-                    seq_delta,
-                    stamp_delta: 7,
-                    continues,
-                    payload: b"{}",
-                },
-            )
-        };
+        let mut log = new_log();
         frame(&mut log, 0, true);
         log.extend_from_slice(&[0xaa; 30]);
         frame(&mut log, 1, true);

@@ -18,7 +18,7 @@ const ENTRY_CHUNK: usize = 256;
 const FIRST_ENTRY_CHUNK: usize = 32;
 /// First read-window size when the writer's tail copy holds the bytes (copying is cheap, and a
 /// merged query reads only a few messages per project).
-const MIN_TAIL_WINDOW_BYTES: u64 = 1 << 10;
+const MIN_TAIL_WINDOW_BYTES: u64 = 2 << 10;
 /// First read-window size for the active segment; doubles on each refill up to the maximum.
 const MIN_WINDOW_BYTES: u64 = 4 << 10;
 const MAX_WINDOW_BYTES: u64 = 1 << 20;
