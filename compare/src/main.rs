@@ -165,11 +165,11 @@ impl Workload {
     }
 }
 
-/// One contestant of [`interleave`]: its figures and what it runs on a range of operations.
-type Contestant<'a, 's> = (
-    &'s mut Stat,
-    Box<dyn FnMut(Range<usize>, &mut Stat) -> Fallible<()> + 'a>,
-);
+/// What a contestant of [`interleave`] runs on a range of operations.
+type Run<'a> = Box<dyn FnMut(Range<usize>, &mut Stat) -> Fallible<()> + 'a>;
+
+/// One contestant of [`interleave`]: its figures and what it runs.
+type Contestant<'a, 's> = (&'s mut Stat, Run<'a>);
 
 /// Runs `ops` operations on each contestant in `chunks` rounds, starting each round with a
 /// different contestant, so that a noisy moment of the machine is shared among them.
@@ -749,45 +749,9 @@ fn r2(
     );
     let (mut sa, mut ss, mut sm) = (Stat::new(AL), Stat::new(SQLITE), Stat::new(LIMIT));
     let mut contestants: [Contestant; 3] = [
-        (
-            &mut sa,
-            Box::new(|r: Range<usize>, st: &mut Stat| {
-                for _ in r {
-                    let got = timed(st, || engines::al_scan(store, p))?;
-                    check(got == want, || {
-                        format!("activitylog scan {got:?}, want {want:?}")
-                    })?;
-                    st.bytes += got.1;
-                }
-                Ok(())
-            }),
-        ),
-        (
-            &mut ss,
-            Box::new(|r: Range<usize>, st: &mut Stat| {
-                for _ in r {
-                    let got = timed(st, || sq.scan(p))?;
-                    check(got == want, || {
-                        format!("SQLite scan {got:?}, want {want:?}")
-                    })?;
-                    st.bytes += got.1;
-                }
-                Ok(())
-            }),
-        ),
-        (
-            &mut sm,
-            Box::new(|r: Range<usize>, st: &mut Stat| {
-                for _ in r {
-                    let got = timed(st, || Ok(mem.scan(p)))?;
-                    check(got == want, || {
-                        format!("memory scan {got:?}, want {want:?}")
-                    })?;
-                    st.bytes += got.1;
-                }
-                Ok(())
-            }),
-        ),
+        (&mut sa, scanner(want, || engines::al_scan(store, p))),
+        (&mut ss, scanner(want, || sq.scan(p))),
+        (&mut sm, scanner(want, || Ok(mem.scan(p)))),
     ];
     interleave(scans, scans, &mut contestants)?;
     drop(contestants);
@@ -802,6 +766,20 @@ fn r2(
         vs_sqlite: Some(4.5),
         vs_limit: Some(1.7),
         note: "latencies per scan".into(),
+    })
+}
+
+/// A full-scan contestant: one scan per operation, timed, its count and bytes checked.
+fn scanner<'a>(want: (u64, u64), scan: impl Fn() -> Fallible<(u64, u64)> + 'a) -> Run<'a> {
+    Box::new(move |r: Range<usize>, st: &mut Stat| {
+        for _ in r {
+            let got = timed(st, &scan)?;
+            check(got == want, || {
+                format!("{} scan {got:?}, want {want:?}", st.engine)
+            })?;
+            st.bytes += got.1;
+        }
+        Ok(())
     })
 }
 
