@@ -13,12 +13,28 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use serde::de::IgnoredAny;
-
 /// Checks that `bytes` is exactly one JSON object (surrounding whitespace allowed).
 ///
 /// Returns a plain description of the problem on failure. serde_json's recursion limit bounds
 /// nesting, so a hostile document cannot overflow the stack.
+/// The value of four hex digits, if they are.
+#[inline(always)]
+fn hex4(hex: &[u8]) -> Option<u32> {
+    hex.iter().try_fold(0u32, |v, &b| {
+        let d = (b as char).to_digit(16)?;
+        Some(v * 16 + d)
+    })
+}
+
+/// Whether a JSON number's text is within `f64`'s range (a tiny one rounds to zero, as in
+/// serde_json).
+fn fits_f64(number: &[u8]) -> bool {
+    std::str::from_utf8(number)
+        .ok()
+        .and_then(|t| t.parse::<f64>().ok())
+        .is_some_and(f64::is_finite)
+}
+
 pub(crate) fn validate_object(bytes: &[u8]) -> Result<(), String> {
     // serde_json skips over strings it is not asked for without checking their UTF-8, so check
     // the whole message first: a message must read back as text.
@@ -115,10 +131,12 @@ fn nesting_depth(bytes: &[u8]) -> usize {
     max
 }
 
-/// Parses one JSON value without building it, then requires the end of input.
+/// Parses one JSON value as filters will (numbers within `f64`, surrogates paired), then
+/// requires the end of input. Only the careful path that words a refusal comes here; the single
+/// pass (`scan_object`) makes the same decisions without building anything.
 fn parse_ignored(bytes: &[u8]) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let IgnoredAny = serde::Deserialize::deserialize(&mut de)?;
+    let _: serde_json::Value = serde::Deserialize::deserialize(&mut de)?;
     de.end()
 }
 
@@ -549,11 +567,21 @@ impl Scanner<'_, '_> {
                 b'\\' => match *bytes.get(i + 1)? {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                     b'u' => {
-                        let hex = bytes.get(i + 2..i + 6)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return None;
+                        // A UTF-16 surrogate must come as a pair, high then low: serde_json
+                        // (and so every filter) refuses a lone one.
+                        match hex4(bytes.get(i + 2..i + 6)?)? {
+                            0xD800..=0xDBFF => {
+                                if bytes.get(i + 6..i + 8) != Some(b"\\u")
+                                    || !(0xDC00..=0xDFFF)
+                                        .contains(&hex4(bytes.get(i + 8..i + 12)?)?)
+                                {
+                                    return None;
+                                }
+                                i += 12;
+                            }
+                            0xDC00..=0xDFFF => return None,
+                            _ => i += 6,
                         }
-                        i += 6;
                     }
                     _ => return None,
                 },
@@ -568,6 +596,7 @@ impl Scanner<'_, '_> {
     #[inline(always)]
     fn number(&mut self) -> Option<()> {
         let bytes = self.bytes;
+        let start = self.at;
         let mut i = self.at;
         let digits = |mut i: usize| {
             while bytes.get(i).is_some_and(u8::is_ascii_digit) {
@@ -578,11 +607,13 @@ impl Scanner<'_, '_> {
         if bytes[i] == b'-' {
             i += 1;
         }
+        let int_start = i;
         match *bytes.get(i)? {
             b'0' => i += 1,
             b'1'..=b'9' => i = digits(i + 1),
             _ => return None,
         }
+        let long = i - int_start > 300;
         if bytes.get(i) == Some(&b'.') {
             let after = digits(i + 1);
             if after == i + 1 {
@@ -590,7 +621,9 @@ impl Scanner<'_, '_> {
             }
             i = after;
         }
+        let mut exponent = false;
         if matches!(bytes.get(i), Some(b'e' | b'E')) {
+            exponent = true;
             i += 1;
             if matches!(bytes.get(i), Some(b'+' | b'-')) {
                 i += 1;
@@ -600,6 +633,11 @@ impl Scanner<'_, '_> {
                 return None;
             }
             i = after;
+        }
+        // A number past `f64`'s range (`1e400`) is refused, as serde_json (and so every filter)
+        // refuses it. Only numbers that could be that large are parsed.
+        if (exponent || long) && !fits_f64(&bytes[start..i]) {
+            return None;
         }
         self.at = i;
         Some(())
@@ -764,7 +802,7 @@ mod tests {
             "{shown:?}: {expected:?}"
         );
         if expected.is_ok() {
-            let parsed: Result<IgnoredAny, _> = serde_json::from_slice(bytes);
+            let parsed: Result<serde_json::Value, _> = serde_json::from_slice(bytes);
             assert!(parsed.is_ok(), "{shown:?}");
         }
         let Some(scanned) = scanned else {
@@ -794,6 +832,43 @@ mod tests {
         }
         let mut again = Vec::new();
         assert_eq!(compact_object(bytes, &raw_names, &mut again), Ok(scanned));
+    }
+
+    #[test]
+    fn what_filters_cannot_read_is_refused() {
+        // serde_json, and so every filter, refuses these: numbers past f64, lone surrogates.
+        let long = format!(r#"{{"n":{}}}"#, "9".repeat(400));
+        for bad in [
+            r#"{"n":1e400}"#,
+            r#"{"n":-1E+309}"#,
+            long.as_str(),
+            r#"{"s":"\udddd"}"#,
+            r#"{"s":"\ud800"}"#,
+            r#"{"s":"\ud800x"}"#,
+            r#"{"s":"\ud800\u0041"}"#,
+            r#"{"\udc00":1}"#,
+        ] {
+            let why = validate_object(bad.as_bytes()).unwrap_err();
+            assert!(why.starts_with("it is not valid JSON ("), "{bad}: {why}");
+            assert!(
+                scan_object(bad.as_bytes(), &[], &mut Vec::new()).is_none(),
+                "{bad}"
+            );
+        }
+        let digits = format!(r#"{{"n":{}}}"#, "9".repeat(300));
+        for good in [
+            r#"{"n":1e308,"m":1E-400,"z":-0e5}"#,
+            digits.as_str(),
+            r#"{"s":"\uD83D\uDE00 \ud83d\ude00 \u00e9"}"#,
+        ] {
+            assert_eq!(validate_object(good.as_bytes()), Ok(()), "{good}");
+            assert!(
+                scan_object(good.as_bytes(), &[], &mut Vec::new()).is_some(),
+                "{good}"
+            );
+            let parsed: serde_json::Value = serde_json::from_str(good).unwrap();
+            assert!(parsed.is_object());
+        }
     }
 
     #[test]
