@@ -123,6 +123,17 @@ struct SyncState {
     parent_unsynced: bool,
 }
 
+impl SyncState {
+    /// Bytes of the log up to `target` (segment first_seq, length) not yet synced.
+    fn unsynced(&self, target: (u64, u64)) -> u64 {
+        if self.synced.0 == target.0 {
+            target.1.saturating_sub(self.synced.1)
+        } else {
+            target.1
+        }
+    }
+}
+
 /// One project's log.
 pub(crate) struct Project {
     pub(crate) id: u64,
@@ -489,15 +500,9 @@ impl Project {
     pub(crate) fn sync_ahead_due(&self) -> bool {
         let target = self.committed();
         let s = self.sync.lock();
-        if s.running || self.poisoned.load(Ordering::Acquire) {
-            return false;
-        }
-        let behind = if s.synced.0 == target.0 {
-            target.1.saturating_sub(s.synced.1)
-        } else {
-            target.1
-        };
-        behind >= SYNC_AHEAD_BYTES
+        !s.running
+            && !self.poisoned.load(Ordering::Acquire)
+            && s.unsynced(target) >= SYNC_AHEAD_BYTES
     }
 
     /// Syncs what is committed now, unless another thread is syncing. A failure poisons the
@@ -513,12 +518,7 @@ impl Project {
     #[cfg(test)]
     pub(crate) fn unsynced_bytes(&self) -> u64 {
         let target = self.committed();
-        let s = self.sync.lock();
-        if s.synced.0 == target.0 {
-            target.1.saturating_sub(s.synced.1)
-        } else {
-            target.1
-        }
+        self.sync.lock().unsynced(target)
     }
 
     /// The committed end: (active segment's first sequence number, log length).
@@ -616,12 +616,7 @@ impl Project {
     /// Clears the dirty flag if nothing was written after `covered` (best effort, never blocks).
     fn writer_clean_if(&self, covered: (u64, u64)) {
         if let Some(mut w) = self.writer.try_lock() {
-            let snap = self.state.read();
-            let now = (
-                snap.active.as_ref().map_or(0, |a| a.header.first_seq),
-                snap.active_len,
-            );
-            if now == covered {
+            if self.committed() == covered {
                 w.dirty = false;
             }
         }
