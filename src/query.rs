@@ -20,7 +20,7 @@ use std::iter::FusedIterator;
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Filters};
 use crate::reader::{Message, NewestFirst};
-use crate::store::Store;
+use crate::store::{Candidate, Store};
 
 /// What to read: which projects, how many messages, which filters.
 ///
@@ -146,8 +146,8 @@ impl Ord for Head {
 /// merge continues.
 pub struct Merged {
     store: Store,
-    /// Projects not opened yet, with their newest stamp, sorted so the newest is last.
-    pending: Vec<(u64, u64)>,
+    /// Projects not opened yet, sorted by (newest stamp, id) so the newest is last.
+    pending: Vec<Candidate>,
     /// Open cursors; a cursor is dropped (its buffers freed) once it is exhausted or capped.
     cursors: Vec<Option<Cursor>>,
     heap: BinaryHeap<Head>,
@@ -163,7 +163,7 @@ pub struct Merged {
 }
 
 impl Merged {
-    pub(crate) fn new(store: Store, query: &Query, pending: Vec<(u64, u64)>) -> Self {
+    pub(crate) fn new(store: Store, query: &Query, pending: Vec<Candidate>) -> Self {
         Merged {
             store,
             pending,
@@ -206,11 +206,12 @@ impl Merged {
     }
 
     fn open_next_pending(&mut self) -> Result<()> {
-        let Some((newest, project)) = self.pending.pop() else {
+        let Some(c) = self.pending.pop() else {
             return Ok(());
         };
         self.opened += 1;
-        let it = self.store.newest_first(project)?;
+        let newest = c.stamp;
+        let it = self.store.newest_first_of(c)?;
         self.cursors.push(Some(Cursor {
             it,
             left: self.pcount,
@@ -236,11 +237,11 @@ impl Iterator for Merged {
             }
         }
         // Open every project whose newest message could come before the current top.
-        while let Some(&(newest, project)) = self.pending.last() {
+        while let Some(c) = self.pending.last() {
             let could_win = self
                 .heap
                 .peek()
-                .is_none_or(|top| (newest, project) >= (top.msg.stamp(), top.msg.project()));
+                .is_none_or(|top| (c.stamp, c.id) >= (top.msg.stamp(), top.msg.project()));
             if !could_win {
                 break;
             }
@@ -271,8 +272,8 @@ impl Store {
             // Every project: the newest-stamp map knows them all, without listing a directory.
             None => self.all_newest_stamps()?,
         };
-        pending.retain(|&(stamp, _)| stamp > 0);
-        pending.sort_unstable();
+        pending.retain(|c| c.stamp > 0);
+        pending.sort_unstable_by_key(|c| (c.stamp, c.id));
         Ok(Merged::new(self.clone(), query, pending))
     }
 }

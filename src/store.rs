@@ -14,7 +14,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +25,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::json;
 use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
-use crate::project::{Appended, Project};
+use crate::project::{Appended, Project, Snapshot};
 use crate::reader::NewestFirst;
 use crate::record::{
     frame_len, read_u32, read_u64, Batch, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT,
@@ -43,11 +42,33 @@ const NEWEST_MAGIC: [u8; 8] = *b"ALOGNEWS";
 const CLEAN_FILE: &str = "CLEAN";
 const CLEAN_MAGIC: [u8; 8] = *b"ALOGCLEN";
 
+/// The store's maps, keyed by project ids: foldhash, seeded per process (project ids come from
+/// clients, so a fixed hash could be attacked with collisions; SipHash cost a tenth of a query).
+type HashMap<K, V> = foldhash::HashMap<K, V>;
+
 /// Mapped sealed segments by (project, first seq), with the tick of their last use.
 type SealedCache = HashMap<(u64, u64), (Arc<Sealed>, u64)>;
 
 /// The most bytes one append may carry (so that every offset fits the index's 32 bits).
 pub const MAX_BATCH_BYTES: u64 = 1 << 30;
+
+/// A project a query may read: its newest stamp, and the snapshot it was learnt from when the
+/// project had to be opened for it.
+pub(crate) struct Candidate {
+    pub(crate) stamp: u64,
+    pub(crate) id: u64,
+    pub(crate) snap: Option<Snapshot>,
+}
+
+impl Candidate {
+    fn of(stamp: u64, id: u64) -> Self {
+        Candidate {
+            stamp,
+            id,
+            snap: None,
+        }
+    }
+}
 
 /// An open store: cheap to clone, `Send + Sync`.
 ///
@@ -75,7 +96,7 @@ pub(crate) struct Inner {
     clean: bool,
     /// Projects opened (and so recovered) since the store opened; reopening one after an
     /// eviction is not a recovery.
-    recovered: Mutex<std::collections::HashSet<u64>>,
+    recovered: Mutex<foldhash::HashSet<u64>>,
     /// Set when closing an evicted project failed.
     close_failed: AtomicBool,
     /// `CLEAN` or `NEWEST` may still be on disk: they must go (durably) before anything is
@@ -149,12 +170,12 @@ impl Store {
                 options,
                 segment_bytes,
                 clock,
-                projects: RwLock::new(HashMap::new()),
-                sealed: Mutex::new(HashMap::new()),
+                projects: RwLock::new(HashMap::default()),
+                sealed: Mutex::new(HashMap::default()),
                 tick: AtomicU64::new(0),
                 newest: RwLock::new(newest),
                 clean,
-                recovered: Mutex::new(std::collections::HashSet::new()),
+                recovered: Mutex::new(foldhash::HashSet::default()),
                 close_failed: AtomicBool::new(false),
                 marks_pending: AtomicBool::new(marks_pending),
                 marks: Mutex::new(()),
@@ -263,15 +284,21 @@ impl Store {
         self.inner.options.max_message_bytes
     }
 
-    /// The newest stamp of each of `ids` that holds messages, as `(stamp, id)`.
-    pub(crate) fn newest_stamps(&self, ids: &[u64]) -> Result<Vec<(u64, u64)>> {
+    /// The newest stamp of each of `ids` that holds messages, as candidates for a query.
+    pub(crate) fn newest_stamps(&self, ids: &[u64]) -> Result<Vec<Candidate>> {
         const FEW: usize = 64;
         if ids.len() <= FEW && self.inner.newest.read().is_none() {
-            // For a few projects, opening them is cheaper than learning about all of them.
+            // For a few projects, opening them is cheaper than learning about all of them; the
+            // snapshot taken to learn the stamp is the one the query reads.
             let mut out = Vec::with_capacity(ids.len());
             for &id in ids {
                 if let Some(p) = self.inner.project(id, false)? {
-                    out.push((p.snapshot().last_stamp, id));
+                    let snap = p.snapshot();
+                    out.push(Candidate {
+                        stamp: snap.last_stamp,
+                        id,
+                        snap: Some(snap),
+                    });
                 }
             }
             return Ok(out);
@@ -281,16 +308,27 @@ impl Store {
         let map = guard.as_ref().expect("loaded above");
         Ok(ids
             .iter()
-            .filter_map(|id| map.get(id).map(|&stamp| (stamp, *id)))
+            .filter_map(|&id| map.get(&id).map(|&stamp| Candidate::of(stamp, id)))
             .collect())
     }
 
-    /// The newest stamp of every project, as `(stamp, id)`.
-    pub(crate) fn all_newest_stamps(&self) -> Result<Vec<(u64, u64)>> {
+    /// The newest stamp of every project, as candidates for a query.
+    pub(crate) fn all_newest_stamps(&self) -> Result<Vec<Candidate>> {
         self.load_newest()?;
         let guard = self.inner.newest.read();
         let map = guard.as_ref().expect("loaded above");
-        Ok(map.iter().map(|(&id, &stamp)| (stamp, id)).collect())
+        Ok(map
+            .iter()
+            .map(|(&id, &stamp)| Candidate::of(stamp, id))
+            .collect())
+    }
+
+    /// Reads a candidate's project: from its snapshot if it has one, else from a fresh one.
+    pub(crate) fn newest_first_of(&self, c: Candidate) -> Result<NewestFirst> {
+        match c.snap {
+            Some(snap) => Ok(NewestFirst::new(self.inner.clone(), c.id, snap)),
+            None => self.newest_first(c.id),
+        }
     }
 
     /// Learns every project's newest stamp, opening the projects not known yet.
@@ -304,7 +342,7 @@ impl Store {
         if guard.is_some() {
             return Ok(());
         }
-        let mut map = HashMap::new();
+        let mut map = HashMap::default();
         for id in self.projects()? {
             if let Some(p) = self.inner.project(id, false)? {
                 map.insert(id, p.snapshot().last_stamp);
