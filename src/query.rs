@@ -211,7 +211,7 @@ impl Merged {
         };
         self.opened += 1;
         let newest = c.stamp;
-        let it = self.store.newest_first_of(c)?;
+        let it = self.store.newest_first_of(c)?.few();
         self.cursors.push(Some(Cursor {
             it,
             left: self.pcount,

@@ -233,6 +233,7 @@ pub fn decode_frame(buf: &[u8], at: usize) -> Result<Frame<'_>, DecodeError> {
 /// [`decode_frame`], with the checksum left unchecked when `checksum` is false: for bytes this
 /// process encoded itself and kept in memory (they never went through a disk), every other
 /// check still made.
+#[inline]
 pub(crate) fn decode_frame_with(
     buf: &[u8],
     at: usize,

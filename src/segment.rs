@@ -186,6 +186,7 @@ pub(crate) fn decode_at<'a>(
 
 /// [`decode_at`], without checking the frame's checksum when `checksum` is false (for bytes
 /// from [`Active::tail`], which this process encoded and never read back from a disk).
+#[inline]
 pub(crate) fn decode_at_with<'a>(
     log: &'a [u8],
     base: u64,
@@ -535,6 +536,33 @@ impl Active {
         }
         self.file
             .read_exact_at(buf, offset)
+            .map_err(|e| Error::io("reading", &self.path, e))?;
+        Ok(false)
+    }
+
+    /// Replaces `window`'s contents with the `len` bytes at `offset`, like
+    /// [`read_exact_at`](Self::read_exact_at) (same return value); bytes from the tail copy are
+    /// copied once, without zeroing the buffer first.
+    pub(crate) fn read_window(
+        &self,
+        window: &mut Vec<u8>,
+        offset: u64,
+        len: usize,
+    ) -> Result<bool> {
+        window.clear();
+        {
+            let tail = self.tail.read();
+            if offset >= tail.start {
+                let from = (offset - tail.start) as usize;
+                if let Some(src) = tail.bytes.get(from..from + len) {
+                    window.extend_from_slice(src);
+                    return Ok(true);
+                }
+            }
+        }
+        window.resize(len, 0);
+        self.file
+            .read_exact_at(window, offset)
             .map_err(|e| Error::io("reading", &self.path, e))?;
         Ok(false)
     }
