@@ -19,8 +19,9 @@ use std::iter::FusedIterator;
 
 use crate::error::{Error, Result};
 use crate::filter::{Filter, Filters};
+use crate::project::Snapshot;
 use crate::reader::{Message, NewestFirst};
-use crate::store::{Candidate, Store};
+use crate::store::{Candidates, Store};
 
 /// What to read: which projects, how many messages, which filters.
 ///
@@ -146,8 +147,11 @@ impl Ord for Head {
 /// merge continues.
 pub struct Merged {
     store: Store,
-    /// Projects not opened yet, sorted by (newest stamp, id) so the newest is last.
-    pending: Vec<Candidate>,
+    /// Projects not opened yet, as `(newest stamp, id, slot in snaps)`, sorted so the newest
+    /// is last.
+    pending: Vec<(u64, u64, u32)>,
+    /// Snapshots taken to learn some projects' newest stamps.
+    snaps: Vec<Option<Snapshot>>,
     /// Open cursors; a cursor is dropped (its buffers freed) once it is exhausted or capped.
     cursors: Vec<Option<Cursor>>,
     heap: BinaryHeap<Head>,
@@ -163,12 +167,15 @@ pub struct Merged {
 }
 
 impl Merged {
-    pub(crate) fn new(store: Store, query: &Query, pending: Vec<Candidate>) -> Self {
+    pub(crate) fn new(store: Store, query: &Query, candidates: Candidates) -> Self {
+        // Room for the cursors most queries open, allocated once rather than grown step by step.
+        let room = candidates.keys.len().min(64);
         Merged {
             store,
-            pending,
-            cursors: Vec::new(),
-            heap: BinaryHeap::new(),
+            pending: candidates.keys,
+            snaps: candidates.snaps,
+            cursors: Vec::with_capacity(room),
+            heap: BinaryHeap::with_capacity(room),
             retry: None,
             error: None,
             left: query.count,
@@ -206,12 +213,12 @@ impl Merged {
     }
 
     fn open_next_pending(&mut self) -> Result<()> {
-        let Some(c) = self.pending.pop() else {
+        let Some((newest, project, slot)) = self.pending.pop() else {
             return Ok(());
         };
         self.opened += 1;
-        let newest = c.stamp;
-        let it = self.store.newest_first_of(c)?.few();
+        let snap = self.snaps.get_mut(slot as usize).and_then(Option::take);
+        let it = self.store.newest_first_of(project, snap)?.few();
         self.cursors.push(Some(Cursor {
             it,
             left: self.pcount,
@@ -237,11 +244,11 @@ impl Iterator for Merged {
             }
         }
         // Open every project whose newest message could come before the current top.
-        while let Some(c) = self.pending.last() {
+        while let Some(&(newest, project, _)) = self.pending.last() {
             let could_win = self
                 .heap
                 .peek()
-                .is_none_or(|top| (c.stamp, c.id) >= (top.msg.stamp(), top.msg.project()));
+                .is_none_or(|top| (newest, project) >= (top.msg.stamp(), top.msg.project()));
             if !could_win {
                 break;
             }
@@ -267,13 +274,13 @@ impl Store {
     /// Runs a multi-project query: messages newest first across the chosen projects, with caps
     /// and filters. See [`Query`].
     pub fn query(&self, query: &Query) -> Result<Merged> {
-        let mut pending = match &query.projects {
+        let mut candidates = match &query.projects {
             Some(ids) => self.newest_stamps(ids)?,
             // Every project: the newest-stamp map knows them all, without listing a directory.
             None => self.all_newest_stamps()?,
         };
-        pending.retain(|c| c.stamp > 0);
-        pending.sort_unstable_by_key(|c| (c.stamp, c.id));
-        Ok(Merged::new(self.clone(), query, pending))
+        candidates.keys.retain(|&(stamp, _, _)| stamp > 0);
+        candidates.keys.sort_unstable();
+        Ok(Merged::new(self.clone(), query, candidates))
     }
 }

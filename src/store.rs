@@ -52,22 +52,17 @@ type SealedCache = HashMap<(u64, u64), (Arc<Sealed>, u64)>;
 /// The most bytes one append may carry (so that every offset fits the index's 32 bits).
 pub const MAX_BATCH_BYTES: u64 = 1 << 30;
 
-/// A project a query may read: its newest stamp, and the snapshot it was learnt from when the
-/// project had to be opened for it.
-pub(crate) struct Candidate {
-    pub(crate) stamp: u64,
-    pub(crate) id: u64,
-    pub(crate) snap: Option<Snapshot>,
+/// The projects a query may read, as `(newest stamp, id, slot)` keys (small, so they sort
+/// fast), with the snapshots taken when a project had to be opened to learn its stamp: `slot`
+/// indexes `snaps`, or is [`Candidates::NO_SNAP`].
+#[derive(Default)]
+pub(crate) struct Candidates {
+    pub(crate) keys: Vec<(u64, u64, u32)>,
+    pub(crate) snaps: Vec<Option<Snapshot>>,
 }
 
-impl Candidate {
-    fn of(stamp: u64, id: u64) -> Self {
-        Candidate {
-            stamp,
-            id,
-            snap: None,
-        }
-    }
+impl Candidates {
+    pub(crate) const NO_SNAP: u32 = u32::MAX;
 }
 
 /// An open store: cheap to clone, `Send + Sync`.
@@ -285,20 +280,19 @@ impl Store {
     }
 
     /// The newest stamp of each of `ids` that holds messages, as candidates for a query.
-    pub(crate) fn newest_stamps(&self, ids: &[u64]) -> Result<Vec<Candidate>> {
+    pub(crate) fn newest_stamps(&self, ids: &[u64]) -> Result<Candidates> {
         const FEW: usize = 64;
+        let mut out = Candidates::default();
         if ids.len() <= FEW && self.inner.newest.read().is_none() {
             // For a few projects, opening them is cheaper than learning about all of them; the
             // snapshot taken to learn the stamp is the one the query reads.
-            let mut out = Vec::with_capacity(ids.len());
+            out.keys.reserve(ids.len());
+            out.snaps.reserve(ids.len());
             for &id in ids {
                 if let Some(p) = self.inner.project(id, false)? {
                     let snap = p.snapshot();
-                    out.push(Candidate {
-                        stamp: snap.last_stamp,
-                        id,
-                        snap: Some(snap),
-                    });
+                    out.keys.push((snap.last_stamp, id, out.snaps.len() as u32));
+                    out.snaps.push(Some(snap));
                 }
             }
             return Ok(out);
@@ -306,28 +300,32 @@ impl Store {
         self.load_newest()?;
         let guard = self.inner.newest.read();
         let map = guard.as_ref().expect("loaded above");
-        Ok(ids
+        out.keys = ids
             .iter()
-            .filter_map(|&id| map.get(&id).map(|&stamp| Candidate::of(stamp, id)))
-            .collect())
+            .filter_map(|&id| map.get(&id).map(|&stamp| (stamp, id, Candidates::NO_SNAP)))
+            .collect();
+        Ok(out)
     }
 
     /// The newest stamp of every project, as candidates for a query.
-    pub(crate) fn all_newest_stamps(&self) -> Result<Vec<Candidate>> {
+    pub(crate) fn all_newest_stamps(&self) -> Result<Candidates> {
         self.load_newest()?;
         let guard = self.inner.newest.read();
         let map = guard.as_ref().expect("loaded above");
-        Ok(map
-            .iter()
-            .map(|(&id, &stamp)| Candidate::of(stamp, id))
-            .collect())
+        Ok(Candidates {
+            keys: map
+                .iter()
+                .map(|(&id, &stamp)| (stamp, id, Candidates::NO_SNAP))
+                .collect(),
+            snaps: Vec::new(),
+        })
     }
 
-    /// Reads a candidate's project: from its snapshot if it has one, else from a fresh one.
-    pub(crate) fn newest_first_of(&self, c: Candidate) -> Result<NewestFirst> {
-        match c.snap {
-            Some(snap) => Ok(NewestFirst::new(self.inner.clone(), c.id, snap)),
-            None => self.newest_first(c.id),
+    /// Reads project `id` from `snap` if there is one, else from a fresh snapshot.
+    pub(crate) fn newest_first_of(&self, id: u64, snap: Option<Snapshot>) -> Result<NewestFirst> {
+        match snap {
+            Some(snap) => Ok(NewestFirst::new(self.inner.clone(), id, snap)),
+            None => self.newest_first(id),
         }
     }
 
