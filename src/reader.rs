@@ -352,18 +352,30 @@ impl NewestFirst {
         }
     }
 
-    /// The common case of [`locate`](Self::locate), without its general bookkeeping: newest
-    /// first in the active segment, with the record's entry, the next one and its bytes already
-    /// at hand. `None` sends the caller down the general path.
+    /// The common cases of [`locate`](Self::locate), without its general bookkeeping: the next
+    /// record of the sealed segment being read, or newest first in the active segment with the
+    /// record's entry, the next one and its bytes already at hand. `None` sends the caller down
+    /// the general path.
     #[inline]
     fn at_hand(&mut self) -> Option<At> {
-        let active = self.snap.active.as_deref()?;
         let seq = self.next;
-        if self.forward
-            || seq < FIRST_SEQ
-            || seq < active.header.first_seq
-            || seq >= self.snap.next_seq
-        {
+        if seq < FIRST_SEQ || seq >= self.snap.next_seq {
+            return None;
+        }
+        if let Current::Sealed { seg, end_seq } = &self.current {
+            // Either direction: the segment being read is mapped whole.
+            let first = seg.header().first_seq;
+            if first <= seq && seq < *end_seq {
+                let i = seq - first;
+                if i >= seg.count() || seg.is_lost(i) {
+                    return None;
+                }
+                self.next = self.after(seq);
+                return Some(At::Sealed { i });
+            }
+        }
+        let active = self.snap.active.as_deref()?;
+        if self.forward || seq < active.header.first_seq {
             return None;
         }
         let i = seq - active.header.first_seq;
