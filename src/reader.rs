@@ -4,6 +4,8 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::sync::Arc;
 
+use memmap2::Mmap;
+
 use crate::error::{Error, Result};
 use crate::index::LOST;
 use crate::project::{Snapshot, FIRST_SEQ};
@@ -27,6 +29,9 @@ const FEW_TAIL_WINDOW_BYTES: u64 = 1 << 10;
 /// First read-window size for the active segment; doubles on each refill up to the maximum.
 const MIN_WINDOW_BYTES: u64 = 4 << 10;
 const MAX_WINDOW_BYTES: u64 = 1 << 20;
+/// Once windows have grown to this size the read is a scan, and the active segment's committed
+/// bytes are mapped rather than copied (a copy cost a fifth of a full newest-first scan).
+const SCAN_MAP_AFTER_BYTES: u64 = MAX_WINDOW_BYTES;
 
 /// One stored message, as read back.
 #[derive(Clone, PartialEq, Eq)]
@@ -161,6 +166,9 @@ pub struct NewestFirst {
     entries: Vec<u32>,
     entries_from: u64,
     window: Vec<u8>,
+    /// The active segment's committed bytes, mapped once a read has proven to be a scan (see
+    /// [`SCAN_MAP_AFTER_BYTES`]); replaces `window` from then on, starting at offset 0.
+    map: Option<Mmap>,
     window_start: u64,
     window_size: u64,
     /// The window came from the writer's tail copy: bytes this process encoded, whose
@@ -184,6 +192,7 @@ impl NewestFirst {
             entries: Vec::new(),
             entries_from: 0,
             window: Vec::new(),
+            map: None,
             window_start: 0,
             window_size: MIN_WINDOW_BYTES,
             window_own: false,
@@ -208,6 +217,7 @@ impl NewestFirst {
             entries: Vec::new(),
             entries_from: 0,
             window: Vec::new(),
+            map: None,
             window_start: 0,
             window_size: MIN_WINDOW_BYTES,
             window_own: false,
@@ -332,7 +342,7 @@ impl NewestFirst {
                     .as_ref()
                     .expect("located in the active segment");
                 let rec = decode_at_with(
-                    &self.window,
+                    self.bytes(),
                     self.window_start,
                     offset,
                     &active.header,
@@ -390,7 +400,7 @@ impl NewestFirst {
             return None;
         }
         let offset = u64::from(offset);
-        if offset < self.window_start || end > self.window_start + self.window.len() as u64 {
+        if offset < self.window_start || end > self.window_start + self.bytes().len() as u64 {
             return None;
         }
         self.next = seq - 1;
@@ -470,7 +480,18 @@ impl NewestFirst {
             active.read_exact_at(&mut head, offset)?;
             offset + crate::record::frame_len_by_header(&head)
         };
-        if offset < self.window_start || end > self.window_start + self.window.len() as u64 {
+        if offset < self.window_start || end > self.window_start + self.bytes().len() as u64 {
+            if self.window_size >= SCAN_MAP_AFTER_BYTES && end <= self.snap.active_len {
+                // A scan: map the committed bytes once instead of copying them window by window.
+                // If mapping fails, reading goes on with windows.
+                if let Ok(map) = active.map(self.snap.active_len) {
+                    self.map = Some(map);
+                    self.window = Vec::new();
+                    self.window_start = 0;
+                    self.window_own = false;
+                    return Ok(At::Active { i, offset });
+                }
+            }
             if self.window.is_empty() && active.tail_start() <= end.saturating_sub(self.window_size)
             {
                 self.window_size = self.tail_window;
@@ -495,6 +516,14 @@ impl NewestFirst {
             self.window_size = (self.window_size * 2).min(MAX_WINDOW_BYTES);
         }
         Ok(At::Active { i, offset })
+    }
+
+    /// The active segment's bytes at hand, from file offset `window_start`.
+    fn bytes(&self) -> &[u8] {
+        match &self.map {
+            Some(map) => map,
+            None => &self.window,
+        }
     }
 
     /// The first sequence number of the active segment (the end of the sealed ones).

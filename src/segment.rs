@@ -1,12 +1,15 @@
 //! One segment: a log file plus its index file. Creation, naming, the sealed (memory-mapped)
 //! read path and the active (positional-read) read path.
 //!
-//! This is the only module with `unsafe`: mapping sealed segments.
+//! This is the only module with `unsafe`: mapping sealed segments, and the committed bytes of an
+//! active segment for a scan.
 //!
 //! The mapping contract: a segment is *sealed* once a later segment exists in its project.
 //! The store never writes, truncates or rewrites a sealed log file, and never shrinks any file
 //! that may be mapped; retention removes sealed segments only by unlinking, which leaves existing
-//! mappings intact. Index files are replaced by rename, never rewritten in place. Other programs
+//! mappings intact. An active log is only appended to while the store is open, and shrunk only
+//! back to its committed length when an append fails, so its committed bytes — all a reader maps —
+//! never change. Index files are replaced by rename, never rewritten in place. Other programs
 //! must not modify a store's files while it is open (the same contract as every embedded
 //! database); `activitylog verify` reads them without mapping.
 
@@ -15,7 +18,7 @@ use std::ops::Deref;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -565,6 +568,18 @@ impl Active {
             .read_exact_at(window, offset)
             .map_err(|e| Error::io("reading", &self.path, e))?;
         Ok(false)
+    }
+
+    /// Maps the first `len` bytes of the log: `len` must not exceed the committed length of a
+    /// snapshot (bytes the writer wrote before publishing them).
+    pub(crate) fn map(&self, len: u64) -> Result<Mmap> {
+        let len = usize::try_from(len).map_err(|_| Error::corrupt(&self.path, len, "too big"))?;
+        // SAFETY: per the module's mapping contract, an active log is only appended to while
+        // the store is open, and shrunk only back to its committed length (after a failed
+        // append), so its first `len` committed bytes stay in the file and unchanged for the
+        // map's lifetime; unlinking (retention) leaves the map intact. The map is read-only.
+        unsafe { MmapOptions::new().len(len).map(&self.file) }
+            .map_err(|e| Error::io("mapping", &self.path, e))
     }
 
     /// Where the tail copy starts (`u64::MAX` when it is empty): reads at or after it are cheap.

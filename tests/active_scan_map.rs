@@ -1,0 +1,78 @@
+//! A long newest-first scan maps the active segment's committed bytes instead of copying them
+//! window by window: it must read exactly what the snapshot holds, even while the writer goes
+//! on appending, and report damage in the mapped bytes with its file and offset.
+
+use activitylog::{Options, Store};
+
+/// Enough messages of about 200 bytes for several MiB in one active segment.
+const N: u64 = 30_000;
+
+fn message(i: u64) -> String {
+    format!(
+        r#"{{"i":{i},"pad":"{}"}}"#,
+        "y".repeat(150 + (i % 50) as usize)
+    )
+}
+
+fn fill(store: &Store, from: u64, to: u64) {
+    let batch: Vec<String> = (from..to).map(message).collect();
+    for chunk in batch.chunks(100) {
+        store.append(3, chunk).unwrap();
+    }
+}
+
+#[test]
+fn a_long_scan_reads_its_snapshot_while_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    fill(&store, 0, N);
+    assert_eq!(store.stats(3).unwrap().unwrap().segments, 1);
+    let mut it = store.newest_first(3).unwrap();
+    let first = it.next_ref().unwrap().unwrap().json().to_owned();
+    assert_eq!(first, message(N - 1));
+    // Appends after the snapshot: not seen, and they grow the file under the scan.
+    fill(&store, N, N + 5_000);
+    let mut want = N - 1;
+    while let Some(m) = it.next_ref() {
+        let m = m.unwrap();
+        want -= 1;
+        assert_eq!(m.seq(), want + 1);
+        assert_eq!(m.json(), message(want));
+    }
+    assert_eq!(want, 0);
+}
+
+#[test]
+fn damage_in_the_mapped_bytes_is_reported_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    drop({
+        let store = Store::open(dir.path()).unwrap();
+        fill(&store, 0, N);
+        store
+    });
+    let log = dir.path().join("projects/3/00000000000000000001.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    // A byte of record 6 (bytes 972..): read long after the scan has switched to the map.
+    let at = 1000;
+    bytes[at] ^= 0x20;
+    std::fs::write(&log, &bytes).unwrap();
+    let store = Options::new().read_only(true).open(dir.path()).unwrap();
+    let mut it = store.newest_first(3).unwrap();
+    let (mut ok, mut errors) = (0u64, Vec::new());
+    while let Some(m) = it.next_ref() {
+        match m {
+            Ok(m) => {
+                assert_eq!(m.json(), message(m.seq() - 1));
+                ok += 1;
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert_eq!(ok, N - 1, "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("00000000000000000001.log is corrupt at byte 972: record 6"),
+        "{}",
+        errors[0]
+    );
+}
