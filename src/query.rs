@@ -13,7 +13,6 @@
 //! their newest stamp, and only while that stamp could beat the heap's top, so a query over
 //! thousands of projects with a small `count` touches only the projects that can contribute.
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::iter::FusedIterator;
 
@@ -113,32 +112,10 @@ impl Cursor {
     }
 }
 
-/// A cursor's current message, ordered newest-greatest for the max-heap.
-struct Head {
-    msg: Message,
-    cursor: usize,
-}
-
-fn key(m: &Message) -> (u64, u64, u64) {
-    (m.stamp(), m.project(), m.seq())
-}
-
-impl PartialEq for Head {
-    fn eq(&self, other: &Self) -> bool {
-        key(&self.msg) == key(&other.msg)
-    }
-}
-impl Eq for Head {}
-impl PartialOrd for Head {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Head {
-    fn cmp(&self, other: &Self) -> Ordering {
-        key(&self.msg).cmp(&key(&other.msg))
-    }
-}
+/// A cursor's current message in the max-heap: `(stamp, project, seq, cursor)`, so the newest
+/// is greatest (cursors are one per project, so keys never tie). Small and compared as integers;
+/// the message waits in `Merged::heads[cursor]`.
+type Head = (u64, u64, u64, usize);
 
 /// The result of a [`Query`]: messages newest first across projects.
 ///
@@ -155,6 +132,8 @@ pub struct Merged {
     /// Open cursors; a cursor is dropped (its buffers freed) once it is exhausted or capped.
     cursors: Vec<Option<Cursor>>,
     heap: BinaryHeap<Head>,
+    /// Each cursor's current message, the one its heap entry stands for.
+    heads: Vec<Option<Message>>,
     /// A cursor to advance before anything else (its last pull returned an error).
     retry: Option<usize>,
     /// An error to yield on the next call.
@@ -176,6 +155,7 @@ impl Merged {
             snaps: candidates.snaps,
             cursors: Vec::with_capacity(room),
             heap: BinaryHeap::with_capacity(room),
+            heads: Vec::with_capacity(room),
             retry: None,
             error: None,
             left: query.count,
@@ -202,7 +182,9 @@ impl Merged {
                 Ok(())
             }
             Some(Ok(msg)) => {
-                self.heap.push(Head { msg, cursor });
+                self.heap
+                    .push((msg.stamp(), msg.project(), msg.seq(), cursor));
+                self.heads[cursor] = Some(msg);
                 Ok(())
             }
             Some(Err(e)) => {
@@ -224,6 +206,7 @@ impl Merged {
             left: self.pcount,
             max_stamp: newest,
         }));
+        self.heads.push(None);
         self.advance(self.cursors.len() - 1)
     }
 }
@@ -248,7 +231,7 @@ impl Iterator for Merged {
             let could_win = self
                 .heap
                 .peek()
-                .is_none_or(|top| (newest, project) >= (top.msg.stamp(), top.msg.project()));
+                .is_none_or(|&(stamp, id, _, _)| (newest, project) >= (stamp, id));
             if !could_win {
                 break;
             }
@@ -256,7 +239,10 @@ impl Iterator for Merged {
                 return Some(Err(e));
             }
         }
-        let Head { msg, cursor } = self.heap.pop()?;
+        let (_, _, _, cursor) = self.heap.pop()?;
+        let msg = self.heads[cursor]
+            .take()
+            .expect("every heap entry has its message");
         if let Some(left) = &mut self.left {
             *left -= 1;
         }
