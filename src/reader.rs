@@ -26,6 +26,9 @@ const MIN_TAIL_WINDOW_BYTES: u64 = 4 << 10;
 /// many projects: small enough for the allocator's per-thread cache (glibc's takes up to 1032
 /// bytes; a 2 KiB buffer per cursor was a tenth of a 50-project query in allocator time).
 const FEW_TAIL_WINDOW_BYTES: u64 = 1 << 10;
+/// Entries copied the first time by such a cursor: about what its first window holds, and a
+/// small allocation (glibc keeps any number of those at hand; of 128-byte ones only seven).
+const FEW_FIRST_ENTRY_CHUNK: usize = 6;
 /// First read-window size for the active segment; doubles on each refill up to the maximum.
 const MIN_WINDOW_BYTES: u64 = 4 << 10;
 const MAX_WINDOW_BYTES: u64 = 1 << 20;
@@ -176,8 +179,8 @@ pub struct NewestFirst {
     window_own: bool,
     /// Oldest first instead (see [`NewestFirst::oldest_first`]).
     forward: bool,
-    /// The first window's size when the tail copy holds the bytes.
-    tail_window: u64,
+    /// Made for reading a few messages (see [`few`](Self::few)).
+    few: bool,
 }
 
 impl NewestFirst {
@@ -197,7 +200,7 @@ impl NewestFirst {
             window_size: MIN_WINDOW_BYTES,
             window_own: false,
             forward: false,
-            tail_window: MIN_TAIL_WINDOW_BYTES,
+            few: false,
         }
     }
 
@@ -222,7 +225,7 @@ impl NewestFirst {
             window_size: MIN_WINDOW_BYTES,
             window_own: false,
             forward: false,
-            tail_window: MIN_TAIL_WINDOW_BYTES,
+            few: false,
         }
     }
 
@@ -249,10 +252,10 @@ impl NewestFirst {
         self
     }
 
-    /// Starts with a smaller window when the tail copy holds the bytes: for readers that take a
-    /// few messages (a merged query's cursors).
+    /// Starts with a smaller window and fewer entries: for readers that take a few messages
+    /// (a merged query's cursors).
     pub(crate) fn few(mut self) -> Self {
-        self.tail_window = FEW_TAIL_WINDOW_BYTES;
+        self.few = true;
         self
     }
 
@@ -434,7 +437,11 @@ impl NewestFirst {
         let want_to = (i + 2).min(count);
         if i < self.entries_from || want_to > self.entries_from + self.entries.len() as u64 {
             let chunk = if self.entries.is_empty() {
-                FIRST_ENTRY_CHUNK
+                if self.few {
+                    FEW_FIRST_ENTRY_CHUNK
+                } else {
+                    FIRST_ENTRY_CHUNK
+                }
             } else {
                 ENTRY_CHUNK
             } as u64;
@@ -494,7 +501,11 @@ impl NewestFirst {
             }
             if self.window.is_empty() && active.tail_start() <= end.saturating_sub(self.window_size)
             {
-                self.window_size = self.tail_window;
+                self.window_size = if self.few {
+                    FEW_TAIL_WINDOW_BYTES
+                } else {
+                    MIN_TAIL_WINDOW_BYTES
+                };
             }
             let (start, end) = if self.forward {
                 (
