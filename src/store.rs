@@ -63,6 +63,12 @@ pub(crate) struct Candidates {
 
 impl Candidates {
     pub(crate) const NO_SNAP: u32 = u32::MAX;
+
+    fn push_snapshot(&mut self, id: u64, snap: Snapshot) {
+        self.keys
+            .push((snap.last_stamp, id, self.snaps.len() as u32));
+        self.snaps.push(Some(snap));
+    }
 }
 
 /// An open store: cheap to clone, `Send + Sync`.
@@ -288,11 +294,24 @@ impl Store {
             // snapshot taken to learn the stamp is the one the query reads.
             out.keys.reserve(ids.len());
             out.snaps.reserve(ids.len());
-            for &id in ids {
+            let mut closed = Vec::new();
+            {
+                // The open ones under one lock, with one tick: no reference counts to take.
+                let map = self.inner.projects.read();
+                let tick = self.inner.touch();
+                for &id in ids {
+                    match map.get(&id) {
+                        Some(p) => {
+                            p.last_used.store(tick, Ordering::Relaxed);
+                            out.push_snapshot(id, p.snapshot());
+                        }
+                        None => closed.push(id),
+                    }
+                }
+            }
+            for id in closed {
                 if let Some(p) = self.inner.project(id, false)? {
-                    let snap = p.snapshot();
-                    out.keys.push((snap.last_stamp, id, out.snaps.len() as u32));
-                    out.snaps.push(Some(snap));
+                    out.push_snapshot(id, p.snapshot());
                 }
             }
             return Ok(out);
