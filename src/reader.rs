@@ -256,6 +256,10 @@ impl NewestFirst {
     /// (a merged query's cursors).
     pub(crate) fn few(mut self) -> Self {
         self.few = true;
+        if let Some((window, entries)) = SPARE.with(|s| s.borrow_mut().pop()) {
+            self.window = window;
+            self.entries = entries;
+        }
         self
     }
 
@@ -658,3 +662,38 @@ impl Iterator for NewestFirst {
 }
 
 impl FusedIterator for NewestFirst {}
+
+/// Buffer pairs (window, entries) kept per thread for the next merged-query cursors: a query
+/// opens dozens of cursors, and each one's buffers would otherwise go through the allocator's
+/// slow paths (glibc keeps only seven free buffers of a size per thread; with them a 50-project
+/// query took 7% longer). At most 64 × 8 KiB per thread, typically 64 × 1 KiB.
+const SPARE_BUFFERS: usize = 64;
+/// Buffers bigger than this (a cursor that read on) are freed rather than kept.
+const SPARE_MAX_BYTES: usize = 4 << 10;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<(Vec<u8>, Vec<u32>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Drop for NewestFirst {
+    fn drop(&mut self) {
+        if !self.few
+            || self.window.capacity() > SPARE_MAX_BYTES
+            || self.entries.capacity() * 4 > SPARE_MAX_BYTES
+        {
+            return;
+        }
+        let mut window = std::mem::take(&mut self.window);
+        let mut entries = std::mem::take(&mut self.entries);
+        window.clear();
+        entries.clear();
+        // `try_with`: a thread being torn down has no pool left.
+        let _ = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_BUFFERS {
+                s.push((window, entries));
+            }
+        });
+    }
+}

@@ -1,5 +1,6 @@
 //! `NewestFirst::next_ref` yields exactly what `next` does, without copying: across sealed and
-//! active segments, in both directions, and around a damaged record.
+//! active segments, in both directions, and around a damaged record; and merged-query cursors,
+//! which reuse the buffers of earlier ones, read only their own projects.
 
 use activitylog::{Message, NewestFirst, Options, Store};
 
@@ -88,4 +89,49 @@ fn the_writers_newest_bytes_come_from_its_own_copy_and_disk_damage_shows_on_reop
         err.to_string().contains("00000000000000000001.log"),
         "{err}"
     );
+}
+
+#[test]
+fn merged_queries_one_after_another_read_their_own_projects() {
+    // Merged-query cursors reuse the buffers of earlier cursors on the same thread: whatever
+    // those held must never show through.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for p in 1..=40u64 {
+        let batch: Vec<String> = (0..1 + p % 7)
+            .map(|k| {
+                format!(
+                    r#"{{"p":{p},"k":{k},"pad":"{}"}}"#,
+                    "z".repeat((p * 13 % 90) as usize)
+                )
+            })
+            .collect();
+        store.append(p, &batch).unwrap();
+    }
+    for round in 0..20u64 {
+        let ids: Vec<u64> = (0..10).map(|i| 1 + (round * 7 + i * 3) % 40).collect();
+        let got: Vec<(u64, u64, String)> = store
+            .query(&activitylog::Query::new().projects(ids.clone()).pcount(3))
+            .unwrap()
+            .map(|m| m.map(|m| (m.project(), m.seq(), m.into_json())).unwrap())
+            .collect();
+        let mut want: Vec<(u64, u64, String)> = Vec::new();
+        for &p in &ids {
+            let newest: Vec<Message> = store
+                .newest_first(p)
+                .unwrap()
+                .take(3)
+                .map(Result::unwrap)
+                .collect();
+            want.extend(
+                newest
+                    .into_iter()
+                    .map(|m| (m.project(), m.seq(), m.into_json())),
+            );
+        }
+        want.sort_by_key(|&(p, s, _)| (p, s));
+        let mut sorted = got.clone();
+        sorted.sort_by_key(|&(p, s, _)| (p, s));
+        assert_eq!(sorted, want, "round {round}");
+    }
 }
