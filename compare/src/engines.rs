@@ -403,3 +403,49 @@ pub fn disk_usage(dir: &Path) -> Fallible<(u64, u64)> {
     }
     Ok((size, blocks))
 }
+
+// ---------------------------------------------------------------------------------------------
+// The checks alone
+
+/// A project's log files held in memory, to time alone the checks activitylog's reader makes
+/// on each record it returns: the frame's CRC-32 and the message's UTF-8 (frames as
+/// `docs/format.md` lays them out: 32-byte file header; per record a 16-byte header starting
+/// with the CRC, the message, a 4-byte trailer repeating the length).
+pub struct Checks {
+    logs: Vec<Vec<u8>>,
+}
+
+impl Checks {
+    pub fn load(store_dir: &Path, project: u64) -> Fallible<Self> {
+        let dir = store_dir.join("projects").join(project.to_string());
+        let mut names: Vec<PathBuf> = fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        names.retain(|p| p.extension().is_some_and(|x| x == "log"));
+        names.sort();
+        let logs = names.iter().map(fs::read).collect::<Result<_, _>>()?;
+        Ok(Checks { logs })
+    }
+
+    /// Every record newest first, checked: `(records, message bytes)`.
+    pub fn scan(&self) -> Fallible<(u64, u64)> {
+        let word = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for log in self.logs.iter().rev() {
+            let mut end = log.len();
+            while end > 32 {
+                let len = (word(log, end - 4) & 0x00FF_FFFF) as usize;
+                let start = end - 20 - len;
+                if crc32fast::hash(&log[start + 4..start + 16 + len]) != word(log, start) {
+                    return Err(format!("checks: bad CRC at {start}").into());
+                }
+                let text = simdutf8::basic::from_utf8(&log[start + 16..start + 16 + len])
+                    .map_err(|_| format!("checks: not UTF-8 at {start}"))?;
+                n += 1;
+                bytes += text.len() as u64;
+                end = start;
+            }
+        }
+        Ok((n, bytes))
+    }
+}
