@@ -1,6 +1,6 @@
-//! A long newest-first scan maps the active segment's committed bytes instead of copying them
-//! window by window: it must read exactly what the snapshot holds, even while the writer goes
-//! on appending, and report damage in the mapped bytes with its file and offset.
+//! A long scan (newest or oldest first) maps the active segment's committed bytes instead of
+//! copying them window by window: it must read exactly what the snapshot holds, even while the
+//! writer goes on appending, and report damage in the mapped bytes with its file and offset.
 
 use activitylog::{Options, Store};
 
@@ -75,4 +75,21 @@ fn damage_in_the_mapped_bytes_is_reported_with_its_place() {
         "{}",
         errors[0]
     );
+}
+
+#[test]
+fn a_long_oldest_first_read_maps_too_and_reads_every_message_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    fill(&store, 0, N);
+    drop(store);
+    let store = Options::new().read_only(true).open(dir.path()).unwrap();
+    let mut it = store.oldest_first(3).unwrap();
+    let mut want = 0;
+    while let Some(m) = it.next_ref() {
+        let m = m.unwrap();
+        assert_eq!((m.seq(), m.json()), (want + 1, message(want).as_str()));
+        want += 1;
+    }
+    assert_eq!(want, N);
 }
