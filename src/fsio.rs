@@ -1,7 +1,7 @@
 //! Every write, truncation and sync the engine makes goes through here.
 //!
 //! In release and ordinary builds these are the plain `std` calls. Test builds of the library
-//! can attach a [`sim::Recorder`] to a directory: it sees every write and sync made under that
+//! can attach a `sim::Recorder` to a directory: it sees every write and sync made under that
 //! directory, so the power-loss suite can build the disk images a power cut could leave behind
 //! (see `sim`), and the fault suite can make the N-th write or sync fail.
 //!

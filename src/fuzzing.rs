@@ -49,7 +49,7 @@ const APPENDED: &str = r#"{"fuzz":1}"#;
 /// The record codec and the forward scan over arbitrary bytes.
 ///
 /// The input is taken as a log image (header, then frames); it is decoded as is and again with
-/// every checksum repaired ([`repair_log`]), so that the fuzzer also explores what lies behind
+/// every checksum repaired (`repair_log`), so that the fuzzer also explores what lies behind
 /// the checksums. Asserts: a header or frame that decodes re-encodes to the very same bytes; the
 /// backward decoder agrees with the forward one; the scan's entries, damage, torn tail and open
 /// batch are consistent with the frames they point at.
@@ -181,11 +181,11 @@ fn check_scan(buf: &[u8], base: u64, first_delta: u32, header: &SegmentHeader) {
 /// Loading and checking an index file against its log: the pure structural check, a sealed
 /// segment's open (which trusts or rebuilds the index), and an active segment's recovery.
 ///
-/// Input: a flags byte, then the log as a part (see [`Parts`]), then the rest is the index
+/// Input: a flags byte, then the log as a part (see `Parts`), then the rest is the index
 /// file. Flags: bit 0 repairs the log's checksums, bit 1 leaves the index file out, bit 2 opens
 /// the active segment as after a crash.
 ///
-/// Asserts: an index that passes [`index::check`] has the documented shape; a sealed segment
+/// Asserts: an index that passes `index::check` has the documented shape; a sealed segment
 /// reads the same records read-only, writable (which may rewrite the index) and reopened; every
 /// record read is a frame of the log, checksum included; recovery of the segment as the active
 /// one, read-only or writable, keeps only records of the log, and, when it read the log from
@@ -400,7 +400,7 @@ fn recover(dir: &Path, writable: bool, crashed: bool, logs: &Logs<'_>) -> Option
 
 /// A whole store laid out from the input, opened, read, verified, appended to and reopened.
 ///
-/// Input: a flags byte, then parts (see [`Parts`]): a segment log, its index, a second segment
+/// Input: a flags byte, then parts (see `Parts`): a segment log, its index, a second segment
 /// log, its index, a `CLOCK` file; the rest is a `NEWEST` file. Each segment is named after the
 /// first sequence number in its header (or 1 and 2 when the header does not decode). Flags:
 ///
