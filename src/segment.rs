@@ -1,5 +1,5 @@
 //! One segment: a log file plus its index file. Creation, naming, the sealed (memory-mapped)
-//! read path and the active (positional-read) read path.
+//! read path and the active (positional-read, or mapped for long scans) read path.
 //!
 //! This is the only module with `unsafe`: mapping sealed segments, and the committed bytes of an
 //! active segment for a scan.
@@ -454,7 +454,8 @@ fn check_index(map: &Mmap, log: &[u8], header: &SegmentHeader, path: &Path) -> R
     Ok(())
 }
 
-/// The active segment of a project: appended to by the writer, read with positional reads.
+/// The active segment of a project: appended to by the writer, read with positional reads (and
+/// mapped up to a snapshot's committed length by long scans).
 ///
 /// Readers see only what a snapshot says is committed, so they never read past a batch that is
 /// still being written.
