@@ -234,6 +234,17 @@ impl Project {
         self.state.read().clone()
     }
 
+    /// Whether a reader's snapshot still holds the active segment (a long scan may have its
+    /// committed bytes mapped): such a project is not closed for eviction, so no reopen's
+    /// recovery can cut bytes under that map.
+    pub(crate) fn active_in_use(&self) -> bool {
+        self.state
+            .read()
+            .active
+            .as_ref()
+            .is_some_and(|a| Arc::strong_count(a) > 1)
+    }
+
     /// Appends a validated batch as one atomic unit.
     ///
     /// `stamps`: one stamp per message, non-decreasing and spanning at most

@@ -256,7 +256,8 @@ impl NewestFirst {
     /// (a merged query's cursors).
     pub(crate) fn few(mut self) -> Self {
         self.few = true;
-        if let Some((window, entries)) = SPARE.with(|s| s.borrow_mut().pop()) {
+        // `try_with`: a thread tearing down its thread-locals has no pool left.
+        if let Some((window, entries)) = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten() {
             self.window = window;
             self.entries = entries;
         }
@@ -492,6 +493,9 @@ impl NewestFirst {
             offset + crate::record::frame_len_by_header(&head)
         };
         if offset < self.window_start || end > self.window_start + self.bytes().len() as u64 {
+            // A mapped scan lands here only for a record whose damaged length reaches past the
+            // committed bytes: it goes back to windows, whose offsets the map does not share.
+            self.map = None;
             if self.window_size >= SCAN_MAP_AFTER_BYTES && end <= self.snap.active_len {
                 // A scan: map the committed bytes once instead of copying them window by window.
                 // If mapping fails, reading goes on with windows.

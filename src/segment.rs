@@ -9,7 +9,11 @@
 //! that may be mapped; retention removes sealed segments only by unlinking, which leaves existing
 //! mappings intact. An active log is only appended to while the store is open, and shrunk only
 //! back to its committed length when an append fails, so its committed bytes — all a reader maps —
-//! never change. Index files are replaced by rename, never rewritten in place. Other programs
+//! never change; a project whose active segment a snapshot holds is not evicted (its reopen would
+//! recover, and recovery cuts committed bytes that read back damaged). As with sealed segments, a
+//! read-only process's map is exposed to what other processes do to the files: a writer
+//! process's recovery that cuts damaged committed bytes, or a disk read error, is a `SIGBUS`
+//! there rather than an error. Index files are replaced by rename, never rewritten in place. Other programs
 //! must not modify a store's files while it is open (the same contract as every embedded
 //! database); `activitylog verify` reads them without mapping.
 
@@ -578,7 +582,9 @@ impl Active {
         // SAFETY: per the module's mapping contract, an active log is only appended to while
         // the store is open, and shrunk only back to its committed length (after a failed
         // append), so its first `len` committed bytes stay in the file and unchanged for the
-        // map's lifetime; unlinking (retention) leaves the map intact. The map is read-only.
+        // map's lifetime; unlinking (retention) leaves the map intact. A project is not closed
+        // for eviction while a snapshot holds its active segment, so no reopen's recovery runs
+        // under the map. The map is read-only.
         unsafe { MmapOptions::new().len(len).map(&self.file) }
             .map_err(|e| Error::io("mapping", &self.path, e))
     }

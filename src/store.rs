@@ -615,13 +615,13 @@ impl Inner {
     }
 }
 
-/// Closes the least recently used projects nobody else holds, down to below `cap`.
-/// Closes the least recently used idle projects; a failure to close one is remembered in
-/// `close_failed` (the store will not count as cleanly closed).
+/// Closes the least recently used idle projects (nobody holds them or a snapshot of their active
+/// segment), down to below `cap`; a failure to close one is remembered in `close_failed` (the
+/// store will not count as cleanly closed).
 fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize, close_failed: &AtomicBool) {
     let mut idle: Vec<(u64, u64)> = map
         .iter()
-        .filter(|(_, p)| Arc::strong_count(p) == 1)
+        .filter(|(_, p)| Arc::strong_count(p) == 1 && !p.active_in_use())
         .map(|(&id, p)| (p.last_used.load(Ordering::Relaxed), id))
         .collect();
     idle.sort_unstable();
@@ -888,6 +888,28 @@ pub(crate) fn read_meta(dir: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A project whose active segment a reader's snapshot holds stays open: evicting and
+    /// reopening it would run recovery under a scan that may have the segment mapped.
+    #[test]
+    fn projects_with_readers_of_their_active_segment_are_not_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .max_open_projects(2)
+            .open(dir.path())
+            .unwrap();
+        store.append(1, [r#"{"a":1}"#]).unwrap();
+        let reader = store.newest_first(1).unwrap();
+        for p in 2..20 {
+            store.append(p, [r#"{"a":1}"#]).unwrap();
+        }
+        assert!(store.inner.projects.read().contains_key(&1));
+        drop(reader);
+        for p in 20..40 {
+            store.append(p, [r#"{"a":1}"#]).unwrap();
+        }
+        assert!(!store.inner.projects.read().contains_key(&1));
+    }
 
     /// A `Written` project with 4 MiB unsynced is synced by the background syncer, without
     /// an explicit sync and without the appending thread waiting for it.

@@ -93,3 +93,62 @@ fn a_long_oldest_first_read_maps_too_and_reads_every_message_in_order() {
     }
     assert_eq!(want, N);
 }
+
+/// Found in review: after the switch to the map, a record whose damaged length reaches past the
+/// committed bytes (its successor lost) sent the scan back to windows while it still read the
+/// map, so every later record decoded at the wrong offset.
+#[test]
+fn a_damaged_length_past_the_mapped_bytes_costs_only_its_own_records() {
+    let dir = tempfile::tempdir().unwrap();
+    drop({
+        let s = Store::open(dir.path()).unwrap();
+        fill(&s, 0, N);
+        s
+    });
+    let log = dir.path().join("projects/3/00000000000000000001.log");
+    let idx = dir.path().join("projects/3/00000000000000000001.idx");
+    let entries: Vec<u32> = std::fs::read(&idx).unwrap()[16..]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(entries.len() as u64, N);
+    let k = (N - 300) as usize; // record index k (seq k+1)
+                                // 1. make record k+1 lost, rebuild the index with a LOST marker
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[entries[k + 1] as usize + 20] ^= 0x20;
+    std::fs::write(&log, &bytes).unwrap();
+    std::fs::remove_file(&idx).unwrap();
+    drop(Store::open(dir.path()).unwrap().newest_first(3).unwrap());
+    let e2: Vec<u32> = std::fs::read(&idx).unwrap()[16..]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(e2[k + 1], u32::MAX, "lost marker in index");
+    // 2. damage record k's length field
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = entries[k] as usize + 4;
+    let mut lf = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    lf += 200_000;
+    bytes[at..at + 4].copy_from_slice(&lf.to_le_bytes());
+    std::fs::write(&log, &bytes).unwrap();
+    // 3. open, snapshot, append more, scan forward
+    let store = Store::open(dir.path()).unwrap();
+    let mut it = store.newest_first(3).unwrap().oldest_first();
+    fill(&store, N, N + 5_000);
+    let (mut ok, mut errs) = (0u64, Vec::new());
+    while let Some(m) = it.next_ref() {
+        match m {
+            Ok(m) => {
+                assert_eq!(m.json(), message(m.seq() - 1));
+                ok += 1;
+            }
+            Err(e) => errs.push(e.to_string()),
+        }
+    }
+    assert_eq!(
+        errs.len(),
+        2,
+        "only records k and k+1 are damaged: {errs:?}"
+    );
+    assert_eq!(ok, N - 2);
+}
