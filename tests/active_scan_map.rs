@@ -21,6 +21,29 @@ fn fill(store: &Store, from: u64, to: u64) {
     }
 }
 
+/// A store whose project 3 holds messages `0..N` in its active segment, closed.
+fn filled_and_closed() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fill(&Store::open(dir.path()).unwrap(), 0, N);
+    dir
+}
+
+/// Reads `it` to the end: how many messages came back (each checked against what was written),
+/// and the errors.
+fn read_checked(it: &mut activitylog::NewestFirst) -> (u64, Vec<String>) {
+    let (mut ok, mut errors) = (0u64, Vec::new());
+    while let Some(m) = it.next_ref() {
+        match m {
+            Ok(m) => {
+                assert_eq!(m.json(), message(m.seq() - 1));
+                ok += 1;
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (ok, errors)
+}
+
 #[test]
 fn a_long_scan_reads_its_snapshot_while_appends_go_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,12 +67,7 @@ fn a_long_scan_reads_its_snapshot_while_appends_go_on() {
 
 #[test]
 fn damage_in_the_mapped_bytes_is_reported_with_its_place() {
-    let dir = tempfile::tempdir().unwrap();
-    drop({
-        let store = Store::open(dir.path()).unwrap();
-        fill(&store, 0, N);
-        store
-    });
+    let dir = filled_and_closed();
     let log = dir.path().join("projects/3/00000000000000000001.log");
     let mut bytes = std::fs::read(&log).unwrap();
     // A byte of record 6 (bytes 972..): read long after the scan has switched to the map.
@@ -58,16 +76,7 @@ fn damage_in_the_mapped_bytes_is_reported_with_its_place() {
     std::fs::write(&log, &bytes).unwrap();
     let store = Options::new().read_only(true).open(dir.path()).unwrap();
     let mut it = store.newest_first(3).unwrap();
-    let (mut ok, mut errors) = (0u64, Vec::new());
-    while let Some(m) = it.next_ref() {
-        match m {
-            Ok(m) => {
-                assert_eq!(m.json(), message(m.seq() - 1));
-                ok += 1;
-            }
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
+    let (ok, errors) = read_checked(&mut it);
     assert_eq!(ok, N - 1, "{errors:?}");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
@@ -79,10 +88,7 @@ fn damage_in_the_mapped_bytes_is_reported_with_its_place() {
 
 #[test]
 fn a_long_oldest_first_read_maps_too_and_reads_every_message_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    fill(&store, 0, N);
-    drop(store);
+    let dir = filled_and_closed();
     let store = Options::new().read_only(true).open(dir.path()).unwrap();
     let mut it = store.oldest_first(3).unwrap();
     let mut want = 0;
@@ -99,12 +105,7 @@ fn a_long_oldest_first_read_maps_too_and_reads_every_message_in_order() {
 /// map, so every later record decoded at the wrong offset.
 #[test]
 fn a_damaged_length_past_the_mapped_bytes_costs_only_its_own_records() {
-    let dir = tempfile::tempdir().unwrap();
-    drop({
-        let s = Store::open(dir.path()).unwrap();
-        fill(&s, 0, N);
-        s
-    });
+    let dir = filled_and_closed();
     let log = dir.path().join("projects/3/00000000000000000001.log");
     let idx = dir.path().join("projects/3/00000000000000000001.idx");
     let entries: Vec<u32> = std::fs::read(&idx).unwrap()[16..]
@@ -135,16 +136,7 @@ fn a_damaged_length_past_the_mapped_bytes_costs_only_its_own_records() {
     let store = Store::open(dir.path()).unwrap();
     let mut it = store.newest_first(3).unwrap().oldest_first();
     fill(&store, N, N + 5_000);
-    let (mut ok, mut errs) = (0u64, Vec::new());
-    while let Some(m) = it.next_ref() {
-        match m {
-            Ok(m) => {
-                assert_eq!(m.json(), message(m.seq() - 1));
-                ok += 1;
-            }
-            Err(e) => errs.push(e.to_string()),
-        }
-    }
+    let (ok, errs) = read_checked(&mut it);
     assert_eq!(
         errs.len(),
         2,
