@@ -944,6 +944,11 @@ mod tests {
     use crate::record::{encode_frame, Frame};
 
     /// A log header for a segment starting at 1, stamps from 1,000 µs.
+    /// Opens project 1 at `dir` (1 MiB segments), as after a crash when `crashed`.
+    fn open_project(dir: &Path, writable: bool, crashed: bool) -> Project {
+        Project::open(1, dir.to_path_buf(), writable, 1 << 20, crashed, &|| Ok(())).unwrap()
+    }
+
     fn new_log() -> Vec<u8> {
         let header = SegmentHeader {
             first_seq: 1,
@@ -979,15 +984,7 @@ mod tests {
         // Record 2 goes with its unfinished batch; the damage before it is then a torn tail
         // too. Read-only, writable, and writable again: the same answer every time.
         for writable in [false, true, true] {
-            let p = Project::open(
-                1,
-                tmp.path().to_path_buf(),
-                writable,
-                1 << 20,
-                true,
-                &|| Ok(()),
-            )
-            .unwrap();
+            let p = open_project(tmp.path(), writable, true);
             let snap = p.snapshot();
             assert_eq!(snap.last_stamp, 1_007);
             assert_eq!(snap.next_seq, 2, "writable {writable}");
@@ -1018,15 +1015,7 @@ mod tests {
         frame(&mut log, 3, true);
         fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
         for writable in [false, true, true] {
-            let p = Project::open(
-                1,
-                tmp.path().to_path_buf(),
-                writable,
-                1 << 20,
-                true,
-                &|| Ok(()),
-            )
-            .unwrap();
+            let p = open_project(tmp.path(), writable, true);
             assert_eq!(p.snapshot().next_seq, 2, "writable {writable}");
         }
         let len = fs::metadata(segment::log_path(tmp.path(), 1))
@@ -1046,15 +1035,7 @@ mod tests {
         frame(&mut log, 1, true);
         fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
         for _ in 0..3 {
-            let p = Project::open(
-                1,
-                tmp.path().to_path_buf(),
-                true,
-                1 << 20,
-                false,
-                &|| Ok(()),
-            )
-            .unwrap();
+            let p = open_project(tmp.path(), true, false);
             assert_eq!(p.snapshot().next_seq, 1);
             assert_eq!(p.snapshot().active_len, LOG_HEADER_BYTES as u64);
         }

@@ -18,18 +18,17 @@ const ENTRY_CHUNK: usize = 256;
 /// Entries copied the first time: enough for a page of newest messages, little to copy when a
 /// merged query takes a few from each of many projects. Later copies take [`ENTRY_CHUNK`].
 const FIRST_ENTRY_CHUNK: usize = 32;
-/// First read-window size when the writer's tail copy holds the bytes (copying is cheap): about
-/// twenty messages, a page's worth, in one copy (2 KiB then 4 KiB cost 10% more instructions
-/// for a page of 20).
-const MIN_TAIL_WINDOW_BYTES: u64 = 4 << 10;
-/// The same for the cursors of a merged query, which mostly take a few messages from each of
-/// many projects: small enough for the allocator's per-thread cache (glibc's takes up to 1032
-/// bytes; a 2 KiB buffer per cursor was a tenth of a 50-project query in allocator time).
+/// First read-window size for the cursors of a merged query when the writer's tail copy holds
+/// the bytes: they mostly take a few messages from each of many projects, and this is small
+/// enough for the allocator's per-thread cache (glibc's takes up to 1032 bytes; a 2 KiB buffer
+/// per cursor was a tenth of a 50-project query in allocator time).
 const FEW_TAIL_WINDOW_BYTES: u64 = 1 << 10;
 /// Entries copied the first time by such a cursor: about what its first window holds, and a
 /// small allocation (glibc keeps any number of those at hand; of 128-byte ones only seven).
 const FEW_FIRST_ENTRY_CHUNK: usize = 6;
-/// First read-window size for the active segment; doubles on each refill up to the maximum.
+/// First read-window size for the active segment, from the tail copy or the file: about twenty
+/// messages, a page's worth, in one copy (2 KiB then 4 KiB cost 10% more instructions for a
+/// page of 20); doubles on each refill up to the maximum.
 const MIN_WINDOW_BYTES: u64 = 4 << 10;
 const MAX_WINDOW_BYTES: u64 = 1 << 20;
 /// Once windows have grown to this size the read is a scan, and the active segment's committed
@@ -507,13 +506,11 @@ impl NewestFirst {
                     return Ok(At::Active { i, offset });
                 }
             }
-            if self.window.is_empty() && active.tail_start() <= end.saturating_sub(self.window_size)
+            if self.few
+                && self.window.is_empty()
+                && active.tail_start() <= end.saturating_sub(self.window_size)
             {
-                self.window_size = if self.few {
-                    FEW_TAIL_WINDOW_BYTES
-                } else {
-                    MIN_TAIL_WINDOW_BYTES
-                };
+                self.window_size = FEW_TAIL_WINDOW_BYTES;
             }
             let (start, end) = if self.forward {
                 (
@@ -670,7 +667,7 @@ impl FusedIterator for NewestFirst {}
 /// Buffer pairs (window, entries) kept per thread for the next merged-query cursors: a query
 /// opens dozens of cursors, and each one's buffers would otherwise go through the allocator's
 /// slow paths (glibc keeps only seven free buffers of a size per thread; with them a 50-project
-/// query took 7% longer). At most 64 × 8 KiB per thread, typically 64 × 1 KiB.
+/// query took 5% longer). At most 64 × 8 KiB per thread, typically 64 × 1 KiB.
 const SPARE_BUFFERS: usize = 64;
 /// Buffers bigger than this (a cursor that read on) are freed rather than kept.
 const SPARE_MAX_BYTES: usize = 4 << 10;

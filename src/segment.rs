@@ -528,24 +528,30 @@ impl Active {
             .map_err(|e| Error::io("opening", path, e))
     }
 
+    /// Hands the `len` bytes at `offset` to `copy` if the tail copy holds them all.
+    fn copy_from_tail(&self, offset: u64, len: usize, copy: impl FnOnce(&[u8])) -> bool {
+        let tail = self.tail.read();
+        let held = offset
+            .checked_sub(tail.start)
+            .and_then(|from| tail.bytes.get(from as usize..from as usize + len));
+        held.map(copy).is_some()
+    }
+
     /// Reads `buf.len()` bytes at `offset`: from the tail copy when it holds them, else from
     /// the file. Returns whether they came from the tail copy (bytes this process encoded, so
     /// their checksums need no checking).
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
-        {
-            let tail = self.tail.read();
-            if offset >= tail.start {
-                let from = (offset - tail.start) as usize;
-                if let Some(src) = tail.bytes.get(from..from + buf.len()) {
-                    buf.copy_from_slice(src);
-                    return Ok(true);
-                }
-            }
+        if self.copy_from_tail(offset, buf.len(), |src| buf.copy_from_slice(src)) {
+            return Ok(true);
         }
+        self.read_file(buf, offset)?;
+        Ok(false)
+    }
+
+    fn read_file(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.file
             .read_exact_at(buf, offset)
-            .map_err(|e| Error::io("reading", &self.path, e))?;
-        Ok(false)
+            .map_err(|e| Error::io("reading", &self.path, e))
     }
 
     /// Replaces `window`'s contents with the `len` bytes at `offset`, like
@@ -558,20 +564,11 @@ impl Active {
         len: usize,
     ) -> Result<bool> {
         window.clear();
-        {
-            let tail = self.tail.read();
-            if offset >= tail.start {
-                let from = (offset - tail.start) as usize;
-                if let Some(src) = tail.bytes.get(from..from + len) {
-                    window.extend_from_slice(src);
-                    return Ok(true);
-                }
-            }
+        if self.copy_from_tail(offset, len, |src| window.extend_from_slice(src)) {
+            return Ok(true);
         }
         window.resize(len, 0);
-        self.file
-            .read_exact_at(window, offset)
-            .map_err(|e| Error::io("reading", &self.path, e))?;
+        self.read_file(window, offset)?;
         Ok(false)
     }
 
