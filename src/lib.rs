@@ -88,6 +88,7 @@ mod record;
 mod retention;
 mod scan;
 mod segment;
+mod spares;
 mod store;
 mod verify;
 
@@ -97,7 +98,8 @@ pub use import::{ImportTarget, Imported};
 pub use meta::Meta;
 pub use options::{
     Durability, Options, DEFAULT_MAX_MAPPED_SEGMENTS, DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MAX_OPEN_PROJECTS, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+    DEFAULT_MAX_OPEN_PROJECTS, DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_PROJECTS, MAX_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES,
 };
 pub use project::{Appended, FIRST_SEQ};
 pub use query::{Merged, Query};

@@ -43,6 +43,8 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_OPEN_PROJECTS: usize = 1024;
 /// Default number of sealed segments kept memory-mapped at once.
 pub const DEFAULT_MAX_MAPPED_SEGMENTS: usize = 1024;
+/// Default number of spare project directories kept ready once projects are being created.
+pub const DEFAULT_SPARE_PROJECTS: usize = 8;
 
 /// The smallest allowed segment size: 4 KiB.
 pub const MIN_SEGMENT_BYTES: u64 = 4 << 10;
@@ -68,6 +70,7 @@ pub struct Options {
     pub(crate) read_only: bool,
     pub(crate) max_open_projects: usize,
     pub(crate) max_mapped_segments: usize,
+    pub(crate) spare_projects: usize,
 }
 
 impl Default for Options {
@@ -79,6 +82,7 @@ impl Default for Options {
             read_only: false,
             max_open_projects: DEFAULT_MAX_OPEN_PROJECTS,
             max_mapped_segments: DEFAULT_MAX_MAPPED_SEGMENTS,
+            spare_projects: DEFAULT_SPARE_PROJECTS,
         }
     }
 }
@@ -134,6 +138,18 @@ impl Options {
     /// [`DEFAULT_MAX_MAPPED_SEGMENTS`] (1024).
     pub fn max_mapped_segments(mut self, n: usize) -> Self {
         self.max_mapped_segments = n;
+        self
+    }
+
+    /// How many spare project directories a background thread keeps ready, once the store has
+    /// created a project. Default: [`DEFAULT_SPARE_PROJECTS`] (8); 0 turns them off.
+    ///
+    /// Creating a project renames a spare into place, so its first durable append waits for
+    /// two syncs (its log, and the directory of projects) instead of four (the directory made
+    /// on the spot adds its log's header and its own entries). A spare is a directory of about
+    /// 12 KiB on disk holding no message; the spares waiting are removed when the store closes.
+    pub fn spare_projects(mut self, n: usize) -> Self {
+        self.spare_projects = n;
         self
     }
 

@@ -24,6 +24,7 @@ use crate::record::{
 };
 use crate::scan::scan;
 use crate::segment::{self, decode_at, Active, Tail};
+use crate::spares::Spares;
 
 /// The sequence number of a project's first message.
 pub const FIRST_SEQ: u64 = 1;
@@ -146,6 +147,9 @@ pub(crate) struct Project {
     synced: Condvar,
     poisoned: AtomicBool,
     pub(crate) last_used: AtomicU64,
+    /// Where the project's directory comes from if it has none yet (see the `spares` module);
+    /// without a pool, or with none ready, it is made on the spot.
+    spares: Option<Arc<Spares>>,
 }
 
 impl Project {
@@ -226,7 +230,15 @@ impl Project {
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
             last_used: AtomicU64::new(0),
+            spares: None,
         })
+    }
+
+    /// Takes its directory from `spares` when its first message is appended (if it has no
+    /// directory by then).
+    pub(crate) fn with_spares(mut self, spares: Option<Arc<Spares>>) -> Self {
+        self.spares = spares;
+        self
     }
 
     /// A consistent view for a reader.
@@ -299,7 +311,7 @@ impl Project {
             }
         };
         let snap = if needs_new {
-            self.roll(&mut w, &snap, stamp)?
+            self.roll(&mut w, &snap, stamp, last_stamp)?
         } else {
             snap
         };
@@ -378,8 +390,15 @@ impl Project {
     }
 
     /// Seals the active segment (if it holds records) and starts a new one at the next sequence
-    /// number, stamped `stamp`.
-    fn roll(&self, w: &mut Writer, snap: &Snapshot, stamp: u64) -> Result<Snapshot> {
+    /// number for records stamped `stamp..=last_stamp` (its base stamp is `stamp`, or below if it
+    /// is a spare's).
+    fn roll(
+        &self,
+        w: &mut Writer,
+        snap: &Snapshot,
+        stamp: u64,
+        last_stamp: u64,
+    ) -> Result<Snapshot> {
         let mut sealed = snap.sealed.clone();
         if let Some(old) = &snap.active {
             if snap.active_count() > 0 {
@@ -403,18 +422,46 @@ impl Project {
                 self.sync_dirs()?;
                 Arc::make_mut(&mut sealed).push(old.header.first_seq);
             }
-        } else if !self.dir.is_dir() {
-            fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
-            // Synced with the first sync of a record (`sync_dirs`).
-            self.sync.lock().parent_unsynced = true;
         }
-        let header = SegmentHeader {
+        let mut header = SegmentHeader {
             first_seq: snap.next_seq,
             base_stamp: stamp,
         };
-        // An empty active segment with the same first sequence number is replaced by rename.
-        segment::create(&self.dir, header)?;
-        self.sync.lock().dir_created += 1;
+        if snap.active.is_none() && !self.dir.is_dir() {
+            let spare = (snap.next_seq == FIRST_SEQ)
+                .then(|| self.spares.as_ref()?.take(stamp, last_stamp))
+                .flatten();
+            let renamed = spare.and_then(|spare| match fs::rename(&spare.path, &self.dir) {
+                Ok(()) => Some(spare.header),
+                Err(e) => {
+                    log::warn!(
+                        "cannot rename {} to {}: {e}",
+                        spare.path.display(),
+                        self.dir.display()
+                    );
+                    let _ = fs::remove_dir_all(&spare.path);
+                    None
+                }
+            });
+            match renamed {
+                // Its log's header and its entries are synced: the rename is made durable
+                // with the first sync of a record (`sync_dirs`).
+                Some(spare) => header = spare,
+                None => {
+                    fs::create_dir_all(&self.dir)
+                        .map_err(|e| Error::io("creating", &self.dir, e))?;
+                    segment::create(&self.dir, header)?;
+                    self.sync.lock().dir_created += 1;
+                }
+            }
+            // Synced with the first sync of a record (`sync_dirs`).
+            self.sync.lock().parent_unsynced = true;
+        } else {
+            // An empty active segment with the same first sequence number is replaced by
+            // rename.
+            segment::create(&self.dir, header)?;
+            self.sync.lock().dir_created += 1;
+        }
         let path = segment::log_path(&self.dir, header.first_seq);
         let file = Active::open_file(&path, true)?;
         let idx_path = segment::index_path(&self.dir, header.first_seq);

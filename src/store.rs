@@ -11,6 +11,7 @@
 //! DIR/CLEAN                    present only between a clean close and the next write
 //! DIR/projects/<id>/<first_seq:020>.log   a segment's log
 //! DIR/projects/<id>/<first_seq:020>.idx   its index
+//! DIR/projects/.spare-<n>/     a spare project directory (see the spares module)
 //! ```
 
 use std::borrow::Cow;
@@ -31,6 +32,7 @@ use crate::record::{
     frame_len, read_u32, read_u64, Batch, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT,
 };
 use crate::segment::{self, Sealed};
+use crate::spares::Spares;
 
 const STORE_MAGIC: [u8; 8] = *b"ALOGSTOR";
 const STORE_FILE: &str = "STORE";
@@ -84,7 +86,9 @@ pub(crate) struct Inner {
     dir: PathBuf,
     options: Options,
     segment_bytes: u64,
-    clock: Option<Clock>,
+    clock: Option<Arc<Clock>>,
+    /// Spare project directories (writable stores only).
+    spares: Option<Arc<Spares>>,
     projects: RwLock<HashMap<u64, Arc<Project>>>,
     sealed: Mutex<SealedCache>,
     tick: AtomicU64,
@@ -158,9 +162,16 @@ impl Store {
             (Some(lock), segment_bytes)
         };
         let clock = match lock {
-            Some(_) => Some(Clock::open(&dir.join(CLOCK_FILE))?),
+            Some(_) => Some(Arc::new(Clock::open(&dir.join(CLOCK_FILE))?)),
             None => None,
         };
+        let spares = clock.as_ref().map(|clock| {
+            Spares::new(
+                dir.join(PROJECTS_DIR),
+                clock.clone(),
+                options.spare_projects,
+            )
+        });
         let marks_pending =
             clock.is_some() && (dir.join(CLEAN_FILE).exists() || dir.join(NEWEST_FILE).exists());
         let clean = clock.is_none() || read_clean_marker(dir)?;
@@ -171,6 +182,7 @@ impl Store {
                 options,
                 segment_bytes,
                 clock,
+                spares,
                 projects: RwLock::new(HashMap::default()),
                 sealed: Mutex::new(HashMap::default()),
                 tick: AtomicU64::new(0),
@@ -273,7 +285,12 @@ impl Store {
                 *newest = (*newest).max(stamp);
             }
         };
-        let appended = p.append(clock, batch, stamps, durability, &publish)?;
+        let appended = p.append(clock, batch, stamps, durability, &publish);
+        if let Some(spares) = &self.inner.spares {
+            // After the append's syncs, even a failed one (it may have taken a spare).
+            spares.refill();
+        }
+        let appended = appended?;
         if durability == Durability::Written && p.sync_ahead_due() {
             self.inner.sync_ahead(p);
         }
@@ -482,6 +499,18 @@ impl Store {
     pub(crate) fn project_dir(&self, id: u64) -> PathBuf {
         self.inner.project_dir(id)
     }
+
+    /// Waits (up to ten seconds) until `n` spare project directories are ready.
+    #[cfg(test)]
+    pub(crate) fn wait_spares(&self, n: usize) -> bool {
+        self.inner.spares.as_ref().is_some_and(|s| s.wait_ready(n))
+    }
+
+    /// How many spare project directories were taken.
+    #[cfg(test)]
+    pub(crate) fn spares_taken(&self) -> u64 {
+        self.inner.spares.as_ref().map_or(0, |s| s.taken())
+    }
 }
 
 impl Inner {
@@ -565,14 +594,17 @@ impl Inner {
             return Ok(None);
         }
         let crashed = !self.clean && !self.recovered.lock().contains(&id);
-        let p = Arc::new(Project::open(
-            id,
-            dir,
-            self.clock.is_some(),
-            self.segment_bytes,
-            crashed,
-            &|| self.before_write(),
-        )?);
+        let p = Arc::new(
+            Project::open(
+                id,
+                dir,
+                self.clock.is_some(),
+                self.segment_bytes,
+                crashed,
+                &|| self.before_write(),
+            )?
+            .with_spares(self.spares.clone()),
+        );
         if self.clock.is_some() {
             self.recovered.lock().insert(id);
         }
@@ -638,6 +670,9 @@ fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize, close_failed
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(spares) = &self.spares {
+            spares.close();
+        }
         let mut clean = !self.close_failed.load(Ordering::Acquire);
         for (id, p) in self.projects.get_mut().drain() {
             if let Err(e) = p.close() {

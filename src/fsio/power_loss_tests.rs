@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::sim::{CrashPoint, FaultKind, Policy, Recorder};
 use crate::{verify, Durability, Error, Options, Store, FIRST_SEQ};
 
-const PROJECTS: [u64; 3] = [1, 2, 77];
+const PROJECTS: [u64; 5] = [1, 2, 77, 5, 9];
 const SEGMENT_BYTES: u64 = 4096;
 
 /// A scratch directory, in memory when the machine has one: these tests build thousands of
@@ -43,10 +43,15 @@ enum Step {
     Sync,
     /// Close the store and open it again.
     Reopen,
+    /// Wait until spare project directories are ready, so that the projects created next
+    /// are renamed spares.
+    AwaitSpares,
 }
 
-/// A deterministic mix: three projects, batches of 1 to 40 messages of 30 to 400 bytes, both
-/// durability levels, explicit syncs, a reopen, and segment rolls (4 KiB segments).
+/// A deterministic mix: five projects (the first made on the spot, the others from spare
+/// directories, awaited after the first batch), batches of 1 to 40
+/// messages of 30 to 400 bytes, both durability levels, explicit syncs, a reopen, and segment
+/// rolls (4 KiB segments).
 fn workload(batches: u64) -> Vec<Step> {
     let mut x: u64 = 0x5EED;
     let mut next = move |n: u64| {
@@ -60,10 +65,13 @@ fn workload(batches: u64) -> Vec<Step> {
         if b == batches / 2 {
             steps.push(Step::Reopen);
         }
+        if b == 1 {
+            steps.push(Step::AwaitSpares);
+        }
         if next(10) == 0 {
             steps.push(Step::Sync);
         }
-        let project = PROJECTS[next(3) as usize];
+        let project = PROJECTS[next(PROJECTS.len() as u64) as usize];
         let size = if next(6) == 0 {
             20 + next(21)
         } else {
@@ -97,6 +105,8 @@ struct Log {
     /// After the k-th acknowledgement (index k - 1): how many batches of each project are
     /// durable.
     durable_after: Vec<HashMap<u64, usize>>,
+    /// Projects created from spare directories.
+    spares_taken: u64,
 }
 
 impl Log {
@@ -155,7 +165,11 @@ fn run(
                     durable.insert(*p, b.len());
                 }
             }
+            Step::AwaitSpares => {
+                assert!(s.wait_spares(2), "no spare project directories");
+            }
             Step::Reopen => {
+                log.spares_taken += s.spares_taken();
                 drop(store.take());
                 *store = Some(match Options::new().open(dir) {
                     Ok(s) => s,
@@ -304,9 +318,16 @@ fn every_acknowledged_sync_survives_every_power_cut_image() {
     let rec = Recorder::register(root.path(), true);
     let steps = workload(env_or("POWER_LOSS_BATCHES", 60));
     let mut log = Log::default();
-    let failed = run(root.path(), &steps, &rec, &mut log, &mut None);
+    let mut store = None;
+    let failed = run(root.path(), &steps, &rec, &mut log, &mut store);
+    drop(store);
     rec.unregister();
     assert!(failed.is_none(), "the workload failed: {failed:?}");
+    assert!(
+        log.spares_taken >= 2,
+        "only {} projects made from spares",
+        log.spares_taken
+    );
     let points = rec.take_points();
     let randoms = env_or("POWER_LOSS_IMAGES", 2);
     let mut images = 0;

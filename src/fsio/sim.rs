@@ -6,7 +6,9 @@
 //! a sector-aligned prefix) or leave garbage over the bytes it wrote. A write never damages bytes
 //! outside its own range ("powersafe overwrite", SQLite's default assumption, true of the sector
 //! atomicity of today's drives). Creations, renames and removals reach the disk only when their
-//! directory is synced; until then each may or may not have happened.
+//! directory is synced; until then each may or may not have happened. A directory is known by
+//! its identity, not its path: renaming one (a spare project directory becoming a project's)
+//! keeps the entries its last sync made durable.
 //!
 //! A [`CrashPoint`] is captured before every write, truncation and sync: what was durable, what
 //! was pending, and what the directories held. [`CrashPoint::image`] turns one into a directory
@@ -117,7 +119,7 @@ fn key(meta: &fs::Metadata) -> Key {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Entry {
-    Dir,
+    Dir(Key),
     File(Key),
 }
 
@@ -130,13 +132,16 @@ pub(crate) struct CrashPoint {
     /// The operation about to run, for failure messages.
     pub(crate) before: String,
     files: HashMap<Key, FileModel>,
-    durable: HashMap<PathBuf, Listing>,
-    current: HashMap<PathBuf, Listing>,
+    /// Each directory's entries as of its last sync, by the directory's identity.
+    durable: HashMap<Key, Listing>,
+    /// Each directory's entries now, by identity, with its path now.
+    current: HashMap<Key, (PathBuf, Listing)>,
+    root: Key,
 }
 
 struct Inner {
     files: HashMap<Key, FileModel>,
-    durable: HashMap<PathBuf, Listing>,
+    durable: HashMap<Key, Listing>,
     capture: bool,
     points: Vec<CrashPoint>,
     acked: usize,
@@ -158,7 +163,10 @@ impl Recorder {
     pub(crate) fn register(root: &Path, capture: bool) -> Arc<Recorder> {
         let root = root.canonicalize().expect("the recorded directory exists");
         let mut files = HashMap::new();
-        let durable = listings(&root, &root, Some(&mut files));
+        let durable = listings(&root, &root, Some(&mut files))
+            .into_iter()
+            .map(|(k, (_, listing))| (k, listing))
+            .collect();
         let recorder = Arc::new(Recorder {
             root,
             inner: Mutex::new(Inner {
@@ -218,12 +226,18 @@ impl Recorder {
                 files: inner.files.clone(),
                 durable: inner.durable.clone(),
                 current,
+                root: key(&fs::metadata(&self.root).expect("the recorded directory exists")),
             });
         }
     }
 
-    /// Counts an operation of `kind`; true if it is the one to fail.
+    /// Counts an operation of `kind`; true if it is the one to fail. Operations on spare
+    /// project directories are not counted: a background thread makes those whenever it gets
+    /// to it, and the N-th operation must be the same one in every run.
     fn hit(inner: &mut Inner, kind: FaultKind, path: &Path) -> bool {
+        if path.to_string_lossy().contains("/.spare-") {
+            return false;
+        }
         let n = match kind {
             FaultKind::Write => &mut inner.writes,
             FaultKind::Sync => &mut inner.syncs,
@@ -323,9 +337,10 @@ impl Recorder {
         if Self::hit(&mut inner, FaultKind::Sync, &dir) {
             return Err(io::Error::other("injected sync fault"));
         }
-        File::open(&dir)?.sync_all()?;
+        let handle = File::open(&dir)?;
+        handle.sync_all()?;
         let listing = list(&dir);
-        inner.durable.insert(self.relative(&dir), listing);
+        inner.durable.insert(key(&handle.metadata()?), listing);
         Ok(())
     }
 }
@@ -333,26 +348,36 @@ impl Recorder {
 impl CrashPoint {
     /// What the directories held and what of it was durable, for failure messages.
     pub(crate) fn describe(&self) -> String {
-        let mut out = String::new();
-        let mut dirs: Vec<_> = self.current.keys().chain(self.durable.keys()).collect();
+        let names = |l: Option<&Listing>| {
+            l.map(|l| {
+                l.keys()
+                    .map(|k| k.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+        };
+        let mut dirs: Vec<(String, String, String)> = self
+            .current
+            .iter()
+            .map(|(k, (path, now))| {
+                (
+                    path.display().to_string(),
+                    names(Some(now)),
+                    names(self.durable.get(k)),
+                )
+            })
+            .collect();
+        dirs.extend(
+            self.durable
+                .iter()
+                .filter(|(k, _)| !self.current.contains_key(k))
+                .map(|(_, l)| ("(gone)".to_string(), String::new(), names(Some(l)))),
+        );
         dirs.sort();
-        dirs.dedup();
-        for d in dirs {
-            let names = |l: Option<&Listing>| {
-                l.map(|l| {
-                    l.keys()
-                        .map(|k| k.to_string_lossy().into_owned())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default()
-            };
-            out.push_str(&format!(
-                "{}: now [{}] durable [{}]\n",
-                d.display(),
-                names(self.current.get(d)),
-                names(self.durable.get(d))
-            ));
+        let mut out = String::new();
+        for (path, now, durable) in dirs {
+            out.push_str(&format!("{path}: now [{now}] durable [{durable}]\n"));
         }
         out
     }
@@ -363,13 +388,13 @@ impl CrashPoint {
             Policy::Random(seed) => seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             _ => 0x2545_F491_4F6C_DD1D,
         });
-        self.image_dir(Path::new(""), policy, &mut rng, out)
+        self.image_dir(self.root, policy, &mut rng, out)
     }
 
-    fn image_dir(&self, rel: &Path, policy: Policy, rng: &mut Rng, out: &Path) -> io::Result<()> {
+    fn image_dir(&self, dir: Key, policy: Policy, rng: &mut Rng, out: &Path) -> io::Result<()> {
         let empty = Listing::new();
-        let durable = self.durable.get(rel).unwrap_or(&empty);
-        let current = self.current.get(rel).unwrap_or(&empty);
+        let durable = self.durable.get(&dir).unwrap_or(&empty);
+        let current = self.current.get(&dir).map_or(&empty, |(_, l)| l);
         let names: BTreeSet<&OsString> = durable.keys().chain(current.keys()).collect();
         for name in names {
             let old = durable.get(name).copied();
@@ -392,9 +417,9 @@ impl CrashPoint {
             let target = out.join(name);
             match entry {
                 None => {}
-                Some(Entry::Dir) => {
+                Some(Entry::Dir(k)) => {
                     fs::create_dir(&target)?;
-                    self.image_dir(&rel.join(name), policy, rng, &target)?;
+                    self.image_dir(k, policy, rng, &target)?;
                 }
                 Some(Entry::File(ino)) => {
                     let bytes = self.files.get(&ino).map_or_else(Vec::new, |model| {
@@ -466,7 +491,7 @@ fn list(dir: &Path) -> Listing {
     for entry in entries.flatten() {
         let Ok(meta) = entry.metadata() else { continue };
         let e = if meta.is_dir() {
-            Entry::Dir
+            Entry::Dir(key(&meta))
         } else {
             Entry::File(key(&meta))
         };
@@ -475,18 +500,21 @@ fn list(dir: &Path) -> Listing {
     out
 }
 
-/// The listings of `dir` and every directory below it, keyed relative to `root`; with `files`,
-/// also records every file's content as durable.
+/// The listings of `dir` and every directory below it, by the directories' identities, with
+/// their paths relative to `root`; with `files`, also records every file's content as durable.
 fn listings(
     root: &Path,
     dir: &Path,
     mut files: Option<&mut HashMap<Key, FileModel>>,
-) -> HashMap<PathBuf, Listing> {
+) -> HashMap<Key, (PathBuf, Listing)> {
     let mut out = HashMap::new();
+    let Ok(meta) = fs::metadata(dir) else {
+        return out;
+    };
     let listing = list(dir);
     for (name, entry) in &listing {
         match entry {
-            Entry::Dir => out.extend(listings(root, &dir.join(name), files.as_deref_mut())),
+            Entry::Dir(_) => out.extend(listings(root, &dir.join(name), files.as_deref_mut())),
             Entry::File(ino) => {
                 if let Some(files) = files.as_deref_mut() {
                     let bytes = fs::read(dir.join(name)).unwrap_or_default();
@@ -501,7 +529,8 @@ fn listings(
             }
         }
     }
-    out.insert(dir.strip_prefix(root).unwrap_or(dir).to_path_buf(), listing);
+    let rel = dir.strip_prefix(root).unwrap_or(dir).to_path_buf();
+    out.insert(key(&meta), (rel, listing));
     out
 }
 

@@ -1,0 +1,270 @@
+//! Spare project directories, made ahead by a background thread so that creating a project is
+//! a rename.
+//!
+//! A new project needs a directory holding its first segment, and before its first message
+//! is durable: the log's header synced, the directory's entries synced, and the directory of
+//! projects synced. Made on the spot, with its first durable message, that is four syncs where
+//! an append to an existing project takes one. A spare is a directory made ahead — a first
+//! segment (log and index) whose header is synced, in a directory whose entries are synced —
+//! waiting in the projects directory as `.spare-<n>`. Creating a project renames one into
+//! place; the append's own sync of the log and one sync of the projects directory (which makes
+//! the rename durable) are then all its first durable message waits for.
+//!
+//! A spare never holds a message: a project's records are written only after the rename. After
+//! a crash, the directory of projects may still list a spare whose rename was not durable, its
+//! log holding an unacknowledged record; spares left by an earlier process are removed, never
+//! used. Reads ignore them (project directories are named by decimal ids).
+//!
+//! The thread starts after the first project created and makes spares until `target` wait;
+//! it stops when the store closes, which removes the spares still waiting. If making one fails
+//! (a full disk), it waits for the next project creation to try again, and projects are created
+//! on the spot meanwhile.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::project::FIRST_SEQ;
+use crate::record::SegmentHeader;
+use crate::segment;
+
+/// Name prefix of spare directories in the directory of projects.
+const PREFIX: &str = ".spare-";
+
+/// A spare project directory, ready to be renamed into place.
+#[derive(Debug)]
+pub(crate) struct Spare {
+    /// Its path, in the directory of projects.
+    pub(crate) path: PathBuf,
+    /// The header of the segment it holds: first sequence number [`FIRST_SEQ`], and a base
+    /// stamp taken from the store's clock when it was made (so no later stamp is below it).
+    pub(crate) header: SegmentHeader,
+}
+
+/// The pool of spares of one writable store.
+pub(crate) struct Spares {
+    /// The directory of projects.
+    dir: PathBuf,
+    clock: Arc<Clock>,
+    /// How many spares the thread keeps ready.
+    target: usize,
+    state: Mutex<State>,
+    /// Wakes the thread: a spare was taken, or the store is closing.
+    wake: Condvar,
+    /// A spare was asked for since the last [`refill`](Self::refill).
+    wanted: AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    ready: Vec<Spare>,
+    /// The number in the next spare's name.
+    next_name: u64,
+    thread: Option<JoinHandle<()>>,
+    /// Making a spare failed; the thread waits for the next take to try again.
+    paused: bool,
+    closed: bool,
+    /// Spares taken so far.
+    taken: u64,
+}
+
+impl Spares {
+    /// A pool for the directory of projects `dir` that keeps `target` spares once projects
+    /// are being created (none is made before the first take).
+    pub(crate) fn new(dir: PathBuf, clock: Arc<Clock>, target: usize) -> Arc<Spares> {
+        Arc::new(Spares {
+            dir,
+            clock,
+            target,
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            wanted: AtomicBool::new(false),
+        })
+    }
+
+    /// A spare whose segment may take records stamped `first..=last` (its base stamp is at
+    /// most `first`, and `last` is within the segment's stamp range), if one is ready. Either
+    /// way, the next [`refill`](Self::refill) makes up for it.
+    pub(crate) fn take(&self, first: u64, last: u64) -> Option<Spare> {
+        if self.target == 0 {
+            return None;
+        }
+        let mut s = self.state.lock();
+        if s.closed {
+            return None;
+        }
+        let usable = |sp: &Spare| {
+            sp.header.base_stamp <= first
+                && last - sp.header.base_stamp <= crate::record::MAX_STAMP_DELTA_US
+        };
+        let taken = s
+            .ready
+            .iter()
+            .rposition(usable)
+            .map(|i| s.ready.swap_remove(i));
+        s.taken += u64::from(taken.is_some());
+        self.wanted.store(true, Ordering::Release);
+        taken
+    }
+
+    /// Starts or wakes the thread if a spare was asked for since the last call. Called once
+    /// the append that took it has synced: made meanwhile, a spare would add its own changes to
+    /// the directory of projects to the sync of that directory the append waits for.
+    pub(crate) fn refill(self: &Arc<Self>) {
+        if !self.wanted.load(Ordering::Acquire) || !self.wanted.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let mut s = self.state.lock();
+        if s.closed {
+            return;
+        }
+        s.paused = false;
+        if s.thread.is_some() {
+            self.wake.notify_one();
+            return;
+        }
+        let pool = self.clone();
+        match std::thread::Builder::new()
+            .name("activitylog-spares".into())
+            .spawn(move || pool.run())
+        {
+            Ok(handle) => s.thread = Some(handle),
+            Err(e) => {
+                log::warn!("cannot start the spare-directory thread ({e})");
+                // Do not try again: projects are made on the spot.
+                s.closed = true;
+            }
+        }
+    }
+
+    /// Waits (up to ten seconds, or until making one fails) until `n` spares are ready;
+    /// whether they are.
+    #[cfg(test)]
+    pub(crate) fn wait_ready(&self, n: usize) -> bool {
+        for _ in 0..10_000 {
+            {
+                let s = self.state.lock();
+                if s.ready.len() >= n {
+                    return true;
+                }
+                if s.paused || s.closed {
+                    return false;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        false
+    }
+
+    /// How many spares were taken.
+    #[cfg(test)]
+    pub(crate) fn taken(&self) -> u64 {
+        self.state.lock().taken
+    }
+
+    /// Stops the thread and removes the spares still waiting (their directories hold no
+    /// message).
+    pub(crate) fn close(&self) {
+        let thread = {
+            let mut s = self.state.lock();
+            s.closed = true;
+            self.wake.notify_one();
+            s.thread.take()
+        };
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        for spare in std::mem::take(&mut self.state.lock().ready) {
+            remove(&spare.path);
+        }
+    }
+
+    /// The thread: removes spares left by an earlier process, then keeps `target` ready.
+    fn run(self: Arc<Self>) {
+        self.remove_leftovers();
+        let mut s = self.state.lock();
+        loop {
+            if s.closed {
+                return;
+            }
+            if s.paused || s.ready.len() >= self.target {
+                self.wake.wait(&mut s);
+                continue;
+            }
+            let name = s.next_name;
+            s.next_name += 1;
+            drop(s);
+            let made = self.make(name);
+            s = self.state.lock();
+            match made {
+                Ok(Some(spare)) => s.ready.push(spare),
+                Ok(None) => {}
+                Err(e) => {
+                    log::warn!("cannot make a spare project directory: {e}");
+                    s.paused = true;
+                }
+            }
+        }
+    }
+
+    /// Makes spare number `name`: `None` if that name is taken (an earlier process's spare
+    /// that could not be removed).
+    fn make(&self, name: u64) -> Result<Option<Spare>> {
+        let path = self.dir.join(format!("{PREFIX}{name}"));
+        match fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(Error::io("creating", &path, e)),
+        }
+        let made = (|| {
+            let header = SegmentHeader {
+                first_seq: FIRST_SEQ,
+                base_stamp: self.clock.next()?,
+            };
+            // The log's header is synced by `create`; the directory's entries now.
+            segment::create(&path, header)?;
+            segment::sync_dir(&path)?;
+            Ok(Spare {
+                path: path.clone(),
+                header,
+            })
+        })();
+        if made.is_err() {
+            remove(&path);
+        }
+        made.map(Some)
+    }
+
+    /// Removes every spare directory in the directory of projects (called before this pool
+    /// makes any).
+    fn remove_leftovers(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(is_spare_name) {
+                remove(&entry.path());
+            }
+        }
+    }
+}
+
+/// Whether a name in the directory of projects is a spare's.
+pub(crate) fn is_spare_name(name: &str) -> bool {
+    name.strip_prefix(PREFIX)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes a spare directory; a failure is logged (a leftover is removed by the next process
+/// that creates projects).
+fn remove(path: &Path) {
+    if let Err(e) = fs::remove_dir_all(path) {
+        log::warn!("cannot remove {}: {e}", path.display());
+    }
+}
