@@ -109,15 +109,36 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 /// acknowledged as durable (`Project::sync_dirs`), so creating a project or rolling a segment
 /// costs one fsync, not five.
 pub(crate) fn create(dir: &Path, header: SegmentHeader) -> Result<()> {
-    let idx_path = index_path(dir, header.first_seq);
+    write_index_header(dir, header.first_seq)?;
+    write_whole(&log_path(dir, header.first_seq), &header.encode())
+}
+
+/// Creates the first segment of a directory nothing else uses yet (a spare project directory):
+/// the index as [`create`] does, the log's header written in place and synced. Cheaper than
+/// [`create`]: no temporary file, so the caller's sync of the directory finds its entries
+/// already committed with the log's sync. A crash leaves a log that may be torn, in a directory
+/// that is then thrown away.
+pub(crate) fn create_in_new_dir(dir: &Path, header: SegmentHeader) -> Result<()> {
+    write_index_header(dir, header.first_seq)?;
+    let path = log_path(dir, header.first_seq);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|f| fsio::write_at(&f, &header.encode(), 0).and_then(|()| fsio::sync_data(&f)))
+        .map_err(|e| Error::io("creating", &path, e))
+}
+
+/// Writes a new index file holding only its header (not synced: the index is a cache).
+fn write_index_header(dir: &Path, first_seq: u64) -> Result<()> {
+    let idx_path = index_path(dir, first_seq);
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&idx_path)
         .and_then(|f| fsio::write_at(&f, &index::encode_header(), 0))
-        .map_err(|e| Error::io("creating", &idx_path, e))?;
-    write_whole(&log_path(dir, header.first_seq), &header.encode())
+        .map_err(|e| Error::io("creating", &idx_path, e))
 }
 
 /// Reads a log header from an open file.

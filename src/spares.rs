@@ -227,8 +227,8 @@ impl Spares {
                 first_seq: FIRST_SEQ,
                 base_stamp: self.clock.next()?,
             };
-            // The log's header is synced by `create`; the directory's entries now.
-            segment::create(&path, header)?;
+            // The log's header is synced by `create_in_new_dir`; the directory's entries now.
+            segment::create_in_new_dir(&path, header)?;
             segment::sync_dir(&path)?;
             Ok(Spare {
                 path: path.clone(),
