@@ -99,7 +99,7 @@ pub use meta::Meta;
 pub use options::{
     Durability, Options, DEFAULT_MAX_MAPPED_SEGMENTS, DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_OPEN_PROJECTS, DEFAULT_SEGMENT_BYTES, DEFAULT_SPARE_PROJECTS, MAX_SEGMENT_BYTES,
-    MIN_SEGMENT_BYTES,
+    MAX_SPARE_PROJECTS, MIN_SEGMENT_BYTES,
 };
 pub use project::{Appended, FIRST_SEQ};
 pub use query::{Merged, Query};

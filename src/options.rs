@@ -45,6 +45,8 @@ pub const DEFAULT_MAX_OPEN_PROJECTS: usize = 1024;
 pub const DEFAULT_MAX_MAPPED_SEGMENTS: usize = 1024;
 /// Default number of spare project directories kept ready once projects are being created.
 pub const DEFAULT_SPARE_PROJECTS: usize = 8;
+/// The most spare project directories a store may keep ready.
+pub const MAX_SPARE_PROJECTS: usize = 1024;
 
 /// The smallest allowed segment size: 4 KiB.
 pub const MIN_SEGMENT_BYTES: u64 = 4 << 10;
@@ -142,7 +144,8 @@ impl Options {
     }
 
     /// How many spare project directories a background thread keeps ready, once the store has
-    /// created a project. Default: [`DEFAULT_SPARE_PROJECTS`] (8); 0 turns them off.
+    /// created a project. Default: [`DEFAULT_SPARE_PROJECTS`] (8); 0 turns them off; at most
+    /// [`MAX_SPARE_PROJECTS`].
     ///
     /// Creating a project renames a spare into place, so its first durable append waits for
     /// two syncs (its log, and the directory of projects) instead of four (the directory made
@@ -174,6 +177,14 @@ impl Options {
                 reason: format!(
                     "message limit {} is outside 1..={MAX_PAYLOAD_BYTES} bytes",
                     self.max_message_bytes
+                ),
+            });
+        }
+        if self.spare_projects > MAX_SPARE_PROJECTS {
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "{} spare project directories is more than {MAX_SPARE_PROJECTS}",
+                    self.spare_projects
                 ),
             });
         }

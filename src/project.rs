@@ -8,7 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -148,8 +148,10 @@ pub(crate) struct Project {
     poisoned: AtomicBool,
     pub(crate) last_used: AtomicU64,
     /// Where the project's directory comes from if it has none yet (see the `spares` module);
-    /// without a pool, or with none ready, it is made on the spot.
-    spares: Option<Arc<Spares>>,
+    /// without a pool, or with none ready, it is made on the spot. Weak: a project may outlive
+    /// its store for a moment (the background syncer), and the pool holds the store's clock,
+    /// which must go with the store's lock.
+    spares: Option<Weak<Spares>>,
 }
 
 impl Project {
@@ -213,6 +215,10 @@ impl Project {
             snapshot.active.as_ref().map_or(0, |a| a.header.first_seq),
             snapshot.active_len,
         );
+        // After a crash, the names of the project's files and of its directory may never have
+        // been synced (the last writer may have been killed just after making them): the first
+        // sync after recovery syncs both directories too.
+        let names_unsynced = writable && crashed && snapshot.active.is_some();
         Ok(Project {
             id,
             dir,
@@ -223,9 +229,9 @@ impl Project {
             sync: Mutex::new(SyncState {
                 synced,
                 running: false,
-                dir_created: 0,
+                dir_created: u64::from(names_unsynced),
                 dir_synced: 0,
-                parent_unsynced: false,
+                parent_unsynced: names_unsynced,
             }),
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -236,7 +242,7 @@ impl Project {
 
     /// Takes its directory from `spares` when its first message is appended (if it has no
     /// directory by then).
-    pub(crate) fn with_spares(mut self, spares: Option<Arc<Spares>>) -> Self {
+    pub(crate) fn with_spares(mut self, spares: Option<Weak<Spares>>) -> Self {
         self.spares = spares;
         self
     }
@@ -429,7 +435,7 @@ impl Project {
         };
         if snap.active.is_none() && !self.dir.is_dir() {
             let spare = (snap.next_seq == FIRST_SEQ)
-                .then(|| self.spares.as_ref()?.take(stamp, last_stamp))
+                .then(|| self.spares.as_ref()?.upgrade()?.take(stamp, last_stamp))
                 .flatten();
             let renamed = spare.and_then(|spare| match fs::rename(&spare.path, &self.dir) {
                 Ok(()) => Some(spare.header),
@@ -443,19 +449,19 @@ impl Project {
                     None
                 }
             });
-            match renamed {
-                // Its log's header and its entries are synced: the rename is made durable
+            if let Some(spare) = renamed {
+                // Its log's header and its entries are synced; the rename is made durable
                 // with the first sync of a record (`sync_dirs`).
-                Some(spare) => header = spare,
-                None => {
-                    fs::create_dir_all(&self.dir)
-                        .map_err(|e| Error::io("creating", &self.dir, e))?;
-                    segment::create(&self.dir, header)?;
-                    self.sync.lock().dir_created += 1;
-                }
+                self.sync.lock().parent_unsynced = true;
+                header = spare;
+            } else {
+                fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
+                // Synced with the first sync of a record (`sync_dirs`); set before anything
+                // else can fail, since a retry finds the directory there.
+                self.sync.lock().parent_unsynced = true;
+                segment::create(&self.dir, header)?;
+                self.sync.lock().dir_created += 1;
             }
-            // Synced with the first sync of a record (`sync_dirs`).
-            self.sync.lock().parent_unsynced = true;
         } else {
             // An empty active segment with the same first sequence number is replaced by
             // rename.
@@ -596,7 +602,9 @@ impl Project {
                 return Err(Error::Poisoned { project: self.id });
             }
             if s.synced >= target {
-                return Ok(());
+                drop(s);
+                // The log is synced; the names may not be (a recovery after a crash).
+                return self.sync_dirs();
             }
             if s.running && !wait {
                 return Ok(());
@@ -1048,6 +1056,29 @@ mod tests {
             LOG_HEADER_BYTES as u64 + frame_len(2) as u64,
             "cut after record 0"
         );
+    }
+
+    #[test]
+    fn the_first_sync_after_a_crash_syncs_the_names_too() {
+        // The last writer may have been killed just after making the project's directory and
+        // files: their names are not known to be durable, and nothing says so on disk.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("1");
+        fs::create_dir(&dir).unwrap();
+        let mut log = new_log();
+        frame(&mut log, 0, false);
+        fs::write(segment::log_path(&dir, 1), &log).unwrap();
+        for crashed in [false, true] {
+            let p = open_project(&dir, true, crashed);
+            let pending = |p: &Project| {
+                let s = p.sync.lock();
+                (s.dir_created > s.dir_synced, s.parent_unsynced)
+            };
+            assert_eq!(pending(&p), (crashed, crashed), "crashed {crashed}");
+            // Nothing new to sync in the log: the names still are.
+            p.sync().unwrap();
+            assert_eq!(pending(&p), (false, false), "crashed {crashed}");
+        }
     }
 
     #[test]

@@ -16,9 +16,11 @@
 //! used. Reads ignore them (project directories are named by decimal ids).
 //!
 //! The thread starts after the first project created and makes spares until `target` wait;
-//! it stops when the store closes, which removes the spares still waiting. If making one fails
-//! (a full disk), it waits for the next project creation to try again, and projects are created
-//! on the spot meanwhile.
+//! it stops when the store closes, which removes the spares still waiting. A spare over an hour
+//! old (by its base stamp) is replaced rather than used: a segment whose base stamp is far
+//! behind its records reaches the stamp limit early. If making one fails (a full disk), the
+//! thread waits for the next project creation to try again, and projects are created on the
+//! spot meanwhile. With no spares wanted (`target` 0), leftovers stay, ignored.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,9 @@ use crate::segment;
 
 /// Name prefix of spare directories in the directory of projects.
 const PREFIX: &str = ".spare-";
+
+/// A spare older than this (by its base stamp) is replaced rather than used: one hour, in µs.
+const MAX_AGE_US: u64 = 3_600_000_000;
 
 /// A spare project directory, ready to be renamed into place.
 #[derive(Debug)]
@@ -64,6 +69,8 @@ pub(crate) struct Spares {
 #[derive(Default)]
 struct State {
     ready: Vec<Spare>,
+    /// Spares too old to use, for the thread to remove.
+    old: Vec<Spare>,
     /// The number in the next spare's name.
     next_name: u64,
     thread: Option<JoinHandle<()>>,
@@ -99,6 +106,13 @@ impl Spares {
         if s.closed {
             return None;
         }
+        // Old spares go (the thread removes them and makes new ones): a segment whose base
+        // stamp is far behind its records reaches the stamp limit, and is sealed, early.
+        let (old, young): (Vec<Spare>, Vec<Spare>) = std::mem::take(&mut s.ready)
+            .into_iter()
+            .partition(|sp| first.saturating_sub(sp.header.base_stamp) > MAX_AGE_US);
+        s.ready = young;
+        s.old.extend(old);
         let usable = |sp: &Spare| {
             sp.header.base_stamp <= first
                 && last - sp.header.base_stamp <= crate::record::MAX_STAMP_DELTA_US
@@ -180,7 +194,13 @@ impl Spares {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
-        for spare in std::mem::take(&mut self.state.lock().ready) {
+        let left = {
+            let mut s = self.state.lock();
+            let mut left = std::mem::take(&mut s.ready);
+            left.append(&mut s.old);
+            left
+        };
+        for spare in left {
             remove(&spare.path);
         }
     }
@@ -192,6 +212,15 @@ impl Spares {
         loop {
             if s.closed {
                 return;
+            }
+            if !s.old.is_empty() {
+                let old = std::mem::take(&mut s.old);
+                drop(s);
+                for spare in old {
+                    remove(&spare.path);
+                }
+                s = self.state.lock();
+                continue;
             }
             if s.paused || s.ready.len() >= self.target {
                 self.wake.wait(&mut s);
@@ -266,5 +295,74 @@ pub(crate) fn is_spare_name(name: &str) -> bool {
 fn remove(path: &Path) {
     if let Err(e) = fs::remove_dir_all(path) {
         log::warn!("cannot remove {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = 3_600_000_000;
+
+    fn spare(base_stamp: u64) -> Spare {
+        Spare {
+            path: PathBuf::from(format!("/nonexistent/.spare-{base_stamp}")),
+            header: SegmentHeader {
+                first_seq: FIRST_SEQ,
+                base_stamp,
+            },
+        }
+    }
+
+    fn bases(spares: &[Spare]) -> Vec<u64> {
+        let mut b: Vec<u64> = spares.iter().map(|s| s.header.base_stamp).collect();
+        b.sort_unstable();
+        b
+    }
+
+    #[test]
+    fn a_spare_is_taken_only_if_its_stamps_fit_and_old_ones_are_set_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
+        let pool = Spares::new(tmp.path().to_path_buf(), clock, 4);
+        pool.state.lock().ready = vec![spare(10 * HOUR), spare(12 * HOUR), spare(13 * HOUR)];
+        // Records older than every spare (an import): none fits, none is too old.
+        assert!(pool.take(9 * HOUR, 9 * HOUR).is_none());
+        assert_eq!(
+            bases(&pool.state.lock().ready),
+            [10 * HOUR, 12 * HOUR, 13 * HOUR]
+        );
+        // A batch spanning past the segment's stamp range from every base: none fits.
+        let far = 13 * HOUR + crate::record::MAX_STAMP_DELTA_US + 1;
+        assert!(pool.take(13 * HOUR, far).is_none());
+        // Half past twelve: the one made at ten is set aside; one that fits is taken.
+        let taken = pool
+            .take(12 * HOUR + HOUR / 2, 12 * HOUR + HOUR / 2)
+            .unwrap();
+        assert_eq!(taken.header.base_stamp, 12 * HOUR);
+        let s = pool.state.lock();
+        assert_eq!(bases(&s.ready), [13 * HOUR]);
+        assert_eq!(bases(&s.old), [10 * HOUR]);
+        assert_eq!(s.taken, 1);
+        assert!(
+            pool.wanted.load(Ordering::Acquire),
+            "the thread is to make up for it"
+        );
+    }
+
+    #[test]
+    fn spare_names() {
+        assert!(is_spare_name(".spare-0"));
+        assert!(is_spare_name(".spare-123"));
+        for name in [
+            ".spare-",
+            ".spare-x",
+            "spare-1",
+            "12",
+            ".tmp-abc",
+            ".spare-1a",
+        ] {
+            assert!(!is_spare_name(name), "{name}");
+        }
     }
 }

@@ -603,7 +603,7 @@ impl Inner {
                 crashed,
                 &|| self.before_write(),
             )?
-            .with_spares(self.spares.clone()),
+            .with_spares(self.spares.as_ref().map(Arc::downgrade)),
         );
         if self.clock.is_some() {
             self.recovered.lock().insert(id);

@@ -338,8 +338,9 @@ impl Recorder {
             return Err(io::Error::other("injected sync fault"));
         }
         let handle = File::open(&dir)?;
-        handle.sync_all()?;
+        // Listed before the sync: an entry another thread makes meanwhile is not covered.
         let listing = list(&dir);
+        handle.sync_all()?;
         inner.durable.insert(key(&handle.metadata()?), listing);
         Ok(())
     }
