@@ -918,14 +918,32 @@ fn recover_active(
     }
     // The newest record that is not lost: once an unfinished batch is dropped, records lost to
     // damage just before it may end the list.
-    let last_stamp = match entries.iter().rposition(|&e| e != index::LOST) {
-        None => header.base_stamp,
+    let (last_stamp, tail) = match entries.iter().rposition(|&e| e != index::LOST) {
+        None => (header.base_stamp, Tail::default()),
         Some(i) => {
-            let offset = u64::from(entries[i]);
-            let mut buf = vec![0u8; (committed - offset) as usize];
-            file.read_exact_at(&mut buf, offset)
+            // The writer reads the newest records that fit the tail copy (the newest messages,
+            // what readers ask for most, then cost a copy, not a system call and a checksum);
+            // once checked, they become its tail copy.
+            let floor = committed.saturating_sub(segment::TAIL_BYTES as u64);
+            let keep = writable && i + 1 == entries.len() && u64::from(entries[i]) >= floor;
+            let mut from = i;
+            while keep
+                && from > 0
+                && entries[from - 1] != index::LOST
+                && u64::from(entries[from - 1]) >= floor
+            {
+                from -= 1;
+            }
+            let start = u64::from(entries[from]);
+            let mut buf = vec![0u8; (committed - start) as usize];
+            file.read_exact_at(&mut buf, start)
                 .map_err(|e| Error::io("reading", &path, e))?;
-            decode_at(&buf, offset, offset, &header, i as u64, &path)?.stamp
+            let offset = u64::from(entries[i]);
+            let stamp = decode_at(&buf, start, offset, &header, i as u64, &path)?.stamp;
+            let tail = keep
+                .then(|| Tail::checked(buf, start, &entries[from..], from as u64, &header, &path))
+                .flatten();
+            (stamp, tail.unwrap_or_default())
         }
     };
     let idx = if writable {
@@ -945,7 +963,7 @@ fn recover_active(
         header,
         file,
         entries: RwLock::new(entries),
-        tail: RwLock::new(Tail::default()),
+        tail: RwLock::new(tail),
     };
     Ok((active, committed, last_stamp, idx))
 }
@@ -998,12 +1016,12 @@ mod tests {
     use super::*;
     use crate::record::{encode_frame, Frame};
 
-    /// A log header for a segment starting at 1, stamps from 1,000 µs.
     /// Opens project 1 at `dir` (1 MiB segments), as after a crash when `crashed`.
     fn open_project(dir: &Path, writable: bool, crashed: bool) -> Project {
         Project::open(1, dir.to_path_buf(), writable, 1 << 20, crashed, &|| Ok(())).unwrap()
     }
 
+    /// A log header for a segment starting at 1, stamps from 1,000 µs.
     fn new_log() -> Vec<u8> {
         let header = SegmentHeader {
             first_seq: 1,
@@ -1056,6 +1074,39 @@ mod tests {
             LOG_HEADER_BYTES as u64 + frame_len(2) as u64,
             "cut after record 0"
         );
+    }
+
+    #[test]
+    fn the_writer_keeps_its_newest_records_as_the_tail_copy_once_they_check_out() {
+        // 3,000 records of 22 bytes: those in the last 16 KiB become the tail copy.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = new_log();
+        for i in 0..3000 {
+            frame(&mut log, i, false);
+        }
+        let path = segment::log_path(tmp.path(), 1);
+        fs::write(&path, &log).unwrap();
+        let len = log.len() as u64;
+        let floor = len - segment::TAIL_BYTES as u64;
+        let tail_start = |p: &Project| p.snapshot().active.unwrap().tail_start();
+        let p = open_project(tmp.path(), true, false);
+        let start = tail_start(&p);
+        assert!((floor..floor + 22).contains(&start), "{start}");
+        p.close().unwrap();
+        drop(p);
+        assert_eq!(
+            tail_start(&open_project(tmp.path(), false, false)),
+            u64::MAX,
+            "a read-only open reads the disk"
+        );
+        // Damage in a record that a clean open's recovery does not read (it trusts the index
+        // and reads the last record only): no tail copy, so readers check, and report it
+        // (`tests/every_bit.rs`).
+        log[(len - 1000) as usize] ^= 0x40;
+        fs::write(&path, &log).unwrap();
+        let p = open_project(tmp.path(), true, false);
+        assert_eq!(tail_start(&p), u64::MAX);
+        assert_eq!(p.snapshot().next_seq, 3001, "recovery did not see it");
     }
 
     #[test]

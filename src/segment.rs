@@ -499,11 +499,46 @@ pub(crate) struct Active {
 /// keeps only its end). At most 32 KiB per open project.
 pub(crate) const TAIL_BYTES: usize = 16 << 10;
 
-/// A copy of `log[start..start + bytes.len()]` of an active segment, as appended.
+/// A copy of `log[start..start + bytes.len()]` of an active segment, as appended (or as read
+/// back and checked when the segment was opened).
 #[derive(Default)]
 pub(crate) struct Tail {
     start: u64,
     bytes: Vec<u8>,
+}
+
+impl Tail {
+    /// A tail copy of `bytes`, read from the log at file offset `start`, if every record in
+    /// them checks out: `entries` are the offsets of those records (the first at `start`,
+    /// numbered from `first` in the segment), and the last one ends where `bytes` do. Readers
+    /// skip the checksums of the tail copy, so it holds only checked bytes.
+    pub(crate) fn checked(
+        bytes: Vec<u8>,
+        start: u64,
+        entries: &[u32],
+        first: u64,
+        header: &SegmentHeader,
+        path: &Path,
+    ) -> Option<Tail> {
+        let end = start + bytes.len() as u64;
+        if entries.first().map(|&e| u64::from(e)) != Some(start) {
+            return None;
+        }
+        for (j, &at) in entries.iter().enumerate() {
+            let next = entries.get(j + 1).map_or(end, |&e| u64::from(e));
+            let at = u64::from(at);
+            if at == u64::from(LOST) || next <= at || next > end {
+                return None;
+            }
+            let record = bytes
+                .get(..(next - start) as usize)
+                .and_then(|b| decode_at(b, start, at, header, first + j as u64, path).ok())?;
+            if at + frame_len(record.payload.len()) as u64 != next {
+                return None;
+            }
+        }
+        Some(Tail { start, bytes })
+    }
 }
 
 impl Active {
