@@ -801,10 +801,7 @@ fn recover_active(
         .as_deref()
         .and_then(|b| index::entries_of(b).ok())
         .map_or(&[], |e| &e[..e.len() - e.len() % ENTRY_BYTES]);
-    let mut disk_entries: Vec<u32> = on_disk
-        .chunks_exact(ENTRY_BYTES)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let mut disk_entries = index::decode_entries(on_disk);
     // Entries past the log's end (the index reached disk, the log did not) are dropped first.
     while disk_entries
         .last()

@@ -19,7 +19,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::ops::Deref;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapOptions};
@@ -124,6 +124,8 @@ pub(crate) fn create_in_new_dir(dir: &Path, header: SegmentHeader) -> Result<()>
     OpenOptions::new()
         .write(true)
         .create_new(true)
+        // As `create`'s temporary file has it.
+        .mode(0o600)
         .open(&path)
         .and_then(|f| fsio::write_at(&f, &header.encode(), 0).and_then(|()| fsio::sync_data(&f)))
         .map_err(|e| Error::io("creating", &path, e))
