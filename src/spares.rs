@@ -351,6 +351,25 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_to_make_a_spare_pauses_the_thread_until_the_next_take() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
+        // No directory of projects: making a spare fails.
+        let pool = Spares::new(tmp.path().join("missing"), clock, 2);
+        assert!(pool.take(1, 1).is_none());
+        pool.refill();
+        assert!(!pool.wait_ready(1), "paused, not waiting ten seconds");
+        assert!(pool.state.lock().paused);
+        // The next creation tries again; with the directory there, spares follow.
+        fs::create_dir(tmp.path().join("missing")).unwrap();
+        assert!(pool.take(1, 1).is_none());
+        pool.refill();
+        assert!(pool.wait_ready(2));
+        pool.close();
+        assert_eq!(fs::read_dir(tmp.path().join("missing")).unwrap().count(), 0);
+    }
+
+    #[test]
     fn spare_names() {
         assert!(is_spare_name(".spare-0"));
         assert!(is_spare_name(".spare-123"));
