@@ -230,6 +230,16 @@ fn newest_20(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("big", data.big), |b| {
         b.iter(|| newest(&store, BIG_PROJECT, PAGE))
     });
+    {
+        // The writing process after a restart: it reads its newest records into its tail copy
+        // when it opens a project, so these reads need no system call or checksum.
+        let writer = Options::new()
+            .open(&data.dir)
+            .expect("opening the read data set");
+        group.bench_function(BenchmarkId::new("big_writer_reopened", data.big), |b| {
+            b.iter(|| newest(&writer, BIG_PROJECT, PAGE))
+        });
+    }
     group.bench_function(BenchmarkId::new("big_middle", data.big), |b| {
         b.iter(|| {
             let mut n = 0;
