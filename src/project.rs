@@ -215,10 +215,6 @@ impl Project {
             snapshot.active.as_ref().map_or(0, |a| a.header.first_seq),
             snapshot.active_len,
         );
-        // After a crash, the names of the project's files and of its directory may never have
-        // been synced (the last writer may have been killed just after making them): the first
-        // sync after recovery syncs both directories too.
-        let names_unsynced = writable && crashed && snapshot.active.is_some();
         Ok(Project {
             id,
             dir,
@@ -229,9 +225,9 @@ impl Project {
             sync: Mutex::new(SyncState {
                 synced,
                 running: false,
-                dir_created: u64::from(names_unsynced),
+                dir_created: 0,
                 dir_synced: 0,
-                parent_unsynced: names_unsynced,
+                parent_unsynced: false,
             }),
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -913,6 +909,12 @@ fn recover_active(
         before_write()?;
         fsio::sync_data(&file).map_err(|e| Error::io("syncing", &path, e))?;
     }
+    if writable && crashed {
+        // So may the names of its files: the killed writer may have made a segment and synced
+        // neither it nor the directory. (The store syncs the directory of projects once, when
+        // it opens after a crash.)
+        segment::sync_dir(dir)?;
+    }
     // The newest record that is not lost: once an unfinished batch is dropped, records lost to
     // damage just before it may end the list.
     let (last_stamp, tail) = match entries.iter().rposition(|&e| e != index::LOST) {
@@ -1107,25 +1109,28 @@ mod tests {
     }
 
     #[test]
-    fn the_first_sync_after_a_crash_syncs_the_names_too() {
-        // The last writer may have been killed just after making the project's directory and
-        // files: their names are not known to be durable, and nothing says so on disk.
+    fn recovery_after_a_crash_syncs_the_project_directory() {
+        // The last writer may have been killed just after making the project's segment: the
+        // names of its files are not known to be durable, and nothing on disk says so.
+        use crate::fsio::sim::Recorder;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("1");
         fs::create_dir(&dir).unwrap();
         let mut log = new_log();
         frame(&mut log, 0, false);
         fs::write(segment::log_path(&dir, 1), &log).unwrap();
+        // The first open writes the index.
+        open_project(&dir, true, false).close().unwrap();
         for crashed in [false, true] {
+            let rec = Recorder::register(tmp.path(), true);
             let p = open_project(&dir, true, crashed);
-            let pending = |p: &Project| {
-                let s = p.sync.lock();
-                (s.dir_created > s.dir_synced, s.parent_unsynced)
-            };
-            assert_eq!(pending(&p), (crashed, crashed), "crashed {crashed}");
-            // Nothing new to sync in the log: the names still are.
-            p.sync().unwrap();
-            assert_eq!(pending(&p), (false, false), "crashed {crashed}");
+            rec.unregister();
+            let dir_synced = rec
+                .take_points()
+                .iter()
+                .any(|point| point.before == "sync of directory 1");
+            assert_eq!(dir_synced, crashed, "crashed {crashed}");
+            p.close().unwrap();
         }
     }
 

@@ -173,8 +173,8 @@ pub struct NewestFirst {
     map: Option<Mmap>,
     window_start: u64,
     window_size: u64,
-    /// The window came from the writer's tail copy: bytes this process encoded, whose
-    /// checksums need no checking.
+    /// The window came from the writer's tail copy: bytes this process encoded, or checked
+    /// when it opened the project, whose checksums need no checking again.
     window_own: bool,
     /// Oldest first instead (see [`NewestFirst::oldest_first`]).
     forward: bool,

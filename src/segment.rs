@@ -215,7 +215,7 @@ pub(crate) fn decode_at<'a>(
 }
 
 /// [`decode_at`], without checking the frame's checksum when `checksum` is false (for bytes
-/// from [`Active::tail`], which this process encoded and never read back from a disk).
+/// from [`Active::tail`], which this process encoded, or read back and checked once).
 #[inline]
 pub(crate) fn decode_at_with<'a>(
     log: &'a [u8],
@@ -492,8 +492,9 @@ pub(crate) struct Active {
     pub(crate) file: File,
     /// Offsets of every record in the segment, entry `i` for `first_seq + i`.
     pub(crate) entries: parking_lot::RwLock<Vec<u32>>,
-    /// The newest bytes this process appended, so that reading the newest messages (what
-    /// the Activity API asks for most) costs a copy, not a system call.
+    /// The newest bytes of the log, as this process appended them or as it read and checked
+    /// them when it opened the project (writable stores only), so that reading the newest
+    /// messages (what the Activity API asks for most) costs a copy, not a system call.
     pub(crate) tail: parking_lot::RwLock<Tail>,
 }
 
@@ -596,8 +597,8 @@ impl Active {
     }
 
     /// Reads `buf.len()` bytes at `offset`: from the tail copy when it holds them, else from
-    /// the file. Returns whether they came from the tail copy (bytes this process encoded, so
-    /// their checksums need no checking).
+    /// the file. Returns whether they came from the tail copy (bytes this process encoded or
+    /// already checked, so their checksums need no checking).
     pub(crate) fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
         if self.copy_from_tail(offset, buf.len(), |src| buf.copy_from_slice(src)) {
             return Ok(true);

@@ -175,6 +175,15 @@ impl Store {
         let marks_pending =
             clock.is_some() && (dir.join(CLEAN_FILE).exists() || dir.join(NEWEST_FILE).exists());
         let clean = clock.is_none() || read_clean_marker(dir)?;
+        if !clean {
+            // The killed writer may have made project directories and synced none of their
+            // names: once, now, before anything in them is acknowledged (each project's own
+            // directory is synced when it is recovered).
+            let projects = dir.join(PROJECTS_DIR);
+            if projects.is_dir() {
+                segment::sync_dir(&projects)?;
+            }
+        }
         let newest = read_newest(dir)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -965,6 +974,35 @@ mod tests {
         store.append(1, [r#"{"a":1}"#]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(p.unsynced_bytes() > 0);
+    }
+
+    #[test]
+    fn opening_after_a_crash_syncs_the_directory_of_projects_once() {
+        // The killed writer may have made project directories and synced none of their names.
+        use crate::fsio::sim::Recorder;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        store.append(5, [r#"{"a":1}"#]).unwrap();
+        store.append(6, [r#"{"a":1}"#]).unwrap();
+        drop(store);
+        for crashed in [false, true] {
+            if crashed {
+                fs::remove_file(tmp.path().join(CLEAN_FILE)).unwrap();
+            }
+            let rec = Recorder::register(tmp.path(), true);
+            let store = Store::open(tmp.path()).unwrap();
+            for p in [5, 6] {
+                assert_eq!(store.newest_first(p).unwrap().count(), 1);
+            }
+            rec.unregister();
+            let syncs = rec
+                .take_points()
+                .iter()
+                .filter(|point| point.before == "sync of directory projects")
+                .count();
+            assert_eq!(syncs, usize::from(crashed), "crashed {crashed}");
+            drop(store);
+        }
     }
 
     #[test]
