@@ -44,7 +44,9 @@
 //! one project are serialised, and readers work from snapshots without blocking writers. One
 //! process writes a store at a time (an exclusive lock; a second gets [`Error::Locked`]); any
 //! number may open it read-only ([`Options::read_only`]) and call [`Store::refresh`] to see
-//! newer appends.
+//! newer appends. A writable store may run two background threads: one syncs `Written` projects
+//! every 4 MiB, one keeps spare project directories ready once projects are being created
+//! ([`Options::spare_projects`]); both end when the store is dropped.
 //!
 //! ## Ordering and time
 //! Sequence numbers start at 1 per project and have no gaps. Each append call takes a stamp in
