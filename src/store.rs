@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     recovered: Mutex<foldhash::HashSet<u64>>,
     /// Set when closing an evicted project failed.
     close_failed: AtomicBool,
+    /// Evicted projects whose closing failed, until they are opened (and recovered) again.
+    failed_closes: Mutex<foldhash::HashSet<u64>>,
     /// `CLEAN` or `NEWEST` may still be on disk: they must go (durably) before anything is
     /// written ([`Inner::before_write`]). Until then the store is as the clean close left it, so
     /// opening one to read from it costs no fsync.
@@ -199,6 +201,7 @@ impl Store {
                 clean,
                 recovered: Mutex::new(foldhash::HashSet::default()),
                 close_failed: AtomicBool::new(false),
+                failed_closes: Mutex::new(foldhash::HashSet::default()),
                 marks_pending: AtomicBool::new(marks_pending),
                 marks: Mutex::new(()),
                 syncer: Mutex::new(None),
@@ -602,7 +605,8 @@ impl Inner {
         if !create && !dir.is_dir() {
             return Ok(None);
         }
-        let crashed = !self.clean && !self.recovered.lock().contains(&id);
+        let crashed = (!self.clean && !self.recovered.lock().contains(&id))
+            || self.failed_closes.lock().remove(&id);
         let p = Arc::new(
             Project::open(
                 id,
@@ -623,7 +627,7 @@ impl Inner {
         p.last_used.store(self.touch(), Ordering::Relaxed);
         map.insert(id, p.clone());
         if map.len() > self.options.max_open_projects {
-            evict_projects(&mut map, self.options.max_open_projects, &self.close_failed);
+            self.evict_projects(&mut map);
         }
         Ok(Some(p))
     }
@@ -656,22 +660,28 @@ impl Inner {
     }
 }
 
-/// Closes the least recently used idle projects (nobody holds them or a snapshot of their active
-/// segment), down to below `cap`; a failure to close one is remembered in `close_failed` (the
-/// store will not count as cleanly closed).
-fn evict_projects(map: &mut HashMap<u64, Arc<Project>>, cap: usize, close_failed: &AtomicBool) {
-    let mut idle: Vec<(u64, u64)> = map
-        .iter()
-        .filter(|(_, p)| Arc::strong_count(p) == 1 && !p.active_in_use())
-        .map(|(&id, p)| (p.last_used.load(Ordering::Relaxed), id))
-        .collect();
-    idle.sort_unstable();
-    let excess = (map.len() - cap + cap / 10).min(idle.len());
-    for (_, id) in idle.into_iter().take(excess) {
-        if let Some(p) = map.remove(&id) {
-            if let Err(e) = p.close() {
-                log::error!("closing project {id}: {e}");
-                close_failed.store(true, Ordering::Release);
+impl Inner {
+    /// Closes the least recently used idle projects (nobody holds them or a snapshot of their
+    /// active segment), down to below the cap. A failure to close one is remembered: the store
+    /// will not count as cleanly closed, and reopening that project recovers it as after a
+    /// crash (what it wrote may not be durable, nor the names of its files).
+    fn evict_projects(&self, map: &mut HashMap<u64, Arc<Project>>) {
+        let cap = self.options.max_open_projects;
+        let mut idle: Vec<(u64, u64)> = map
+            .iter()
+            .filter(|(_, p)| Arc::strong_count(p) == 1 && !p.active_in_use())
+            .map(|(&id, p)| (p.last_used.load(Ordering::Relaxed), id))
+            .collect();
+        idle.sort_unstable();
+        let excess = (map.len() - cap + cap / 10).min(idle.len());
+        for (_, id) in idle.into_iter().take(excess) {
+            if let Some(p) = map.remove(&id) {
+                if let Err(e) = p.close() {
+                    log::error!("closing project {id}: {e}");
+                    self.close_failed.store(true, Ordering::Release);
+                    self.recovered.lock().remove(&id);
+                    self.failed_closes.lock().insert(id);
+                }
             }
         }
     }
@@ -1003,6 +1013,39 @@ mod tests {
             assert_eq!(syncs, usize::from(crashed), "crashed {crashed}");
             drop(store);
         }
+    }
+
+    #[test]
+    fn a_project_whose_close_failed_is_recovered_as_after_a_crash_when_reopened() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let tmp = tempfile::tempdir().unwrap();
+        drop(Store::open(tmp.path()).unwrap());
+        let store = Options::new()
+            .max_open_projects(2)
+            .open(tmp.path())
+            .unwrap();
+        store.append(1, [r#"{"a":1}"#]).unwrap();
+        store.append(2, [r#"{"a":1}"#]).unwrap();
+        // Project 3 comes from a spare, so evicting project 1 makes the first sync.
+        assert!(store.wait_spares(1));
+        let rec = Recorder::register(tmp.path(), false);
+        rec.fail(FaultKind::Sync, 1);
+        store.append(3, [r#"{"a":1}"#]).unwrap();
+        rec.unregister();
+        let (path, _) = rec.faulted().expect("closing project 1 failed");
+        assert!(
+            path.ends_with("projects/1/00000000000000000001.log"),
+            "{path:?}"
+        );
+        assert!(!store.inner.projects.read().contains_key(&1));
+        let rec = Recorder::register(tmp.path(), true);
+        assert_eq!(store.newest_first(1).unwrap().count(), 1);
+        rec.unregister();
+        let synced: Vec<String> = rec.take_points().into_iter().map(|p| p.before).collect();
+        assert!(
+            synced.iter().any(|s| s == "sync of directory projects/1"),
+            "{synced:?}"
+        );
     }
 
     #[test]
