@@ -429,6 +429,7 @@ impl Project {
             first_seq: snap.next_seq,
             base_stamp: stamp,
         };
+        let mut from_spare = false;
         if snap.active.is_none() && !self.dir.is_dir() {
             let spare = (snap.next_seq == FIRST_SEQ)
                 .then(|| self.spares.as_ref()?.upgrade()?.take(stamp, last_stamp))
@@ -445,20 +446,17 @@ impl Project {
                     None
                 }
             });
-            if let Some(spare) = renamed {
-                // Its log's header and its entries are synced; the rename is made durable
-                // with the first sync of a record (`sync_dirs`).
-                self.sync.lock().parent_unsynced = true;
-                header = spare;
-            } else {
-                fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
-                // Synced with the first sync of a record (`sync_dirs`); set before anything
-                // else can fail, since a retry finds the directory there.
-                self.sync.lock().parent_unsynced = true;
-                segment::create(&self.dir, header)?;
-                self.sync.lock().dir_created += 1;
+            match renamed {
+                // Its log's header and its entries are synced.
+                Some(spare) => (header, from_spare) = (spare, true),
+                None => fs::create_dir_all(&self.dir)
+                    .map_err(|e| Error::io("creating", &self.dir, e))?,
             }
-        } else {
+            // Synced with the first sync of a record (`sync_dirs`); set before anything else
+            // can fail, since a retry finds the directory there.
+            self.sync.lock().parent_unsynced = true;
+        }
+        if !from_spare {
             // An empty active segment with the same first sequence number is replaced by
             // rename.
             segment::create(&self.dir, header)?;
@@ -598,9 +596,7 @@ impl Project {
                 return Err(Error::Poisoned { project: self.id });
             }
             if s.synced >= target {
-                drop(s);
-                // The log is synced; the names may not be (a recovery after a crash).
-                return self.sync_dirs();
+                return Ok(());
             }
             if s.running && !wait {
                 return Ok(());

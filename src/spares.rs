@@ -108,11 +108,10 @@ impl Spares {
         }
         // Old spares go (the thread removes them and makes new ones): a segment whose base
         // stamp is far behind its records reaches the stamp limit, and is sealed, early.
-        let (old, young): (Vec<Spare>, Vec<Spare>) = std::mem::take(&mut s.ready)
-            .into_iter()
-            .partition(|sp| first.saturating_sub(sp.header.base_stamp) > MAX_AGE_US);
-        s.ready = young;
-        s.old.extend(old);
+        let State { ready, old, .. } = &mut *s;
+        old.extend(ready.extract_if(.., |sp| {
+            first.saturating_sub(sp.header.base_stamp) > MAX_AGE_US
+        }));
         let usable = |sp: &Spare| {
             sp.header.base_stamp <= first
                 && last - sp.header.base_stamp <= crate::record::MAX_STAMP_DELTA_US

@@ -605,8 +605,8 @@ impl Inner {
         if !create && !dir.is_dir() {
             return Ok(None);
         }
-        let crashed = (!self.clean && !self.recovered.lock().contains(&id))
-            || self.failed_closes.lock().remove(&id);
+        let close_failed = self.failed_closes.lock().remove(&id);
+        let crashed = close_failed || (!self.clean && !self.recovered.lock().contains(&id));
         let p = Arc::new(
             Project::open(
                 id,
@@ -679,7 +679,6 @@ impl Inner {
                 if let Err(e) = p.close() {
                     log::error!("closing project {id}: {e}");
                     self.close_failed.store(true, Ordering::Release);
-                    self.recovered.lock().remove(&id);
                     self.failed_closes.lock().insert(id);
                 }
             }
