@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::LOST;
 use crate::project::{Snapshot, FIRST_SEQ};
 use crate::record::{FRAME_HEADER_BYTES, LOG_HEADER_BYTES};
-use crate::segment::{decode_at_with, Active, RawRecord, Sealed};
+use crate::segment::{decode_at_with, message_text, Active, RawRecord, Sealed};
 use crate::store::Inner;
 
 /// Active-segment entries copied per lock acquisition.
@@ -185,15 +185,21 @@ pub struct NewestFirst {
 impl NewestFirst {
     pub(crate) fn new(store: Arc<Inner>, project: u64, snap: Snapshot) -> Self {
         let next = snap.next_seq.saturating_sub(1);
+        // `try_with`: a thread tearing down its thread-locals has no pool left.
+        let (window, entries) = SPARE
+            .try_with(|s| s.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         NewestFirst {
             store: Some(store),
             project,
             snap,
             next,
             current: Current::None,
-            entries: Vec::new(),
+            entries,
             entries_from: 0,
-            window: Vec::new(),
+            window,
             map: None,
             window_start: 0,
             window_size: MIN_WINDOW_BYTES,
@@ -255,11 +261,6 @@ impl NewestFirst {
     /// (a merged query's cursors).
     pub(crate) fn few(mut self) -> Self {
         self.few = true;
-        // `try_with`: a thread tearing down its thread-locals has no pool left.
-        if let Some((window, entries)) = SPARE.try_with(|s| s.borrow_mut().pop()).ok().flatten() {
-            self.window = window;
-            self.entries = entries;
-        }
         self
     }
 
@@ -302,8 +303,8 @@ impl NewestFirst {
         path: &std::path::Path,
         offset: u64,
     ) -> Result<MessageRef<'a>> {
-        let json = simdutf8::basic::from_utf8(rec.payload)
-            .map_err(|_| Error::corrupt(path, offset, "a message is not UTF-8"))?;
+        let json = message_text(rec.payload)
+            .ok_or_else(|| Error::corrupt(path, offset, "a message is not UTF-8"))?;
         Ok(MessageRef {
             project: self.project,
             seq: rec.seq,
@@ -664,10 +665,11 @@ impl Iterator for NewestFirst {
 
 impl FusedIterator for NewestFirst {}
 
-/// Buffer pairs (window, entries) kept per thread for the next merged-query cursors: a query
-/// opens dozens of cursors, and each one's buffers would otherwise go through the allocator's
-/// slow paths (glibc keeps only seven free buffers of a size per thread; with them a 50-project
-/// query took 5% longer). At most 64 × 8 KiB per thread, typically 64 × 1 KiB.
+/// Buffer pairs (window, entries) kept per thread for the next iterators: a merged query opens
+/// dozens of cursors, and each one's buffers would otherwise go through the allocator's slow
+/// paths (glibc keeps only seven free buffers of a size per thread; with them a 50-project
+/// query took 5% longer); a page of newest messages saves an allocation and a free of its 4 KiB
+/// window. At most 64 × 8 KiB per thread.
 const SPARE_BUFFERS: usize = 64;
 /// Buffers bigger than this (a cursor that read on) are freed rather than kept.
 const SPARE_MAX_BYTES: usize = 4 << 10;
@@ -679,9 +681,7 @@ thread_local! {
 
 impl Drop for NewestFirst {
     fn drop(&mut self) {
-        if !self.few
-            || self.window.capacity() > SPARE_MAX_BYTES
-            || self.entries.capacity() * 4 > SPARE_MAX_BYTES
+        if self.window.capacity() > SPARE_MAX_BYTES || self.entries.capacity() * 4 > SPARE_MAX_BYTES
         {
             return;
         }

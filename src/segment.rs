@@ -2,7 +2,8 @@
 //! read path and the active (positional-read, or mapped for long scans) read path.
 //!
 //! This is the only module with `unsafe`: mapping sealed segments, and the committed bytes of an
-//! active segment for a scan.
+//! active segment for a scan; and taking a message that is all ASCII as text without a second
+//! look ([`message_text`]).
 //!
 //! The mapping contract: a segment is *sealed* once a later segment exists in its project.
 //! The store never writes, truncates or rewrites a sealed log file, and never shrinks any file
@@ -191,6 +192,41 @@ pub(crate) fn header_error(path: &Path, e: DecodeError) -> Error {
         },
         e => Error::corrupt(path, 0, format!("bad file header: {e}")),
     }
+}
+
+/// A message's bytes as text, or `None` if they are not UTF-8.
+///
+/// Messages are nearly always ASCII, which one pass of 8-byte words proves to be UTF-8 in about
+/// half the time of a full UTF-8 check of a typical message (11 against 24 ns for 165 bytes;
+/// the check was a quarter of reading a page of newest messages). Anything else gets the full
+/// check.
+#[inline]
+pub(crate) fn message_text(bytes: &[u8]) -> Option<&str> {
+    if is_ascii(bytes) {
+        // SAFETY: every byte is below 0x80 (`is_ascii`), and ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        simdutf8::basic::from_utf8(bytes).ok()
+    }
+}
+
+/// Whether every byte is below 0x80. Words of 16 bytes, the last one overlapping, so that a
+/// message costs one loop and no byte-by-byte remainder (whose branches, over messages of
+/// every length, cost more than the words). Not inlined: inlined into the reader's decoding,
+/// it made a full scan 10% slower instead of 8% faster.
+#[inline(never)]
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let n = bytes.len();
+    if n < 16 {
+        return bytes.iter().fold(0, |acc, &b| acc | b) < 0x80;
+    }
+    let word = |b: &[u8]| u64::from_ne_bytes(b[..8].try_into().expect("eight bytes"));
+    let mut acc = word(&bytes[n - 16..]) | word(&bytes[n - 8..]);
+    for chunk in bytes.chunks_exact(16) {
+        acc |= word(chunk) | word(&chunk[8..]);
+    }
+    acc & HIGH_BITS == 0
 }
 
 /// A record read from a segment: its sequence number, stamp and payload.
@@ -687,6 +723,33 @@ impl Active {
 mod tests {
     use super::*;
     use crate::record::encode_frame;
+
+    /// `message_text` agrees with the standard library's UTF-8 check, for every length up to 40
+    /// with a non-ASCII byte (valid or not) at every position, and for text that is not ASCII.
+    #[test]
+    fn message_text_agrees_with_std() {
+        for len in 0..40 {
+            let ascii = vec![b'a'; len];
+            assert_eq!(message_text(&ascii), Some("a".repeat(len).as_str()));
+            for at in 0..len {
+                for high in [0x80u8, 0xC3, 0xFF] {
+                    let mut b = ascii.clone();
+                    b[at] = high;
+                    assert_eq!(message_text(&b), std::str::from_utf8(&b).ok(), "{b:?}");
+                }
+                if at + 1 < len {
+                    let mut b = ascii.clone();
+                    b[at..at + 2].copy_from_slice("é".as_bytes());
+                    assert_eq!(message_text(&b), std::str::from_utf8(&b).ok());
+                    assert!(message_text(&b).is_some());
+                }
+            }
+        }
+        assert_eq!(
+            message_text("{\"ü\":\"日本\"}".as_bytes()),
+            Some("{\"ü\":\"日本\"}")
+        );
+    }
 
     /// Reads through the tail copy give the file's bytes, whatever the sizes of the appends.
     #[test]
