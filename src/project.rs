@@ -40,6 +40,10 @@ const INDEX_FLUSH_ENTRIES: usize = if cfg!(test) { 8 } else { 1024 };
 /// must wait for under the lock and what a power cut can take.
 const SYNC_AHEAD_BYTES: u64 = 4 << 20;
 
+/// The most offsets a project's writer keeps room for between appends (a big import batch's
+/// are freed).
+const OFFSETS_KEPT: usize = 1024;
+
 /// An append writes its batch in pieces of about this many bytes.
 pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
@@ -108,6 +112,8 @@ struct Writer {
     /// Index entries were written since the index file was last synced.
     idx_unsynced: bool,
     buf: Vec<u8>,
+    /// The batch being appended: its records' offsets (kept to save an allocation per append).
+    offsets: Vec<u32>,
     /// Bytes written since the last sync.
     dirty: bool,
 }
@@ -181,6 +187,7 @@ impl Project {
             // Recovery says whether the index file may hold unsynced bytes.
             idx_unsynced: false,
             buf: Vec::new(),
+            offsets: Vec::new(),
             dirty: false,
         };
         let snapshot = match seqs.split_last() {
@@ -320,7 +327,8 @@ impl Project {
         let active = snap.active.as_ref().expect("an active segment after roll");
         let count = snap.active_count();
         let base = active.header.base_stamp;
-        let mut offsets = Vec::with_capacity(messages.count());
+        let mut offsets = std::mem::take(&mut w.offsets);
+        offsets.clear();
         // The batch goes out in pieces of about WRITE_CHUNK_BYTES, so a big one (an import's)
         // needs no buffer of its size; a crash can tear a batch either way, and recovery drops
         // a batch without its last frame.
@@ -368,6 +376,9 @@ impl Project {
         let new_len = snap.active_len + written;
         publish(last_stamp);
         active.entries.write().extend_from_slice(&offsets);
+        if offsets.capacity() <= OFFSETS_KEPT {
+            w.offsets = offsets;
+        }
         {
             let mut state = self.state.write();
             state.active_len = new_len;

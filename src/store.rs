@@ -255,9 +255,21 @@ impl Store {
         if self.inner.clock.is_none() {
             return Err(Error::ReadOnly);
         }
-        let items: Vec<I::Item> = messages.into_iter().collect();
-        let batch = prepare(&items, self.inner.options.max_message_bytes)?;
-        self.append_prepared(project, &batch[..], None, durability)
+        let limit = self.inner.options.max_message_bytes;
+        let mut items = messages.into_iter();
+        match (items.next(), items.next()) {
+            // One message, the common case: nothing to allocate for the batch.
+            (Some(only), None) => {
+                let message = prepare_one(only.as_ref(), 0, limit)?;
+                check_batch_bytes(frame_len(message.len()) as u64)?;
+                self.append_prepared(project, std::slice::from_ref(&message), None, durability)
+            }
+            (first, second) => {
+                let items: Vec<I::Item> = first.into_iter().chain(second).chain(items).collect();
+                let batch = prepare(&items, limit)?;
+                self.append_prepared(project, &batch[..], None, durability)
+            }
+        }
     }
 
     /// Appends a validated batch with one stamp per message (imports keep their history).
@@ -866,31 +878,42 @@ pub(crate) fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<C
     let mut batch = Vec::with_capacity(items.len());
     let mut bytes = 0u64;
     for (index, item) in items.iter().enumerate() {
-        let raw = item.as_ref();
-        // One pass checks and compacts; a compact form is built only if there is whitespace.
-        let mut copy = Vec::new();
-        let done =
-            json::compact_object(raw, &[], &mut copy).map_err(|reason| Error::InvalidMessage {
-                index,
-                line: None,
-                reason,
-            })?;
-        let compact = if done.copied {
-            Cow::Owned(copy)
-        } else {
-            Cow::Borrowed(raw)
-        };
-        if compact.len() > limit {
-            return Err(Error::TooLarge {
-                index,
-                line: None,
-                size: compact.len(),
-                limit,
-            });
-        }
+        let compact = prepare_one(item.as_ref(), index, limit)?;
         bytes += frame_len(compact.len()) as u64;
         batch.push(compact);
     }
+    check_batch_bytes(bytes)?;
+    Ok(batch)
+}
+
+/// Checks and compacts message `index` of a batch (see [`prepare`]).
+fn prepare_one(raw: &[u8], index: usize, limit: usize) -> Result<Cow<'_, [u8]>> {
+    // One pass checks and compacts; a compact form is built only if there is whitespace.
+    let mut copy = Vec::new();
+    let done =
+        json::compact_object(raw, &[], &mut copy).map_err(|reason| Error::InvalidMessage {
+            index,
+            line: None,
+            reason,
+        })?;
+    let compact = if done.copied {
+        Cow::Owned(copy)
+    } else {
+        Cow::Borrowed(raw)
+    };
+    if compact.len() > limit {
+        return Err(Error::TooLarge {
+            index,
+            line: None,
+            size: compact.len(),
+            limit,
+        });
+    }
+    Ok(compact)
+}
+
+/// Refuses a batch whose frames take more than [`MAX_BATCH_BYTES`].
+fn check_batch_bytes(bytes: u64) -> Result<()> {
     if bytes > MAX_BATCH_BYTES {
         return Err(Error::BatchTooLarge {
             size: bytes,
@@ -898,7 +921,7 @@ pub(crate) fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<C
             unit: "bytes",
         });
     }
-    Ok(batch)
+    Ok(())
 }
 
 fn encode_meta(segment_bytes: u64) -> Vec<u8> {
