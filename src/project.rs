@@ -329,6 +329,7 @@ impl Project {
         let base = active.header.base_stamp;
         let mut offsets = std::mem::take(&mut w.offsets);
         offsets.clear();
+        offsets.reserve(messages.count());
         // The batch goes out in pieces of about WRITE_CHUNK_BYTES, so a big one (an import's)
         // needs no buffer of its size; a crash can tear a batch either way, and recovery drops
         // a batch without its last frame.

@@ -681,7 +681,11 @@ thread_local! {
 
 impl Drop for NewestFirst {
     fn drop(&mut self) {
-        if self.window.capacity() > SPARE_MAX_BYTES || self.entries.capacity() * 4 > SPARE_MAX_BYTES
+        // Pairs with nothing allocated (an empty project's iterator, a mapped scan's) would only
+        // take the place of useful ones.
+        if self.window.capacity() > SPARE_MAX_BYTES
+            || self.entries.capacity() * 4 > SPARE_MAX_BYTES
+            || self.window.capacity() + self.entries.capacity() == 0
         {
             return;
         }

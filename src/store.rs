@@ -257,17 +257,24 @@ impl Store {
         }
         let limit = self.inner.options.max_message_bytes;
         let mut items = messages.into_iter();
-        match (items.next(), items.next()) {
+        let first = items.next();
+        // Not asked again after a `None`, as `collect` would not.
+        let second = first.as_ref().and_then(|_| items.next());
+        match (first, second) {
             // One message, the common case: nothing to allocate for the batch.
             (Some(only), None) => {
                 let message = prepare_one(only.as_ref(), 0, limit)?;
                 check_batch_bytes(frame_len(message.len()) as u64)?;
                 self.append_prepared(project, std::slice::from_ref(&message), None, durability)
             }
-            (first, second) => {
-                let items: Vec<I::Item> = first.into_iter().chain(second).chain(items).collect();
+            (Some(first), Some(second)) => {
+                let items: Vec<I::Item> = [first, second].into_iter().chain(items).collect();
                 let batch = prepare(&items, limit)?;
                 self.append_prepared(project, &batch[..], None, durability)
+            }
+            // An empty batch: nothing is stored, and no directory is made.
+            (None, _) => {
+                self.append_prepared(project, &[][..] as &[Cow<'_, [u8]>], None, durability)
             }
         }
     }
@@ -964,6 +971,40 @@ pub(crate) fn read_meta(dir: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch ends at its iterator's first `None`, as `collect` ends it, whether the batch
+    /// is empty, one message or more: an iterator that would go on after a `None` is not asked.
+    #[test]
+    fn a_batch_ends_at_the_first_none() {
+        /// Yields its items, `None` standing for a gap, then `None` for ever.
+        struct Gappy(std::iter::Copied<std::slice::Iter<'static, Option<&'static str>>>);
+        impl Iterator for Gappy {
+            type Item = &'static str;
+            fn next(&mut self) -> Option<&'static str> {
+                self.0.next().flatten()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cases: [(&'static [Option<&'static str>], u64); 3] = [
+            (&[None, Some(r#"{"a":1}"#)], 0),
+            (&[Some(r#"{"a":1}"#), None, Some(r#"{"a":2}"#)], 1),
+            (
+                &[
+                    Some(r#"{"a":1}"#),
+                    Some(r#"{"a":2}"#),
+                    None,
+                    Some(r#"{"a":3}"#),
+                ],
+                2,
+            ),
+        ];
+        for (project, (items, stored)) in (1u64..).zip(cases) {
+            let a = store.append(project, Gappy(items.iter().copied())).unwrap();
+            assert_eq!(a.count, stored, "project {project}");
+            assert_eq!(store.newest_first(project).unwrap().count() as u64, stored);
+        }
+    }
 
     /// A project whose active segment a reader's snapshot holds stays open: evicting and
     /// reopening it would run recovery under a scan that may have the segment mapped.
