@@ -368,6 +368,20 @@ mod tests {
         assert_eq!(fs::read_dir(tmp.path().join("missing")).unwrap().count(), 0);
     }
 
+    /// Turned off, the pool never starts its thread, however many projects are made.
+    #[test]
+    fn turned_off_no_thread_starts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
+        let pool = Spares::new(tmp.path().to_path_buf(), clock, 0);
+        for _ in 0..3 {
+            assert!(pool.take(1, 1).is_none());
+            pool.refill();
+        }
+        assert!(pool.state.lock().thread.is_none());
+        assert!(!pool.wanted.load(Ordering::Acquire));
+    }
+
     #[test]
     fn spare_names() {
         assert!(is_spare_name(".spare-0"));

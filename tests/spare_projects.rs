@@ -176,6 +176,8 @@ fn no_spares_when_turned_off() {
     for p in 1..=3 {
         store.append(p, [r#"{"a":1}"#]).unwrap();
     }
+    // No thread is started to make any (the spares module's unit test shows it); a short
+    // wait would catch one that did.
     std::thread::sleep(Duration::from_millis(100));
     assert!(spares(dir.path()).is_empty());
     assert_eq!(store.projects().unwrap(), [1, 2, 3]);
