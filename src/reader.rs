@@ -365,7 +365,7 @@ impl NewestFirst {
                     unreachable!("located in a sealed segment")
                 };
                 let rec = seg.record(i)?;
-                self.message(rec, seg.path(), 0)
+                self.message(rec, seg.path(), seg.offset(i))
             }
         }
     }

@@ -420,6 +420,11 @@ impl Sealed {
         decode_at(&self.log, 0, u64::from(offset), &self.header, i, &self.path)
     }
 
+    /// Where record `i` starts in the log (as its index entry says).
+    pub(crate) fn offset(&self, i: u64) -> u64 {
+        u64::from(index::entry(&self.entries, i as usize))
+    }
+
     /// Whether record `i` is marked lost.
     pub(crate) fn is_lost(&self, i: u64) -> bool {
         index::entry(&self.entries, i as usize) == LOST

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
-use crate::record::{SegmentHeader, LOG_HEADER_BYTES};
+use crate::record::{decode_frame_with, frame_len, SegmentHeader, LOG_HEADER_BYTES};
 use crate::scan::{scan, Scan};
 use crate::segment;
 use crate::store;
@@ -100,7 +100,7 @@ pub fn verify(
             let log_path = segment::log_path(&pdir, first);
             let idx_path = segment::index_path(&pdir, first);
             out.segments += 1;
-            let log = read(&log_path)?;
+            let mut log = read(&log_path)?;
             on_bytes(log.len() as u64);
             out.bytes += log.len() as u64;
             let header = match SegmentHeader::decode(&log) {
@@ -142,12 +142,13 @@ pub fn verify(
             if newest && (s.torn(end) || s.open_batch.is_some()) {
                 // Perhaps a writer is mid-append: look again once it had time to finish.
                 std::thread::sleep(SETTLE);
-                let again = read(&log_path)?;
-                s = scan(&again[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
-                end = again.len() as u64;
+                log = read(&log_path)?;
+                s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
+                end = log.len() as u64;
             }
             out.records += s.entries.iter().filter(|&&e| e != index::LOST).count() as u64;
             log_problems(&s, end, newest, &log_path, &mut report);
+            text_problems(&log, &s, first, &log_path, &mut report);
             let idx = match fs::read(&idx_path) {
                 Ok(b) => Some(b),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -194,6 +195,36 @@ fn log_problems(s: &Scan, end: u64, newest: bool, path: &Path, report: &mut impl
         range: cut..end,
         what,
     });
+}
+
+/// Records whose frame is whole but whose message is not UTF-8 (reads report them as damage).
+fn text_problems(
+    log: &[u8],
+    s: &Scan,
+    first_seq: u64,
+    path: &Path,
+    report: &mut impl FnMut(Problem),
+) {
+    for (i, &entry) in s.entries.iter().enumerate() {
+        if entry == index::LOST {
+            continue;
+        }
+        // The scan found a whole frame here.
+        let Ok(frame) = decode_frame_with(log, entry as usize, false) else {
+            continue;
+        };
+        if segment::message_text(frame.payload).is_none() {
+            let start = u64::from(entry);
+            report(Problem {
+                path: path.to_path_buf(),
+                range: start..start + frame_len(frame.payload.len()) as u64,
+                what: format!(
+                    "record {}: its checksum holds but its message is not UTF-8",
+                    first_seq.saturating_add(i as u64)
+                ),
+            });
+        }
+    }
 }
 
 /// Whether the index file agrees with what the log holds. The newest segment's index may lag
