@@ -1,5 +1,5 @@
-//! Checking a store's files record by record, as `activitylog verify` does: every log frame,
-//! every index entry, every segment header, and that sequence numbers run on without gaps from
+//! Checking a store's files record by record, as `activitylog verify` does: every log frame
+//! (and that its message is UTF-8, as reads check), every index entry, every segment header, and that sequence numbers run on without gaps from
 //! one segment to the next.
 //!
 //! Verification reads the files with plain reads (no maps, no locks), so it works beside a
