@@ -413,11 +413,11 @@ impl Sealed {
 
     /// Record `i` (0-based within the segment).
     pub(crate) fn record(&self, i: u64) -> Result<RawRecord<'_>> {
-        let offset = index::entry(&self.entries, i as usize);
-        if offset == LOST {
+        let offset = self.offset(i);
+        if offset == u64::from(LOST) {
             return Err(self.lost(i));
         }
-        decode_at(&self.log, 0, u64::from(offset), &self.header, i, &self.path)
+        decode_at(&self.log, 0, offset, &self.header, i, &self.path)
     }
 
     /// Where record `i` starts in the log (as its index entry says).

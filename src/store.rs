@@ -29,7 +29,8 @@ use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
 use crate::project::{Appended, Project, Snapshot};
 use crate::reader::NewestFirst;
 use crate::record::{
-    frame_len, read_u32, read_u64, Batch, FORMAT_VERSION, MAX_RECORDS_PER_SEGMENT,
+    frame_len, read_u32, read_u64, Batch, FORMAT_VERSION, FRAME_OVERHEAD_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_RECORDS_PER_SEGMENT,
 };
 use crate::segment::{self, Sealed};
 use crate::spares::Spares;
@@ -263,8 +264,8 @@ impl Store {
         match (first, second) {
             // One message, the common case: nothing to allocate for the batch.
             (Some(only), None) => {
+                // One message's frame is far under the batch limit (asserted below `prepare`).
                 let message = prepare_one(only.as_ref(), 0, limit)?;
-                check_batch_bytes(frame_len(message.len()) as u64)?;
                 self.append_prepared(project, std::slice::from_ref(&message), None, durability)
             }
             (Some(first), Some(second)) => {
@@ -889,9 +890,18 @@ pub(crate) fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<C
         bytes += frame_len(compact.len()) as u64;
         batch.push(compact);
     }
-    check_batch_bytes(bytes)?;
+    if bytes > MAX_BATCH_BYTES {
+        return Err(Error::BatchTooLarge {
+            size: bytes,
+            limit: MAX_BATCH_BYTES,
+            unit: "bytes",
+        });
+    }
     Ok(batch)
 }
+
+// A batch of one message never exceeds `MAX_BATCH_BYTES`: a single append skips that check.
+const _: () = assert!((MAX_PAYLOAD_BYTES + FRAME_OVERHEAD_BYTES) as u64 <= MAX_BATCH_BYTES);
 
 /// Checks and compacts message `index` of a batch (see [`prepare`]).
 fn prepare_one(raw: &[u8], index: usize, limit: usize) -> Result<Cow<'_, [u8]>> {
@@ -917,18 +927,6 @@ fn prepare_one(raw: &[u8], index: usize, limit: usize) -> Result<Cow<'_, [u8]>> 
         });
     }
     Ok(compact)
-}
-
-/// Refuses a batch whose frames take more than [`MAX_BATCH_BYTES`].
-fn check_batch_bytes(bytes: u64) -> Result<()> {
-    if bytes > MAX_BATCH_BYTES {
-        return Err(Error::BatchTooLarge {
-            size: bytes,
-            limit: MAX_BATCH_BYTES,
-            unit: "bytes",
-        });
-    }
-    Ok(())
 }
 
 fn encode_meta(segment_bytes: u64) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! Checking a store's files record by record, as `activitylog verify` does: every log frame
-//! (and that its message is UTF-8, as reads check), every index entry, every segment header, and that sequence numbers run on without gaps from
-//! one segment to the next.
+//! (and that its message is UTF-8, as reads check), every index entry, every segment header,
+//! and that sequence numbers run on without gaps from one segment to the next.
 //!
 //! Verification reads the files with plain reads (no maps, no locks), so it works beside a
 //! running writer. The writer may be in the middle of an append: an unfinished tail on the
