@@ -14,6 +14,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use crate::segment::Room;
+
 #[cfg(test)]
 pub(crate) mod sim;
 
@@ -27,6 +29,32 @@ pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
         return r.write_at(file, buf, offset);
     }
     file.write_all_at(buf, offset)
+}
+
+/// Writes all of `buf` at `offset` through the writer's [`Room`], which must hold that range: a
+/// copy into the mapped page cache (recorded as a write by a test's recorder, which makes it).
+pub(crate) fn write_in_room(file: &File, room: &Room, buf: &[u8], offset: u64) -> io::Result<()> {
+    #[cfg(test)]
+    if let Some(r) = sim::recorder_for_file(file) {
+        return r.write_at(file, buf, offset);
+    }
+    let _ = file;
+    room.copy_in(buf, offset);
+    Ok(())
+}
+
+/// Writes zeros over `from..to` of the file (room ahead of a log's end, see [`Room`]): through
+/// [`write_at`], so the page cache holds the pages and the file system has reserved their
+/// blocks before anything is copied into them.
+pub(crate) fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64);
+        write_at(file, &ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
 }
 
 /// Sets the file's length (truncating or extending with zeros).

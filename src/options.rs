@@ -13,8 +13,9 @@ use crate::store::Store;
 /// there or none of it, and readers never see part of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// The batch has been handed to the operating system (`write(2)` returned) before `append`
-    /// returns.
+    /// The batch is in the operating system's page cache before `append` returns: copied into
+    /// room mapped ahead of the log's end (or, where room cannot be made, written with
+    /// `pwrite(2)`).
     ///
     /// - **Process crash** (panic, `SIGKILL`, OOM kill): survives — the kernel holds the bytes.
     /// - **Power cut or kernel crash**: may be lost, together with every later batch of the

@@ -22,8 +22,8 @@ use crate::record::{
     SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
     MAX_STAMP_DELTA_US,
 };
-use crate::scan::scan;
-use crate::segment::{self, decode_at, Active, Tail};
+use crate::scan::{self, scan};
+use crate::segment::{self, decode_at, Active, Room, Tail};
 use crate::spares::Spares;
 
 /// The sequence number of a project's first message.
@@ -46,6 +46,14 @@ const OFFSETS_KEPT: usize = 1024;
 
 /// An append writes its batch in pieces of about this many bytes.
 pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// A `Written` append of at most `ROOM_MIN_BYTES` makes [`Room`] ahead of the active log's end
+/// when it runs out: as much as the segment already holds, between these bounds (and never past
+/// the segment's size). So a small project's log holds at most 64 KiB of zeros while it is open
+/// and a big one's at most 256 KiB (up to 256 MiB for the default 1024 open projects), for one
+/// write of zeros and one `mmap` per 64 to 256 KiB appended.
+const ROOM_MIN_BYTES: u64 = 64 << 10;
+const ROOM_MAX_BYTES: u64 = 256 << 10;
 
 /// What a reader sees of a project: fixed when taken.
 #[derive(Clone)]
@@ -116,6 +124,14 @@ struct Writer {
     offsets: Vec<u32>,
     /// Bytes written since the last sync.
     dirty: bool,
+    /// Room made ahead of the active log's committed end, if any.
+    room: Option<Room>,
+    /// The active log may be longer than its committed end (room was made or attempted): it is
+    /// cut back when the segment is sealed or the project closed.
+    grown: bool,
+    /// Making room failed in the active segment (no space for it): its appends write with
+    /// `pwrite` until the next segment.
+    no_room: bool,
 }
 
 struct SyncState {
@@ -189,6 +205,9 @@ impl Project {
             buf: Vec::new(),
             offsets: Vec::new(),
             dirty: false,
+            room: None,
+            grown: false,
+            no_room: false,
         };
         let snapshot = match seqs.split_last() {
             None => Snapshot::empty(),
@@ -282,7 +301,8 @@ impl Project {
         publish: &dyn Fn(u64),
     ) -> Result<Appended> {
         debug_assert!(self.writable);
-        let mut w = self.writer.lock();
+        let mut guard = self.writer.lock();
+        let w = &mut *guard;
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned { project: self.id });
         }
@@ -320,11 +340,15 @@ impl Project {
             }
         };
         let snap = if needs_new {
-            self.roll(&mut w, &snap, stamp, last_stamp)?
+            self.roll(w, &snap, stamp, last_stamp)?
         } else {
             snap
         };
         let active = snap.active.as_ref().expect("an active segment after roll");
+        // Big batches (imports') gain nothing from room: they write in big pieces anyway.
+        if durability == Durability::Written && bytes <= ROOM_MIN_BYTES {
+            self.make_room(w, active, snap.active_len, snap.active_len + bytes);
+        }
         let count = snap.active_count();
         let base = active.header.base_stamp;
         let mut offsets = std::mem::take(&mut w.offsets);
@@ -351,7 +375,13 @@ impl Project {
                 more,
             );
             if w.buf.len() >= WRITE_CHUNK_BYTES || i == last {
-                result = fsio::write_at(&active.file, &w.buf, snap.active_len + written);
+                let at = snap.active_len + written;
+                result = match &w.room {
+                    Some(room) if at + w.buf.len() as u64 <= room.end() => {
+                        fsio::write_in_room(&active.file, room, &w.buf, at)
+                    }
+                    _ => fsio::write_at(&active.file, &w.buf, at),
+                };
                 if result.is_err() {
                     break;
                 }
@@ -369,6 +399,8 @@ impl Project {
         if let Err(e) = result {
             // Take back whatever part of the batch reached the file, so the next batch starts at
             // the committed end. If even that fails, refuse writes until a reopen repairs it.
+            w.room = None;
+            w.grown = false;
             if fsio::set_len(&active.file, snap.active_len).is_err() {
                 self.poisoned.store(true, Ordering::Release);
             }
@@ -388,11 +420,11 @@ impl Project {
         }
         w.dirty = true;
         if active.entries.read().len() - w.idx_written >= INDEX_FLUSH_ENTRIES {
-            self.flush_index(&mut w, active);
+            self.flush_index(w, active);
         }
         let first_seq = snap.next_seq;
         let target = (active.header.first_seq, new_len);
-        drop(w);
+        drop(guard);
         if durability == Durability::Sync {
             self.sync_to(target)?;
         }
@@ -401,6 +433,47 @@ impl Project {
             count: n,
             stamp: last_stamp,
         })
+    }
+
+    /// Makes sure the writer's room takes the active log's bytes up to `end` (`committed` being
+    /// the committed end), making more when it runs out. Best effort: where room cannot be made
+    /// (no space for it), appends write with `pwrite`, as they would without it.
+    fn make_room(&self, w: &mut Writer, active: &Active, committed: u64, end: u64) {
+        if w.no_room || w.room.as_ref().is_some_and(|r| r.end() >= end) {
+            return;
+        }
+        // The zeros already written past the committed end.
+        let zeros_from = w.room.take().map_or(committed, |r| r.end().max(committed));
+        let ahead = (committed - LOG_HEADER_BYTES as u64).clamp(ROOM_MIN_BYTES, ROOM_MAX_BYTES);
+        let want = (end + ahead)
+            .next_multiple_of(ROOM_MIN_BYTES)
+            .min(self.segment_bytes.max(end))
+            .min(u64::from(u32::MAX));
+        if want < end || committed >= want {
+            return;
+        }
+        w.grown = true;
+        match Room::make(&active.file, &active.path, committed, zeros_from, want) {
+            Ok(room) => w.room = Some(room),
+            Err(e) => {
+                log::debug!("{e}; appending without room ahead");
+                w.no_room = true;
+            }
+        }
+    }
+
+    /// Drops the writer's room and cuts the active log back to its committed end if it may be
+    /// longer. The cut is durable once the log is next synced. A failure poisons the log.
+    fn trim_room(&self, w: &mut Writer, active: &Active, committed: u64) -> Result<()> {
+        w.room = None;
+        w.no_room = false;
+        if std::mem::take(&mut w.grown) {
+            if let Err(e) = fsio::set_len(&active.file, committed) {
+                self.poisoned.store(true, Ordering::Release);
+                return Err(Error::io("truncating", &active.path, e));
+            }
+        }
+        Ok(())
     }
 
     /// Seals the active segment (if it holds records) and starts a new one at the next sequence
@@ -416,7 +489,9 @@ impl Project {
         let mut sealed = snap.sealed.clone();
         if let Some(old) = &snap.active {
             if snap.active_count() > 0 {
-                // A sealed segment is never repaired on open, so it must be on disk first.
+                // A sealed segment is never repaired on open, so it must be on disk first, and
+                // end with its last record.
+                self.trim_room(w, old, snap.active_len)?;
                 if let Err(e) = fsio::sync_data(&old.file) {
                     self.poisoned.store(true, Ordering::Release);
                     return Err(Error::io("syncing", &old.path, e));
@@ -488,6 +563,10 @@ impl Project {
             entries: RwLock::new(Vec::new()),
             tail: RwLock::new(Tail::default()),
         });
+        // An empty segment replaced by this one may have had room.
+        w.room = None;
+        w.grown = false;
+        w.no_room = false;
         w.idx_file = Some(idx);
         w.idx_written = 0;
         w.idx_broken = false;
@@ -543,8 +622,17 @@ impl Project {
         }
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable, and cuts the active log back to its last
+    /// record: after [`Store::sync`](crate::Store::sync) a store's files hold no room (its next
+    /// appends make more). The cut is durable if there was anything to sync.
     pub(crate) fn sync(&self) -> Result<()> {
+        {
+            let mut w = self.writer.lock();
+            let snap = self.snapshot();
+            if let (true, Some(active)) = (w.grown, &snap.active) {
+                self.trim_room(&mut w, active, snap.active_len)?;
+            }
+        }
         let snap = self.snapshot();
         let Some(active) = &snap.active else {
             return Ok(());
@@ -729,6 +817,22 @@ impl Project {
         if !self.writable {
             return Ok(());
         }
+        {
+            let mut w = self.writer.lock();
+            let snap = self.snapshot();
+            if let (true, Some(active)) = (w.grown, &snap.active) {
+                // The log ends with its last record again, durably: a clean close leaves no
+                // room for the next open to read and cut.
+                self.trim_room(&mut w, active, snap.active_len)?;
+                fsio::sync_data(&active.file).map_err(|e| {
+                    self.poisoned.store(true, Ordering::Release);
+                    Error::io("syncing", &active.path, e)
+                })?;
+                self.sync_dirs()?;
+                self.mark_synced((active.header.first_seq, snap.active_len));
+                w.dirty = false;
+            }
+        }
         if self.writer.lock().dirty && !self.poisoned.load(Ordering::Acquire) {
             self.sync()?;
         }
@@ -837,7 +941,8 @@ fn recover_active(
     } else {
         u64::from(disk_entries[trusted])
     };
-    let mut s = scan(&read_from(start)?, start, trusted as u32);
+    let mut image = read_from(start)?;
+    let mut s = scan(&image, start, trusted as u32);
     // A batch left unfinished by a crash must go whole; when it is open from the first scanned
     // record, it may have begun before the scan did, so only a scan from the start finds it.
     let open_from_start = matches!(s.open_batch, Some((0, _)));
@@ -850,7 +955,8 @@ fn recover_active(
         }
         trusted = 0;
         start = LOG_HEADER_BYTES as u64;
-        s = scan(&read_from(start)?, start, 0);
+        image = read_from(start)?;
+        s = scan(&image, start, 0);
     }
     for range in &s.damaged {
         log::error!(
@@ -894,9 +1000,21 @@ fn recover_active(
         }
     }
     if committed < log_len {
+        // Zeros only: room the writer made ahead, and perhaps records whose bytes never reached
+        // the disk (never acknowledged as synced); not worth a warning.
+        let zeros = committed
+            .checked_sub(start)
+            .and_then(|from| image.get(from as usize..))
+            .is_some_and(scan::is_zero);
         if writable {
-            log::warn!(
-                "cut a torn tail of {} bytes from {} at byte {committed}",
+            let (level, what) = if zeros {
+                (log::Level::Debug, "zeros")
+            } else {
+                (log::Level::Warn, "a torn tail")
+            };
+            log::log!(
+                level,
+                "cut {what} of {} bytes from {} at byte {committed}",
                 log_len - committed,
                 path.display()
             );

@@ -4,7 +4,9 @@
 //! When a frame fails to decode, the walk searches forwards for the next frame that decodes with
 //! a larger sequence number (resynchronisation). Found: the bytes in between are *damage* — the
 //! records on both sides stay readable and the sequence numbers in between are marked lost.
-//! Not found: everything from the failure to the end is a *torn tail*.
+//! Not found: everything from the failure to the end is a *torn tail*. A failure followed by
+//! nothing but zeros (the room a writer makes ahead of an active log, see `segment::Room`) is a
+//! torn tail at once: no frame fits in zeros, since a frame's length is at least 1.
 
 use std::ops::Range;
 
@@ -49,6 +51,7 @@ pub fn scan(buf: &[u8], base: u64, first_delta: u32) -> Scan {
     while at < buf.len() {
         let (pos, frame) = match decode_frame(buf, at) {
             Ok(f) if u64::from(f.seq_delta) == expected => (at, f),
+            _ if is_zero(&buf[at..]) => break,
             _ => match resync(buf, at + 1, expected) {
                 Some((pos, frame)) => {
                     out.damaged.push(base + at as u64..base + pos as u64);
@@ -81,6 +84,15 @@ pub fn scan(buf: &[u8], base: u64, first_delta: u32) -> Scan {
 
 /// The first position at or after `from` holding a frame that decodes with a sequence delta of at
 /// least `expected`.
+/// Whether every byte is zero (a word at a time).
+pub fn is_zero(bytes: &[u8]) -> bool {
+    let (words, rest) = bytes.split_at(bytes.len() - bytes.len() % 8);
+    words
+        .chunks_exact(8)
+        .all(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")) == 0)
+        && rest.iter().all(|&b| b == 0)
+}
+
 fn resync(buf: &[u8], from: usize, expected: u64) -> Option<(usize, Frame<'_>)> {
     let last = buf.len().checked_sub(FRAME_OVERHEAD_BYTES)?;
     (from..=last).find_map(|pos| match decode_frame(buf, pos) {
@@ -155,6 +167,30 @@ mod tests {
             let open = matches!(whole, 1 | 3);
             assert_eq!(s.open_batch.is_some(), open, "cut at {cut}");
         }
+    }
+
+    /// Zeros after the records (a writer's room) change nothing but where the log ends, cut
+    /// anywhere, and with damage before them. (Where the bytes cut off were zeros themselves,
+    /// the room gives them back.)
+    #[test]
+    fn zeros_after_the_records_end_the_log() {
+        let (buf, _) = image(&[2, 2]);
+        for cut in 0..=buf.len() {
+            let mut roomy = buf[..cut].to_vec();
+            roomy.resize(cut + 300, 0);
+            let same = cut + buf[cut..].iter().take_while(|&&b| b == 0).count();
+            let plain = scan(&buf[..same], BASE, 0);
+            let s = scan(&roomy, BASE, 0);
+            assert_eq!(s, plain, "cut at {cut}");
+        }
+        for at in 0..buf.len() {
+            let mut damaged = buf.clone();
+            damaged[at] ^= 0x40;
+            let plain = scan(&damaged, BASE, 0);
+            damaged.resize(buf.len() + 100, 0);
+            assert_eq!(scan(&damaged, BASE, 0), plain, "damage at {at}");
+        }
+        assert!(is_zero(&[0; 17]) && is_zero(&[]) && !is_zero(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
     }
 
     #[test]

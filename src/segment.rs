@@ -1,29 +1,34 @@
 //! One segment: a log file plus its index file. Creation, naming, the sealed (memory-mapped)
-//! read path and the active (positional-read, or mapped for long scans) read path.
+//! read path, the active (positional-read, or mapped for long scans) read path, and the room
+//! the writer copies appends into.
 //!
 //! This is the only module with `unsafe`: mapping sealed segments, and the committed bytes of an
-//! active segment for a scan; and taking a message that is all ASCII as text without a second
-//! look ([`message_text`]).
+//! active segment for a scan; copying appends into the writer's [`Room`]; and taking a message
+//! that is all ASCII as text without a second look ([`message_text`]).
 //!
 //! The mapping contract: a segment is *sealed* once a later segment exists in its project.
 //! The store never writes, truncates or rewrites a sealed log file, and never shrinks any file
-//! that may be mapped; retention removes sealed segments only by unlinking, which leaves existing
-//! mappings intact. An active log is only appended to while the store is open, and shrunk only
-//! back to its committed length when an append fails, so its committed bytes — all a reader maps —
-//! never change; a project whose active segment a snapshot holds is not evicted (its reopen would
-//! recover, and recovery cuts committed bytes that read back damaged). As with sealed segments, a
-//! read-only process's map is exposed to what other processes do to the files: a writer
-//! process's recovery that cuts damaged committed bytes, or a disk read error, is a `SIGBUS`
-//! there rather than an error. Index files are replaced by rename, never rewritten in place. Other programs
-//! must not modify a store's files while it is open (the same contract as every embedded
-//! database); `activitylog verify` reads them without mapping.
+//! that may be mapped below what is mapped; retention removes sealed segments only by unlinking,
+//! which leaves existing mappings intact. An active log is only appended to while the store is
+//! open, and shrunk only back to its committed length (when an append fails, and to drop the
+//! room when the segment is sealed or the project closed), so its committed bytes — all a
+//! reader maps — never change. The writer's room (bytes past the committed end, mapped
+//! writable) is dropped before the log is cut back. A project whose active segment a snapshot
+//! holds is not evicted (its reopen would recover, and recovery cuts committed bytes that read
+//! back damaged). As with sealed segments, a process's maps are exposed to what other processes
+//! do to the files: a writer process's recovery that cuts damaged committed bytes, or a disk
+//! read error, is a `SIGBUS` in a read-only process rather than an error; and a file system that
+//! refuses a page of the room (one gone read-only after an error) is a `SIGBUS` in the writer.
+//! Index files are replaced by rename, never rewritten in place. Other programs must not modify
+//! a store's files while it is open (the same contract as every embedded database);
+//! `activitylog verify` reads them without mapping.
 
 use std::fs::{self, File, OpenOptions};
 use std::ops::Deref;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapOptions};
+use memmap2::{Mmap, MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -721,6 +726,76 @@ impl Active {
     pub(crate) fn copy_entries(&self, from: usize, to: usize, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.entries.read()[from..to]);
+    }
+}
+
+/// Room made ahead of an active log's committed end: zeros written past it (so the page cache
+/// holds those pages, and the file system has reserved their blocks) and mapped, so that an
+/// append is a copy into the page cache instead of a `pwrite` system call (the kernel's write
+/// path was half of a single append's time). The copy is in the page cache as soon as it is
+/// made, as written bytes are: it survives the process being killed, and an fsync of the file
+/// covers it.
+///
+/// The writer owns its room and drops it before anything shrinks the file; the log is cut back
+/// to its committed length when the segment is sealed, the store synced or the project closed,
+/// and recovery cuts a tail of zeros after a crash as it cuts any unfinished tail (see
+/// `docs/format.md`).
+pub(crate) struct Room {
+    map: MmapRaw,
+    /// File offset of the map's first byte.
+    start: u64,
+    /// File offset one past the map's last byte.
+    end: u64,
+}
+
+impl Room {
+    /// Writes zeros over `zeros_from..end` of `file` (which holds zeros from `start` to
+    /// `zeros_from` already) and maps `start..end` for writing. On an error the file may have
+    /// grown, with zeros.
+    pub(crate) fn make(
+        file: &File,
+        path: &Path,
+        start: u64,
+        zeros_from: u64,
+        end: u64,
+    ) -> Result<Room> {
+        debug_assert!(start <= zeros_from && start < end);
+        fsio::write_zeros(file, zeros_from, end)
+            .map_err(|e| Error::io("making room in", path, e))?;
+        let len = usize::try_from(end - start).map_err(|_| Error::corrupt(path, end, "too big"))?;
+        let map = MmapOptions::new()
+            .offset(start)
+            .len(len)
+            .map_raw(file)
+            .map_err(|e| Error::io("mapping", path, e))?;
+        Ok(Room { map, start, end })
+    }
+
+    /// One past the last byte the room can take.
+    pub(crate) fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Copies `bytes` into the log at `offset`, which must lie in the room.
+    pub(crate) fn copy_in(&self, bytes: &[u8], offset: u64) {
+        assert!(
+            offset >= self.start && offset + bytes.len() as u64 <= self.end,
+            "a copy outside the room"
+        );
+        // SAFETY: the range was just checked to lie inside the map, whose pages the file
+        // covers: zeros were written up to `end` before mapping, and the writer drops its room
+        // before anything makes the file shorter (the mapping contract: nothing else
+        // changes a store's files while it is open), so no access faults. The bytes are past the
+        // committed end, which no reader reads and no reference aliases: readers see them only
+        // once the writer publishes the batch, after this copy. `bytes` is ordinary memory, not
+        // part of the map.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.map.as_mut_ptr().add((offset - self.start) as usize),
+                bytes.len(),
+            );
+        }
     }
 }
 

@@ -468,13 +468,20 @@ impl Store {
         let dir = self.project_dir(project);
         let seqs = segment::list(&dir)?;
         let mut bytes = 0;
+        let active = snap.active.as_ref().map(|a| a.header.first_seq);
         for &first in &seqs {
-            for path in [
-                segment::log_path(&dir, first),
-                segment::index_path(&dir, first),
-            ] {
-                bytes += fs::metadata(&path)
-                    .map_err(|e| Error::io("reading metadata of", &path, e))?
+            let log = segment::log_path(&dir, first);
+            let index = segment::index_path(&dir, first);
+            // The active log counts up to its committed end, not the room ahead of it.
+            let paths = if active == Some(first) {
+                bytes += snap.active_len;
+                [None, Some(index)]
+            } else {
+                [Some(log), Some(index)]
+            };
+            for path in paths.iter().flatten() {
+                bytes += fs::metadata(path)
+                    .map_err(|e| Error::io("reading metadata of", path, e))?
                     .len();
             }
         }
@@ -1093,7 +1100,7 @@ mod tests {
         rec.fail(FaultKind::Sync, 1);
         store.append(3, [r#"{"a":1}"#]).unwrap();
         rec.unregister();
-        let (path, _) = rec.faulted().expect("closing project 1 failed");
+        let (path, _, _) = rec.faulted().expect("closing project 1 failed");
         assert!(
             path.ends_with("projects/1/00000000000000000001.log"),
             "{path:?}"

@@ -138,13 +138,13 @@ pub fn verify(
                 }
             }
             let mut s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
-            let mut end = log.len() as u64;
+            let mut end = log_end(&log, &s, newest);
             if newest && (s.torn(end) || s.open_batch.is_some()) {
                 // Perhaps a writer is mid-append: look again once it had time to finish.
                 std::thread::sleep(SETTLE);
                 log = read(&log_path)?;
                 s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
-                end = log.len() as u64;
+                end = log_end(&log, &s, newest);
             }
             out.records += s.entries.iter().filter(|&&e| e != index::LOST).count() as u64;
             log_problems(&s, end, newest, &log_path, &mut report);
@@ -169,6 +169,20 @@ pub fn verify(
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io("reading", path, e))
+}
+
+/// Where the log ends for checking: its length, or — for the newest segment — its last whole
+/// record when only zeros follow it (the room a running writer makes ahead of its active log,
+/// which it cuts when it closes, as the next writable open does after a crash).
+fn log_end(log: &[u8], s: &Scan, newest: bool) -> u64 {
+    let zeros = log
+        .get(s.good_end as usize..)
+        .is_some_and(crate::scan::is_zero);
+    if newest && s.open_batch.is_none() && zeros {
+        s.good_end
+    } else {
+        log.len() as u64
+    }
 }
 
 /// Damage, torn tails and unfinished batches of one log.

@@ -476,7 +476,20 @@ impl Checks {
             .collect::<Result<_, _>>()?;
         names.retain(|p| p.extension().is_some_and(|x| x == "log"));
         names.sort();
-        let logs = names.iter().map(fs::read).collect::<Result<_, _>>()?;
+        let mut logs: Vec<Vec<u8>> = names.iter().map(fs::read).collect::<Result<_, _>>()?;
+        for log in &mut logs {
+            // An open store's active log may end in zeros (room made ahead): walk the frames'
+            // lengths forwards to where the records end.
+            let mut end = 32;
+            while let Some(head) = log.get(end + 4..end + 8) {
+                let len = (u32::from_le_bytes(head.try_into().unwrap()) & 0x00FF_FFFF) as usize;
+                if len == 0 || end + 20 + len > log.len() {
+                    break;
+                }
+                end += 20 + len;
+            }
+            log.truncate(end);
+        }
         Ok(Checks { logs })
     }
 

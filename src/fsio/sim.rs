@@ -148,7 +148,9 @@ struct Inner {
     fault: Option<(FaultKind, u64)>,
     writes: u64,
     syncs: u64,
-    faulted: Option<(PathBuf, usize)>,
+    /// The file of the injected fault, the acknowledgements before it, and whether it was a
+    /// write of zeros only (room ahead of a log's end, which appends can do without).
+    faulted: Option<(PathBuf, usize, bool)>,
 }
 
 /// Records writes and syncs under `root` while registered.
@@ -204,7 +206,7 @@ impl Recorder {
     }
 
     /// The file the injected fault hit, once it has, and the acknowledgement counter then.
-    pub(crate) fn faulted(&self) -> Option<(PathBuf, usize)> {
+    pub(crate) fn faulted(&self) -> Option<(PathBuf, usize, bool)> {
         self.inner.lock().faulted.clone()
     }
 
@@ -234,7 +236,7 @@ impl Recorder {
     /// Counts an operation of `kind`; true if it is the one to fail. Operations on spare
     /// project directories are not counted: a background thread makes those whenever it gets
     /// to it, and the N-th operation must be the same one in every run.
-    fn hit(inner: &mut Inner, kind: FaultKind, path: &Path) -> bool {
+    fn hit(inner: &mut Inner, kind: FaultKind, path: &Path, zeros: bool) -> bool {
         if path.to_string_lossy().contains("/.spare-") {
             return false;
         }
@@ -245,7 +247,7 @@ impl Recorder {
         *n += 1;
         if inner.fault == Some((kind, *n)) {
             inner.fault = None;
-            inner.faulted = Some((path.to_path_buf(), inner.acked));
+            inner.faulted = Some((path.to_path_buf(), inner.acked, zeros));
             return true;
         }
         false
@@ -263,7 +265,8 @@ impl Recorder {
                 self.relative(&path).display()
             ),
         );
-        let fail = Self::hit(&mut inner, FaultKind::Write, &path);
+        let zeros = buf.iter().all(|&b| b == 0);
+        let fail = Self::hit(&mut inner, FaultKind::Write, &path, zeros);
         let buf = if fail { &buf[..buf.len() / 2] } else { buf };
         let result = file.write_all_at(buf, offset);
         if result.is_ok() {
@@ -309,7 +312,7 @@ impl Recorder {
             &mut inner,
             format!("sync of {}", self.relative(&path).display()),
         );
-        if Self::hit(&mut inner, FaultKind::Sync, &path) {
+        if Self::hit(&mut inner, FaultKind::Sync, &path, false) {
             return Err(io::Error::other("injected sync fault"));
         }
         file.sync_data()?;
@@ -334,7 +337,7 @@ impl Recorder {
             &mut inner,
             format!("sync of directory {}", self.relative(&dir).display()),
         );
-        if Self::hit(&mut inner, FaultKind::Sync, &dir) {
+        if Self::hit(&mut inner, FaultKind::Sync, &dir, false) {
             return Err(io::Error::other("injected sync fault"));
         }
         let handle = File::open(&dir)?;

@@ -138,12 +138,13 @@ pub fn log_first_seq(log: &[u8]) -> u64 {
 
 /// Parses every frame of an undamaged log file, checking each one's CRC and trailer.
 ///
-/// Panics on anything malformed: it is for reading fixtures, before they are damaged.
+/// Panics on anything malformed: it is for reading fixtures, before they are damaged. Zeros
+/// after the last frame (the room an open store's writer makes ahead of its active log) end it.
 pub fn frames(log: &[u8]) -> Vec<Frame> {
     assert_eq!(&log[..8], b"ALOGSEG\n", "log magic");
     let mut out = Vec::new();
     let mut at = LOG_HEADER_BYTES;
-    while at < log.len() {
+    while at < log.len() && log[at..].iter().any(|&b| b != 0) {
         let len_flags = u32_at(log, at + 4);
         let len = (len_flags & LEN_MASK) as usize;
         let body_end = at + FRAME_HEADER_BYTES + len;
