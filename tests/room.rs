@@ -1,0 +1,129 @@
+//! The room: `Written` appends copy into zeros written ahead past the active log's end. While a
+//! store is open its active logs may end in zeros; sealed logs never do, and every log ends at
+//! its last record after `Store::sync` and after a clean close. A copy taken while the store is
+//! open (what a kill leaves) recovers, reads everything, and `verify` finds no problem in it.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use activitylog::{verify, Durability, Options, Store};
+use common::{copy_dir, frames, log_path, open_small, read_all, scratch, segments};
+
+/// The length of the log file and the end of its last record.
+fn log_len_and_end(store: &Path, p: u64, first_seq: u64) -> (u64, u64) {
+    let log = fs::read(log_path(store, p, first_seq)).unwrap();
+    let end = frames(&log).last().map_or(32, |f| f.end);
+    (log.len() as u64, end as u64)
+}
+
+fn newest_log(store: &Path, p: u64) -> (u64, u64) {
+    let last = *segments(store, p).last().expect("a segment");
+    log_len_and_end(store, p, last)
+}
+
+fn message(i: usize) -> String {
+    format!(r#"{{"event":"job:completed","job":"1/2/{i}","pad":"{}"}}"#, "x".repeat(i % 90))
+}
+
+fn append_n(store: &Store, p: u64, from: usize, n: usize) {
+    for i in from..from + n {
+        store.append(p, [message(i).as_str()]).unwrap();
+    }
+}
+
+fn problems(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    verify(dir, None, |p| found.push(format!("{p:?}")), |_| {}).unwrap();
+    found
+}
+
+#[test]
+fn an_open_active_log_has_room_and_a_closed_one_ends_at_its_last_record() {
+    let dir = scratch();
+    let store = Store::open(dir.path()).unwrap();
+    append_n(&store, 1, 0, 50);
+    let (len, end) = newest_log(dir.path(), 1);
+    assert!(len >= end + 32 * 1024, "room ahead: {len} bytes for {end}");
+    drop(store);
+    let (len, end) = newest_log(dir.path(), 1);
+    assert_eq!(len, end, "cut back at close");
+    assert_eq!(read_all(&Store::open(dir.path()).unwrap(), 1).len(), 50);
+}
+
+#[test]
+fn store_sync_cuts_the_room_and_the_next_append_makes_more() {
+    let dir = scratch();
+    let store = Store::open(dir.path()).unwrap();
+    append_n(&store, 1, 0, 20);
+    store.sync().unwrap();
+    let (len, end) = newest_log(dir.path(), 1);
+    assert_eq!(len, end, "cut back at sync");
+    append_n(&store, 1, 20, 20);
+    let (len, end) = newest_log(dir.path(), 1);
+    assert!(len > end, "room again");
+    let read = read_all(&store, 1);
+    assert_eq!(read.len(), 40);
+    assert_eq!(read[0].json(), message(39), "newest first");
+}
+
+#[test]
+fn sealed_logs_end_at_their_last_record() {
+    let dir = scratch();
+    let store = open_small(dir.path());
+    append_n(&store, 1, 0, 200);
+    let segs = segments(dir.path(), 1);
+    assert!(segs.len() >= 3, "{segs:?}");
+    for &first in &segs[..segs.len() - 1] {
+        let (len, end) = log_len_and_end(dir.path(), 1, first);
+        assert_eq!(len, end, "sealed segment {first}");
+    }
+    assert_eq!(read_all(&store, 1).len(), 200);
+}
+
+#[test]
+fn sync_appends_and_big_batches_make_no_room() {
+    let dir = scratch();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .append_with(1, [message(1).as_str()], Durability::Sync)
+        .unwrap();
+    let (len, end) = newest_log(dir.path(), 1);
+    assert_eq!(len, end, "a Sync append");
+    let big: Vec<String> = (0..1000).map(message).collect();
+    store.append(2, &big).unwrap();
+    let (len, end) = newest_log(dir.path(), 2);
+    assert_eq!(len, end, "a batch of {end} bytes");
+}
+
+#[test]
+fn a_copy_taken_while_open_verifies_recovers_and_reads_everything() {
+    let dir = scratch();
+    let store = Store::open(dir.path()).unwrap();
+    for p in 1..=3 {
+        append_n(&store, p, 0, 30 * p as usize);
+    }
+    assert!(newest_log(dir.path(), 3).0 > newest_log(dir.path(), 3).1);
+    assert_eq!(problems(dir.path()), Vec::<String>::new(), "the live store");
+    let copy = scratch();
+    copy_dir(dir.path(), copy.path());
+    drop(store);
+    assert_eq!(problems(copy.path()), Vec::<String>::new(), "the copy");
+
+    let ro = Options::new().read_only(true).open(copy.path()).unwrap();
+    for p in 1..=3u64 {
+        assert_eq!(read_all(&ro, p).len(), 30 * p as usize, "read-only, project {p}");
+    }
+    drop(ro);
+    let recovered = Store::open(copy.path()).unwrap();
+    for p in 1..=3u64 {
+        let read = read_all(&recovered, p);
+        assert_eq!(read.len(), 30 * p as usize, "project {p}");
+        assert_eq!(read[0].json(), message(30 * p as usize - 1));
+        let (len, end) = newest_log(copy.path(), p);
+        assert_eq!(len, end, "recovery cut the zeros of project {p}");
+    }
+    append_n(&recovered, 1, 30, 5);
+    assert_eq!(read_all(&recovered, 1).len(), 35);
+}
