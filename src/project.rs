@@ -562,6 +562,7 @@ impl Project {
             file,
             entries: RwLock::new(Vec::new()),
             tail: RwLock::new(Tail::default()),
+            scan_map: Mutex::new(None),
         });
         // An empty segment replaced by this one may have had room.
         w.room = None;
@@ -1089,6 +1090,7 @@ fn recover_active(
         file,
         entries: RwLock::new(entries),
         tail: RwLock::new(tail),
+        scan_map: Mutex::new(None),
     };
     Ok((active, committed, last_stamp, idx))
 }

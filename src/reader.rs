@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::index::LOST;
 use crate::project::{Snapshot, FIRST_SEQ};
 use crate::record::{FRAME_HEADER_BYTES, LOG_HEADER_BYTES};
-use crate::segment::{decode_at_with, message_text, Active, RawRecord, Sealed};
+use crate::segment::{
+    self, decode_at_with, message_text, Active, RawRecord, Sealed, PREFETCH_BELOW_BYTES,
+};
 use crate::store::Inner;
 
 /// Active-segment entries copied per lock acquisition.
@@ -170,7 +172,7 @@ pub struct NewestFirst {
     window: Vec<u8>,
     /// The active segment's committed bytes, mapped once a read has proven to be a scan (see
     /// [`SCAN_MAP_AFTER_BYTES`]); replaces `window` from then on, starting at offset 0.
-    map: Option<Mmap>,
+    map: Option<Arc<Mmap>>,
     window_start: u64,
     window_size: u64,
     /// The window came from the writer's tail copy: bytes this process encoded, or checked
@@ -388,6 +390,10 @@ impl NewestFirst {
                 if i >= seg.count() || seg.is_lost(i) {
                     return None;
                 }
+                if !self.forward {
+                    let at = seg.offset(i) as usize;
+                    segment::prefetch(seg.log(), at.wrapping_sub(PREFETCH_BELOW_BYTES));
+                }
                 self.next = self.after(seq);
                 return Some(At::Sealed { i });
             }
@@ -410,6 +416,9 @@ impl NewestFirst {
         let offset = u64::from(offset);
         if offset < self.window_start || end > self.window_start + self.bytes().len() as u64 {
             return None;
+        }
+        if let Some(map) = &self.map {
+            segment::prefetch(map, (offset as usize).wrapping_sub(PREFETCH_BELOW_BYTES));
         }
         self.next = seq - 1;
         Some(At::Active { i, offset })
@@ -538,7 +547,8 @@ impl NewestFirst {
     /// The active segment's bytes at hand, from file offset `window_start`.
     fn bytes(&self) -> &[u8] {
         match &self.map {
-            Some(map) => map,
+            // A shared map may reach past this snapshot's committed bytes.
+            Some(map) => &map[..(self.snap.active_len as usize).min(map.len())],
             None => &self.window,
         }
     }

@@ -3,8 +3,9 @@
 //! the writer copies appends into.
 //!
 //! This is the only module with `unsafe`: mapping sealed segments, and the committed bytes of an
-//! active segment for a scan; copying appends into the writer's [`Room`]; and taking a message
-//! that is all ASCII as text without a second look ([`message_text`]).
+//! active segment for a scan; copying appends into the writer's [`Room`]; taking a message
+//! that is all ASCII as text without a second look ([`message_text`]); and a prefetch hint
+//! ([`prefetch`]).
 //!
 //! The mapping contract: a segment is *sealed* once a later segment exists in its project.
 //! The store never writes, truncates or rewrites a sealed log file, and never shrinks any file
@@ -27,6 +28,7 @@ use std::fs::{self, File, OpenOptions};
 use std::ops::Deref;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::{Mmap, MmapOptions, MmapRaw};
 
@@ -213,6 +215,30 @@ pub(crate) fn message_text(bytes: &[u8]) -> Option<&str> {
     } else {
         simdutf8::basic::from_utf8(bytes).ok()
     }
+}
+
+/// How far below the record being read a newest-first scan of mapped bytes asks the CPU to
+/// fetch: records are read in descending order, each from its start upwards, a pattern the
+/// hardware prefetchers do not follow. (A scan of the compare's largest project: 14.4 → 11.1 ms
+/// in a harness of the reader's checks; 1 to 8 KiB all did as well.)
+pub(crate) const PREFETCH_BELOW_BYTES: usize = 4 << 10;
+
+/// Asks the CPU to start fetching `bytes[at]`'s cache line (nothing when `at` is out of range,
+/// or off x86-64). A hint: it never faults and changes nothing but timing.
+#[inline(always)]
+pub(crate) fn prefetch(bytes: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = bytes.get(at) {
+        // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has; it reads nothing (a
+        // prefetch never faults), and the address is inside `bytes` anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                std::ptr::from_ref(b).cast::<i8>(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, at);
 }
 
 /// Whether every byte is below 0x80. Words of 16 bytes, the last one overlapping, so that a
@@ -425,6 +451,11 @@ impl Sealed {
         decode_at(&self.log, 0, offset, &self.header, i, &self.path)
     }
 
+    /// The log's bytes, as mapped.
+    pub(crate) fn log(&self) -> &[u8] {
+        &self.log
+    }
+
     /// Where record `i` starts in the log (as its index entry says).
     pub(crate) fn offset(&self, i: u64) -> u64 {
         u64::from(index::entry(&self.entries, i as usize))
@@ -542,6 +573,9 @@ pub(crate) struct Active {
     /// them when it opened the project (writable stores only), so that reading the newest
     /// messages (what the Activity API asks for most) costs a copy, not a system call.
     pub(crate) tail: parking_lot::RwLock<Tail>,
+    /// The latest map of committed bytes made for a scan ([`map`](Self::map)), kept for the
+    /// next scan: mapping a big segment anew costs a page fault per 64 KiB.
+    pub(crate) scan_map: parking_lot::Mutex<Option<Arc<Mmap>>>,
 }
 
 /// Bytes kept in [`Active::tail`]: between this and twice this (a batch larger than this
@@ -677,18 +711,26 @@ impl Active {
         Ok(false)
     }
 
-    /// Maps the first `len` bytes of the log: `len` must not exceed the committed length of a
-    /// snapshot (bytes the writer wrote before publishing them).
-    pub(crate) fn map(&self, len: u64) -> Result<Mmap> {
+    /// A map of at least the first `len` bytes of the log: `len` must not exceed the committed
+    /// length of a snapshot (bytes the writer wrote before publishing them). The last map made
+    /// is shared while it is long enough; it may cover more than `len` committed bytes.
+    pub(crate) fn map(&self, len: u64) -> Result<Arc<Mmap>> {
+        let mut kept = self.scan_map.lock();
+        if let Some(map) = kept.as_ref().filter(|m| m.len() as u64 >= len) {
+            return Ok(map.clone());
+        }
         let len = usize::try_from(len).map_err(|_| Error::corrupt(&self.path, len, "too big"))?;
         // SAFETY: per the module's mapping contract, an active log is only appended to while
         // the store is open, and shrunk only back to its committed length (after a failed
-        // append), so its first `len` committed bytes stay in the file and unchanged for the
-        // map's lifetime; unlinking (retention) leaves the map intact. A project is not closed
-        // for eviction while a snapshot holds its active segment, so no reopen's recovery runs
-        // under the map. The map is read-only.
-        unsafe { MmapOptions::new().len(len).map(&self.file) }
-            .map_err(|e| Error::io("mapping", &self.path, e))
+        // append, or to drop the writer's room), so its first `len` committed bytes stay in
+        // the file and unchanged for the map's lifetime; unlinking (retention) leaves the map
+        // intact. A project is not closed for eviction while a snapshot holds its active
+        // segment, so no reopen's recovery runs under the map. The map is read-only.
+        let map = unsafe { MmapOptions::new().len(len).map(&self.file) }
+            .map(Arc::new)
+            .map_err(|e| Error::io("mapping", &self.path, e))?;
+        *kept = Some(map.clone());
+        Ok(map)
     }
 
     /// Where the tail copy starts (`u64::MAX` when it is empty): reads at or after it are cheap.
@@ -852,6 +894,7 @@ mod tests {
             file,
             entries: parking_lot::RwLock::new(Vec::new()),
             tail: parking_lot::RwLock::new(Tail::default()),
+            scan_map: parking_lot::Mutex::new(None),
         };
         let mut model = vec![7u8; 32];
         active.file.write_all_at(&model, 0).unwrap();

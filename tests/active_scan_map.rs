@@ -144,3 +144,32 @@ fn a_damaged_length_past_the_mapped_bytes_costs_only_its_own_records() {
     );
     assert_eq!(ok, N - 2);
 }
+
+/// Scans share the latest map: a scan made before more appends, started after a later scan
+/// mapped the longer log, still ends at its own snapshot, and a scan after the appends sees them.
+#[test]
+fn scans_sharing_a_map_each_read_their_own_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    fill(&store, 0, N);
+    let (ok, errors) = read_checked(&mut store.newest_first(3).unwrap());
+    assert_eq!((ok, errors.len()), (N, 0));
+    let mut older = store.newest_first(3).unwrap();
+    fill(&store, N, N + 5_000);
+    let (ok, errors) = read_checked(&mut store.newest_first(3).unwrap());
+    assert_eq!((ok, errors.len()), (N + 5_000, 0), "the later scan");
+    let mut oldest_first = store.oldest_first(3).unwrap();
+    let mut n = 0;
+    while let Some(m) = oldest_first.next_ref() {
+        assert_eq!(m.unwrap().json(), message(n));
+        n += 1;
+    }
+    assert_eq!(n, N + 5_000);
+    assert_eq!(older.next_ref().unwrap().unwrap().json(), message(N - 1));
+    let (ok, errors) = read_checked(&mut older);
+    assert_eq!(
+        (ok + 1, errors.len()),
+        (N, 0),
+        "the earlier scan, read after"
+    );
+}

@@ -24,7 +24,10 @@ fn newest_log(store: &Path, p: u64) -> (u64, u64) {
 }
 
 fn message(i: usize) -> String {
-    format!(r#"{{"event":"job:completed","job":"1/2/{i}","pad":"{}"}}"#, "x".repeat(i % 90))
+    format!(
+        r#"{{"event":"job:completed","job":"1/2/{i}","pad":"{}"}}"#,
+        "x".repeat(i % 90)
+    )
 }
 
 fn append_n(store: &Store, p: u64, from: usize, n: usize) {
@@ -113,7 +116,11 @@ fn a_copy_taken_while_open_verifies_recovers_and_reads_everything() {
 
     let ro = Options::new().read_only(true).open(copy.path()).unwrap();
     for p in 1..=3u64 {
-        assert_eq!(read_all(&ro, p).len(), 30 * p as usize, "read-only, project {p}");
+        assert_eq!(
+            read_all(&ro, p).len(),
+            30 * p as usize,
+            "read-only, project {p}"
+        );
     }
     drop(ro);
     let recovered = Store::open(copy.path()).unwrap();
