@@ -10,9 +10,7 @@ use crate::error::{Error, Result};
 use crate::index::LOST;
 use crate::project::{Snapshot, FIRST_SEQ};
 use crate::record::{FRAME_HEADER_BYTES, LOG_HEADER_BYTES};
-use crate::segment::{
-    self, decode_at_with, message_text, Active, RawRecord, Sealed, PREFETCH_BELOW_BYTES,
-};
+use crate::segment::{self, decode_at_with, Active, RawRecord, Sealed, PREFETCH_BELOW_BYTES};
 use crate::store::Inner;
 
 /// Active-segment entries copied per lock acquisition.
@@ -305,7 +303,8 @@ impl NewestFirst {
         path: &std::path::Path,
         offset: u64,
     ) -> Result<MessageRef<'a>> {
-        let json = message_text(rec.payload)
+        let json = rec
+            .text()
             .ok_or_else(|| Error::corrupt(path, offset, "a message is not UTF-8"))?;
         Ok(MessageRef {
             project: self.project,

@@ -2,10 +2,12 @@
 //! read path, the active (positional-read, or mapped for long scans) read path, and the room
 //! the writer copies appends into.
 //!
-//! This is the only module with `unsafe`: mapping sealed segments, and the committed bytes of an
-//! active segment for a scan; copying appends into the writer's [`Room`]; taking a message
-//! that is all ASCII as text without a second look ([`message_text`]); and a prefetch hint
-//! ([`prefetch`]).
+//! This is the only module with `unsafe` (with its child `crc`): mapping sealed segments, and
+//! the committed bytes of an active segment for a scan; copying appends into the writer's
+//! [`Room`]; taking a message that is all ASCII as text without a second look
+//! ([`message_text`], [`RawRecord::text`]); a prefetch hint ([`prefetch`]); and a record's
+//! checksum computed with carry-less multiplication, which checks whether its message is ASCII
+//! in the same pass (`crc`).
 //!
 //! The mapping contract: a segment is *sealed* once a later segment exists in its project.
 //! The store never writes, truncates or rewrites a sealed log file, and never shrinks any file
@@ -41,6 +43,8 @@ use crate::record::{
     MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
+
+mod crc;
 
 /// File name extension of log files.
 pub(crate) const LOG_EXT: &str = "log";
@@ -266,6 +270,23 @@ pub(crate) struct RawRecord<'a> {
     pub seq: u64,
     pub stamp: u64,
     pub payload: &'a [u8],
+    /// Every byte of `payload` was seen to be below 0x80 (by the checksum's pass). Set only in
+    /// this module, which relies on it to take the payload as text unchecked.
+    ascii: bool,
+}
+
+impl<'a> RawRecord<'a> {
+    /// The payload as text, if it is UTF-8: at once when the checksum's pass saw it all ASCII.
+    #[inline]
+    pub(crate) fn text(&self) -> Option<&'a str> {
+        if self.ascii {
+            // SAFETY: `ascii` is set only after every byte of `payload` was seen below 0x80
+            // (`crc::crc32_and_ascii`), and ASCII is valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(self.payload) })
+        } else {
+            message_text(self.payload)
+        }
+    }
 }
 
 /// Decodes the record at `offset` of `log` (a buffer whose first byte is file offset `base`)
@@ -304,10 +325,25 @@ pub(crate) fn decode_at_with<'a>(
             ),
         )
     })?;
+    // The checksum is checked here rather than by the codec, in one pass with the ASCII check
+    // of the message.
+    let mut ascii = false;
     let frame: Frame<'a> = offset
         .checked_sub(base)
         .ok_or(DecodeError::Truncated)
-        .and_then(|at| decode_frame_with(log, at as usize, checksum))
+        .and_then(|at| {
+            let at = at as usize;
+            let frame = decode_frame_with(log, at, false)?;
+            if checksum {
+                let body = &log[at + 4..at + FRAME_HEADER_BYTES + frame.payload.len()];
+                let (crc, all_ascii) = crc::crc32_and_ascii(body, FRAME_HEADER_BYTES - 4);
+                if crc.to_le_bytes() != log[at..at + 4] {
+                    return Err(DecodeError::Checksum);
+                }
+                ascii = all_ascii;
+            }
+            Ok(frame)
+        })
         .map_err(|e| Error::corrupt(path, offset, format!("record {seq}: {e}")))?;
     if u64::from(frame.seq_delta) != i {
         return Err(Error::corrupt(
@@ -333,6 +369,7 @@ pub(crate) fn decode_at_with<'a>(
         seq,
         stamp,
         payload: frame.payload,
+        ascii,
     })
 }
 
