@@ -443,8 +443,9 @@ pub fn disk_usage(dir: &Path) -> Fallible<(u64, u64)> {
 // ---------------------------------------------------------------------------------------------
 // The checks alone
 
-/// Whether every byte is below 0x80, as the reader checks a message first (its
-/// `segment::is_ascii`, private to the library; anything else gets the full UTF-8 check).
+/// Whether every byte is below 0x80: a copy of the library's private `segment::is_ascii`, the
+/// check the reader made on a message before it learned the answer from its checksum's pass
+/// (anything else gets the full UTF-8 check).
 #[inline(never)]
 fn is_ascii(bytes: &[u8]) -> bool {
     const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -461,7 +462,9 @@ fn is_ascii(bytes: &[u8]) -> bool {
 }
 
 /// A project's log files held in memory, to time alone the checks activitylog's reader makes
-/// on each record it returns: the frame's CRC-32, and that the message is ASCII or else UTF-8.
+/// on each record it returns — the frame's CRC-32, and that the message is ASCII or else UTF-8
+/// — made the plain way, one after the other (`crc32fast`, then the ASCII check). The reader
+/// makes both in one pass (its `segment::crc`), so its whole scan may come close to this.
 /// Frames as `docs/format.md` lays them out: 32-byte file header; per record a 16-byte header
 /// starting with the CRC, the message, a 4-byte trailer repeating the length.
 pub struct Checks {
