@@ -29,8 +29,9 @@
 //! append, and never re-serialised.
 //!
 //! ## Durability
-//! [`Durability::Written`] (the default) returns once the batch is handed to the operating
-//! system: it survives a crash of the process, not a power cut (a project is synced in the
+//! [`Durability::Written`] (the default) returns once the batch is in the operating system's
+//! page cache (copied into room mapped ahead of the log's end, not written with a system call):
+//! it survives a crash of the process, not a power cut (a project is synced in the
 //! background once 4 MiB are unsynced, so a power cut typically costs at most its last few MiB).
 //! [`Durability::Sync`] returns once
 //! the batch is fsynced; concurrent `Sync` appends to a project share fsyncs (group commit).

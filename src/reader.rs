@@ -389,10 +389,6 @@ impl NewestFirst {
                 if i >= seg.count() || seg.is_lost(i) {
                     return None;
                 }
-                if !self.forward {
-                    let at = seg.offset(i) as usize;
-                    segment::prefetch(seg.log(), at.wrapping_sub(PREFETCH_BELOW_BYTES));
-                }
                 self.next = self.after(seq);
                 return Some(At::Sealed { i });
             }
