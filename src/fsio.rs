@@ -43,6 +43,33 @@ pub(crate) fn write_in_room(file: &File, room: &Room, buf: &[u8], offset: u64) -
     Ok(())
 }
 
+/// Whether appends may copy into [`Room`] in files under `dir`: only on file systems known to
+/// write a page in place once its zeros were written — ext2/3/4, XFS and tmpfs. On
+/// copy-on-write ones (btrfs, ZFS, bcachefs) a later copy into a page that was flushed may need
+/// new blocks, and a full disk would then kill the writer with `SIGBUS` instead of failing an
+/// append; there, and wherever the answer is unknown, appends write with `pwrite`.
+pub(crate) fn room_is_safe(dir: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        const EXT: u64 = 0xEF53;
+        const XFS: u64 = 0x5846_5342;
+        const TMPFS: u64 = 0x0102_1994;
+        rustix::fs::statfs(dir).is_ok_and(|s| {
+            #[allow(
+                clippy::unnecessary_cast,
+                reason = "the field's type differs by target"
+            )]
+            let kind = (s.f_type as u64) & 0xFFFF_FFFF;
+            matches!(kind, EXT | XFS | TMPFS)
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
 /// Writes zeros over `from..to` of the file (room ahead of a log's end, see [`Room`]): through
 /// [`write_at`], so the page cache holds the pages and the file system has reserved their
 /// blocks before anything is copied into them.
@@ -82,4 +109,20 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
         return r.sync_dir(dir);
     }
     File::open(dir).and_then(|d| d.sync_all())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::room_is_safe;
+    use std::path::Path;
+
+    #[test]
+    fn room_is_safe_on_tmpfs_and_not_where_unknown() {
+        if Path::new("/dev/shm").is_dir() && cfg!(target_os = "linux") {
+            assert!(room_is_safe(Path::new("/dev/shm")));
+        }
+        assert!(!room_is_safe(Path::new("/no/such/directory")));
+        // procfs is none of the allowed file systems.
+        assert!(!room_is_safe(Path::new("/proc")));
+    }
 }

@@ -163,6 +163,8 @@ pub(crate) struct Project {
     dir: PathBuf,
     writable: bool,
     segment_bytes: u64,
+    /// `Written` appends may copy into room ([`fsio::room_is_safe`]).
+    room: bool,
     writer: Mutex<Writer>,
     state: RwLock<Snapshot>,
     sync: Mutex<SyncState>,
@@ -246,6 +248,7 @@ impl Project {
             dir,
             writable,
             segment_bytes,
+            room: false,
             writer: Mutex::new(writer),
             state: RwLock::new(snapshot),
             sync: Mutex::new(SyncState {
@@ -264,6 +267,12 @@ impl Project {
 
     /// Takes its directory from `spares` when its first message is appended (if it has no
     /// directory by then).
+    /// Lets `Written` appends copy into room (when the store's file system allows it).
+    pub(crate) fn with_room(mut self, room: bool) -> Self {
+        self.room = room;
+        self
+    }
+
     pub(crate) fn with_spares(mut self, spares: Option<Weak<Spares>>) -> Self {
         self.spares = spares;
         self
@@ -346,7 +355,7 @@ impl Project {
         };
         let active = snap.active.as_ref().expect("an active segment after roll");
         // Big batches (imports') gain nothing from room: they write in big pieces anyway.
-        if durability == Durability::Written && bytes <= ROOM_MIN_BYTES {
+        if self.room && durability == Durability::Written && bytes <= ROOM_MIN_BYTES {
             self.make_room(w, active, snap.active_len, snap.active_len + bytes);
         }
         let count = snap.active_count();

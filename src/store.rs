@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     clock: Option<Arc<Clock>>,
     /// Spare project directories (writable stores only).
     spares: Option<Arc<Spares>>,
+    /// `Written` appends may copy into room on this store's file system.
+    room: bool,
     projects: RwLock<HashMap<u64, Arc<Project>>>,
     sealed: Mutex<SealedCache>,
     tick: AtomicU64,
@@ -188,6 +190,7 @@ impl Store {
             }
         }
         let newest = read_newest(dir)?;
+        let room = clock.is_some() && crate::fsio::room_is_safe(dir);
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -195,6 +198,7 @@ impl Store {
                 segment_bytes,
                 clock,
                 spares,
+                room,
                 projects: RwLock::new(HashMap::default()),
                 sealed: Mutex::new(HashMap::default()),
                 tick: AtomicU64::new(0),
@@ -643,7 +647,8 @@ impl Inner {
                 crashed,
                 &|| self.before_write(),
             )?
-            .with_spares(self.spares.as_ref().map(Arc::downgrade)),
+            .with_spares(self.spares.as_ref().map(Arc::downgrade))
+            .with_room(self.room),
         );
         if self.clock.is_some() {
             self.recovered.lock().insert(id);
