@@ -265,14 +265,14 @@ impl Project {
         })
     }
 
-    /// Takes its directory from `spares` when its first message is appended (if it has no
-    /// directory by then).
     /// Lets `Written` appends copy into room (when the store's file system allows it).
     pub(crate) fn with_room(mut self, room: bool) -> Self {
         self.room = room;
         self
     }
 
+    /// Takes its directory from `spares` when its first message is appended (if it has no
+    /// directory by then).
     pub(crate) fn with_spares(mut self, spares: Option<Weak<Spares>>) -> Self {
         self.spares = spares;
         self
@@ -485,6 +485,20 @@ impl Project {
         Ok(())
     }
 
+    /// Cuts the active log back to its committed end if the writer made room since the last
+    /// cut ([`trim_room`](Self::trim_room)); returns the active segment and its committed
+    /// length when it did.
+    fn cut_room(&self, w: &mut Writer) -> Result<Option<(Arc<Active>, u64)>> {
+        let snap = self.snapshot();
+        match (w.grown, snap.active) {
+            (true, Some(active)) => {
+                self.trim_room(w, &active, snap.active_len)?;
+                Ok(Some((active, snap.active_len)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Seals the active segment (if it holds records) and starts a new one at the next sequence
     /// number for records stamped `stamp..=last_stamp` (its base stamp is `stamp`, or below if it
     /// is a spare's).
@@ -636,13 +650,7 @@ impl Project {
     /// record: after [`Store::sync`](crate::Store::sync) a store's files hold no room (its next
     /// appends make more). The cut is durable if there was anything to sync.
     pub(crate) fn sync(&self) -> Result<()> {
-        {
-            let mut w = self.writer.lock();
-            let snap = self.snapshot();
-            if let (true, Some(active)) = (w.grown, &snap.active) {
-                self.trim_room(&mut w, active, snap.active_len)?;
-            }
-        }
+        self.cut_room(&mut self.writer.lock())?;
         let snap = self.snapshot();
         let Some(active) = &snap.active else {
             return Ok(());
@@ -829,17 +837,15 @@ impl Project {
         }
         {
             let mut w = self.writer.lock();
-            let snap = self.snapshot();
-            if let (true, Some(active)) = (w.grown, &snap.active) {
+            if let Some((active, committed)) = self.cut_room(&mut w)? {
                 // The log ends with its last record again, durably: a clean close leaves no
                 // room for the next open to read and cut.
-                self.trim_room(&mut w, active, snap.active_len)?;
                 fsio::sync_data(&active.file).map_err(|e| {
                     self.poisoned.store(true, Ordering::Release);
                     Error::io("syncing", &active.path, e)
                 })?;
                 self.sync_dirs()?;
-                self.mark_synced((active.header.first_seq, snap.active_len));
+                self.mark_synced((active.header.first_seq, committed));
                 w.dirty = false;
             }
         }

@@ -82,8 +82,6 @@ pub fn scan(buf: &[u8], base: u64, first_delta: u32) -> Scan {
     out
 }
 
-/// The first position at or after `from` holding a frame that decodes with a sequence delta of at
-/// least `expected`.
 /// Whether every byte is zero (a word at a time).
 pub fn is_zero(bytes: &[u8]) -> bool {
     let (words, rest) = bytes.split_at(bytes.len() - bytes.len() % 8);
@@ -93,6 +91,8 @@ pub fn is_zero(bytes: &[u8]) -> bool {
         && rest.iter().all(|&b| b == 0)
 }
 
+/// The first position at or after `from` holding a frame that decodes with a sequence delta of at
+/// least `expected`.
 fn resync(buf: &[u8], from: usize, expected: u64) -> Option<(usize, Frame<'_>)> {
     let last = buf.len().checked_sub(FRAME_OVERHEAD_BYTES)?;
     (from..=last).find_map(|pos| match decode_frame(buf, pos) {
