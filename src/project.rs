@@ -415,6 +415,9 @@ impl Project {
                 if result.is_err() {
                     break;
                 }
+                // Readers see it only once the whole batch is published; a failed batch leaves
+                // bytes past the committed end, which no reader asks for.
+                active.remember(snap.active_len + written, &w.buf);
                 written += w.buf.len() as u64;
                 w.buf.clear();
             }

@@ -511,14 +511,11 @@ impl NewestFirst {
                     return Ok(At::Active { i, offset });
                 }
             }
-            if !self.forward && self.window.is_empty() {
-                // The first window of a newest-first reader: the newest bytes come from the
-                // tail copy, brought up to date first (once for every reader after appends).
-                active.fill_tail(self.snap.active_len);
-                if self.few && active.tail_start() <= end.saturating_sub(self.window_size) {
-                    // A reader of a few messages reads them in one window of the copy.
-                    self.window_size = FEW_TAIL_WINDOW_BYTES;
-                }
+            if self.few
+                && self.window.is_empty()
+                && active.tail_start() <= end.saturating_sub(self.window_size)
+            {
+                self.window_size = FEW_TAIL_WINDOW_BYTES;
             }
             let (start, end) = if self.forward {
                 (
