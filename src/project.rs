@@ -714,10 +714,13 @@ impl Project {
     /// so the appending thread never waits for that fsync.
     /// Appends ask for this check (a plain load otherwise) once they find enough unsynced.
     pub(crate) fn sync_ahead_due(&self) -> bool {
-        if !self.sync_ahead_wanted.load(Ordering::Relaxed) {
+        // A plain load first: the swap, which would cost every append an atomic write, only
+        // when an append asked.
+        if !self.sync_ahead_wanted.load(Ordering::Relaxed)
+            || !self.sync_ahead_wanted.swap(false, Ordering::Relaxed)
+        {
             return false;
         }
-        self.sync_ahead_wanted.store(false, Ordering::Relaxed);
         let target = self.committed();
         let s = self.sync.lock();
         !s.running

@@ -830,12 +830,13 @@ pub(crate) struct Room {
 /// project's next append (see [`prefetch_for_write`]).
 const PREFETCH_AHEAD_BYTES: usize = 512;
 
-/// Fetches the cache lines of the `len` bytes at `ptr` for writing (`PREFETCHW`), ahead of a
+/// Asks the CPU to fetch the cache lines of the `len` bytes at `ptr` (`PREFETCHT0`), ahead of a
 /// copy into them. A project's next append copies right after its last one, into its room and
 /// its tail copy: with the lines fetched, that copy does not wait for memory on each line it
 /// touches, nor does the next lock wait for those stores. 512 bytes per project stay in cache
 /// until then even with a thousand projects appended to in turn (A1 harness: 0.75 -> 0.65 µs
-/// per append for the room alone). A hint, on x86-64 only.
+/// per append for the room alone; `PREFETCHW`, which fetches a line for writing, measured the
+/// same). A hint, on x86-64 only.
 #[inline]
 fn prefetch_for_write(ptr: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -843,7 +844,7 @@ fn prefetch_for_write(ptr: *const u8, len: usize) {
         // SAFETY: a prefetch is a hint: it never faults, whatever the address, and changes no
         // memory; `wrapping_add` keeps the address arithmetic defined.
         unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
                 ptr.wrapping_add(at).cast(),
             );
         }
