@@ -711,8 +711,8 @@ impl Project {
 
     /// Whether enough is unsynced that a `Written` project should be synced now (and no sync
     /// is running). The store then has its background syncer call [`sync_ahead`](Self::sync_ahead),
-    /// so the appending thread never waits for that fsync.
-    /// Appends ask for this check (a plain load otherwise) once they find enough unsynced.
+    /// so the appending thread never waits for that fsync. Appends ask for the check when they
+    /// find enough unsynced (once per [`SYNC_AHEAD_BYTES`] appended); otherwise it is one load.
     pub(crate) fn sync_ahead_due(&self) -> bool {
         // A plain load first: the swap, which would cost every append an atomic write, only
         // when an append asked.

@@ -797,7 +797,7 @@ impl Active {
         }
         tail.bytes.extend_from_slice(bytes);
         let spare = tail.bytes.spare_capacity_mut();
-        prefetch_for_write(spare.as_ptr().cast(), PREFETCH_AHEAD_BYTES.min(spare.len()));
+        prefetch_lines(spare.as_ptr().cast(), PREFETCH_AHEAD_BYTES.min(spare.len()));
     }
 
     /// Copies entries `from..to` into `out`.
@@ -827,7 +827,7 @@ pub(crate) struct Room {
 }
 
 /// Bytes past an append's end that [`Room::copy_in`] and [`Active::remember`] fetch for the
-/// project's next append (see [`prefetch_for_write`]).
+/// project's next append (see [`prefetch_lines`]).
 const PREFETCH_AHEAD_BYTES: usize = 512;
 
 /// Asks the CPU to fetch the cache lines of the `len` bytes at `ptr` (`PREFETCHT0`), ahead of a
@@ -838,7 +838,7 @@ const PREFETCH_AHEAD_BYTES: usize = 512;
 /// per append for the room alone; `PREFETCHW`, which fetches a line for writing, measured the
 /// same). A hint, on x86-64 only.
 #[inline]
-fn prefetch_for_write(ptr: *const u8, len: usize) {
+fn prefetch_lines(ptr: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     for at in (0..len).step_by(64) {
         // SAFETY: a prefetch is a hint: it never faults, whatever the address, and changes no
@@ -904,7 +904,7 @@ impl Room {
         // The project's next append copies right after these bytes.
         let next = (offset - self.start) as usize + bytes.len();
         let ahead = PREFETCH_AHEAD_BYTES.min(self.map.len() - next);
-        prefetch_for_write(self.map.as_ptr().wrapping_add(next), ahead);
+        prefetch_lines(self.map.as_ptr().wrapping_add(next), ahead);
     }
 }
 
