@@ -272,21 +272,23 @@ pub(crate) struct RawRecord<'a> {
     pub seq: u64,
     pub stamp: u64,
     pub payload: &'a [u8],
-    /// Every byte of `payload` was seen to be below 0x80 (by the checksum's pass). Set only in
-    /// this module, which relies on it to take the payload as text unchecked.
-    ascii: bool,
+    /// Whether every byte of `payload` is below 0x80, when the checksum's pass looked (`None`
+    /// when no checksum was checked). Set only in this module, which relies on `Some(true)` to
+    /// take the payload as text unchecked.
+    ascii: Option<bool>,
 }
 
 impl<'a> RawRecord<'a> {
-    /// The payload as text, if it is UTF-8: at once when the checksum's pass saw it all ASCII.
+    /// The payload as text, if it is UTF-8: at once when the checksum's pass saw it all ASCII,
+    /// and with the full UTF-8 check alone when it saw a byte that is not.
     #[inline]
     pub(crate) fn text(&self) -> Option<&'a str> {
-        if self.ascii {
-            // SAFETY: `ascii` is set only after every byte of `payload` was seen below 0x80
-            // (`crc::crc32_and_ascii`), and ASCII is valid UTF-8.
-            Some(unsafe { std::str::from_utf8_unchecked(self.payload) })
-        } else {
-            message_text(self.payload)
+        match self.ascii {
+            // SAFETY: `ascii` is `Some(true)` only after every byte of `payload` was seen below
+            // 0x80 (`crc::crc32_and_ascii`), and ASCII is valid UTF-8.
+            Some(true) => Some(unsafe { std::str::from_utf8_unchecked(self.payload) }),
+            Some(false) => simdutf8::basic::from_utf8(self.payload).ok(),
+            None => message_text(self.payload),
         }
     }
 }
@@ -329,7 +331,7 @@ pub(crate) fn decode_at_with<'a>(
     })?;
     // The checksum is checked here rather than by the codec, in one pass with the ASCII check
     // of the message.
-    let mut ascii = false;
+    let mut ascii = None;
     let frame: Frame<'a> = offset
         .checked_sub(base)
         .ok_or(DecodeError::Truncated)
@@ -342,7 +344,7 @@ pub(crate) fn decode_at_with<'a>(
                 if crc.to_le_bytes() != log[at..at + 4] {
                     return Err(DecodeError::Checksum);
                 }
-                ascii = all_ascii;
+                ascii = Some(all_ascii);
             }
             Ok(frame)
         })
@@ -1000,6 +1002,42 @@ mod tests {
                     model[at..at + want],
                     "round {round} at {at} len {want}"
                 );
+            }
+        }
+    }
+
+    /// A record's text, whichever way its bytes were read: checked (the checksum's pass says
+    /// whether the message is ASCII) or from the tail copy (not checked again), for ASCII
+    /// messages, other UTF-8 and bytes that are not UTF-8.
+    #[test]
+    fn record_text_agrees_with_std_checked_or_not() {
+        let header = SegmentHeader {
+            first_seq: 1,
+            base_stamp: 0,
+        };
+        let payloads: [&[u8]; 5] = [
+            br#"{"a":"plain ascii, long enough for the folded checksum: 0123456789"}"#,
+            "{\"ü\":\"日本, and a long enough tail for the folded checksum: 0123456789\"}"
+                .as_bytes(),
+            b"{\"a\":\"\xff not UTF-8, and a long enough tail for the folded checksum\"}",
+            br#"{"a":1}"#,
+            b"{\"\xc3\"}",
+        ];
+        for payload in payloads {
+            let mut log = Vec::new();
+            encode_frame(
+                &mut log,
+                &Frame {
+                    seq_delta: 0,
+                    stamp_delta: 0,
+                    continues: false,
+                    payload,
+                },
+            );
+            for checksum in [true, false] {
+                let rec = decode_at_with(&log, 0, 0, &header, 0, Path::new("x"), checksum).unwrap();
+                assert_eq!(rec.text(), std::str::from_utf8(payload).ok(), "{payload:?}");
+                assert_eq!(rec.ascii, checksum.then(|| payload.is_ascii()));
             }
         }
     }
