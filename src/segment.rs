@@ -233,18 +233,9 @@ pub(crate) const PREFETCH_BELOW_BYTES: usize = 4 << 10;
 /// or off x86-64). A hint: it never faults and changes nothing but timing.
 #[inline(always)]
 pub(crate) fn prefetch(bytes: &[u8], at: usize) {
-    #[cfg(target_arch = "x86_64")]
     if let Some(b) = bytes.get(at) {
-        // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has; it reads nothing (a
-        // prefetch never faults), and the address is inside `bytes` anyway.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                std::ptr::from_ref(b).cast::<i8>(),
-            );
-        }
+        prefetch_lines(b, 1);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, at);
 }
 
 /// Whether every byte is below 0x80. Words of 16 bytes, the last one overlapping, so that a

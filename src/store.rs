@@ -473,21 +473,19 @@ impl Store {
         let seqs = segment::list(&dir)?;
         let mut bytes = 0;
         let active = snap.active.as_ref().map(|a| a.header.first_seq);
+        let size = |path: PathBuf| -> Result<u64> {
+            fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(|e| Error::io("reading metadata of", &path, e))
+        };
         for &first in &seqs {
-            let log = segment::log_path(&dir, first);
-            let index = segment::index_path(&dir, first);
             // The active log counts up to its committed end, not the room ahead of it.
-            let paths = if active == Some(first) {
-                bytes += snap.active_len;
-                [None, Some(index)]
+            bytes += if active == Some(first) {
+                snap.active_len
             } else {
-                [Some(log), Some(index)]
+                size(segment::log_path(&dir, first))?
             };
-            for path in paths.iter().flatten() {
-                bytes += fs::metadata(path)
-                    .map_err(|e| Error::io("reading metadata of", path, e))?
-                    .len();
-            }
+            bytes += size(segment::index_path(&dir, first))?;
         }
         let oldest_seq = seqs.first().copied().unwrap_or(snap.next_seq);
         let messages = snap.next_seq - oldest_seq;
