@@ -134,3 +134,16 @@ fn a_copy_taken_while_open_verifies_recovers_and_reads_everything() {
     append_n(&recovered, 1, 30, 5);
     assert_eq!(read_all(&recovered, 1).len(), 35);
 }
+
+#[test]
+fn stats_count_an_open_active_log_to_its_last_record_not_its_room() {
+    let dir = scratch();
+    let store = Store::open(dir.path()).unwrap();
+    append_n(&store, 1, 0, 50);
+    let (len, end) = newest_log(dir.path(), 1);
+    assert!(len > end, "room was made");
+    let index = fs::metadata(log_path(dir.path(), 1, 1).with_extension("idx"))
+        .unwrap()
+        .len();
+    assert_eq!(store.stats(1).unwrap().unwrap().bytes, end + index);
+}
