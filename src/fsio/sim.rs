@@ -265,7 +265,7 @@ impl Recorder {
                 self.relative(&path).display()
             ),
         );
-        let zeros = buf.iter().all(|&b| b == 0);
+        let zeros = crate::scan::is_zero(buf);
         let fail = Self::hit(&mut inner, FaultKind::Write, &path, zeros);
         let buf = if fail { &buf[..buf.len() / 2] } else { buf };
         let result = file.write_all_at(buf, offset);
