@@ -153,6 +153,9 @@ struct SyncState {
     dir_synced: u64,
     /// The project's directory itself was created and its parent not synced since.
     parent_unsynced: bool,
+    /// The active log is a new project's first, made without a sync and named
+    /// [`segment::new_log_path`] until its first sync names it (`name_new_log`).
+    new_log: bool,
 }
 
 impl SyncState {
@@ -204,11 +207,6 @@ impl Project {
         crashed: bool,
         before_write: &dyn Fn() -> Result<()>,
     ) -> Result<Self> {
-        let seqs = if dir.is_dir() {
-            segment::list(&dir)?
-        } else {
-            Vec::new()
-        };
         let mut writer = Writer {
             idx_file: None,
             idx_written: 0,
@@ -224,11 +222,39 @@ impl Project {
             snap: None,
             unchecked: 0,
         };
-        let snapshot = match seqs.split_last() {
+        // A read-only open may list a new project's first log just before its writer names
+        // it: it then lists again.
+        let mut attempts = 0;
+        let (seqs, recovered) = loop {
+            attempts += 1;
+            let seqs = if dir.is_dir() {
+                segment::list(&dir)?
+            } else {
+                Vec::new()
+            };
+            let new_log = segment::has_new_log(&dir, &seqs);
+            let last = if new_log {
+                Some(FIRST_SEQ)
+            } else {
+                seqs.last().copied()
+            };
+            let Some(last) = last else {
+                break (seqs, None);
+            };
+            match recover_active(&dir, last, new_log, writable, crashed, before_write) {
+                Err(Error::Io { source, .. })
+                    if new_log
+                        && !writable
+                        && attempts < 3
+                        && source.kind() == std::io::ErrorKind::NotFound => {}
+                result => break (seqs, result?),
+            }
+        };
+        let sealed = seqs.split_last().map_or(&[][..], |(_, sealed)| sealed);
+        let snapshot = match recovered {
             None => Snapshot::empty(),
-            Some((&last, sealed)) => {
-                let (active, len, last_stamp, idx) =
-                    recover_active(&dir, last, writable, crashed, before_write)?;
+            Some((active, len, last_stamp, idx)) => {
+                let last = active.header.first_seq;
                 let next_seq = last + active.entries.read().len() as u64;
                 if writable {
                     writer.idx_written = active.entries.read().len();
@@ -270,6 +296,7 @@ impl Project {
                 dir_created: 0,
                 dir_synced: 0,
                 parent_unsynced: false,
+                new_log: false,
             }),
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -605,14 +632,31 @@ impl Project {
             // can fail, since a retry finds the directory there.
             self.sync.lock().parent_unsynced = true;
         }
-        if !from_spare {
+        // A new project's first log is made without a sync, under a name that says so; it is
+        // synced and named with the project's first sync. Its directory (new, or made empty by
+        // recovery) holds no other log — unless an earlier attempt got as far as renaming a
+        // spare into place: that log is replaced like any other.
+        let new_log = !from_spare
+            && header.first_seq == FIRST_SEQ
+            && !segment::log_path(&self.dir, FIRST_SEQ).exists();
+        if new_log {
+            segment::create_new(&self.dir, header)?;
+            self.sync.lock().new_log = true;
+        } else if !from_spare {
             // An empty active segment with the same first sequence number is replaced by
             // rename.
             segment::create(&self.dir, header)?;
             self.sync.lock().dir_created += 1;
         }
         let path = segment::log_path(&self.dir, header.first_seq);
-        let file = Active::open_file(&path, true)?;
+        let file = Active::open_file(
+            &if new_log {
+                segment::new_log_path(&self.dir)
+            } else {
+                path.clone()
+            },
+            true,
+        )?;
         let idx_path = segment::index_path(&self.dir, header.first_seq);
         let idx = OpenOptions::new()
             .write(true)
@@ -800,18 +844,21 @@ impl Project {
         }
     }
 
-    /// Syncs the project's directory if a segment was created in it since its last sync, and
-    /// its parent if the project's directory is new: then the files synced so far are found
-    /// after a power cut. A failure poisons the log, like a failed fsync of the log.
+    /// Names a new project's first log ([`name_new_log`](Self::name_new_log)), then syncs the
+    /// project's directory if a segment was created in it since its last sync, and its parent
+    /// if the project's directory is new: then the files synced so far are found after a power
+    /// cut. Callers have synced the active log. A failure poisons the log, like a failed fsync
+    /// of the log.
     fn sync_dirs(&self) -> Result<()> {
-        let (created, parent) = {
-            let s = self.sync.lock();
-            (
-                (s.dir_created > s.dir_synced).then_some(s.dir_created),
-                s.parent_unsynced,
-            )
-        };
         let result = (|| {
+            self.name_new_log()?;
+            let (created, parent) = {
+                let s = self.sync.lock();
+                (
+                    (s.dir_created > s.dir_synced).then_some(s.dir_created),
+                    s.parent_unsynced,
+                )
+            };
             if let Some(created) = created {
                 segment::sync_dir(&self.dir)?;
                 let mut s = self.sync.lock();
@@ -829,6 +876,23 @@ impl Project {
             self.poisoned.store(true, Ordering::Release);
         }
         result
+    }
+
+    /// Renames a new project's first log, once synced, from [`segment::new_log_path`] to its
+    /// name: from then on, a log that does not read after a power cut is damage, where before
+    /// it was a creation that never reached the disk. The directory sync that follows makes the
+    /// name durable; until it has, a crash leaves either name, and the log's header synced.
+    fn name_new_log(&self) -> Result<()> {
+        let mut s = self.sync.lock();
+        if !s.new_log {
+            return Ok(());
+        }
+        let from = segment::new_log_path(&self.dir);
+        let to = segment::log_path(&self.dir, FIRST_SEQ);
+        fs::rename(&from, &to).map_err(|e| Error::io("renaming", &from, e))?;
+        s.new_log = false;
+        s.dir_created += 1;
+        Ok(())
     }
 
     fn mark_synced(&self, upto: (u64, u64)) {
@@ -898,7 +962,10 @@ impl Project {
                 w.dirty = false;
             }
         }
-        if self.writer.lock().dirty && !self.poisoned.load(Ordering::Acquire) {
+        // A new project's first log is synced and named even with nothing written since the
+        // last sync (its header alone, if the append that made it failed).
+        let new_log = self.sync.lock().new_log;
+        if (self.writer.lock().dirty || new_log) && !self.poisoned.load(Ordering::Acquire) {
             self.sync()?;
         }
         if !self.poisoned.load(Ordering::Acquire) {
@@ -931,16 +998,54 @@ type Recovered = (Active, u64, u64, Option<(File, bool)>);
 ///
 /// Returns the segment, its committed length, its newest stamp and (when writable) the index
 /// file opened for appending, with whether it was rewritten.
+///
+/// `new_log`: the segment is a new project's first log, never synced
+/// ([`segment::new_log_path`]). If its header does not read, it never reached the disk (a power
+/// cut before the project's first sync): it holds nothing acknowledged as durable, and the
+/// project is empty (`None`; a writable open removes the log). Otherwise it is recovered like
+/// any active log, and — when `writable` — synced and named.
 fn recover_active(
     dir: &Path,
     first_seq: u64,
+    new_log: bool,
     writable: bool,
     crashed: bool,
     before_write: &dyn Fn() -> Result<()>,
-) -> Result<Recovered> {
-    let path = segment::log_path(dir, first_seq);
+) -> Result<Option<Recovered>> {
+    let path = if new_log {
+        segment::new_log_path(dir)
+    } else {
+        segment::log_path(dir, first_seq)
+    };
     let file = Active::open_file(&path, writable)?;
-    let header = segment::read_header(&file, &path)?;
+    let header = match segment::read_header(&file, &path) {
+        Ok(header) => header,
+        Err(Error::Corrupt { reason, .. }) if new_log => {
+            if writable {
+                log::warn!(
+                    "{} was never synced and its header did not reach the disk ({reason}): \
+                     removing it; the project's messages in it had not been synced",
+                    path.display()
+                );
+                before_write()?;
+                drop(file);
+                for p in [path, segment::index_path(dir, first_seq)] {
+                    match fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io("removing", &p, e)),
+                    }
+                }
+            } else {
+                log::debug!(
+                    "ignoring {}: never synced, and its header does not read ({reason})",
+                    path.display()
+                );
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
     if header.first_seq != first_seq {
         return Err(Error::corrupt(
             &path,
@@ -995,10 +1100,25 @@ fn recover_active(
             0
         }
     };
+    // Up to the end of the file as it was measured. A read-only open beside a writer may find
+    // less: the writer cut the room ahead of its log's end meanwhile (zeros, never a committed
+    // byte), so the bytes read end where the file now does.
     let read_from = |start: u64| -> Result<Vec<u8>> {
         let mut buf = vec![0u8; (log_len - start) as usize];
-        file.read_exact_at(&mut buf, start)
-            .map_err(|e| Error::io("reading", &path, e))?;
+        let mut got = 0;
+        while got < buf.len() {
+            match file.read_at(&mut buf[got..], start + got as u64) {
+                Ok(0) if !writable => break,
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                    return Err(Error::io("reading", &path, e));
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("reading", &path, e)),
+            }
+        }
+        buf.truncate(got);
         Ok(buf)
     };
     let mut start = if trusted == 0 {
@@ -1100,7 +1220,20 @@ fn recover_active(
         before_write()?;
         fsio::sync_data(&file).map_err(|e| Error::io("syncing", &path, e))?;
     }
-    if writable && crashed {
+    let path = if writable && new_log {
+        // Recovered, it is synced (unless just done) and given its name, as the project's
+        // first sync would have done.
+        before_write()?;
+        if !crashed && committed == log_len {
+            fsio::sync_data(&file).map_err(|e| Error::io("syncing", &path, e))?;
+        }
+        let named = segment::log_path(dir, first_seq);
+        fs::rename(&path, &named).map_err(|e| Error::io("renaming", &path, e))?;
+        named
+    } else {
+        path
+    };
+    if writable && (crashed || new_log) {
         // So may the names of its files: the killed writer may have made a segment and synced
         // neither it nor the directory. (The store syncs the directory of projects once, when
         // it opens after a crash.)
@@ -1156,7 +1289,7 @@ fn recover_active(
         tail: RwLock::new(tail),
         scan_map: Mutex::new(None),
     };
-    Ok((active, committed, last_stamp, idx))
+    Ok(Some((active, committed, last_stamp, idx)))
 }
 
 /// Brings an active segment's index file in line with `entries`, writing only what differs.

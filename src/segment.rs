@@ -62,7 +62,23 @@ pub(crate) fn index_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}.{INDEX_EXT}"))
 }
 
-/// The first sequence numbers of the segments in `dir`, oldest first.
+/// The log of a project's first segment while it was never synced: created without an fsync,
+/// it is named this until the project's first sync gives it its name ([`log_path`]). So after
+/// a power cut, a log under this name whose header does not read is one that never reached the
+/// disk, not a damaged one: it holds nothing acknowledged as durable. A first segment only
+/// (`first_seq` 1), and only while the project has no other log.
+pub(crate) fn new_log_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{:020}.{LOG_EXT}.new", crate::project::FIRST_SEQ))
+}
+
+/// Whether `dir` holds a first log not yet synced ([`new_log_path`]) and no other log:
+/// `seqs` is what [`list`] returned for it.
+pub(crate) fn has_new_log(dir: &Path, seqs: &[u64]) -> bool {
+    seqs.is_empty() && new_log_path(dir).exists()
+}
+
+/// The first sequence numbers of the segments in `dir`, oldest first (a first log not yet
+/// synced, [`new_log_path`], is not listed).
 pub(crate) fn list(dir: &Path) -> Result<Vec<u64>> {
     let entries = fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
     let mut seqs = Vec::new();
@@ -123,6 +139,30 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 pub(crate) fn create(dir: &Path, header: SegmentHeader) -> Result<()> {
     write_index_header(dir, header.first_seq)?;
     write_whole(&log_path(dir, header.first_seq), &header.encode())
+}
+
+/// Creates a project's first segment without a sync: the index as [`create`] does, the log
+/// written in place under its temporary name ([`new_log_path`]), replacing one left there. The
+/// project's first sync syncs the log, then renames it and syncs the directory (see
+/// `Project::sync_dirs`). A crash before that leaves a log that may be torn or missing, under a
+/// name that says it was never synced.
+pub(crate) fn create_new(dir: &Path, header: SegmentHeader) -> Result<()> {
+    debug_assert_eq!(header.first_seq, crate::project::FIRST_SEQ);
+    write_index_header(dir, header.first_seq)?;
+    let path = new_log_path(dir);
+    // A new file, not the old one truncated: the log it replaces may still be mapped.
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("removing", &path, e)),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|f| fsio::write_at(&f, &header.encode(), 0))
+        .map_err(|e| Error::io("creating", &path, e))
 }
 
 /// Creates the first segment of a directory nothing else uses yet (a spare project directory):

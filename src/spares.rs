@@ -2,9 +2,9 @@
 //! a rename.
 //!
 //! A new project needs a directory holding its first segment, and before its first message
-//! is durable: the log's header synced, the directory's entries synced, and the directory of
-//! projects synced. Made on the spot, with its first durable message, that is four syncs where
-//! an append to an existing project takes one. A spare is a directory made ahead — a first
+//! is durable: its log synced (header and message), the directory's entries synced, and the
+//! directory of projects synced. Made on the spot, with its first durable message, that is
+//! three syncs where an append to an existing project takes one. A spare is a directory made ahead — a first
 //! segment (log and index) whose header is synced, in a directory whose entries are synced —
 //! waiting in the projects directory as `.spare-<n>`. Creating a project renames one into
 //! place; the append's own sync of the log and one sync of the projects directory (which makes

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
+use crate::project::FIRST_SEQ;
 use crate::record::{decode_frame_with, frame_len, SegmentHeader, LOG_HEADER_BYTES};
 use crate::scan::{scan, Scan};
 use crate::segment;
@@ -90,6 +91,9 @@ pub fn verify(
         }
         out.projects += 1;
         let seqs = segment::list(&pdir)?;
+        // A new project's first log, not yet synced, is read under its temporary name.
+        let new_log = segment::has_new_log(&pdir, &seqs);
+        let seqs = if new_log { vec![FIRST_SEQ] } else { seqs };
         let mut expected_first: Option<u64> = None;
         for (k, &first) in seqs.iter().enumerate() {
             let newest = k + 1 == seqs.len();
@@ -97,19 +101,32 @@ pub fn verify(
                 out.problems += 1;
                 on_problem(&p);
             };
-            let log_path = segment::log_path(&pdir, first);
+            let mut log_path = if new_log {
+                segment::new_log_path(&pdir)
+            } else {
+                segment::log_path(&pdir, first)
+            };
             let idx_path = segment::index_path(&pdir, first);
             out.segments += 1;
-            let mut log = read(&log_path)?;
+            let mut log = read_log(&pdir, &mut log_path)?;
             on_bytes(log.len() as u64);
             out.bytes += log.len() as u64;
             let header = match SegmentHeader::decode(&log) {
                 Ok(h) => h,
                 Err(e) => {
+                    let what = if log_path == segment::new_log_path(&pdir) {
+                        format!(
+                            "bad segment header: {e}; a new project's first log that was never \
+                             synced (a power cut before the project's first sync): the next \
+                             writable open removes it"
+                        )
+                    } else {
+                        format!("bad segment header: {e}; the segment cannot be read")
+                    };
                     report(Problem {
                         path: log_path.clone(),
                         range: 0..LOG_HEADER_BYTES.min(log.len()) as u64,
-                        what: format!("bad segment header: {e}; the segment cannot be read"),
+                        what,
                     });
                     expected_first = None;
                     continue;
@@ -142,7 +159,7 @@ pub fn verify(
             if newest && (s.torn(end) || s.open_batch.is_some()) {
                 // Perhaps a writer is mid-append: look again once it had time to finish.
                 std::thread::sleep(SETTLE);
-                log = read(&log_path)?;
+                log = read_log(&pdir, &mut log_path)?;
                 s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
                 end = log_end(&log, &s, newest);
             }
@@ -165,6 +182,20 @@ pub fn verify(
         }
     }
     Ok(out)
+}
+
+/// Reads a log; a new project's first log ([`segment::new_log_path`]) that is gone was named
+/// by its writer meanwhile, and is read under its name (`path` then says so).
+fn read_log(pdir: &Path, path: &mut PathBuf) -> Result<Vec<u8>> {
+    match fs::read(&*path) {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound && *path == segment::new_log_path(pdir) =>
+        {
+            *path = segment::log_path(pdir, FIRST_SEQ);
+            read(path)
+        }
+        read => read.map_err(|e| Error::io("reading", path, e)),
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

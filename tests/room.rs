@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 
 use activitylog::{verify, Durability, Options, Store};
-use common::{copy_dir, frames, log_path, open_small, read_all, scratch, segments};
+use common::{copy_dir, frames, idx_path, log_path, open_small, read_all, scratch, segments};
 
 /// The length of the log file and the end of its last record.
 fn log_len_and_end(store: &Path, p: u64, first_seq: u64) -> (u64, u64) {
@@ -142,8 +142,6 @@ fn stats_count_an_open_active_log_to_its_last_record_not_its_room() {
     append_n(&store, 1, 0, 50);
     let (len, end) = newest_log(dir.path(), 1);
     assert!(len > end, "room was made");
-    let index = fs::metadata(log_path(dir.path(), 1, 1).with_extension("idx"))
-        .unwrap()
-        .len();
+    let index = fs::metadata(idx_path(dir.path(), 1, 1)).unwrap().len();
     assert_eq!(store.stats(1).unwrap().unwrap().bytes, end + index);
 }

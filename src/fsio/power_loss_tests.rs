@@ -52,7 +52,11 @@ enum Step {
 /// directories, awaited after the first batch), batches of 1 to 40
 /// messages of 30 to 400 bytes, both durability levels, explicit syncs, a reopen, and segment
 /// rolls (4 KiB segments).
-fn workload(batches: u64) -> Vec<Step> {
+///
+/// `on_the_spot`: with no spares (see [`run`]), projects 1 to 8 instead, one more in play every
+/// four batches: each is made on the spot, its first log named at its first sync, some of them
+/// after the reopen.
+fn workload(batches: u64, on_the_spot: bool) -> Vec<Step> {
     let mut x: u64 = 0x5EED;
     let mut next = move |n: u64| {
         x ^= x << 13;
@@ -65,13 +69,17 @@ fn workload(batches: u64) -> Vec<Step> {
         if b == batches / 2 {
             steps.push(Step::Reopen);
         }
-        if b == 1 {
+        if b == 1 && !on_the_spot {
             steps.push(Step::AwaitSpares);
         }
         if next(10) == 0 {
             steps.push(Step::Sync);
         }
-        let project = PROJECTS[next(PROJECTS.len() as u64) as usize];
+        let project = if on_the_spot {
+            1 + next((1 + b / 4).min(8))
+        } else {
+            PROJECTS[next(PROJECTS.len() as u64) as usize]
+        };
         let size = if next(6) == 0 {
             20 + next(21)
         } else {
@@ -127,14 +135,24 @@ fn open(dir: &Path) -> Store {
 
 /// Runs the workload on a store in `dir`, stopping at the first error (returned with the index
 /// of the step that failed). The store is left in `store`.
+///
+/// `spares`: spare project directories kept ready (the default when `None`).
 fn run(
     dir: &Path,
     steps: &[Step],
     rec: &Recorder,
     log: &mut Log,
     store: &mut Option<Store>,
+    spares: Option<usize>,
 ) -> Option<(usize, Error)> {
-    *store = match Options::new().segment_bytes(SEGMENT_BYTES).open(dir) {
+    let options = || {
+        let o = Options::new().segment_bytes(SEGMENT_BYTES);
+        match spares {
+            Some(n) => o.spare_projects(n),
+            None => o,
+        }
+    };
+    *store = match options().open(dir) {
         Ok(s) => Some(s),
         Err(e) => return Some((usize::MAX, e)),
     };
@@ -171,7 +189,7 @@ fn run(
             Step::Reopen => {
                 log.spares_taken += s.spares_taken();
                 drop(store.take());
-                *store = Some(match Options::new().open(dir) {
+                *store = Some(match options().open(dir) {
                     Ok(s) => s,
                     Err(e) => return Some((i, e)),
                 });
@@ -314,20 +332,39 @@ fn check_image(point: &CrashPoint, policy: Policy, log: &Log) -> Result<bool, St
 
 #[test]
 fn every_acknowledged_sync_survives_every_power_cut_image() {
+    power_cuts(false);
+}
+
+/// The same with every project made on the spot: its first log written without a sync, under
+/// a name that says so until its first sync.
+#[test]
+fn projects_made_on_the_spot_survive_every_power_cut_image() {
+    power_cuts(true);
+}
+
+/// Runs the workload (see [`workload`] for `on_the_spot`), then checks every image a power cut
+/// could leave before each of its operations.
+fn power_cuts(on_the_spot: bool) {
     let root = scratch();
     let rec = Recorder::register(root.path(), true);
-    let steps = workload(env_or("POWER_LOSS_BATCHES", 60));
+    let steps = workload(env_or("POWER_LOSS_BATCHES", 60), on_the_spot);
     let mut log = Log::default();
     let mut store = None;
-    let failed = run(root.path(), &steps, &rec, &mut log, &mut store);
+    let spares = on_the_spot.then_some(0);
+    let failed = run(root.path(), &steps, &rec, &mut log, &mut store, spares);
     drop(store);
     rec.unregister();
     assert!(failed.is_none(), "the workload failed: {failed:?}");
-    assert!(
-        log.spares_taken >= 2,
-        "only {} projects made from spares",
-        log.spares_taken
-    );
+    if on_the_spot {
+        assert_eq!(log.spares_taken, 0);
+        assert!(log.batches.len() >= 6, "{} projects", log.batches.len());
+    } else {
+        assert!(
+            log.spares_taken >= 2,
+            "only {} projects made from spares",
+            log.spares_taken
+        );
+    }
     let points = rec.take_points();
     let randoms = env_or("POWER_LOSS_IMAGES", 2);
     let mut images = 0;
@@ -365,12 +402,12 @@ fn every_acknowledged_sync_survives_every_power_cut_image() {
 /// workload no longer reaches an `nth` operation.
 fn run_with_fault(kind: FaultKind, nth: u64) -> bool {
     let root = scratch();
-    let steps = workload(40);
+    let steps = workload(40, false);
     let rec: Arc<Recorder> = Recorder::register(root.path(), false);
     rec.fail(kind, nth);
     let mut log = Log::default();
     let mut store = None;
-    let failed = run(root.path(), &steps, &rec, &mut log, &mut store);
+    let failed = run(root.path(), &steps, &rec, &mut log, &mut store, None);
     let faulted = rec.faulted();
     rec.unregister();
     let Some((path, at_step, zeros)) = faulted else {
@@ -387,7 +424,7 @@ fn run_with_fault(kind: FaultKind, nth: u64) -> bool {
             let name = path.to_string_lossy();
             let closing = matches!(steps.get(at_step), Some(Step::Reopen));
             assert!(
-                name.ends_with(".idx") || closing || (zeros && name.ends_with(".log")),
+                name.ends_with(".idx") || closing || (zeros && is_log(&path)),
                 "{what}: no error reached the caller"
             );
         }
@@ -398,9 +435,7 @@ fn run_with_fault(kind: FaultKind, nth: u64) -> bool {
     }
     let mut taken_back = false;
     if let (Some((i, _)), Some(store)) = (&failed, &store) {
-        if let (Some(Step::Append { project, .. }), true) =
-            (steps.get(*i), path.extension().is_some_and(|e| e == "log"))
-        {
+        if let (Some(Step::Append { project, .. }), true) = (steps.get(*i), is_log(&path)) {
             let next = store.append(*project, [r#"{"next":1}"#]);
             match kind {
                 // A failed fsync of a log poisons it: later appends to it are refused.
@@ -435,6 +470,12 @@ fn run_with_fault(kind: FaultKind, nth: u64) -> bool {
         panic!("{what}: after reopening: {e}");
     }
     true
+}
+
+/// Whether `path` is a log: named, or a new project's first, not yet synced.
+fn is_log(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    name.ends_with(".log") || name.ends_with(".log.new")
 }
 
 /// Fails the N-th operation of `kind`, one per run, for every N the workload reaches; returns

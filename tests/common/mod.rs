@@ -84,23 +84,37 @@ pub fn project_dir(store: &Path, p: u64) -> PathBuf {
     store.join("projects").join(p.to_string())
 }
 
-/// The first sequence numbers of project `p`'s segments, oldest first (from the file names).
+/// The first sequence numbers of project `p`'s segments, oldest first (from the file names; a
+/// new project's first log, not yet synced, is named `….log.new`).
 pub fn segments(store: &Path, p: u64) -> Vec<u64> {
     let dir = project_dir(store, p);
     let mut out: Vec<u64> = match fs::read_dir(&dir) {
         Ok(entries) => entries
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter_map(|name| name.strip_suffix(".log")?.parse().ok())
+            .filter_map(|name| {
+                let stem = name
+                    .strip_suffix(".log")
+                    .or(name.strip_suffix(".log.new"))?;
+                stem.parse().ok()
+            })
             .collect(),
         Err(_) => Vec::new(),
     };
     out.sort_unstable();
+    out.dedup();
     out
 }
 
-/// The log file of project `p`'s segment starting at `first_seq`.
+/// The log file of project `p`'s segment starting at `first_seq`: for a new project's first
+/// segment, until its first sync, the file under its temporary name (`….log.new`).
 pub fn log_path(store: &Path, p: u64, first_seq: u64) -> PathBuf {
-    project_dir(store, p).join(format!("{first_seq:020}.log"))
+    let named = project_dir(store, p).join(format!("{first_seq:020}.log"));
+    let new = project_dir(store, p).join(format!("{first_seq:020}.log.new"));
+    if !named.exists() && new.exists() {
+        new
+    } else {
+        named
+    }
 }
 
 /// The index file of project `p`'s segment starting at `first_seq`.
