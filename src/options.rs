@@ -148,10 +148,13 @@ impl Options {
     /// created a project. Default: [`DEFAULT_SPARE_PROJECTS`] (8); 0 turns them off; at most
     /// [`MAX_SPARE_PROJECTS`].
     ///
-    /// Creating a project renames a spare into place, so its first durable append waits for
-    /// two syncs (its log, and the directory of projects) instead of four (the directory made
-    /// on the spot adds its log's header and its own entries). A spare is a directory of about
-    /// 12 KiB on disk holding no message; the spares waiting are removed when the store closes.
+    /// Creating a project renames a spare into place instead of making a directory and two
+    /// files. With [`Durability::Sync`] as the store's durability, spares are made synced, so
+    /// a new project's first durable append waits for two syncs (its log, and the directory of
+    /// projects) instead of three (a project made on the spot adds its own directory's
+    /// entries). Otherwise spares are made without a sync and spare the append the file-system
+    /// work of making the project. A spare is a directory of about 12 KiB on disk holding no
+    /// message; the spares waiting are removed when the store closes.
     pub fn spare_projects(mut self, n: usize) -> Self {
         self.spare_projects = n;
         self

@@ -222,8 +222,8 @@ impl Project {
             snap: None,
             unchecked: 0,
         };
-        // A read-only open may list a new project's first log just before its writer names
-        // it: it then lists again.
+        // A read-only open beside a writer may look for a new project's first log under one
+        // name while the writer renames it to the other: it then lists again.
         let mut attempts = 0;
         let (seqs, recovered) = loop {
             attempts += 1;
@@ -232,7 +232,13 @@ impl Project {
             } else {
                 Vec::new()
             };
-            let new_log = segment::has_new_log(&dir, &seqs);
+            let new_log = segment::has_new_log(&dir, &seqs)?;
+            if !writable && !new_log && seqs.is_empty() && attempts < 3 && dir.is_dir() {
+                // Listed before the rename, looked for after it?
+                if !segment::list(&dir)?.is_empty() {
+                    continue;
+                }
+            }
             let last = if new_log {
                 Some(FIRST_SEQ)
             } else {
@@ -585,6 +591,10 @@ impl Project {
                     self.poisoned.store(true, Ordering::Release);
                     return Err(Error::io("syncing", &old.path, e));
                 }
+                // Its name too, before anything counts as synced (an appender waiting for a
+                // sync would take it as durable): a newer segment must never outlive an older
+                // one's, and a new project's first log is named now.
+                self.sync_dirs(Some(old))?;
                 self.mark_synced((old.header.first_seq, snap.active_len));
                 self.flush_index(w, old);
                 if let Some(idx) = &w.idx_file {
@@ -596,8 +606,6 @@ impl Project {
                         let _ = fs::remove_file(&path);
                     }
                 }
-                // Its name too: a newer segment must never outlive an older one's.
-                self.sync_dirs()?;
                 Arc::make_mut(&mut sealed).push(old.header.first_seq);
             }
         }
@@ -606,12 +614,13 @@ impl Project {
             base_stamp: stamp,
         };
         let mut from_spare = false;
+        let mut spare_new_log = false;
         if snap.active.is_none() && !self.dir.is_dir() {
             let spare = (snap.next_seq == FIRST_SEQ)
                 .then(|| self.spares.as_ref()?.upgrade()?.take(stamp, last_stamp))
                 .flatten();
             let renamed = spare.and_then(|spare| match fs::rename(&spare.path, &self.dir) {
-                Ok(()) => Some(spare.header),
+                Ok(()) => Some((spare.header, spare.new_log)),
                 Err(e) => {
                     log::warn!(
                         "cannot rename {} to {}: {e}",
@@ -623,8 +632,11 @@ impl Project {
                 }
             });
             match renamed {
-                // Its log's header and its entries are synced.
-                Some(spare) => (header, from_spare) = (spare, true),
+                // Its log's header and its entries are synced, or its log is new.
+                Some((spare, new_log)) => {
+                    (header, from_spare) = (spare, true);
+                    spare_new_log = new_log;
+                }
                 None => fs::create_dir_all(&self.dir)
                     .map_err(|e| Error::io("creating", &self.dir, e))?,
             }
@@ -635,19 +647,26 @@ impl Project {
         // A new project's first log is made without a sync, under a name that says so; it is
         // synced and named with the project's first sync. Its directory (new, or made empty by
         // recovery) holds no other log — unless an earlier attempt got as far as renaming a
-        // spare into place: that log is replaced like any other.
-        let new_log = !from_spare
-            && header.first_seq == FIRST_SEQ
-            && !segment::log_path(&self.dir, FIRST_SEQ).exists();
-        if new_log {
-            segment::create_new(&self.dir, header)?;
-            self.sync.lock().new_log = true;
-        } else if !from_spare {
-            // An empty active segment with the same first sequence number is replaced by
-            // rename.
-            segment::create(&self.dir, header)?;
-            self.sync.lock().dir_created += 1;
-        }
+        // spare into place: that log is replaced like any other. Under the sync lock, so that
+        // no sync names a log while it is being replaced (`name_new_log`); the log counts as
+        // new once it is published.
+        let new_log = if from_spare {
+            spare_new_log
+        } else {
+            let mut s = self.sync.lock();
+            if header.first_seq == FIRST_SEQ && !segment::log_path(&self.dir, FIRST_SEQ).exists() {
+                s.new_log = false;
+                segment::create_new(&self.dir, header)?;
+                true
+            } else {
+                drop(s);
+                // An empty active segment with the same first sequence number is replaced by
+                // rename.
+                segment::create(&self.dir, header)?;
+                self.sync.lock().dir_created += 1;
+                false
+            }
+        };
         let path = segment::log_path(&self.dir, header.first_seq);
         let file = Active::open_file(
             &if new_log {
@@ -678,11 +697,17 @@ impl Project {
         w.idx_written = 0;
         w.idx_broken = false;
         w.idx_unsynced = false;
-        let mut state = self.state.write();
-        state.sealed = sealed;
-        state.active = Some(active);
-        state.active_len = LOG_HEADER_BYTES as u64;
-        Ok(state.clone())
+        let published = {
+            let mut state = self.state.write();
+            state.sealed = sealed;
+            state.active = Some(active);
+            state.active_len = LOG_HEADER_BYTES as u64;
+            state.clone()
+        };
+        if new_log {
+            self.sync.lock().new_log = true;
+        }
+        Ok(published)
     }
 
     /// Writes pending index entries of records that are synced. Failures are logged, not
@@ -804,7 +829,9 @@ impl Project {
             if self.poisoned.load(Ordering::Acquire) {
                 return Err(Error::Poisoned { project: self.id });
             }
-            if s.synced >= target {
+            // A new project's first log still to be named (its first sync came between its
+            // creation and its publication) is synced and named now.
+            if s.synced >= target && !s.new_log {
                 return Ok(());
             }
             if s.running && !wait {
@@ -826,7 +853,7 @@ impl Project {
             let covered = (active.header.first_seq, snap.active_len);
             let result = fsio::sync_data(&active.file)
                 .map_err(|e| Error::io("syncing", &active.path, e))
-                .and_then(|()| self.sync_dirs());
+                .and_then(|()| self.sync_dirs(Some(active)));
             s = self.sync.lock();
             s.running = false;
             match result {
@@ -844,14 +871,15 @@ impl Project {
         }
     }
 
-    /// Names a new project's first log ([`name_new_log`](Self::name_new_log)), then syncs the
-    /// project's directory if a segment was created in it since its last sync, and its parent
-    /// if the project's directory is new: then the files synced so far are found after a power
-    /// cut. Callers have synced the active log. A failure poisons the log, like a failed fsync
-    /// of the log.
-    fn sync_dirs(&self) -> Result<()> {
+    /// Names a new project's first log if it is `synced` ([`name_new_log`](Self::name_new_log)),
+    /// then syncs the project's directory if a segment was created in it since its last sync,
+    /// and its parent if the project's directory is new: then the files synced so far are found
+    /// after a power cut. A failure poisons the log, like a failed fsync of the log.
+    fn sync_dirs(&self, synced: Option<&Arc<Active>>) -> Result<()> {
         let result = (|| {
-            self.name_new_log()?;
+            if let Some(synced) = synced {
+                self.name_new_log(synced)?;
+            }
             let (created, parent) = {
                 let s = self.sync.lock();
                 (
@@ -878,13 +906,20 @@ impl Project {
         result
     }
 
-    /// Renames a new project's first log, once synced, from [`segment::new_log_path`] to its
-    /// name: from then on, a log that does not read after a power cut is damage, where before
-    /// it was a creation that never reached the disk. The directory sync that follows makes the
-    /// name durable; until it has, a crash leaves either name, and the log's header synced.
-    fn name_new_log(&self) -> Result<()> {
+    /// Renames a new project's first log, `synced` (fsynced by the caller), from
+    /// [`segment::new_log_path`] to its name: from then on, a log that does not read after a
+    /// power cut is damage, where before it was a creation that never reached the disk. Only if
+    /// `synced` is the published active segment and still new: under the sync lock, which
+    /// `roll` holds while it replaces a new log, the file under that name is then the one
+    /// synced. The directory sync that follows makes the name durable; until it has, a crash
+    /// leaves either name, and the log's header synced.
+    fn name_new_log(&self, synced: &Arc<Active>) -> Result<()> {
         let mut s = self.sync.lock();
         if !s.new_log {
+            return Ok(());
+        }
+        let current = self.state.read().active.clone();
+        if !current.is_some_and(|a| Arc::ptr_eq(&a, synced)) {
             return Ok(());
         }
         let from = segment::new_log_path(&self.dir);
@@ -957,7 +992,7 @@ impl Project {
                     self.poisoned.store(true, Ordering::Release);
                     Error::io("syncing", &active.path, e)
                 })?;
-                self.sync_dirs()?;
+                self.sync_dirs(Some(&active))?;
                 self.mark_synced((active.header.first_seq, committed));
                 w.dirty = false;
             }
@@ -969,7 +1004,7 @@ impl Project {
             self.sync()?;
         }
         if !self.poisoned.load(Ordering::Acquire) {
-            self.sync_dirs()?;
+            self.sync_dirs(None)?;
         }
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned { project: self.id });

@@ -100,10 +100,16 @@ impl Store {
             .map_or(snap.next_seq, |a| a.header.first_seq);
         let file_bytes = |first: u64| -> Result<u64> {
             let mut bytes = 0;
+            // A new project's first log, not yet synced, is under its temporary name.
+            let new_log = (first == crate::project::FIRST_SEQ).then(|| segment::new_log_path(&dir));
             for path in [
-                segment::log_path(&dir, first),
-                segment::index_path(&dir, first),
-            ] {
+                Some(segment::log_path(&dir, first)),
+                new_log,
+                Some(segment::index_path(&dir, first)),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 match std::fs::metadata(&path) {
                     Ok(m) => bytes += m.len(),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -73,8 +73,16 @@ pub(crate) fn new_log_path(dir: &Path) -> PathBuf {
 
 /// Whether `dir` holds a first log not yet synced ([`new_log_path`]) and no other log:
 /// `seqs` is what [`list`] returned for it.
-pub(crate) fn has_new_log(dir: &Path, seqs: &[u64]) -> bool {
-    seqs.is_empty() && new_log_path(dir).exists()
+pub(crate) fn has_new_log(dir: &Path, seqs: &[u64]) -> Result<bool> {
+    if !seqs.is_empty() {
+        return Ok(false);
+    }
+    let path = new_log_path(dir);
+    match fs::symlink_metadata(&path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("reading metadata of", &path, e)),
+    }
 }
 
 /// The first sequence numbers of the segments in `dir`, oldest first (a first log not yet

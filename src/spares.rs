@@ -4,11 +4,18 @@
 //! A new project needs a directory holding its first segment, and before its first message
 //! is durable: its log synced (header and message), the directory's entries synced, and the
 //! directory of projects synced. Made on the spot, with its first durable message, that is
-//! three syncs where an append to an existing project takes one. A spare is a directory made ahead — a first
-//! segment (log and index) whose header is synced, in a directory whose entries are synced —
-//! waiting in the projects directory as `.spare-<n>`. Creating a project renames one into
-//! place; the append's own sync of the log and one sync of the projects directory (which makes
-//! the rename durable) are then all its first durable message waits for.
+//! three syncs where an append to an existing project takes one; and making the directory and
+//! its two files costs a few hundred microseconds of file-system work even without a sync. A
+//! spare is a directory made ahead, waiting in the projects directory as `.spare-<n>`; creating
+//! a project renames one into place. Two kinds, by the store's default durability:
+//!
+//! - `Sync` stores: a first segment (log and index) whose header is synced, in a directory
+//!   whose entries are synced. The append's own sync of the log and one sync of the projects
+//!   directory (which makes the rename durable) are then all its first durable message waits
+//!   for.
+//! - `Written` stores: made without a sync, its log under the name of a log not yet synced
+//!   ([`segment::new_log_path`]) — what making the project on the spot would have left, made
+//!   ahead on another thread. Its first sync is then that of a project made on the spot.
 //!
 //! A spare never holds a message: a project's records are written only after the rename. After
 //! a crash, the directory of projects may still list a spare whose rename was not durable, its
@@ -50,6 +57,9 @@ pub(crate) struct Spare {
     /// The header of the segment it holds: first sequence number [`FIRST_SEQ`], and a base
     /// stamp taken from the store's clock when it was made (so no later stamp is below it).
     pub(crate) header: SegmentHeader,
+    /// Made without a sync: its log is named [`segment::new_log_path`], as a project made on
+    /// the spot has it, until the project's first sync.
+    pub(crate) new_log: bool,
 }
 
 /// The pool of spares of one writable store.
@@ -59,6 +69,9 @@ pub(crate) struct Spares {
     clock: Arc<Clock>,
     /// How many spares the thread keeps ready.
     target: usize,
+    /// Spares are made synced (for a store whose appends are `Sync` by default), or without a
+    /// sync ([`Spare::new_log`]).
+    synced: bool,
     state: Mutex<State>,
     /// Wakes the thread: a spare was taken, or the store is closing.
     wake: Condvar,
@@ -83,12 +96,13 @@ struct State {
 
 impl Spares {
     /// A pool for the directory of projects `dir` that keeps `target` spares once projects
-    /// are being created (none is made before the first take).
-    pub(crate) fn new(dir: PathBuf, clock: Arc<Clock>, target: usize) -> Arc<Spares> {
+    /// are being created (none is made before the first take), `synced` or not.
+    pub(crate) fn new(dir: PathBuf, clock: Arc<Clock>, target: usize, synced: bool) -> Arc<Spares> {
         Arc::new(Spares {
             dir,
             clock,
             target,
+            synced,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             wanted: AtomicBool::new(false),
@@ -255,12 +269,17 @@ impl Spares {
                 first_seq: FIRST_SEQ,
                 base_stamp: self.clock.next()?,
             };
-            // The log's header is synced by `create_in_new_dir`; the directory's entries now.
-            segment::create_in_new_dir(&path, header)?;
-            segment::sync_dir(&path)?;
+            if self.synced {
+                // The log's header is synced by `create_in_new_dir`; the directory's entries now.
+                segment::create_in_new_dir(&path, header)?;
+                segment::sync_dir(&path)?;
+            } else {
+                segment::create_new(&path, header)?;
+            }
             Ok(Spare {
                 path: path.clone(),
                 header,
+                new_log: !self.synced,
             })
         })();
         if made.is_err() {
@@ -310,6 +329,7 @@ mod tests {
                 first_seq: FIRST_SEQ,
                 base_stamp,
             },
+            new_log: false,
         }
     }
 
@@ -323,7 +343,7 @@ mod tests {
     fn a_spare_is_taken_only_if_its_stamps_fit_and_old_ones_are_set_aside() {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
-        let pool = Spares::new(tmp.path().to_path_buf(), clock, 4);
+        let pool = Spares::new(tmp.path().to_path_buf(), clock, 4, true);
         pool.state.lock().ready = vec![spare(10 * HOUR), spare(12 * HOUR), spare(13 * HOUR)];
         // Records older than every spare (an import): none fits, none is too old.
         assert!(pool.take(9 * HOUR, 9 * HOUR).is_none());
@@ -354,7 +374,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
         // No directory of projects: making a spare fails.
-        let pool = Spares::new(tmp.path().join("missing"), clock, 2);
+        let pool = Spares::new(tmp.path().join("missing"), clock, 2, true);
         assert!(pool.take(1, 1).is_none());
         pool.refill();
         assert!(!pool.wait_ready(1), "paused, not waiting ten seconds");
@@ -373,7 +393,7 @@ mod tests {
     fn turned_off_no_thread_starts() {
         let tmp = tempfile::tempdir().unwrap();
         let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
-        let pool = Spares::new(tmp.path().to_path_buf(), clock, 0);
+        let pool = Spares::new(tmp.path().to_path_buf(), clock, 0, true);
         for _ in 0..3 {
             assert!(pool.take(1, 1).is_none());
             pool.refill();

@@ -175,6 +175,9 @@ impl Store {
                 dir.join(PROJECTS_DIR),
                 clock.clone(),
                 options.spare_projects,
+                // A store whose appends are durable by default wants spares whose first sync
+                // costs two fsyncs; otherwise spares cost none to make.
+                options.durability == Durability::Sync,
             )
         });
         let marks_pending =
@@ -470,16 +473,13 @@ impl Store {
         };
         let snap = p.snapshot();
         let dir = self.project_dir(project);
-        // The segments the project knows (a new project's first log is not listed until it is
-        // named at its first sync).
-        let seqs: Vec<u64> = snap
-            .sealed
-            .iter()
-            .copied()
-            .chain(snap.active.as_ref().map(|a| a.header.first_seq))
-            .collect();
-        let mut bytes = 0;
+        let mut seqs = segment::list(&dir)?;
         let active = snap.active.as_ref().map(|a| a.header.first_seq);
+        // A new project's first log is not listed until it is named at its first sync.
+        if let Some(first) = active.filter(|_| seqs.is_empty()) {
+            seqs.push(first);
+        }
+        let mut bytes = 0;
         let size = |path: PathBuf| -> Result<u64> {
             fs::metadata(&path)
                 .map(|m| m.len())

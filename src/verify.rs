@@ -90,9 +90,14 @@ pub fn verify(
             continue;
         }
         out.projects += 1;
-        let seqs = segment::list(&pdir)?;
-        // A new project's first log, not yet synced, is read under its temporary name.
-        let new_log = segment::has_new_log(&pdir, &seqs);
+        let mut seqs = segment::list(&pdir)?;
+        // A new project's first log, not yet synced, is read under its temporary name (listed
+        // again if its writer named it between the listing and the look).
+        let mut new_log = segment::has_new_log(&pdir, &seqs)?;
+        if !new_log && seqs.is_empty() {
+            seqs = segment::list(&pdir)?;
+            new_log = segment::has_new_log(&pdir, &seqs)?;
+        }
         let seqs = if new_log { vec![FIRST_SEQ] } else { seqs };
         let mut expected_first: Option<u64> = None;
         for (k, &first) in seqs.iter().enumerate() {
@@ -107,14 +112,20 @@ pub fn verify(
                 segment::log_path(&pdir, first)
             };
             let idx_path = segment::index_path(&pdir, first);
+            let Some(mut log) = read_log(&pdir, &mut log_path)? else {
+                // A new log removed by a writable open's recovery meanwhile.
+                continue;
+            };
             out.segments += 1;
-            let mut log = read_log(&pdir, &mut log_path)?;
             on_bytes(log.len() as u64);
             out.bytes += log.len() as u64;
             let header = match SegmentHeader::decode(&log) {
                 Ok(h) => h,
                 Err(e) => {
-                    let what = if log_path == segment::new_log_path(&pdir) {
+                    // Recovery removes a new log whose header is damaged; one of another version
+                    // is refused, as any log is.
+                    let new = log_path == segment::new_log_path(&pdir);
+                    let what = if new && !matches!(e, crate::record::DecodeError::Version(_)) {
                         format!(
                             "bad segment header: {e}; a new project's first log that was never \
                              synced (a power cut before the project's first sync): the next \
@@ -159,7 +170,10 @@ pub fn verify(
             if newest && (s.torn(end) || s.open_batch.is_some()) {
                 // Perhaps a writer is mid-append: look again once it had time to finish.
                 std::thread::sleep(SETTLE);
-                log = read_log(&pdir, &mut log_path)?;
+                let Some(again) = read_log(&pdir, &mut log_path)? else {
+                    continue;
+                };
+                log = again;
                 s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
                 end = log_end(&log, &s, newest);
             }
@@ -184,22 +198,24 @@ pub fn verify(
     Ok(out)
 }
 
-/// Reads a log; a new project's first log ([`segment::new_log_path`]) that is gone was named
-/// by its writer meanwhile, and is read under its name (`path` then says so).
-fn read_log(pdir: &Path, path: &mut PathBuf) -> Result<Vec<u8>> {
+/// Reads a log. A new project's first log ([`segment::new_log_path`]) that is gone was named
+/// by its writer meanwhile, and is read under its name (`path` then says so) — or removed by
+/// a writable open's recovery, or is being replaced: `None`.
+fn read_log(pdir: &Path, path: &mut PathBuf) -> Result<Option<Vec<u8>>> {
+    let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     match fs::read(&*path) {
-        Err(e)
-            if e.kind() == std::io::ErrorKind::NotFound && *path == segment::new_log_path(pdir) =>
-        {
-            *path = segment::log_path(pdir, FIRST_SEQ);
-            read(path)
+        Err(e) if not_found(&e) && *path == segment::new_log_path(pdir) => {
+            let named = segment::log_path(pdir, FIRST_SEQ);
+            match fs::read(&named) {
+                Err(e) if not_found(&e) => Ok(None),
+                read => {
+                    *path = named;
+                    read.map(Some).map_err(|e| Error::io("reading", path, e))
+                }
+            }
         }
-        read => read.map_err(|e| Error::io("reading", path, e)),
+        read => read.map(Some).map_err(|e| Error::io("reading", path, e)),
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| Error::io("reading", path, e))
 }
 
 /// Where the log ends for checking: its length, or — for the newest segment — its last whole

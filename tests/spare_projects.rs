@@ -182,3 +182,46 @@ fn no_spares_when_turned_off() {
     assert!(spares(dir.path()).is_empty());
     assert_eq!(store.projects().unwrap(), [1, 2, 3]);
 }
+
+/// A store whose appends are `Written` by default makes its spares without a sync: a project
+/// renamed from one has a new log (`….log.new`), named at its first sync, as one made on the
+/// spot has. A store whose appends are `Sync` by default makes them synced, and named.
+#[test]
+fn a_written_stores_spares_hold_new_logs_and_a_sync_stores_named_ones() {
+    for (durability, name) in [
+        (Durability::Written, "00000000000000000001.log.new"),
+        (Durability::Sync, "00000000000000000001.log"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .durability(durability)
+            .spare_projects(2)
+            .open(dir.path())
+            .unwrap();
+        store.append(1, [r#"{"p":1}"#]).unwrap();
+        let before: Vec<u64> = await_spares(dir.path(), 2).iter().map(|s| s.1).collect();
+        for (spare, _) in spares(dir.path()) {
+            let files = fs::read_dir(dir.path().join("projects").join(&spare)).unwrap();
+            let mut names: Vec<String> = files
+                .map(|f| f.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["00000000000000000001.idx", name], "{durability:?}");
+        }
+        store
+            .append_with(2, [r#"{"p":2}"#], Durability::Written)
+            .unwrap();
+        let ino = fs::metadata(project_dir(dir.path(), 2)).unwrap().ino();
+        assert!(before.contains(&ino), "{durability:?}: not a spare");
+        assert!(
+            project_dir(dir.path(), 2).join(name).exists(),
+            "{durability:?}"
+        );
+        store.sync().unwrap();
+        let named = project_dir(dir.path(), 2).join("00000000000000000001.log");
+        assert!(named.exists(), "{durability:?}");
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(json(&store, 2), [r#"{"p":2}"#]);
+    }
+}

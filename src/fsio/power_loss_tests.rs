@@ -136,22 +136,17 @@ fn open(dir: &Path) -> Store {
 /// Runs the workload on a store in `dir`, stopping at the first error (returned with the index
 /// of the step that failed). The store is left in `store`.
 ///
-/// `spares`: spare project directories kept ready (the default when `None`).
+/// `options`: how the store is opened, besides its segment size (steps say each append's
+/// durability; the default durability decides whether spares are synced).
 fn run(
     dir: &Path,
     steps: &[Step],
     rec: &Recorder,
     log: &mut Log,
     store: &mut Option<Store>,
-    spares: Option<usize>,
+    options: fn() -> Options,
 ) -> Option<(usize, Error)> {
-    let options = || {
-        let o = Options::new().segment_bytes(SEGMENT_BYTES);
-        match spares {
-            Some(n) => o.spare_projects(n),
-            None => o,
-        }
-    };
+    let options = || options().segment_bytes(SEGMENT_BYTES);
     *store = match options().open(dir) {
         Ok(s) => Some(s),
         Err(e) => return Some((usize::MAX, e)),
@@ -330,28 +325,35 @@ fn check_image(point: &CrashPoint, policy: Policy, log: &Log) -> Result<bool, St
     result
 }
 
+/// Projects from synced spares (a store whose appends are durable by default).
 #[test]
 fn every_acknowledged_sync_survives_every_power_cut_image() {
-    power_cuts(false);
+    power_cuts(false, || Options::new().durability(Durability::Sync));
 }
 
-/// The same with every project made on the spot: its first log written without a sync, under
-/// a name that says so until its first sync.
+/// Projects from spares made without a sync (a store whose appends are `Written` by default):
+/// their first logs are new, as on the spot.
+#[test]
+fn projects_from_unsynced_spares_survive_every_power_cut_image() {
+    power_cuts(false, Options::new);
+}
+
+/// Every project made on the spot: its first log written without a sync, under a name that
+/// says so until its first sync.
 #[test]
 fn projects_made_on_the_spot_survive_every_power_cut_image() {
-    power_cuts(true);
+    power_cuts(true, || Options::new().spare_projects(0));
 }
 
-/// Runs the workload (see [`workload`] for `on_the_spot`), then checks every image a power cut
-/// could leave before each of its operations.
-fn power_cuts(on_the_spot: bool) {
+/// Runs the workload (see [`workload`] for `on_the_spot`) on a store opened with `options`,
+/// then checks every image a power cut could leave before each of its operations.
+fn power_cuts(on_the_spot: bool, options: fn() -> Options) {
     let root = scratch();
     let rec = Recorder::register(root.path(), true);
     let steps = workload(env_or("POWER_LOSS_BATCHES", 60), on_the_spot);
     let mut log = Log::default();
     let mut store = None;
-    let spares = on_the_spot.then_some(0);
-    let failed = run(root.path(), &steps, &rec, &mut log, &mut store, spares);
+    let failed = run(root.path(), &steps, &rec, &mut log, &mut store, options);
     drop(store);
     rec.unregister();
     assert!(failed.is_none(), "the workload failed: {failed:?}");
@@ -407,7 +409,14 @@ fn run_with_fault(kind: FaultKind, nth: u64) -> bool {
     rec.fail(kind, nth);
     let mut log = Log::default();
     let mut store = None;
-    let failed = run(root.path(), &steps, &rec, &mut log, &mut store, None);
+    let failed = run(
+        root.path(),
+        &steps,
+        &rec,
+        &mut log,
+        &mut store,
+        Options::new,
+    );
     let faulted = rec.faulted();
     rec.unregister();
     let Some((path, at_step, zeros)) = faulted else {
