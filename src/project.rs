@@ -47,9 +47,9 @@ const OFFSETS_KEPT: usize = 1024;
 /// An append writes its batch in pieces of about this many bytes.
 pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
-/// A `Written` append of at most `ROOM_MIN_BYTES` makes [`Room`] ahead of the active log's end
-/// when it runs out: as much as the segment already holds, between these bounds (and never past
-/// the segment's size). So a small project's log holds at most 64 KiB of zeros while it is open
+/// An append of at most `ROOM_MIN_BYTES` (a `Sync` one only in a segment holding records) makes
+/// [`Room`] ahead of the active log's end when it runs out: as much as the segment already
+/// holds, between these bounds (and never past the segment's size). So a small project's log holds at most 64 KiB of zeros while it is open
 /// and a big one's at most 256 KiB (up to 256 MiB for the default 1024 open projects), for one
 /// write of zeros and one `mmap` per 64 to 256 KiB appended.
 const ROOM_MIN_BYTES: u64 = 64 << 10;
@@ -409,7 +409,16 @@ impl Project {
         };
         let active = snap.active.as_ref().expect("an active segment after roll");
         // Big batches (imports') gain nothing from room: they write in big pieces anyway.
-        if self.room && durability == Durability::Written && bytes <= ROOM_MIN_BYTES {
+        // `Written` appends copy into it instead of making a system call. `Sync` appends
+        // write into it, in a segment that holds records already (a project's single append
+        // would only leave zeros behind): their fsync then writes into blocks the file
+        // already has, without a journal commit for a new length — once the room's own length
+        // is synced.
+        let room_wanted = match durability {
+            Durability::Written => true,
+            Durability::Sync => snap.active_count() > 0,
+        };
+        if self.room && room_wanted && bytes <= ROOM_MIN_BYTES {
             self.make_room(w, active, snap.active_len, snap.active_len + bytes);
         }
         let count = snap.active_count();
@@ -439,8 +448,14 @@ impl Project {
             );
             if w.buf.len() >= WRITE_CHUNK_BYTES || i == last {
                 let at = snap.active_len + written;
+                // A `Sync` append writes into the room with `pwrite`: a copy into the map
+                // would fault on every page its fsync had cleaned (write-protected, with a TLB
+                // shootdown on every core), where the fsync is the point.
                 result = match &w.room {
-                    Some(room) if at + w.buf.len() as u64 <= room.end() => {
+                    Some(room)
+                        if durability == Durability::Written
+                            && at + w.buf.len() as u64 <= room.end() =>
+                    {
                         fsio::write_in_room(&active.file, room, &w.buf, at)
                     }
                     _ => fsio::write_at(&active.file, &w.buf, at),
