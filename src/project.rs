@@ -47,11 +47,12 @@ const OFFSETS_KEPT: usize = 1024;
 /// An append writes its batch in pieces of about this many bytes.
 pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
-/// An append of at most `ROOM_MIN_BYTES` (a `Sync` one only in a segment holding records) makes
-/// [`Room`] ahead of the active log's end when it runs out: as much as the segment already
-/// holds, between these bounds (and never past the segment's size). So a small project's log holds at most 64 KiB of zeros while it is open
-/// and a big one's at most 256 KiB (up to 256 MiB for the default 1024 open projects), for one
-/// write of zeros and one `mmap` per 64 to 256 KiB appended.
+/// An append of at most `ROOM_MIN_BYTES` (a `Sync` one only in a segment already that long, or
+/// a quarter of the segment size if less) makes [`Room`] ahead of the active log's end when it
+/// runs out: as much as the segment already holds, between these bounds (and never past the
+/// segment's size). So a small project's log holds at most 64 KiB of zeros while it is open and
+/// a big one's at most 256 KiB (up to 256 MiB for the default 1024 open projects), for one write
+/// of zeros and one `mmap` per 64 to 256 KiB appended.
 const ROOM_MIN_BYTES: u64 = 64 << 10;
 const ROOM_MAX_BYTES: u64 = 256 << 10;
 
@@ -410,13 +411,14 @@ impl Project {
         let active = snap.active.as_ref().expect("an active segment after roll");
         // Big batches (imports') gain nothing from room: they write in big pieces anyway.
         // `Written` appends copy into it instead of making a system call. `Sync` appends
-        // write into it, in a segment that holds records already (a project's single append
-        // would only leave zeros behind): their fsync then writes into blocks the file
-        // already has, without a journal commit for a new length — once the room's own length
-        // is synced.
+        // write into it once their segment holds `ROOM_MIN_BYTES` (or a quarter of a smaller
+        // segment size): their fsync then writes into blocks the file already has, without a
+        // journal commit for a new length (once the room's own length is synced). Sooner, the
+        // fsync that writes the room's zeros costs more than the commits it spares: a project
+        // with a few appends loses.
         let room_wanted = match durability {
             Durability::Written => true,
-            Durability::Sync => snap.active_count() > 0,
+            Durability::Sync => snap.active_len >= ROOM_MIN_BYTES.min(self.segment_bytes / 4),
         };
         if self.room && room_wanted && bytes <= ROOM_MIN_BYTES {
             self.make_room(w, active, snap.active_len, snap.active_len + bytes);

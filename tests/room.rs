@@ -86,7 +86,7 @@ fn sealed_logs_end_at_their_last_record() {
 }
 
 #[test]
-fn a_segments_first_sync_append_and_big_batches_make_no_room() {
+fn a_small_segments_sync_append_and_big_batches_make_no_room() {
     let dir = scratch();
     let store = Store::open(dir.path()).unwrap();
     store
@@ -100,27 +100,38 @@ fn a_segments_first_sync_append_and_big_batches_make_no_room() {
     assert_eq!(len, end, "a batch of {end} bytes");
 }
 
-/// Later `Sync` appends copy into room: their fsync then writes into blocks the file already
-/// has. What they acknowledged is on disk after a sync of the log, room and all, and the log is
-/// cut back to its last record at close.
+/// `Sync` appends write into room once their segment holds 64 KiB: their fsync then writes
+/// into blocks the file already has. What they acknowledged is on disk after a sync of the
+/// log, room and all, and the log is cut back to its last record at close.
 #[test]
-fn later_sync_appends_copy_into_room() {
+fn sync_appends_write_into_room_once_their_segment_holds_64_kib() {
     let dir = scratch();
     let store = Store::open(dir.path()).unwrap();
-    for i in 0..3 {
+    store
+        .append_with(1, [message(0).as_str()], Durability::Sync)
+        .unwrap();
+    let mut n = 1;
+    while newest_log(dir.path(), 1).1 < 64 << 10 {
         store
-            .append_with(1, [message(i).as_str()], Durability::Sync)
+            .append_with(1, [message(n).as_str()], Durability::Sync)
             .unwrap();
+        let (len, end) = newest_log(dir.path(), 1);
+        assert_eq!(len, end, "no room under 64 KiB");
+        n += 1;
     }
+    store
+        .append_with(1, [message(n).as_str()], Durability::Sync)
+        .unwrap();
+    n += 1;
     let (len, end) = newest_log(dir.path(), 1);
     assert!(len > end, "room was made: {len} > {end}");
     let log = fs::read(log_path(dir.path(), 1, 1)).unwrap();
-    assert_eq!(frames(&log).len(), 3);
+    assert_eq!(frames(&log).len(), n);
     drop(store);
     let (len, end) = newest_log(dir.path(), 1);
     assert_eq!(len, end);
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(read_all(&store, 1).len(), 3);
+    assert_eq!(read_all(&store, 1).len(), n);
 }
 
 #[test]
