@@ -661,6 +661,62 @@ impl Project {
             // can fail, since a retry finds the directory there.
             self.sync.lock().parent_unsynced = true;
         }
+        // Replacing an empty active segment, a failure from here on may leave the published
+        // segment's file without its name (the replacement took it): the project is poisoned,
+        // so that nothing is appended to a file no open will find. It held no record, so a
+        // reopen loses nothing.
+        let replacing = snap
+            .active
+            .as_ref()
+            .is_some_and(|a| a.header.first_seq == header.first_seq);
+        let made = self.create_segment(header, from_spare, spare_new_log);
+        let (new_log, path, file, idx) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                if replacing {
+                    self.poisoned.store(true, Ordering::Release);
+                }
+                return Err(e);
+            }
+        };
+        let active = Arc::new(Active {
+            path,
+            header,
+            file,
+            entries: RwLock::new(Vec::new()),
+            tail: RwLock::new(Tail::default()),
+            scan_map: Mutex::new(None),
+        });
+        // An empty segment replaced by this one may have had room.
+        w.room = None;
+        w.grown = false;
+        w.no_room = false;
+        w.idx_file = Some(idx);
+        w.idx_written = 0;
+        w.idx_broken = false;
+        w.idx_unsynced = false;
+        let published = {
+            let mut state = self.state.write();
+            state.sealed = sealed;
+            state.active = Some(active);
+            state.active_len = LOG_HEADER_BYTES as u64;
+            state.clone()
+        };
+        if new_log {
+            self.sync.lock().new_log = true;
+        }
+        Ok(published)
+    }
+
+    /// Creates the active segment `roll` starts (unless `from_spare`: a spare's, renamed into
+    /// place, whose log is new if `spare_new_log`) and opens its files: whether its log is new,
+    /// the log's path (its name, even while new), the log, the index.
+    fn create_segment(
+        &self,
+        header: SegmentHeader,
+        from_spare: bool,
+        spare_new_log: bool,
+    ) -> Result<(bool, PathBuf, File, File)> {
         // A new project's first log is made without a sync, under a name that says so; it is
         // synced and named with the project's first sync. Its directory (new, or made empty by
         // recovery) holds no other log — unless an earlier attempt got as far as renaming a
@@ -698,33 +754,7 @@ impl Project {
             .write(true)
             .open(&idx_path)
             .map_err(|e| Error::io("opening", &idx_path, e))?;
-        let active = Arc::new(Active {
-            path,
-            header,
-            file,
-            entries: RwLock::new(Vec::new()),
-            tail: RwLock::new(Tail::default()),
-            scan_map: Mutex::new(None),
-        });
-        // An empty segment replaced by this one may have had room.
-        w.room = None;
-        w.grown = false;
-        w.no_room = false;
-        w.idx_file = Some(idx);
-        w.idx_written = 0;
-        w.idx_broken = false;
-        w.idx_unsynced = false;
-        let published = {
-            let mut state = self.state.write();
-            state.sealed = sealed;
-            state.active = Some(active);
-            state.active_len = LOG_HEADER_BYTES as u64;
-            state.clone()
-        };
-        if new_log {
-            self.sync.lock().new_log = true;
-        }
-        Ok(published)
+        Ok((new_log, path, file, idx))
     }
 
     /// Writes pending index entries of records that are synced. Failures are logged, not

@@ -473,7 +473,12 @@ impl Store {
         };
         let snap = p.snapshot();
         let dir = self.project_dir(project);
-        let mut seqs = segment::list(&dir)?;
+        // (No directory yet while the project's first append is under way.)
+        let mut seqs = if dir.is_dir() {
+            segment::list(&dir)?
+        } else {
+            Vec::new()
+        };
         let active = snap.active.as_ref().map(|a| a.header.first_seq);
         // A new project's first log is not listed until it is named at its first sync.
         if let Some(first) = active.filter(|_| seqs.is_empty()) {
@@ -1125,6 +1130,44 @@ mod tests {
             synced.iter().any(|s| s == "sync of directory projects/1"),
             "{synced:?}"
         );
+    }
+
+    /// A roll that replaces an empty active segment (here a new project's first log, left
+    /// empty by a failed append) and fails after the replacement took the old file's name
+    /// poisons the project: appends to the published segment would go to a file no open finds.
+    #[test]
+    fn a_failed_replacement_of_an_empty_new_log_poisons_the_project() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        use std::borrow::Cow;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Options::new().spare_projects(0).open(tmp.path()).unwrap();
+        // The clock's reservation, the new log's index header and header, then the record: the
+        // record's write fails.
+        let rec = Recorder::register(tmp.path(), false);
+        rec.fail(FaultKind::Write, 4);
+        let first = store.append_with(1, [r#"{"a":1}"#], Durability::Sync);
+        rec.unregister();
+        assert!(matches!(first, Err(Error::Io { .. })), "{first:?}");
+        // Stamps beyond the empty segment's range: it is replaced, and the replacement's
+        // header write fails, after the old file was removed.
+        let far = store.inner.project(1, false).unwrap().unwrap().snapshot();
+        let base = far.active.as_ref().unwrap().header.base_stamp;
+        let stamp = base + crate::record::MAX_STAMP_DELTA_US + 1_000_000;
+        let batch: Vec<Cow<'_, [u8]>> = vec![Cow::Borrowed(&br#"{"a":2}"#[..])];
+        let rec = Recorder::register(tmp.path(), false);
+        rec.fail(FaultKind::Write, 2);
+        let second = store.append_stamped(1, &batch[..], &[stamp], Durability::Sync);
+        rec.unregister();
+        assert!(matches!(second, Err(Error::Io { .. })), "{second:?}");
+        let third = store.append_with(1, [r#"{"a":3}"#], Durability::Sync);
+        assert!(matches!(third, Err(Error::Poisoned { .. })), "{third:?}");
+        drop(store);
+        let store = Store::open(tmp.path()).unwrap();
+        assert_eq!(store.newest_first(1).unwrap().count(), 0);
+        store
+            .append_with(1, [r#"{"a":4}"#], Durability::Sync)
+            .unwrap();
+        assert_eq!(store.newest_first(1).unwrap().count(), 1);
     }
 
     #[test]
