@@ -402,7 +402,9 @@ fn recover(dir: &Path, writable: bool, crashed: bool, logs: &Logs<'_>) -> Option
 ///
 /// Input: a flags byte, then parts (see `Parts`): a segment log, its index, a second segment
 /// log, its index, a `CLOCK` file; the rest is a `NEWEST` file. Each segment is named after the
-/// first sequence number in its header (or 1 and 2 when the header does not decode). Flags:
+/// first sequence number in its header (or 1 and 2 when the header does not decode); a first
+/// segment named 1 that is the only one is a new project's log not yet synced
+/// (`00000000000000000001.log.new`) when the second log's part is not empty. Flags:
 ///
 /// | bit | meaning |
 /// |---|---|
@@ -456,7 +458,13 @@ pub fn open_and_recover(data: &[u8]) {
     let mut written = true;
     let mut put = |path: &Path, bytes: &[u8]| written &= std::fs::write(path, bytes).is_ok();
     let name_a = SegmentHeader::decode(&log_a).map_or(1, |h| h.first_seq);
-    put(&segment::log_path(&pdir, name_a), &log_a);
+    let new_log = !second && name_a == 1 && !log_b.is_empty();
+    let path_a = if new_log {
+        segment::new_log_path(&pdir)
+    } else {
+        segment::log_path(&pdir, name_a)
+    };
+    put(&path_a, &log_a);
     if with_index {
         put(&segment::index_path(&pdir, name_a), idx_a);
     }
@@ -560,10 +568,13 @@ fn read_some(it: impl Iterator<Item = crate::Result<Message>>) -> Vec<Option<Mes
 
 /// Whether the newest segment in `pdir` ends in a torn tail or an unfinished batch.
 fn newest_segment_torn(pdir: &Path) -> bool {
-    let Some(&first) = segment::list(pdir).unwrap_or_default().last() else {
-        return false;
+    let seqs = segment::list(pdir).unwrap_or_default();
+    let path = match seqs.last() {
+        Some(&first) => segment::log_path(pdir, first),
+        None if segment::has_new_log(pdir, &seqs).unwrap_or(false) => segment::new_log_path(pdir),
+        None => return false,
     };
-    let log = std::fs::read(segment::log_path(pdir, first)).unwrap_or_default();
+    let log = std::fs::read(path).unwrap_or_default();
     if SegmentHeader::decode(&log).is_err() {
         return false;
     }

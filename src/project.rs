@@ -669,7 +669,11 @@ impl Project {
             .active
             .as_ref()
             .is_some_and(|a| a.header.first_seq == header.first_seq);
-        let made = self.create_segment(header, from_spare, spare_new_log);
+        // A new log only as the project's only segment: none sealed, and no active one but
+        // an empty new log being replaced. (A damaged header may have named a segment 0, so
+        // a segment starting at 1 can follow one.)
+        let may_be_new = sealed.is_empty() && (snap.active.is_none() || self.sync.lock().new_log);
+        let made = self.create_segment(header, from_spare, spare_new_log, may_be_new);
         let (new_log, path, file, idx) = match made {
             Ok(made) => made,
             Err(e) => {
@@ -710,12 +714,14 @@ impl Project {
 
     /// Creates the active segment `roll` starts (unless `from_spare`: a spare's, renamed into
     /// place, whose log is new if `spare_new_log`) and opens its files: whether its log is new,
-    /// the log's path (its name, even while new), the log, the index.
+    /// the log's path (its name, even while new), the log, the index. Its log is made new only
+    /// if it `may_be_new` (it will be the project's only segment).
     fn create_segment(
         &self,
         header: SegmentHeader,
         from_spare: bool,
         spare_new_log: bool,
+        may_be_new: bool,
     ) -> Result<(bool, PathBuf, File, File)> {
         // A new project's first log is made without a sync, under a name that says so; it is
         // synced and named with the project's first sync. Its directory (new, or made empty by
@@ -727,7 +733,10 @@ impl Project {
             spare_new_log
         } else {
             let mut s = self.sync.lock();
-            if header.first_seq == FIRST_SEQ && !segment::log_path(&self.dir, FIRST_SEQ).exists() {
+            if may_be_new
+                && header.first_seq == FIRST_SEQ
+                && !segment::log_path(&self.dir, FIRST_SEQ).exists()
+            {
                 s.new_log = false;
                 segment::create_new(&self.dir, header)?;
                 true

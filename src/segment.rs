@@ -219,7 +219,14 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<SegmentHeader> {
     }
     let header = SegmentHeader::decode(&buf).map_err(|e| header_error(path, e))?;
     // A damaged header whose checksum still holds may name numbers that no segment can have:
-    // its records' sequence numbers or stamps would overflow.
+    // sequence numbers start at 1, and its records' sequence numbers or stamps would overflow.
+    if header.first_seq == 0 {
+        return Err(Error::corrupt(
+            path,
+            16,
+            "bad file header: first sequence number 0 (sequence numbers start at 1)",
+        ));
+    }
     if header.first_seq > u64::MAX - MAX_RECORDS_PER_SEGMENT {
         return Err(Error::corrupt(
             path,

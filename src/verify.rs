@@ -143,6 +143,15 @@ pub fn verify(
                     continue;
                 }
             };
+            if header.first_seq == 0 {
+                report(Problem {
+                    path: log_path.clone(),
+                    range: 16..24,
+                    what: "the header says the segment starts at 0 (sequence numbers start at 1); \
+                           the segment cannot be read"
+                        .to_string(),
+                });
+            }
             if header.first_seq != first {
                 report(Problem {
                     path: log_path.clone(),
