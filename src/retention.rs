@@ -31,7 +31,9 @@ impl Retention {
         self
     }
 
-    /// Deletes the oldest segments while a project's files take more than this many bytes.
+    /// Deletes the oldest segments while a project's files take more than this many bytes
+    /// (counted as [`ProjectStats::bytes`](crate::ProjectStats::bytes) counts them: the active
+    /// log up to its last record, without the room a running writer keeps ahead of it).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = Some(bytes);
         self
@@ -98,27 +100,22 @@ impl Store {
             .active
             .as_ref()
             .map_or(snap.next_seq, |a| a.header.first_seq);
-        let file_bytes = |first: u64| -> Result<u64> {
-            let mut bytes = 0;
-            // A new project's first log, not yet synced, is under its temporary name.
-            let new_log = (first == crate::project::FIRST_SEQ).then(|| segment::new_log_path(&dir));
-            for path in [
-                Some(segment::log_path(&dir, first)),
-                new_log,
-                Some(segment::index_path(&dir, first)),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                match std::fs::metadata(&path) {
-                    Ok(m) => bytes += m.len(),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("reading metadata of", &path, e)),
-                }
+        let size = |path: std::path::PathBuf| -> Result<u64> {
+            match std::fs::metadata(&path) {
+                Ok(m) => Ok(m.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(Error::io("reading metadata of", &path, e)),
             }
-            Ok(bytes)
         };
-        let mut total_bytes = file_bytes(active_first)?;
+        let file_bytes = |first: u64| -> Result<u64> {
+            Ok(size(segment::log_path(&dir, first))? + size(segment::index_path(&dir, first))?)
+        };
+        // The active log counts up to its committed end, as `Store::stats` counts it: not the
+        // room ahead of it (zeros, cut at close), nor under which name a new log is.
+        let mut total_bytes = match &snap.active {
+            Some(_) => snap.active_len + size(segment::index_path(&dir, active_first))?,
+            None => 0,
+        };
         let mut facts = Vec::with_capacity(snap.sealed.len());
         for (k, &first) in snap.sealed.iter().enumerate() {
             let end = snap.sealed.get(k + 1).copied().unwrap_or(active_first);

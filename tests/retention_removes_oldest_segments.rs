@@ -110,3 +110,25 @@ fn a_reader_holding_an_iterator_keeps_reading_safely() {
     assert_eq!(*forward.last().unwrap(), 400);
     assert!(forward.windows(2).all(|w| w[1] == w[0] + 1));
 }
+
+/// `max_bytes` counts the active log up to its last record, as `Store::stats` does: not the
+/// room of zeros a running writer keeps ahead of it.
+#[test]
+fn max_bytes_counts_the_active_log_to_its_last_record_not_its_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .segment_bytes(64 << 10)
+        .open(dir.path())
+        .unwrap();
+    fill(&store, 4, 400);
+    assert!(segments(&store, 4) >= 2);
+    let bytes = store.stats(4).unwrap().unwrap().bytes;
+    let r = store
+        .apply_retention(&Retention::new().max_bytes(bytes))
+        .unwrap();
+    assert_eq!(r.segments, 0, "{bytes} bytes held, {bytes} allowed");
+    let r = store
+        .apply_retention(&Retention::new().max_bytes(bytes - 1))
+        .unwrap();
+    assert_eq!(r.segments, 1, "one byte over");
+}
