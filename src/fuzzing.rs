@@ -568,11 +568,12 @@ fn read_some(it: impl Iterator<Item = crate::Result<Message>>) -> Vec<Option<Mes
 
 /// Whether the newest segment in `pdir` ends in a torn tail or an unfinished batch.
 fn newest_segment_torn(pdir: &Path) -> bool {
-    let seqs = segment::list(pdir).unwrap_or_default();
-    let path = match seqs.last() {
-        Some(&first) => segment::log_path(pdir, first),
-        None if segment::has_new_log(pdir, &seqs).unwrap_or(false) => segment::new_log_path(pdir),
-        None => return false,
+    let path = match segment::list_logs(pdir).unwrap_or_default() {
+        (_, true) => segment::new_log_path(pdir),
+        (seqs, false) => match seqs.last() {
+            Some(&first) => segment::log_path(pdir, first),
+            None => return false,
+        },
     };
     let log = std::fs::read(path).unwrap_or_default();
     if SegmentHeader::decode(&log).is_err() {

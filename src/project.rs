@@ -223,23 +223,16 @@ impl Project {
             snap: None,
             unchecked: 0,
         };
-        // A read-only open beside a writer may look for a new project's first log under one
-        // name while the writer renames it to the other: it then lists again.
+        // A read-only open beside a writer may open a new project's first log just after the
+        // writer named it: it then lists again.
         let mut attempts = 0;
         let (seqs, recovered) = loop {
             attempts += 1;
-            let seqs = if dir.is_dir() {
-                segment::list(&dir)?
+            let (seqs, new_log) = if dir.is_dir() {
+                segment::list_logs(&dir)?
             } else {
-                Vec::new()
+                (Vec::new(), false)
             };
-            let new_log = segment::has_new_log(&dir, &seqs)?;
-            if !writable && !new_log && seqs.is_empty() && attempts < 3 && dir.is_dir() {
-                // Listed before the rename, looked for after it?
-                if !segment::list(&dir)?.is_empty() {
-                    continue;
-                }
-            }
             let last = if new_log {
                 Some(FIRST_SEQ)
             } else {
@@ -1016,16 +1009,8 @@ impl Project {
             removed
         };
         for &first in &removed {
-            for path in [
-                segment::log_path(&self.dir, first),
-                segment::index_path(&self.dir, first),
-            ] {
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("removing", &path, e)),
-                }
-            }
+            segment::remove_if_present(&segment::log_path(&self.dir, first))?;
+            segment::remove_if_present(&segment::index_path(&self.dir, first))?;
         }
         if !removed.is_empty() {
             segment::sync_dir(&self.dir)?;
@@ -1120,13 +1105,8 @@ fn recover_active(
                 );
                 before_write()?;
                 drop(file);
-                for p in [path, segment::index_path(dir, first_seq)] {
-                    match fs::remove_file(&p) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Error::io("removing", &p, e)),
-                    }
-                }
+                segment::remove_if_present(&path)?;
+                segment::remove_if_present(&segment::index_path(dir, first_seq))?;
             } else {
                 log::debug!(
                     "ignoring {}: never synced, and its header does not read ({reason})",
@@ -1195,21 +1175,20 @@ fn recover_active(
     // less: the writer cut the room ahead of its log's end meanwhile (zeros, never a committed
     // byte), so the bytes read end where the file now does.
     let read_from = |start: u64| -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; (log_len - start) as usize];
-        let mut got = 0;
-        while got < buf.len() {
-            match file.read_at(&mut buf[got..], start + got as u64) {
-                Ok(0) if !writable => break,
-                Ok(0) => {
-                    let e = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-                    return Err(Error::io("reading", &path, e));
+        use std::io::{Read, Seek, SeekFrom};
+        let len = log_len - start;
+        let mut buf = Vec::with_capacity(len as usize);
+        let mut f = &file;
+        f.seek(SeekFrom::Start(start))
+            .and_then(|_| f.take(len).read_to_end(&mut buf))
+            .and_then(|got| {
+                if writable && (got as u64) < len {
+                    Err(std::io::ErrorKind::UnexpectedEof.into())
+                } else {
+                    Ok(())
                 }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io("reading", &path, e)),
-            }
-        }
-        buf.truncate(got);
+            })
+            .map_err(|e| Error::io("reading", &path, e))?;
         Ok(buf)
     };
     let mut start = if trusted == 0 {

@@ -71,17 +71,33 @@ pub(crate) fn new_log_path(dir: &Path) -> PathBuf {
     dir.join(format!("{:020}.{LOG_EXT}.new", crate::project::FIRST_SEQ))
 }
 
-/// Whether `dir` holds a first log not yet synced ([`new_log_path`]) and no other log:
-/// `seqs` is what [`list`] returned for it.
-pub(crate) fn has_new_log(dir: &Path, seqs: &[u64]) -> Result<bool> {
-    if !seqs.is_empty() {
-        return Ok(false);
-    }
+/// A project's logs as `dir` names them: the first sequence numbers of its named logs, oldest
+/// first ([`list`]), and whether its only log is a first log not yet synced ([`new_log_path`]).
+/// A writer may name its new log between the listing and the look for it: a directory found
+/// with neither is listed once more.
+pub(crate) fn list_logs(dir: &Path) -> Result<(Vec<u64>, bool)> {
     let path = new_log_path(dir);
-    match fs::symlink_metadata(&path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io("reading metadata of", &path, e)),
+    let mut seqs = Vec::new();
+    for _ in 0..2 {
+        seqs = list(dir)?;
+        if !seqs.is_empty() {
+            return Ok((seqs, false));
+        }
+        match fs::symlink_metadata(&path) {
+            Ok(_) => return Ok((seqs, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("reading metadata of", &path, e)),
+        }
+    }
+    Ok((seqs, false))
+}
+
+/// Removes `path` if it exists.
+pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing", path, e)),
     }
 }
 
@@ -159,11 +175,7 @@ pub(crate) fn create_new(dir: &Path, header: SegmentHeader) -> Result<()> {
     write_index_header(dir, header.first_seq)?;
     let path = new_log_path(dir);
     // A new file, not the old one truncated: the log it replaces may still be mapped.
-    match fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("removing", &path, e)),
-    }
+    remove_if_present(&path)?;
     OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -608,8 +608,8 @@ impl Inner {
         }
         let _guard = self.marks.lock();
         if self.marks_pending.load(Ordering::Acquire) {
-            remove_if_present(&self.dir.join(CLEAN_FILE))?;
-            remove_if_present(&self.dir.join(NEWEST_FILE))?;
+            segment::remove_if_present(&self.dir.join(CLEAN_FILE))?;
+            segment::remove_if_present(&self.dir.join(NEWEST_FILE))?;
             segment::sync_dir(&self.dir)?;
             self.marks_pending.store(false, Ordering::Release);
         }
@@ -787,15 +787,6 @@ fn read_clean_marker(dir: &Path) -> Result<bool> {
         Ok(bytes) => Ok(bytes.get(0..8) == Some(&CLEAN_MAGIC[..])),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("reading", &path, e)),
-    }
-}
-
-/// Removes `path` if it exists.
-fn remove_if_present(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("removing", path, e)),
     }
 }
 

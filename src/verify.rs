@@ -90,14 +90,8 @@ pub fn verify(
             continue;
         }
         out.projects += 1;
-        let mut seqs = segment::list(&pdir)?;
-        // A new project's first log, not yet synced, is read under its temporary name (listed
-        // again if its writer named it between the listing and the look).
-        let mut new_log = segment::has_new_log(&pdir, &seqs)?;
-        if !new_log && seqs.is_empty() {
-            seqs = segment::list(&pdir)?;
-            new_log = segment::has_new_log(&pdir, &seqs)?;
-        }
+        // A new project's first log, not yet synced, is read under its temporary name.
+        let (seqs, new_log) = segment::list_logs(&pdir)?;
         let seqs = if new_log { vec![FIRST_SEQ] } else { seqs };
         let mut expected_first: Option<u64> = None;
         for (k, &first) in seqs.iter().enumerate() {

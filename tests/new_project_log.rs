@@ -17,7 +17,7 @@ fn new_log_path(store: &Path, p: u64) -> PathBuf {
 }
 
 /// The first log under its name.
-fn log_path(store: &Path, p: u64, _first_seq: u64) -> PathBuf {
+fn named_log_path(store: &Path, p: u64) -> PathBuf {
     project_dir(store, p).join("00000000000000000001.log")
 }
 
@@ -32,18 +32,18 @@ fn a_new_projects_first_log_is_named_at_its_first_sync() {
     let store = open(dir.path());
     store.append(7, [r#"{"a":1}"#]).unwrap();
     assert!(new_log_path(dir.path(), 7).exists());
-    assert!(!log_path(dir.path(), 7, 1).exists());
+    assert!(!named_log_path(dir.path(), 7).exists());
     store.sync().unwrap();
     assert!(!new_log_path(dir.path(), 7).exists());
-    assert!(log_path(dir.path(), 7, 1).exists());
+    assert!(named_log_path(dir.path(), 7).exists());
     // A durable append names it too, and so does a clean close.
     store
         .append_with(8, [r#"{"a":1}"#], Durability::Sync)
         .unwrap();
-    assert!(log_path(dir.path(), 8, 1).exists());
+    assert!(named_log_path(dir.path(), 8).exists());
     store.append(9, [r#"{"a":1}"#]).unwrap();
     drop(store);
-    assert!(log_path(dir.path(), 9, 1).exists());
+    assert!(named_log_path(dir.path(), 9).exists());
     assert!(!new_log_path(dir.path(), 9).exists());
     let store = open(dir.path());
     for p in [7, 8, 9] {
@@ -69,7 +69,7 @@ fn a_killed_writers_new_log_is_recovered_synced_and_named() {
         .map(|m| m.json().to_owned())
         .collect();
     assert_eq!(got, [r#"{"a":3}"#, r#"{"a":2}"#, r#"{"a":1}"#]);
-    assert!(log_path(copy.path(), 3, 1).exists());
+    assert!(named_log_path(copy.path(), 3).exists());
     assert!(!new_log_path(copy.path(), 3).exists());
     store.append(3, [r#"{"a":4}"#]).unwrap();
     assert_eq!(read_all(&store, 3).len(), 4);
