@@ -49,24 +49,40 @@ pub(crate) fn write_in_room(file: &File, room: &Room, buf: &[u8], offset: u64) -
 /// new blocks, and a full disk would then kill the writer with `SIGBUS` instead of failing an
 /// append; there, and wherever the answer is unknown, appends write with `pwrite`.
 pub(crate) fn room_is_safe(dir: &Path) -> bool {
+    matches!(fs_kind(dir), Some(EXT | XFS | TMPFS))
+}
+
+/// Whether a rename in a directory under `dir` is atomic across a power cut — after it, the
+/// entry is under its old name or its new one, never both or neither — as journaling file
+/// systems make it: ext3/4, XFS, btrfs (and tmpfs, which a power cut empties). Wherever the
+/// answer is unknown, it is taken as no. (The ext magic number is ext2's too, which has no
+/// journal; its rename adds the new name before it removes the old.)
+pub(crate) fn renames_are_atomic(dir: &Path) -> bool {
+    matches!(fs_kind(dir), Some(EXT | XFS | BTRFS | TMPFS))
+}
+
+const EXT: u64 = 0xEF53;
+const XFS: u64 = 0x5846_5342;
+const BTRFS: u64 = 0x9123_683E;
+const TMPFS: u64 = 0x0102_1994;
+
+/// The magic number of the file system holding `dir` (Linux only).
+fn fs_kind(dir: &Path) -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
-        const EXT: u64 = 0xEF53;
-        const XFS: u64 = 0x5846_5342;
-        const TMPFS: u64 = 0x0102_1994;
-        rustix::fs::statfs(dir).is_ok_and(|s| {
+        rustix::fs::statfs(dir).ok().map(|s| {
             #[allow(
                 clippy::unnecessary_cast,
                 reason = "the field's type differs by target"
             )]
             let kind = (s.f_type as u64) & 0xFFFF_FFFF;
-            matches!(kind, EXT | XFS | TMPFS)
+            kind
         })
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = dir;
-        false
+        None
     }
 }
 
@@ -113,7 +129,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::room_is_safe;
+    use super::{renames_are_atomic, room_is_safe};
     use std::path::Path;
 
     #[test]
@@ -124,5 +140,14 @@ mod tests {
         assert!(!room_is_safe(Path::new("/no/such/directory")));
         // procfs is none of the allowed file systems.
         assert!(!room_is_safe(Path::new("/proc")));
+    }
+
+    #[test]
+    fn renames_are_atomic_on_tmpfs_and_not_where_unknown() {
+        if Path::new("/dev/shm").is_dir() && cfg!(target_os = "linux") {
+            assert!(renames_are_atomic(Path::new("/dev/shm")));
+        }
+        assert!(!renames_are_atomic(Path::new("/no/such/directory")));
+        assert!(!renames_are_atomic(Path::new("/proc")));
     }
 }

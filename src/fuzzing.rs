@@ -93,6 +93,7 @@ fn decode_image(data: &[u8]) {
             let h = SegmentHeader {
                 first_seq: 0,
                 base_stamp: 0,
+                project: 0,
             };
             check_scan(data, 0, 0, &h);
         }
@@ -404,7 +405,9 @@ fn recover(dir: &Path, writable: bool, crashed: bool, logs: &Logs<'_>) -> Option
 /// log, its index, a `CLOCK` file; the rest is a `NEWEST` file. Each segment is named after the
 /// first sequence number in its header (or 1 and 2 when the header does not decode); a first
 /// segment named 1 that is the only one is a new project's log not yet synced
-/// (`00000000000000000001.log.new`) when the second log's part is not empty. Flags:
+/// (`00000000000000000001.log.new`) when the second log's part is not empty — and, when the
+/// second index's part is not empty too, it is in a spare directory (`projects/.spare-0`)
+/// instead of the project's: a project whose rename into place a crash lost. Flags:
 ///
 /// | bit | meaning |
 /// |---|---|
@@ -452,21 +455,26 @@ pub fn open_and_recover(data: &[u8]) {
         Err(_) => return,
     }
     let pdir = store::project_dir_in(dir, PROJECT);
-    if std::fs::create_dir_all(&pdir).is_err() {
+    let name_a = SegmentHeader::decode(&log_a).map_or(1, |h| h.first_seq);
+    let new_log = !second && name_a == 1 && !log_b.is_empty();
+    let dir_a = if new_log && !idx_b.is_empty() {
+        dir.join("projects/.spare-0")
+    } else {
+        pdir.clone()
+    };
+    if std::fs::create_dir_all(&dir_a).is_err() {
         return;
     }
     let mut written = true;
     let mut put = |path: &Path, bytes: &[u8]| written &= std::fs::write(path, bytes).is_ok();
-    let name_a = SegmentHeader::decode(&log_a).map_or(1, |h| h.first_seq);
-    let new_log = !second && name_a == 1 && !log_b.is_empty();
     let path_a = if new_log {
-        segment::new_log_path(&pdir)
+        segment::new_log_path(&dir_a)
     } else {
-        segment::log_path(&pdir, name_a)
+        segment::log_path(&dir_a, name_a)
     };
     put(&path_a, &log_a);
     if with_index {
-        put(&segment::index_path(&pdir, name_a), idx_a);
+        put(&segment::index_path(&dir_a, name_a), idx_a);
     }
     if second {
         let name_b = SegmentHeader::decode(&log_b).map_or(2, |h| h.first_seq);
@@ -1101,5 +1109,13 @@ fn store_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut damaged = log_a.clone();
     damaged[LOG_HEADER_BYTES + 90] ^= 0x20;
     out.push(("damaged", seed(1 | 2 | 16 | 32, &damaged, &idx_a)));
+    // The first segment alone, in a spare directory (second log and index parts not empty).
+    if let Some(&first) = seqs.first() {
+        let (log_1, idx_1) = (
+            read(segment::log_path(&pdir, first)),
+            read(segment::index_path(&pdir, first)),
+        );
+        out.push(("in-spare", seed(1 | 32 | 128, &log_1, &idx_1)));
+    }
     out
 }

@@ -5,7 +5,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `ALOGIDX\n` |
-//! | 8 | 4 | format version, `u32` = 1 |
+//! | 8 | 4 | format version, `u32` = 2 |
 //! | 12 | 4 | reserved, 0 |
 //! | 16 + 4·i | 4 | byte offset in the log of the record with `seq = first_seq + i`, or `0xFFFF_FFFF` when that record was lost to damage |
 //!
@@ -211,32 +211,32 @@ mod tests {
 
     #[test]
     fn check_accepts_a_good_index() {
-        assert!(check(&entries(&[]), 32).is_ok());
-        assert!(check(&entries(&[32, 54, 100]), 130).is_ok());
-        assert!(check(&entries(&[32, LOST, LOST, 100]), 130).is_ok());
+        assert!(check(&entries(&[]), 48).is_ok());
+        assert!(check(&entries(&[48, 70, 116]), 146).is_ok());
+        assert!(check(&entries(&[48, LOST, LOST, 116]), 146).is_ok());
         assert!(
-            check(&entries(&[LOST, 100]), 130).is_ok(),
+            check(&entries(&[LOST, 116]), 146).is_ok(),
             "first record lost"
         );
     }
 
     #[test]
     fn check_rejects_damage() {
-        let good = entries(&[32, 54, 100]);
-        assert!(check(&good[..7], 130).is_err(), "cut mid-entry");
+        let good = entries(&[48, 70, 116]);
+        assert!(check(&good[..7], 146).is_err(), "cut mid-entry");
         assert!(
-            check(&entries(&[32, 100, 54]), 130).is_err(),
+            check(&entries(&[48, 116, 70]), 146).is_err(),
             "non-monotonic"
         );
         assert!(
-            check(&entries(&[32, 54, 200]), 130).is_err(),
+            check(&entries(&[48, 70, 216]), 146).is_err(),
             "past the log"
         );
-        assert!(check(&entries(&[33, 54]), 130).is_err(), "wrong first");
+        assert!(check(&entries(&[49, 70]), 146).is_err(), "wrong first");
         assert!(
-            check(&entries(&[32, 40]), 130).is_err(),
+            check(&entries(&[48, 56]), 146).is_err(),
             "overlapping records"
         );
-        assert!(check(&entries(&[32, LOST]), 130).is_err(), "lost last");
+        assert!(check(&entries(&[48, LOST]), 146).is_err(), "lost last");
     }
 }

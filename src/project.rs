@@ -24,7 +24,7 @@ use crate::record::{
 };
 use crate::scan::{self, scan};
 use crate::segment::{self, decode_at, Active, Room, Tail};
-use crate::spares::Spares;
+use crate::spares::{Spare, Spares};
 
 /// The sequence number of a project's first message.
 pub const FIRST_SEQ: u64 = 1;
@@ -157,6 +157,17 @@ struct SyncState {
     /// The active log is a new project's first, made without a sync and named
     /// [`segment::new_log_path`] until its first sync names it (`name_new_log`).
     new_log: bool,
+    /// The project was made from a synced spare, and its first log is not named since: the
+    /// log's entry is durable under its new name, so an append's sync leaves the naming to the
+    /// next full sync (a roll, `Store::sync`, the background sync, a close). Recovery reads a
+    /// new log whose header reads like any log.
+    defer_naming: bool,
+    /// As `defer_naming`, and the directory of projects is not synced since the spare's rename
+    /// into place, which a power cut may lose — only on a file system whose renames are atomic
+    /// ([`Spare::one_sync`]): the log's header names the project, so recovery renames a spare
+    /// whose rename was lost (`spares::adopted`). An append's sync leaves that directory to the
+    /// next full sync too.
+    defer_parent: bool,
 }
 
 impl SyncState {
@@ -297,6 +308,8 @@ impl Project {
                 dir_synced: 0,
                 parent_unsynced: false,
                 new_log: false,
+                defer_naming: false,
+                defer_parent: false,
             }),
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -397,7 +410,7 @@ impl Project {
             }
         };
         let mut snap = if needs_new {
-            self.roll(w, &snap, stamp, last_stamp)?
+            self.roll(w, &snap, stamp)?
         } else {
             snap
         };
@@ -517,7 +530,7 @@ impl Project {
         w.snap = Some(snap);
         drop(guard);
         if durability == Durability::Sync {
-            self.sync_to(target)?;
+            self.sync_upto(target, true, false)?;
         }
         Ok(Appended {
             first_seq,
@@ -582,15 +595,8 @@ impl Project {
     }
 
     /// Seals the active segment (if it holds records) and starts a new one at the next sequence
-    /// number for records stamped `stamp..=last_stamp` (its base stamp is `stamp`, or below if it
-    /// is a spare's).
-    fn roll(
-        &self,
-        w: &mut Writer,
-        snap: &Snapshot,
-        stamp: u64,
-        last_stamp: u64,
-    ) -> Result<Snapshot> {
+    /// number, whose base stamp is `stamp`.
+    fn roll(&self, w: &mut Writer, snap: &Snapshot, stamp: u64) -> Result<Snapshot> {
         let mut sealed = snap.sealed.clone();
         if let Some(old) = &snap.active {
             if snap.active_count() > 0 {
@@ -604,7 +610,7 @@ impl Project {
                 // Its name too, before anything counts as synced (an appender waiting for a
                 // sync would take it as durable): a newer segment must never outlive an older
                 // one's, and a new project's first log is named now.
-                self.sync_dirs(Some(old))?;
+                self.sync_dirs(Some(old), true)?;
                 self.mark_synced((old.header.first_seq, snap.active_len));
                 self.flush_index(w, old);
                 if let Some(idx) = &w.idx_file {
@@ -619,18 +625,18 @@ impl Project {
                 Arc::make_mut(&mut sealed).push(old.header.first_seq);
             }
         }
-        let mut header = SegmentHeader {
+        let header = SegmentHeader {
             first_seq: snap.next_seq,
             base_stamp: stamp,
+            project: self.id,
         };
-        let mut from_spare = false;
-        let mut spare_new_log = false;
+        let mut spare = None;
         if snap.active.is_none() && !self.dir.is_dir() {
-            let spare = (snap.next_seq == FIRST_SEQ)
-                .then(|| self.spares.as_ref()?.upgrade()?.take(stamp, last_stamp))
+            let taken = (snap.next_seq == FIRST_SEQ)
+                .then(|| self.spares.as_ref()?.upgrade()?.take())
                 .flatten();
-            let renamed = spare.and_then(|spare| match fs::rename(&spare.path, &self.dir) {
-                Ok(()) => Some((spare.header, spare.new_log)),
+            spare = taken.and_then(|spare| match fs::rename(&spare.path, &self.dir) {
+                Ok(()) => Some(spare),
                 Err(e) => {
                     log::warn!(
                         "cannot rename {} to {}: {e}",
@@ -641,14 +647,8 @@ impl Project {
                     None
                 }
             });
-            match renamed {
-                // Its log's header and its entries are synced, or its log is new.
-                Some((spare, new_log)) => {
-                    (header, from_spare) = (spare, true);
-                    spare_new_log = new_log;
-                }
-                None => fs::create_dir_all(&self.dir)
-                    .map_err(|e| Error::io("creating", &self.dir, e))?,
+            if spare.is_none() {
+                fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
             }
             // Synced with the first sync of a record (`sync_dirs`); set before anything else
             // can fail, since a retry finds the directory there.
@@ -666,7 +666,7 @@ impl Project {
         // an empty new log being replaced. (A damaged header may have named a segment 0, so
         // a segment starting at 1 can follow one.)
         let may_be_new = sealed.is_empty() && (snap.active.is_none() || self.sync.lock().new_log);
-        let made = self.create_segment(header, from_spare, spare_new_log, may_be_new);
+        let made = self.create_segment(header, spare.as_ref(), may_be_new);
         let (new_log, path, file, idx) = match made {
             Ok(made) => made,
             Err(e) => {
@@ -705,32 +705,48 @@ impl Project {
         Ok(published)
     }
 
-    /// Creates the active segment `roll` starts (unless `from_spare`: a spare's, renamed into
-    /// place, whose log is new if `spare_new_log`) and opens its files: whether its log is new,
-    /// the log's path (its name, even while new), the log, the index. Its log is made new only
-    /// if it `may_be_new` (it will be the project's only segment).
+    /// Creates the active segment `roll` starts (or, from a `spare` renamed into place, writes
+    /// the header of the spare's empty log) and opens its files: whether its log is new, the
+    /// log's path (its name, even while new), the log, the index. Its log is made new only if
+    /// it `may_be_new` (it will be the project's only segment); a spare's log is new.
     fn create_segment(
         &self,
         header: SegmentHeader,
-        from_spare: bool,
-        spare_new_log: bool,
+        spare: Option<&Spare>,
         may_be_new: bool,
     ) -> Result<(bool, PathBuf, File, File)> {
-        // A new project's first log is made without a sync, under a name that says so; it is
-        // synced and named with the project's first sync. Its directory (new, or made empty by
-        // recovery) holds no other log — unless an earlier attempt got as far as renaming a
-        // spare into place: that log is replaced like any other. Under the sync lock, so that
-        // no sync names a log while it is being replaced (`name_new_log`); the log counts as
-        // new once it is published.
-        let new_log = if from_spare {
-            spare_new_log
-        } else {
+        let path = segment::log_path(&self.dir, header.first_seq);
+        let (new_log, file) = if let Some(spare) = spare {
+            // The log's header is written in place, in the file whose entry the spare's
+            // directory sync made durable (a `Sync` store's spare): with the header naming the
+            // project, the log's own sync makes its records durable (see `sync_upto`).
+            let new_path = segment::new_log_path(&self.dir);
+            let file = Active::open_file(&new_path, true)?;
+            fsio::write_at(&file, &header.encode(), 0)
+                .map_err(|e| Error::io("writing", &new_path, e))?;
             let mut s = self.sync.lock();
-            if may_be_new
+            s.new_log = false;
+            s.defer_naming = spare.synced;
+            s.defer_parent = spare.one_sync;
+            if !spare.synced {
+                s.dir_created += 1;
+            }
+            (true, file)
+        } else {
+            // A new project's first log is made without a sync, under a name that says so; it
+            // is synced and named with the project's first sync. Its directory (new, or made
+            // empty by recovery) holds no other log — unless an earlier attempt got as far as
+            // renaming a spare into place: that log is replaced like any other. Under the sync
+            // lock, so that no sync names a log while it is being replaced (`name_new_log`);
+            // the log counts as new once it is published.
+            let mut s = self.sync.lock();
+            let new_log = if may_be_new
                 && header.first_seq == FIRST_SEQ
                 && !segment::log_path(&self.dir, FIRST_SEQ).exists()
             {
                 s.new_log = false;
+                s.defer_naming = false;
+                s.defer_parent = false;
                 segment::create_new(&self.dir, header)?;
                 true
             } else {
@@ -740,17 +756,17 @@ impl Project {
                 segment::create(&self.dir, header)?;
                 self.sync.lock().dir_created += 1;
                 false
-            }
+            };
+            let file = Active::open_file(
+                &if new_log {
+                    segment::new_log_path(&self.dir)
+                } else {
+                    path.clone()
+                },
+                true,
+            )?;
+            (new_log, file)
         };
-        let path = segment::log_path(&self.dir, header.first_seq);
-        let file = Active::open_file(
-            &if new_log {
-                segment::new_log_path(&self.dir)
-            } else {
-                path.clone()
-            },
-            true,
-        )?;
         let idx_path = segment::index_path(&self.dir, header.first_seq);
         let idx = OpenOptions::new()
             .write(true)
@@ -812,19 +828,13 @@ impl Project {
         let Some(active) = &snap.active else {
             return Ok(());
         };
-        self.sync_to((active.header.first_seq, snap.active_len))?;
+        self.sync_upto((active.header.first_seq, snap.active_len), true, true)?;
         let mut w = self.writer.lock();
         // The segment may have rolled meanwhile: flush the one that is active now.
         if let Some(active) = self.snapshot().active {
             self.flush_index(&mut w, &active);
         }
         Ok(())
-    }
-
-    /// Waits until everything up to `target` is synced, syncing on behalf of every writer that
-    /// arrived meanwhile (group commit).
-    fn sync_to(&self, target: (u64, u64)) -> Result<()> {
-        self.sync_upto(target, true)
     }
 
     /// Whether enough is unsynced that a `Written` project should be synced now (and no sync
@@ -850,7 +860,7 @@ impl Project {
     /// log like any failed fsync (the next append reports it); the appends it covered had
     /// already reached the OS, as their durability promised.
     pub(crate) fn sync_ahead(&self) {
-        if let Err(e) = self.sync_upto(self.committed(), false) {
+        if let Err(e) = self.sync_upto(self.committed(), false, true) {
             log::error!("project {}: {e}", self.id);
         }
     }
@@ -872,15 +882,23 @@ impl Project {
     }
 
     /// The group-commit loop. With `wait` false, returns at once if another thread is syncing.
-    fn sync_upto(&self, target: (u64, u64), wait: bool) -> Result<()> {
+    /// With `full` false (an append's sync), a project made from a synced spare leaves its
+    /// log's naming, and perhaps the directory of projects, for later (see
+    /// [`SyncState::defer_naming`]); with `full`, everything is synced.
+    fn sync_upto(&self, target: (u64, u64), wait: bool, full: bool) -> Result<()> {
         let mut s = self.sync.lock();
         loop {
             if self.poisoned.load(Ordering::Acquire) {
                 return Err(Error::Poisoned { project: self.id });
             }
             // A new project's first log still to be named (its first sync came between its
-            // creation and its publication) is synced and named now.
-            if s.synced >= target && !s.new_log {
+            // creation and its publication) is synced and named now, unless that may wait.
+            let owed = if full {
+                s.new_log || s.defer_naming || s.defer_parent
+            } else {
+                s.new_log && !s.defer_naming
+            };
+            if s.synced >= target && !owed {
                 return Ok(());
             }
             if s.running && !wait {
@@ -902,7 +920,7 @@ impl Project {
             let covered = (active.header.first_seq, snap.active_len);
             let result = fsio::sync_data(&active.file)
                 .map_err(|e| Error::io("syncing", &active.path, e))
-                .and_then(|()| self.sync_dirs(Some(active)));
+                .and_then(|()| self.sync_dirs(Some(active), full));
             s = self.sync.lock();
             s.running = false;
             match result {
@@ -923,17 +941,23 @@ impl Project {
     /// Names a new project's first log if it is `synced` ([`name_new_log`](Self::name_new_log)),
     /// then syncs the project's directory if a segment was created in it since its last sync,
     /// and its parent if the project's directory is new: then the files synced so far are found
-    /// after a power cut. A failure poisons the log, like a failed fsync of the log.
-    fn sync_dirs(&self, synced: Option<&Arc<Active>>) -> Result<()> {
+    /// after a power cut. Unless `full`, leaves what [`SyncState::defer_naming`] and
+    /// [`SyncState::defer_parent`] say may wait. A failure poisons the log, like a failed fsync
+    /// of the log.
+    fn sync_dirs(&self, synced: Option<&Arc<Active>>, full: bool) -> Result<()> {
         let result = (|| {
-            if let Some(synced) = synced {
+            let (defer_naming, defer_parent) = {
+                let s = self.sync.lock();
+                (!full && s.defer_naming, !full && s.defer_parent)
+            };
+            if let (Some(synced), false) = (synced, defer_naming) {
                 self.name_new_log(synced)?;
             }
             let (created, parent) = {
                 let s = self.sync.lock();
                 (
                     (s.dir_created > s.dir_synced).then_some(s.dir_created),
-                    s.parent_unsynced,
+                    s.parent_unsynced && !defer_parent,
                 )
             };
             if let Some(created) = created {
@@ -946,6 +970,10 @@ impl Project {
                     segment::sync_dir(parent)?;
                 }
                 self.sync.lock().parent_unsynced = false;
+            }
+            let mut s = self.sync.lock();
+            if full && !s.new_log && !s.parent_unsynced {
+                (s.defer_naming, s.defer_parent) = (false, false);
             }
             Ok(())
         })();
@@ -1033,7 +1061,7 @@ impl Project {
                     self.poisoned.store(true, Ordering::Release);
                     Error::io("syncing", &active.path, e)
                 })?;
-                self.sync_dirs(Some(&active))?;
+                self.sync_dirs(Some(&active), true)?;
                 self.mark_synced((active.header.first_seq, committed));
                 w.dirty = false;
             }
@@ -1045,7 +1073,7 @@ impl Project {
             self.sync()?;
         }
         if !self.poisoned.load(Ordering::Acquire) {
-            self.sync_dirs(None)?;
+            self.sync_dirs(None, true)?;
         }
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned { project: self.id });
@@ -1420,6 +1448,7 @@ mod tests {
         let header = SegmentHeader {
             first_seq: 1,
             base_stamp: 1_000,
+            project: 7,
         };
         header.encode().to_vec()
     }

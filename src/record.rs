@@ -1,17 +1,19 @@
 //! The record codec: bytes ⇄ frames, with checksums. No file handles, no I/O.
 //!
-//! A segment's log file is a 32-byte header followed by frames (see `docs/format.md`).
+//! A segment's log file is a 48-byte header followed by frames (see `docs/format.md`).
 //! Little-endian throughout.
 //!
-//! Log header (32 bytes):
+//! Log header (48 bytes):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `ALOGSEG\n` |
-//! | 8 | 4 | format version, `u32` = 1 |
-//! | 12 | 4 | CRC-32 of bytes 16..32 |
+//! | 8 | 4 | format version, `u32` = 2 |
+//! | 12 | 4 | CRC-32 of bytes 16..48 |
 //! | 16 | 8 | `first_seq`: sequence number of the segment's first record |
 //! | 24 | 8 | `base_stamp`: stamp (µs since the epoch) the record stamps are relative to |
+//! | 32 | 8 | `project`: the id of the project the segment belongs to |
+//! | 40 | 8 | reserved: zero when written, ignored when read |
 //!
 //! Frame (20 bytes + payload):
 //!
@@ -28,9 +30,9 @@ use std::fmt;
 /// Magic bytes at the start of every log file.
 pub const LOG_MAGIC: [u8; 8] = *b"ALOGSEG\n";
 /// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of a log file's header.
-pub const LOG_HEADER_BYTES: usize = 32;
+pub const LOG_HEADER_BYTES: usize = 48;
 /// Size of a frame's header.
 pub const FRAME_HEADER_BYTES: usize = 16;
 /// Size of a frame's trailer.
@@ -56,6 +58,10 @@ pub struct SegmentHeader {
     pub first_seq: u64,
     /// The stamp record stamps are relative to (µs since the epoch).
     pub base_stamp: u64,
+    /// The project the segment belongs to. Its directory says so too; the header says it for
+    /// a new project's first log found in a spare directory after a crash, whose rename into
+    /// place was lost (see `docs/format.md`, Recovery).
+    pub project: u64,
 }
 
 /// Why a header or frame does not decode.
@@ -96,7 +102,8 @@ impl SegmentHeader {
         out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         out[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
         out[24..32].copy_from_slice(&self.base_stamp.to_le_bytes());
-        let crc = crc32fast::hash(&out[16..32]);
+        out[32..40].copy_from_slice(&self.project.to_le_bytes());
+        let crc = crc32fast::hash(&out[16..LOG_HEADER_BYTES]);
         out[12..16].copy_from_slice(&crc.to_le_bytes());
         out
     }
@@ -111,12 +118,13 @@ impl SegmentHeader {
         if version != FORMAT_VERSION {
             return Err(DecodeError::Version(version));
         }
-        if read_u32(buf, 12) != crc32fast::hash(&buf[16..32]) {
+        if read_u32(buf, 12) != crc32fast::hash(&buf[16..LOG_HEADER_BYTES]) {
             return Err(DecodeError::Checksum);
         }
         Ok(SegmentHeader {
             first_seq: read_u64(buf, 16),
             base_stamp: read_u64(buf, 24),
+            project: read_u64(buf, 32),
         })
     }
 }
@@ -321,6 +329,7 @@ mod tests {
         let h = SegmentHeader {
             first_seq: 42,
             base_stamp: 1_700_000_000_000_000,
+            project: 7,
         };
         let bytes = h.encode();
         assert_eq!(SegmentHeader::decode(&bytes), Ok(h));

@@ -185,21 +185,19 @@ pub(crate) fn create_new(dir: &Path, header: SegmentHeader) -> Result<()> {
         .map_err(|e| Error::io("creating", &path, e))
 }
 
-/// Creates the first segment of a directory nothing else uses yet (a spare project directory):
-/// the index as [`create`] does, the log's header written in place and synced. Cheaper than
-/// [`create`]: no temporary file, so the caller's sync of the directory finds its entries
-/// already committed with the log's sync. A crash leaves a log that may be torn, in a directory
-/// that is then thrown away.
-pub(crate) fn create_in_new_dir(dir: &Path, header: SegmentHeader) -> Result<()> {
-    write_index_header(dir, header.first_seq)?;
-    let path = log_path(dir, header.first_seq);
+/// Makes the files of a spare project directory `dir`, without a sync: the first segment's
+/// index as [`create`] makes it, and an empty log under its temporary name ([`new_log_path`]),
+/// whose header the project that takes the spare writes.
+pub(crate) fn create_spare(dir: &Path) -> Result<()> {
+    write_index_header(dir, crate::project::FIRST_SEQ)?;
+    let path = new_log_path(dir);
     OpenOptions::new()
         .write(true)
         .create_new(true)
         // As `create`'s temporary file has it.
         .mode(0o600)
         .open(&path)
-        .and_then(|f| fsio::write_at(&f, &header.encode(), 0).and_then(|()| fsio::sync_data(&f)))
+        .map(drop)
         .map_err(|e| Error::io("creating", &path, e))
 }
 
@@ -1017,6 +1015,7 @@ mod tests {
             header: SegmentHeader {
                 first_seq: 1,
                 base_stamp: 0,
+                project: 7,
             },
             file,
             entries: parking_lot::RwLock::new(Vec::new()),
@@ -1072,6 +1071,7 @@ mod tests {
         let header = SegmentHeader {
             first_seq: 1,
             base_stamp: 0,
+            project: 7,
         };
         let payloads: [&[u8]; 5] = [
             br#"{"a":"plain ascii, long enough for the folded checksum: 0123456789"}"#,
@@ -1118,18 +1118,21 @@ mod tests {
         let ok = SegmentHeader {
             first_seq: 1,
             base_stamp: 10,
+            project: 7,
         };
         let rec = decode_at(&log, 0, 0, &ok, 1, path).unwrap();
         assert_eq!((rec.seq, rec.stamp), (2, 15));
         let late_stamp = SegmentHeader {
             first_seq: 1,
             base_stamp: u64::MAX - 1,
+            project: 7,
         };
         let err = decode_at(&log, 0, 0, &late_stamp, 1, path).unwrap_err();
         assert!(err.is_corruption(), "{err}");
         let late_seq = SegmentHeader {
             first_seq: u64::MAX,
             base_stamp: 10,
+            project: 7,
         };
         let err = decode_at(&log, 0, 0, &late_seq, 1, path).unwrap_err();
         assert!(err.is_corruption(), "{err}");
@@ -1146,6 +1149,7 @@ mod tests {
             let mut log = SegmentHeader {
                 first_seq,
                 base_stamp,
+                project: 7,
             }
             .encode()
             .to_vec();

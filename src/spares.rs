@@ -6,26 +6,31 @@
 //! directory of projects synced. Made on the spot, with its first durable message, that is
 //! three syncs where an append to an existing project takes one; and making the directory and
 //! its two files costs a few hundred microseconds of file-system work even without a sync. A
-//! spare is a directory made ahead, waiting in the projects directory as `.spare-<n>`; creating
-//! a project renames one into place. Two kinds, by the store's default durability:
+//! spare is a directory made ahead, waiting in the projects directory as `.spare-<n>`: an index
+//! holding its header, and an empty log under the name of a log not yet synced
+//! ([`segment::new_log_path`]). Creating a project renames one into place and writes the log's
+//! header, which names the project. Two kinds, by the store's default durability:
 //!
-//! - `Sync` stores: a first segment (log and index) whose header is synced, in a directory
-//!   whose entries are synced. The append's own sync of the log and one sync of the projects
-//!   directory (which makes the rename durable) are then all its first durable message waits
-//!   for.
-//! - `Written` stores: made without a sync, its log under the name of a log not yet synced
-//!   ([`segment::new_log_path`]) — what making the project on the spot would have left, made
-//!   ahead on another thread. Its first sync is then that of a project made on the spot.
+//! - `Sync` stores: the spare's directory and the directory of projects are synced, so its
+//!   entries are durable under the spare's name. The append's own sync of the log is then all
+//!   its first durable message waits for: should a crash lose the rename, the next open finds
+//!   the log in the spare, naming its project, and renames it into place ([`adopted`]). The
+//!   rename, the log's name and the directories are made durable later, by the project's next
+//!   sync that is not an append's (a roll, [`Store::sync`](crate::Store::sync), a close). This
+//!   needs renames that a crash leaves whole (under the old name or the new, never neither):
+//!   on a file system not known to journal them ([`fsio::renames_are_atomic`]), the first
+//!   append also syncs the directory of projects, as one made on the spot does.
+//! - `Written` stores: made without a sync — what making the project on the spot would have
+//!   left, made ahead on another thread. Its first sync is then that of a project made on the
+//!   spot.
 //!
-//! A spare never holds a message: a project's records are written only after the rename. After
-//! a crash, the directory of projects may still list a spare whose rename was not durable, its
-//! log holding an unacknowledged record; spares left by an earlier process are removed, never
-//! used. Reads ignore them (project directories are named by decimal ids).
+//! A spare holds no record until it is renamed. Spares left by an earlier process are removed,
+//! unless their log's header reads: those were renamed, and the rename was lost. Reads ignore
+//! spares (project directories are named by decimal ids), but for those.
 //!
-//! The thread starts after the first project created and makes spares until `target` wait;
-//! it stops when the store closes, which removes the spares still waiting. A spare over an hour
-//! old (by its base stamp) is replaced rather than used: a segment whose base stamp is far
-//! behind its records reaches the stamp limit early. If making one fails (a full disk), the
+//! The thread starts after the first project created and makes spares, in batches whose syncs
+//! the file system can share, whenever no more than half of `target` wait; it stops when the
+//! store closes, which removes the spares still waiting. If making one fails (a full disk), the
 //! thread waits for the next project creation to try again, and projects are created on the
 //! spot meanwhile. With no spares wanted (`target` 0), leftovers stay, ignored.
 
@@ -37,41 +42,39 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::clock::Clock;
 use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::fsio;
 use crate::project::FIRST_SEQ;
-use crate::record::SegmentHeader;
 use crate::segment;
 
 /// Name prefix of spare directories in the directory of projects.
 const PREFIX: &str = ".spare-";
-
-/// A spare older than this (by its base stamp) is replaced rather than used: one hour, in µs.
-const MAX_AGE_US: u64 = 3_600_000_000;
 
 /// A spare project directory, ready to be renamed into place.
 #[derive(Debug)]
 pub(crate) struct Spare {
     /// Its path, in the directory of projects.
     pub(crate) path: PathBuf,
-    /// The header of the segment it holds: first sequence number [`FIRST_SEQ`], and a base
-    /// stamp taken from the store's clock when it was made (so no later stamp is below it).
-    pub(crate) header: SegmentHeader,
-    /// Made without a sync: its log is named [`segment::new_log_path`], as a project made on
-    /// the spot has it, until the project's first sync.
-    pub(crate) new_log: bool,
+    /// Its entries, and its own entry in the directory of projects, are synced.
+    pub(crate) synced: bool,
+    /// Synced, on a file system whose renames are atomic across a power cut: a record written
+    /// to its log is durable once the log is synced (recovery finds the spare under either
+    /// name, see [`adopted`]).
+    pub(crate) one_sync: bool,
 }
 
 /// The pool of spares of one writable store.
 pub(crate) struct Spares {
     /// The directory of projects.
     dir: PathBuf,
-    clock: Arc<Clock>,
     /// How many spares the thread keeps ready.
     target: usize,
     /// Spares are made synced (for a store whose appends are `Sync` by default), or without a
-    /// sync ([`Spare::new_log`]).
+    /// sync.
     synced: bool,
+    /// Renames are atomic across a power cut on the store's file system.
+    atomic_renames: bool,
     state: Mutex<State>,
     /// Wakes the thread: a spare was taken, or the store is closing.
     wake: Condvar,
@@ -82,8 +85,6 @@ pub(crate) struct Spares {
 #[derive(Default)]
 struct State {
     ready: Vec<Spare>,
-    /// Spares too old to use, for the thread to remove.
-    old: Vec<Spare>,
     /// The number in the next spare's name.
     next_name: u64,
     thread: Option<JoinHandle<()>>,
@@ -97,22 +98,21 @@ struct State {
 impl Spares {
     /// A pool for the directory of projects `dir` that keeps `target` spares once projects
     /// are being created (none is made before the first take), `synced` or not.
-    pub(crate) fn new(dir: PathBuf, clock: Arc<Clock>, target: usize, synced: bool) -> Arc<Spares> {
+    pub(crate) fn new(dir: PathBuf, target: usize, synced: bool) -> Arc<Spares> {
+        let atomic_renames = crate::fsio::renames_are_atomic(&dir);
         Arc::new(Spares {
             dir,
-            clock,
             target,
             synced,
+            atomic_renames,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             wanted: AtomicBool::new(false),
         })
     }
 
-    /// A spare whose segment may take records stamped `first..=last` (its base stamp is at
-    /// most `first`, and `last` is within the segment's stamp range), if one is ready. Either
-    /// way, the next [`refill`](Self::refill) makes up for it.
-    pub(crate) fn take(&self, first: u64, last: u64) -> Option<Spare> {
+    /// A spare, if one is ready. Either way, the next [`refill`](Self::refill) makes up for it.
+    pub(crate) fn take(&self) -> Option<Spare> {
         if self.target == 0 {
             return None;
         }
@@ -120,21 +120,7 @@ impl Spares {
         if s.closed {
             return None;
         }
-        // Old spares go (the thread removes them and makes new ones): a segment whose base
-        // stamp is far behind its records reaches the stamp limit, and is sealed, early.
-        let State { ready, old, .. } = &mut *s;
-        old.extend(ready.extract_if(.., |sp| {
-            first.saturating_sub(sp.header.base_stamp) > MAX_AGE_US
-        }));
-        let usable = |sp: &Spare| {
-            sp.header.base_stamp <= first
-                && last - sp.header.base_stamp <= crate::record::MAX_STAMP_DELTA_US
-        };
-        let taken = s
-            .ready
-            .iter()
-            .rposition(usable)
-            .map(|i| s.ready.swap_remove(i));
+        let taken = s.ready.pop();
         s.taken += u64::from(taken.is_some());
         self.wanted.store(true, Ordering::Release);
         taken
@@ -207,12 +193,7 @@ impl Spares {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
-        let left = {
-            let mut s = self.state.lock();
-            let mut left = std::mem::take(&mut s.ready);
-            left.append(&mut s.old);
-            left
-        };
+        let left = std::mem::take(&mut self.state.lock().ready);
         for spare in left {
             remove(&spare.path);
         }
@@ -226,27 +207,20 @@ impl Spares {
             if s.closed {
                 return;
             }
-            if !s.old.is_empty() {
-                let old = std::mem::take(&mut s.old);
-                drop(s);
-                for spare in old {
-                    remove(&spare.path);
-                }
-                s = self.state.lock();
-                continue;
-            }
-            if s.paused || s.ready.len() >= self.target {
+            if s.paused || s.ready.len() > self.target / 2 {
                 self.wake.wait(&mut s);
                 continue;
             }
-            let name = s.next_name;
-            s.next_name += 1;
+            // Spares are made in batches: all that are missing, their syncs together, so that
+            // the file system commits the batch's changes once rather than once per spare.
+            let missing = self.target - s.ready.len();
+            let first_name = s.next_name;
+            s.next_name += missing as u64;
             drop(s);
-            let made = self.make(name);
+            let made = self.make_batch(first_name..first_name + missing as u64);
             s = self.state.lock();
             match made {
-                Ok(Some(spare)) => s.ready.push(spare),
-                Ok(None) => {}
+                Ok(spares) => s.ready.extend(spares),
                 Err(e) => {
                     log::warn!("cannot make a spare project directory: {e}");
                     s.paused = true;
@@ -255,8 +229,38 @@ impl Spares {
         }
     }
 
-    /// Makes spare number `name`: `None` if that name is taken (an earlier process's spare
-    /// that could not be removed).
+    /// Makes the spares numbered `names` (skipping names taken by an earlier process's spares
+    /// that could not be removed), then, for synced spares, syncs their directories and the
+    /// directory of projects. If anything fails, the batch is removed.
+    fn make_batch(&self, names: std::ops::Range<u64>) -> Result<Vec<Spare>> {
+        let mut spares = Vec::with_capacity(names.clone().count());
+        let made = (|| {
+            for name in names {
+                if let Some(spare) = self.make(name)? {
+                    spares.push(spare);
+                }
+            }
+            if self.synced && !spares.is_empty() {
+                for spare in &spares {
+                    segment::sync_dir(&spare.path)?;
+                }
+                segment::sync_dir(&self.dir)?;
+            }
+            Ok(())
+        })();
+        match made {
+            Ok(()) => Ok(spares),
+            Err(e) => {
+                for spare in spares {
+                    remove(&spare.path);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes spare number `name`, without a sync: `None` if that name is taken (an earlier
+    /// process's spare that could not be removed).
     fn make(&self, name: u64) -> Result<Option<Spare>> {
         let path = self.dir.join(format!("{PREFIX}{name}"));
         match fs::create_dir(&path) {
@@ -264,42 +268,72 @@ impl Spares {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(Error::io("creating", &path, e)),
         }
-        let made = (|| {
-            let header = SegmentHeader {
-                first_seq: FIRST_SEQ,
-                base_stamp: self.clock.next()?,
-            };
-            if self.synced {
-                // The log's header is synced by `create_in_new_dir`; the directory's entries now.
-                segment::create_in_new_dir(&path, header)?;
-                segment::sync_dir(&path)?;
-            } else {
-                segment::create_new(&path, header)?;
+        match segment::create_spare(&path) {
+            Ok(()) => Ok(Some(Spare {
+                path,
+                synced: self.synced,
+                one_sync: self.synced && self.atomic_renames,
+            })),
+            Err(e) => {
+                remove(&path);
+                Err(e)
             }
-            Ok(Spare {
-                path: path.clone(),
-                header,
-                new_log: !self.synced,
-            })
-        })();
-        if made.is_err() {
-            remove(&path);
         }
-        made.map(Some)
     }
 
     /// Removes every spare directory in the directory of projects (called before this pool
-    /// makes any).
+    /// makes any), but those holding a project's log ([`adopted`]; the store's open renamed
+    /// them into place unless the project's directory was there too, and then they stay).
     fn remove_leftovers(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
         for entry in entries.flatten() {
-            if entry.file_name().to_str().is_some_and(is_spare_name) {
+            if entry.file_name().to_str().is_some_and(is_spare_name)
+                && first_log_project(&entry.path()).is_none()
+            {
                 remove(&entry.path());
             }
         }
     }
+}
+
+/// The spares in the directory of projects `dir` that hold a project's first log, whose
+/// header reads — spares renamed into place whose rename a crash lost — with the project each
+/// belongs to.
+pub(crate) fn adopted(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
+        if entry.file_name().to_str().is_some_and(is_spare_name) {
+            let path = entry.path();
+            if let Some(project) = first_log_project(&path) {
+                found.push((project, path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The project named by the header of the first log in the spare directory `spare` (under
+/// either name), if its header reads.
+fn first_log_project(spare: &Path) -> Option<u64> {
+    [
+        segment::new_log_path(spare),
+        segment::log_path(spare, FIRST_SEQ),
+    ]
+    .iter()
+    .find_map(|path| {
+        let file = fs::File::open(path).ok()?;
+        let header = segment::read_header(&file, path).ok()?;
+        (header.first_seq == FIRST_SEQ).then_some(header.project)
+    })
 }
 
 /// Whether a name in the directory of projects is a spare's.
@@ -320,49 +354,18 @@ fn remove(path: &Path) {
 mod tests {
     use super::*;
 
-    const HOUR: u64 = 3_600_000_000;
-
-    fn spare(base_stamp: u64) -> Spare {
-        Spare {
-            path: PathBuf::from(format!("/nonexistent/.spare-{base_stamp}")),
-            header: SegmentHeader {
-                first_seq: FIRST_SEQ,
-                base_stamp,
-            },
-            new_log: false,
-        }
-    }
-
-    fn bases(spares: &[Spare]) -> Vec<u64> {
-        let mut b: Vec<u64> = spares.iter().map(|s| s.header.base_stamp).collect();
-        b.sort_unstable();
-        b
-    }
-
     #[test]
-    fn a_spare_is_taken_only_if_its_stamps_fit_and_old_ones_are_set_aside() {
+    fn a_take_pops_a_ready_spare_and_asks_for_another() {
         let tmp = tempfile::tempdir().unwrap();
-        let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
-        let pool = Spares::new(tmp.path().to_path_buf(), clock, 4, true);
-        pool.state.lock().ready = vec![spare(10 * HOUR), spare(12 * HOUR), spare(13 * HOUR)];
-        // Records older than every spare (an import): none fits, none is too old.
-        assert!(pool.take(9 * HOUR, 9 * HOUR).is_none());
-        assert_eq!(
-            bases(&pool.state.lock().ready),
-            [10 * HOUR, 12 * HOUR, 13 * HOUR]
-        );
-        // A batch spanning past the segment's stamp range from every base: none fits.
-        let far = 13 * HOUR + crate::record::MAX_STAMP_DELTA_US + 1;
-        assert!(pool.take(13 * HOUR, far).is_none());
-        // Half past twelve: the one made at ten is set aside; one that fits is taken.
-        let taken = pool
-            .take(12 * HOUR + HOUR / 2, 12 * HOUR + HOUR / 2)
-            .unwrap();
-        assert_eq!(taken.header.base_stamp, 12 * HOUR);
-        let s = pool.state.lock();
-        assert_eq!(bases(&s.ready), [13 * HOUR]);
-        assert_eq!(bases(&s.old), [10 * HOUR]);
-        assert_eq!(s.taken, 1);
+        let pool = Spares::new(tmp.path().to_path_buf(), 4, true);
+        pool.state.lock().ready = vec![Spare {
+            path: tmp.path().join(".spare-0"),
+            synced: true,
+            one_sync: true,
+        }];
+        assert_eq!(pool.take().unwrap().path, tmp.path().join(".spare-0"));
+        assert!(pool.take().is_none());
+        assert_eq!(pool.state.lock().taken, 1);
         assert!(
             pool.wanted.load(Ordering::Acquire),
             "the thread is to make up for it"
@@ -370,18 +373,67 @@ mod tests {
     }
 
     #[test]
+    fn spares_are_made_in_batches_when_half_are_taken() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pool = Spares::new(tmp.path().to_path_buf(), 4, true);
+        assert!(pool.take().is_none());
+        pool.refill();
+        assert!(pool.wait_ready(4));
+        // One taken: three left, more than half; none is made.
+        assert!(pool.take().is_some());
+        pool.refill();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(pool.state.lock().ready.len(), 3);
+        // Another: two left, half; two are made.
+        assert!(pool.take().is_some());
+        pool.refill();
+        assert!(pool.wait_ready(4));
+        for spare in &pool.state.lock().ready {
+            let log = fs::metadata(segment::new_log_path(&spare.path)).unwrap();
+            assert_eq!(log.len(), 0, "a spare's log is empty until it is taken");
+        }
+        pool.close();
+    }
+
+    #[test]
+    fn leftovers_holding_a_project_log_are_found_and_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let projects = tmp.path();
+        let pool = Spares::new(projects.to_path_buf(), 1, true);
+        for (name, project) in [(".spare-3", Some(42)), (".spare-4", None)] {
+            let dir = projects.join(name);
+            fs::create_dir(&dir).unwrap();
+            segment::create_spare(&dir).unwrap();
+            if let Some(project) = project {
+                let header = crate::record::SegmentHeader {
+                    first_seq: FIRST_SEQ,
+                    base_stamp: 1,
+                    project,
+                };
+                fs::write(segment::new_log_path(&dir), header.encode()).unwrap();
+            }
+        }
+        assert_eq!(
+            adopted(projects).unwrap(),
+            [(42, projects.join(".spare-3"))]
+        );
+        pool.remove_leftovers();
+        assert!(projects.join(".spare-3").is_dir());
+        assert!(!projects.join(".spare-4").exists());
+    }
+
+    #[test]
     fn a_failure_to_make_a_spare_pauses_the_thread_until_the_next_take() {
         let tmp = tempfile::tempdir().unwrap();
-        let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
         // No directory of projects: making a spare fails.
-        let pool = Spares::new(tmp.path().join("missing"), clock, 2, true);
-        assert!(pool.take(1, 1).is_none());
+        let pool = Spares::new(tmp.path().join("missing"), 2, true);
+        assert!(pool.take().is_none());
         pool.refill();
         assert!(!pool.wait_ready(1), "paused, not waiting ten seconds");
         assert!(pool.state.lock().paused);
         // The next creation tries again; with the directory there, spares follow.
         fs::create_dir(tmp.path().join("missing")).unwrap();
-        assert!(pool.take(1, 1).is_none());
+        assert!(pool.take().is_none());
         pool.refill();
         assert!(pool.wait_ready(2));
         pool.close();
@@ -392,10 +444,9 @@ mod tests {
     #[test]
     fn turned_off_no_thread_starts() {
         let tmp = tempfile::tempdir().unwrap();
-        let clock = Arc::new(Clock::open(&tmp.path().join("CLOCK")).unwrap());
-        let pool = Spares::new(tmp.path().to_path_buf(), clock, 0, true);
+        let pool = Spares::new(tmp.path().to_path_buf(), 0, true);
         for _ in 0..3 {
-            assert!(pool.take(1, 1).is_none());
+            assert!(pool.take().is_none());
             pool.refill();
         }
         assert!(pool.state.lock().thread.is_none());

@@ -33,13 +33,13 @@ use crate::record::{
     MAX_RECORDS_PER_SEGMENT,
 };
 use crate::segment::{self, Sealed};
-use crate::spares::Spares;
+use crate::spares::{self, Spares};
 
 const STORE_MAGIC: [u8; 8] = *b"ALOGSTOR";
 const STORE_FILE: &str = "STORE";
 const LOCK_FILE: &str = "LOCK";
 pub(crate) const CLOCK_FILE: &str = "CLOCK";
-const PROJECTS_DIR: &str = "projects";
+pub(crate) const PROJECTS_DIR: &str = "projects";
 const NEWEST_FILE: &str = "NEWEST";
 const NEWEST_MAGIC: [u8; 8] = *b"ALOGNEWS";
 const CLEAN_FILE: &str = "CLEAN";
@@ -92,6 +92,9 @@ pub(crate) struct Inner {
     spares: Option<Arc<Spares>>,
     /// `Written` appends may copy into room on this store's file system.
     room: bool,
+    /// Read-only stores opened after a crash: projects found in a spare directory whose rename
+    /// into place was lost (`spares::adopted`), read there until a writable open renames it.
+    orphans: HashMap<u64, PathBuf>,
     projects: RwLock<HashMap<u64, Arc<Project>>>,
     sealed: Mutex<SealedCache>,
     tick: AtomicU64,
@@ -170,26 +173,35 @@ impl Store {
             Some(_) => Some(Arc::new(Clock::open(&dir.join(CLOCK_FILE))?)),
             None => None,
         };
-        let spares = clock.as_ref().map(|clock| {
+        let spares = clock.as_ref().map(|_| {
             Spares::new(
                 dir.join(PROJECTS_DIR),
-                clock.clone(),
                 options.spare_projects,
-                // A store whose appends are durable by default wants spares whose first sync
-                // costs two fsyncs; otherwise spares cost none to make.
+                // A store whose appends are durable by default wants spares whose projects'
+                // first records are durable with one fsync; otherwise spares cost none to make.
                 options.durability == Durability::Sync,
             )
         });
         let marks_pending =
             clock.is_some() && (dir.join(CLEAN_FILE).exists() || dir.join(NEWEST_FILE).exists());
         let clean = clock.is_none() || read_clean_marker(dir)?;
-        if !clean {
+        let projects_dir = dir.join(PROJECTS_DIR);
+        if !clean && projects_dir.is_dir() {
+            // A project made from a spare may be in the spare still, its rename lost: renamed
+            // into place before anything could make the project anew.
+            adopt_spares(&projects_dir)?;
             // The killed writer may have made project directories and synced none of their
             // names: once, now, before anything in them is acknowledged (each project's own
             // directory is synced when it is recovered).
-            let projects = dir.join(PROJECTS_DIR);
-            if projects.is_dir() {
-                segment::sync_dir(&projects)?;
+            segment::sync_dir(&projects_dir)?;
+        }
+        // A read-only open after a crash reads such projects where they are.
+        let mut orphans = HashMap::default();
+        if clock.is_none() && !dir.join(CLEAN_FILE).exists() {
+            for (id, path) in spares::adopted(&projects_dir)? {
+                if !project_dir_in(dir, id).exists() {
+                    orphans.insert(id, path);
+                }
             }
         }
         let newest = read_newest(dir)?;
@@ -202,6 +214,7 @@ impl Store {
                 clock,
                 spares,
                 room,
+                orphans,
                 projects: RwLock::new(HashMap::default()),
                 sealed: Mutex::new(HashMap::default()),
                 tick: AtomicU64::new(0),
@@ -463,7 +476,13 @@ impl Store {
 
     /// The ids of every project with a directory in the store, ascending.
     pub fn projects(&self) -> Result<Vec<u64>> {
-        list_projects(&self.inner.dir)
+        let mut ids = list_projects(&self.inner.dir)?;
+        if !self.inner.orphans.is_empty() {
+            ids.extend(self.inner.orphans.keys());
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Ok(ids)
     }
 
     /// Counts and times of `project`, or `None` if it was never written.
@@ -622,7 +641,11 @@ impl Inner {
     }
 
     fn project_dir(&self, id: u64) -> PathBuf {
-        project_dir_in(&self.dir, id)
+        let dir = project_dir_in(&self.dir, id);
+        match self.orphans.get(&id) {
+            Some(orphan) if !dir.exists() => orphan.clone(),
+            _ => dir,
+        }
     }
 
     fn touch(&self) -> u64 {
@@ -862,6 +885,28 @@ pub(crate) fn project_dir_in(dir: &Path, id: u64) -> PathBuf {
     dir.join(PROJECTS_DIR).join(id.to_string())
 }
 
+/// Renames each spare directory in the directory of projects `dir` that holds a project's
+/// first log ([`spares::adopted`]) to that project's directory. One whose project has a
+/// directory too is left where it is, with an error logged.
+fn adopt_spares(dir: &Path) -> Result<()> {
+    for (id, spare) in spares::adopted(dir)? {
+        let to = dir.join(id.to_string());
+        if to.exists() {
+            log::error!(
+                "{} holds the first log of project {id}, which has a directory too; left in place",
+                spare.display()
+            );
+            continue;
+        }
+        fs::rename(&spare, &to).map_err(|e| Error::io("renaming", &spare, e))?;
+        log::warn!(
+            "project {id} was found in {} (a crash lost its rename): renamed into place",
+            spare.display()
+        );
+    }
+    Ok(())
+}
+
 /// The ids of every project with a directory in the store at `dir`, ascending.
 pub(crate) fn list_projects(dir: &Path) -> Result<Vec<u64>> {
     let dir = dir.join(PROJECTS_DIR);
@@ -1087,6 +1132,50 @@ mod tests {
             assert_eq!(syncs, usize::from(crashed), "crashed {crashed}");
             drop(store);
         }
+    }
+
+    /// A `Sync` store's project made from a spare, on a file system whose renames are atomic
+    /// (tmpfs here): its first append waits for one fsync, its log's; the log's name and the
+    /// directories follow at the next full sync.
+    #[test]
+    fn a_project_from_a_synced_spare_is_acknowledged_after_one_fsync() {
+        use crate::fsio::sim::Recorder;
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() || !crate::fsio::renames_are_atomic(shm) {
+            return;
+        }
+        let tmp = tempfile::tempdir_in(shm).unwrap();
+        let store = Options::new()
+            .durability(Durability::Sync)
+            .spare_projects(2)
+            .open(tmp.path())
+            .unwrap();
+        store.append(1, [r#"{"a":1}"#]).unwrap();
+        assert!(store.wait_spares(2));
+        let syncs = |rec: &Recorder| -> Vec<String> {
+            rec.take_points()
+                .into_iter()
+                .map(|point| point.before)
+                // The spare thread's, made meanwhile, are not the append's.
+                .filter(|b| b.starts_with("sync") && !b.contains(".spare-"))
+                .collect()
+        };
+        let rec = Recorder::register(tmp.path(), true);
+        store.append(2, [r#"{"a":1}"#]).unwrap();
+        assert_eq!(
+            syncs(&rec),
+            ["sync of projects/2/00000000000000000001.log.new"]
+        );
+        store.sync().unwrap();
+        rec.unregister();
+        let full = syncs(&rec);
+        assert!(
+            full.contains(&"sync of directory projects".to_string()),
+            "{full:?}"
+        );
+        assert!(project_dir_in(tmp.path(), 2)
+            .join("00000000000000000001.log")
+            .exists());
     }
 
     #[test]

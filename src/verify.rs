@@ -80,14 +80,30 @@ pub fn verify(
             what,
         });
     }
+    // Projects in a spare directory whose rename a crash lost (the next writable open renames
+    // them into place) are verified where they are.
+    let mut orphans: std::collections::HashMap<u64, std::path::PathBuf> =
+        crate::spares::adopted(&dir.join(store::PROJECTS_DIR))?
+            .into_iter()
+            .filter(|(id, _)| !store::project_dir_in(dir, *id).exists())
+            .collect();
     let ids = match projects {
         Some(ids) => ids.to_vec(),
-        None => store::list_projects(dir)?,
+        None => {
+            let mut ids = store::list_projects(dir)?;
+            ids.extend(orphans.keys());
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        }
     };
     for id in ids {
-        let pdir = store::project_dir_in(dir, id);
+        let mut pdir = store::project_dir_in(dir, id);
         if !pdir.is_dir() {
-            continue;
+            match orphans.remove(&id) {
+                Some(orphan) => pdir = orphan,
+                None => continue,
+            }
         }
         out.projects += 1;
         // A new project's first log, not yet synced, is read under its temporary name.
@@ -144,6 +160,17 @@ pub fn verify(
                     what: "the header says the segment starts at 0 (sequence numbers start at 1); \
                            the segment cannot be read"
                         .to_string(),
+                });
+            }
+            if header.project != id {
+                report(Problem {
+                    path: log_path.clone(),
+                    range: 32..40,
+                    what: format!(
+                        "the header says the segment belongs to project {}, its directory says \
+                         {id}",
+                        header.project
+                    ),
                 });
             }
             if header.first_seq != first {
@@ -378,6 +405,7 @@ mod tests {
         let mut log = SegmentHeader {
             first_seq: first,
             base_stamp: 1,
+            project: 7,
         }
         .encode()
         .to_vec();

@@ -70,8 +70,8 @@ fn damage_in_the_mapped_bytes_is_reported_with_its_place() {
     let dir = filled_and_closed();
     let log = dir.path().join("projects/3/00000000000000000001.log");
     let mut bytes = std::fs::read(&log).unwrap();
-    // A byte of record 6 (bytes 972..): read long after the scan has switched to the map.
-    let at = 1000;
+    // A byte of record 6 (bytes 988..): read long after the scan has switched to the map.
+    let at = 1016;
     bytes[at] ^= 0x20;
     std::fs::write(&log, &bytes).unwrap();
     let store = Options::new().read_only(true).open(dir.path()).unwrap();
@@ -80,7 +80,7 @@ fn damage_in_the_mapped_bytes_is_reported_with_its_place() {
     assert_eq!(ok, N - 1, "{errors:?}");
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].contains("00000000000000000001.log is corrupt at byte 972: record 6"),
+        errors[0].contains("00000000000000000001.log is corrupt at byte 988: record 6"),
         "{}",
         errors[0]
     );

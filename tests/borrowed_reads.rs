@@ -68,11 +68,11 @@ fn the_writers_newest_bytes_come_from_its_own_copy_and_disk_damage_shows_on_reop
     store.append(9, [r#"{"a":"second"}"#]).unwrap();
     // Synced, the new project's log has its name.
     store.sync().unwrap();
-    // Damage the older record's payload on disk, under the open store: 32 bytes of header,
+    // Damage the older record's payload on disk, under the open store: 48 bytes of header,
     // then the record's 16-byte frame header, then `{"a":"first"}`.
     let log = dir.path().join("projects/9/00000000000000000001.log");
     let mut bytes = std::fs::read(&log).unwrap();
-    bytes[32 + 16 + 7] ^= 0x01;
+    bytes[48 + 16 + 7] ^= 0x01;
     std::fs::write(&log, &bytes).unwrap();
     // The writer reads what it wrote, from memory.
     let read: Vec<String> = store

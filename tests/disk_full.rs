@@ -46,7 +46,7 @@ const P: u64 = 5;
 /// The store's segment size.
 const SEGMENT_BYTES: u64 = 4096;
 /// Sizes of the log's header and of a frame's header and trailer (`docs/format.md`).
-const LOG_HEADER: u64 = 32;
+const LOG_HEADER: u64 = 48;
 const FRAME_OVERHEAD: u64 = 20;
 /// A scenario that has not reached its limit after this many batches is broken.
 const MAX_BATCHES: u64 = 120;

@@ -14,7 +14,7 @@ use common::{copy_dir, frames, idx_path, log_path, open_small, read_all, scratch
 /// The length of the log file and the end of its last record.
 fn log_len_and_end(store: &Path, p: u64, first_seq: u64) -> (u64, u64) {
     let log = fs::read(log_path(store, p, first_seq)).unwrap();
-    let end = frames(&log).last().map_or(32, |f| f.end);
+    let end = frames(&log).last().map_or(48, |f| f.end);
     (log.len() as u64, end as u64)
 }
 

@@ -1,6 +1,7 @@
 //! Spare project directories: made in the background once projects are being created, renamed
 //! into place by the next project created, removed when the store closes; a spare left by a
-//! crash is never read and is removed by the next process that creates projects.
+//! crash is never read and is removed by the next process that creates projects — unless it
+//! holds a project's log (a crash lost its rename), which the next open renames into place.
 
 mod common;
 
@@ -114,27 +115,36 @@ fn a_spare_left_by_a_crash_is_never_read_and_is_removed() {
     // What a kill leaves (no clean close), in a copy.
     common::copy_dir(dir.path(), &crashed);
     drop(store);
-    // And a spare whose log took a record before a crash undid its rename to a project: a
-    // message nobody was told is stored.
-    let left = crashed.join("projects/.spare-0");
-    common::copy_dir(&project_dir(&crashed, 1), &left);
+    let left: Vec<String> = spares(&crashed).into_iter().map(|s| s.0).collect();
+    assert_eq!(left.len(), 4);
 
     let store = open(&crashed);
     assert_eq!(store.projects().unwrap(), [1]);
     let verified = activitylog::verify(&crashed, None, |_| {}, |_| {}).unwrap();
     assert_eq!((verified.projects, verified.problems), (1, 0));
-    // The next project created starts the thread, which removes what an earlier process left.
-    let log = left.join("00000000000000000001.log");
-    let len = |path: &Path| fs::metadata(path).ok().map(|m| m.len());
-    let leftover = len(&log);
-    assert!(leftover > Some(32), "the leftover holds a record");
+    // The next project created starts the thread, which removes what an earlier process left
+    // (and makes new spares, numbered from 0 again: told apart by their inodes).
+    let inodes = |names: &[String]| -> Vec<Option<u64>> {
+        names
+            .iter()
+            .map(|n| {
+                fs::metadata(crashed.join("projects").join(n))
+                    .ok()
+                    .map(|m| m.ino())
+            })
+            .collect()
+    };
+    let before = inodes(&left);
     store.append(3, [r#"{"p":3}"#]).unwrap();
     let start = Instant::now();
-    // (The new spares are numbered from 0 again, and hold only a header.)
-    while len(&log) == leftover {
+    while inodes(&left)
+        .iter()
+        .zip(&before)
+        .any(|(now, was)| now == was)
+    {
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "the leftover stays"
+            "the leftovers stay"
         );
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -143,19 +153,96 @@ fn a_spare_left_by_a_crash_is_never_read_and_is_removed() {
     assert_eq!(read_all(&store, 1).len(), 1);
 }
 
+/// What a power cut leaves when it loses the rename of a spare to a project made from it,
+/// after the project's first `Sync` append was acknowledged: the project's log in the spare,
+/// its header naming the project.
+fn crashed_with_project_in_a_spare(crashed: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append(1, [r#"{"p":1}"#]).unwrap();
+    await_spares(dir.path(), 4);
+    store
+        .append(2, [r#"{"p":2,"n":1}"#, r#"{"p":2,"n":2}"#])
+        .unwrap();
+    // Acknowledged after one fsync: the log still has its new name, the project's directory
+    // its name only in memory (the file system's journal has it after that fsync, but it is
+    // not to be relied on).
+    assert!(project_dir(dir.path(), 2)
+        .join("00000000000000000001.log.new")
+        .exists());
+    common::copy_dir(dir.path(), crashed);
+    drop(store);
+    fs::rename(project_dir(crashed, 2), crashed.join("projects/.spare-9")).unwrap();
+}
+
 #[test]
-fn an_import_older_than_the_spares_creates_its_project_on_the_spot() {
+fn a_project_whose_rename_a_crash_lost_is_renamed_into_place_on_open() {
+    let copy = tempfile::tempdir().unwrap();
+    let crashed = copy.path().join("store");
+    crashed_with_project_in_a_spare(&crashed);
+    // Read-only, it is read where it is.
+    let reader = Options::new().read_only(true).open(&crashed).unwrap();
+    assert_eq!(reader.projects().unwrap(), [1, 2]);
+    assert_eq!(json(&reader, 2), [r#"{"p":2,"n":2}"#, r#"{"p":2,"n":1}"#]);
+    drop(reader);
+    let verified = activitylog::verify(&crashed, None, |_| {}, |_| {}).unwrap();
+    assert_eq!((verified.projects, verified.problems), (2, 0));
+    // A writable open renames it into place before anything could make project 2 anew.
+    let store = open(&crashed);
+    assert!(!crashed.join("projects/.spare-9").exists());
+    assert_eq!(store.projects().unwrap(), [1, 2]);
+    assert_eq!(json(&store, 2), [r#"{"p":2,"n":2}"#, r#"{"p":2,"n":1}"#]);
+    store.append(2, [r#"{"p":2,"n":3}"#]).unwrap();
+    drop(store);
+    let store = open(&crashed);
+    assert_eq!(json(&store, 2)[0], r#"{"p":2,"n":3}"#);
+    assert_eq!(
+        segments_named(&crashed, 2),
+        ["00000000000000000001.idx", "00000000000000000001.log"]
+    );
+}
+
+#[test]
+fn a_spare_naming_a_project_that_has_a_directory_is_left_alone() {
+    let copy = tempfile::tempdir().unwrap();
+    let crashed = copy.path().join("store");
+    crashed_with_project_in_a_spare(&crashed);
+    // Project 2 made again on the spot, as if by hand: the spare cannot be renamed.
+    fs::create_dir(project_dir(&crashed, 2)).unwrap();
+    let store = open(&crashed);
+    assert!(read_all(&store, 2).is_empty());
+    store.append(3, [r#"{"p":3}"#]).unwrap();
+    await_spares(&crashed, 4);
+    assert!(
+        crashed.join("projects/.spare-9").is_dir(),
+        "a spare holding a project's messages is never removed"
+    );
+}
+
+/// The file names in project `p`'s directory.
+fn segments_named(store: &Path, p: u64) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(project_dir(store, p))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_import_older_than_the_spares_takes_one_too() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store.append(1, [r#"{"p":1}"#]).unwrap();
     let before: Vec<u64> = await_spares(dir.path(), 4).iter().map(|s| s.1).collect();
-    // 2020-01-01: older than every spare's base stamp.
+    // 2020-01-01: older than every spare; a spare's segment takes its base stamp from the
+    // first records it is given.
     let lines = b"{\"n\":1,\"_ts\":1577836800000}\n{\"n\":2,\"_ts\":1577836800001}\n";
     store
         .import_json_lines(lines, ImportTarget::Project(2), Durability::Sync)
         .unwrap();
     let ino = fs::metadata(project_dir(dir.path(), 2)).unwrap().ino();
-    assert!(!before.contains(&ino), "an old import took a spare");
+    assert!(before.contains(&ino), "not a spare");
     let got: Vec<(u64, String)> = read_all(&store, 2)
         .iter()
         .map(|m| (m.timestamp_ms(), m.json().to_owned()))
@@ -183,15 +270,12 @@ fn no_spares_when_turned_off() {
     assert_eq!(store.projects().unwrap(), [1, 2, 3]);
 }
 
-/// A store whose appends are `Written` by default makes its spares without a sync: a project
-/// renamed from one has a new log (`….log.new`), named at its first sync, as one made on the
-/// spot has. A store whose appends are `Sync` by default makes them synced, and named.
+/// Spares of either kind hold an index and an empty new log (`….log.new`). A project made from
+/// one keeps that name until its first full sync (`Store::sync` here) names it — in a `Sync`
+/// store, the appends' own syncs leave it (their records are durable without).
 #[test]
-fn a_written_stores_spares_hold_new_logs_and_a_sync_stores_named_ones() {
-    for (durability, name) in [
-        (Durability::Written, "00000000000000000001.log.new"),
-        (Durability::Sync, "00000000000000000001.log"),
-    ] {
+fn spares_hold_empty_new_logs_named_by_the_first_full_sync() {
+    for durability in [Durability::Written, Durability::Sync] {
         let dir = tempfile::tempdir().unwrap();
         let store = Options::new()
             .durability(durability)
@@ -201,25 +285,38 @@ fn a_written_stores_spares_hold_new_logs_and_a_sync_stores_named_ones() {
         store.append(1, [r#"{"p":1}"#]).unwrap();
         let before: Vec<u64> = await_spares(dir.path(), 2).iter().map(|s| s.1).collect();
         for (spare, _) in spares(dir.path()) {
-            let files = fs::read_dir(dir.path().join("projects").join(&spare)).unwrap();
-            let mut names: Vec<String> = files
+            let spare = dir.path().join("projects").join(&spare);
+            let mut names: Vec<String> = fs::read_dir(&spare)
+                .unwrap()
                 .map(|f| f.unwrap().file_name().into_string().unwrap())
                 .collect();
             names.sort();
-            assert_eq!(names, ["00000000000000000001.idx", name], "{durability:?}");
+            assert_eq!(
+                names,
+                ["00000000000000000001.idx", "00000000000000000001.log.new"],
+                "{durability:?}"
+            );
+            let log = fs::metadata(spare.join("00000000000000000001.log.new")).unwrap();
+            assert_eq!(log.len(), 0, "{durability:?}");
         }
         store
-            .append_with(2, [r#"{"p":2}"#], Durability::Written)
+            .append_with(2, [r#"{"p":2}"#], Durability::Sync)
             .unwrap();
         let ino = fs::metadata(project_dir(dir.path(), 2)).unwrap().ino();
         assert!(before.contains(&ino), "{durability:?}: not a spare");
-        assert!(
-            project_dir(dir.path(), 2).join(name).exists(),
+        let new = project_dir(dir.path(), 2).join("00000000000000000001.log.new");
+        let named = project_dir(dir.path(), 2).join("00000000000000000001.log");
+        // A `Written` store's spare was not synced: the append's sync names its log.
+        assert_eq!(
+            (new.exists(), named.exists()),
+            match durability {
+                Durability::Sync => (true, false),
+                Durability::Written => (false, true),
+            },
             "{durability:?}"
         );
         store.sync().unwrap();
-        let named = project_dir(dir.path(), 2).join("00000000000000000001.log");
-        assert!(named.exists(), "{durability:?}");
+        assert!(!new.exists() && named.exists(), "{durability:?}");
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(json(&store, 2), [r#"{"p":2}"#]);

@@ -461,12 +461,15 @@ fn is_ascii(bytes: &[u8]) -> bool {
     acc & HIGH_BITS == 0
 }
 
+/// Size of a log file's header.
+const LOG_HEADER: usize = 48;
+
 /// A project's log files held in memory, to time alone the checks activitylog's reader makes
 /// on each record it returns — the frame's CRC-32, and that the message is ASCII or else UTF-8
 /// — made the plain way, one after the other (`crc32fast`, then the ASCII check). The reader
 /// makes both in one pass (its `segment::crc`), so its whole scan may come close to this.
-/// Frames as `docs/format.md` lays them out: 32-byte file header; per record a 16-byte header
-/// starting with the CRC, the message, a 4-byte trailer repeating the length.
+/// Frames as `docs/format.md` lays them out: a 48-byte file header ([`LOG_HEADER`]); per record
+/// a 16-byte header starting with the CRC, the message, a 4-byte trailer repeating the length.
 pub struct Checks {
     logs: Vec<Vec<u8>>,
 }
@@ -483,7 +486,7 @@ impl Checks {
         for log in &mut logs {
             // An open store's active log may end in zeros (room made ahead): walk the frames'
             // lengths forwards to where the records end.
-            let mut end = 32;
+            let mut end = LOG_HEADER;
             while let Some(head) = log.get(end + 4..end + 8) {
                 let len = (u32::from_le_bytes(head.try_into().unwrap()) & 0x00FF_FFFF) as usize;
                 if len == 0 || end + 20 + len > log.len() {
@@ -502,7 +505,7 @@ impl Checks {
         let (mut n, mut bytes) = (0u64, 0u64);
         for log in self.logs.iter().rev() {
             let mut end = log.len();
-            while end > 32 {
+            while end > LOG_HEADER {
                 let len = (word(log, end - 4) & 0x00FF_FFFF) as usize;
                 let start = end - 20 - len;
                 if crc32fast::hash(&log[start + 4..start + 16 + len]) != word(log, start) {

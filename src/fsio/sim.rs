@@ -6,7 +6,9 @@
 //! a sector-aligned prefix) or leave garbage over the bytes it wrote. A write never damages bytes
 //! outside its own range ("powersafe overwrite", SQLite's default assumption, true of the sector
 //! atomicity of today's drives). Creations, renames and removals reach the disk only when their
-//! directory is synced; until then each may or may not have happened. A directory is known by
+//! directory is synced; until then each may or may not have happened — a rename within a
+//! directory as a whole: the entry is under its old name or its new one, never both or neither
+//! (what journaling file systems make of a rename). A directory is known by
 //! its identity, not its path: renaming one (a spare project directory becoming a project's)
 //! keeps the entries its last sync made durable.
 //!
@@ -397,8 +399,25 @@ impl CrashPoint {
 
     fn image_dir(&self, dir: Key, policy: Policy, rng: &mut Rng, out: &Path) -> io::Result<()> {
         let empty = Listing::new();
-        let durable = self.durable.get(&dir).unwrap_or(&empty);
-        let current = self.current.get(&dir).map_or(&empty, |(_, l)| l);
+        let mut durable = self.durable.get(&dir).unwrap_or(&empty).clone();
+        let mut current = self.current.get(&dir).map_or(&empty, |(_, l)| l).clone();
+        // A rename is atomic: the entry is under its old name or its new one, never both or
+        // neither. Each rename is decided first, and both names then agree on it.
+        for (from, to, entry) in renames(&durable, &current) {
+            let happened = match policy {
+                Policy::DropAll => false,
+                Policy::KeepAll | Policy::GarbageAll => true,
+                Policy::Random(_) => rng.below(2) == 1,
+            };
+            if happened {
+                set(&mut durable, &from, current.get(&from).copied());
+                durable.insert(to, entry);
+            } else {
+                set(&mut current, &to, durable.get(&to).copied());
+                current.insert(from, entry);
+            }
+        }
+        let (durable, current) = (&durable, &current);
         let names: BTreeSet<&OsString> = durable.keys().chain(current.keys()).collect();
         for name in names {
             let old = durable.get(name).copied();
@@ -447,6 +466,35 @@ impl CrashPoint {
             }
         }
         Ok(())
+    }
+}
+
+/// The renames within one directory between its `durable` and `current` listings: entries
+/// found under one name in the first and under another in the second (and no longer under
+/// the first), as (old name, new name, entry).
+fn renames(durable: &Listing, current: &Listing) -> Vec<(OsString, OsString, Entry)> {
+    durable
+        .iter()
+        .filter(|(name, entry)| current.get(*name) != Some(*entry))
+        .filter_map(|(from, entry)| {
+            let to = current
+                .iter()
+                .find(|(name, e)| *e == entry && durable.get(*name) != Some(entry))?
+                .0;
+            Some((from.clone(), to.clone(), *entry))
+        })
+        .collect()
+}
+
+/// Sets or removes `name` in `listing`.
+fn set(listing: &mut Listing, name: &OsString, entry: Option<Entry>) {
+    match entry {
+        Some(e) => {
+            listing.insert(name.clone(), e);
+        }
+        None => {
+            listing.remove(name);
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use activitylog::{Message, Options, Store};
 
 /// Size of a log file's header.
-pub const LOG_HEADER_BYTES: usize = 32;
+pub const LOG_HEADER_BYTES: usize = 48;
 /// Size of a frame's header (CRC, length and flags, seq and stamp).
 pub const FRAME_HEADER_BYTES: usize = 16;
 /// Size of a frame's trailer (the length and flags again).
@@ -208,7 +208,7 @@ pub fn batches(frames: &[Frame]) -> Vec<Range<usize>> {
 /// The exact index file the store should hold for a log with these frames.
 pub fn expected_index(frames: &[Frame]) -> Vec<u8> {
     let mut out = b"ALOGIDX\n".to_vec();
-    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&2u32.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     for f in frames {
         out.extend_from_slice(&(f.start as u32).to_le_bytes());
