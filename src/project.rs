@@ -157,17 +157,14 @@ struct SyncState {
     /// The active log is a new project's first, made without a sync and named
     /// [`segment::new_log_path`] until its first sync names it (`name_new_log`).
     new_log: bool,
-    /// The project was made from a synced spare, and its first log is not named since: the
-    /// log's entry is durable under its new name, so an append's sync leaves the naming to the
-    /// next full sync (a roll, `Store::sync`, the background sync, a close). Recovery reads a
-    /// new log whose header reads like any log.
-    defer_naming: bool,
-    /// As `defer_naming`, and the directory of projects is not synced since the spare's rename
-    /// into place, which a power cut may lose — only on a file system whose renames are atomic
-    /// ([`Spare::one_sync`]): the log's header names the project, so recovery renames a spare
-    /// whose rename was lost (`spares::adopted`). An append's sync leaves that directory to the
-    /// next full sync too.
-    defer_parent: bool,
+    /// The project was made from a synced spare ([`Spare::one_sync`]: on a file system whose
+    /// renames a power cut leaves whole), and its names are not synced since: its first log's
+    /// entry is durable under the spare's name and its header names the project, so a record
+    /// is durable once the log is synced — recovery renames a spare whose rename was lost
+    /// (`spares::adopted`) and reads a new log whose header reads like any log. An append's
+    /// sync leaves the log's naming and the directory of projects to the next full sync (a
+    /// roll, `Store::sync`, the background sync, a close).
+    deferred: bool,
 }
 
 impl SyncState {
@@ -308,8 +305,7 @@ impl Project {
                 dir_synced: 0,
                 parent_unsynced: false,
                 new_log: false,
-                defer_naming: false,
-                defer_parent: false,
+                deferred: false,
             }),
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -726,8 +722,7 @@ impl Project {
                 .map_err(|e| Error::io("writing", &new_path, e))?;
             let mut s = self.sync.lock();
             s.new_log = false;
-            s.defer_naming = spare.synced;
-            s.defer_parent = spare.one_sync;
+            s.deferred = spare.one_sync;
             if !spare.synced {
                 s.dir_created += 1;
             }
@@ -745,8 +740,7 @@ impl Project {
                 && !segment::log_path(&self.dir, FIRST_SEQ).exists()
             {
                 s.new_log = false;
-                s.defer_naming = false;
-                s.defer_parent = false;
+                s.deferred = false;
                 segment::create_new(&self.dir, header)?;
                 true
             } else {
@@ -883,8 +877,8 @@ impl Project {
 
     /// The group-commit loop. With `wait` false, returns at once if another thread is syncing.
     /// With `full` false (an append's sync), a project made from a synced spare leaves its
-    /// log's naming, and perhaps the directory of projects, for later (see
-    /// [`SyncState::defer_naming`]); with `full`, everything is synced.
+    /// log's naming and the directory of projects for later (see [`SyncState::deferred`]);
+    /// with `full`, everything is synced.
     fn sync_upto(&self, target: (u64, u64), wait: bool, full: bool) -> Result<()> {
         let mut s = self.sync.lock();
         loop {
@@ -894,9 +888,9 @@ impl Project {
             // A new project's first log still to be named (its first sync came between its
             // creation and its publication) is synced and named now, unless that may wait.
             let owed = if full {
-                s.new_log || s.defer_naming || s.defer_parent
+                s.new_log || s.deferred
             } else {
-                s.new_log && !s.defer_naming
+                s.new_log && !s.deferred
             };
             if s.synced >= target && !owed {
                 return Ok(());
@@ -941,23 +935,19 @@ impl Project {
     /// Names a new project's first log if it is `synced` ([`name_new_log`](Self::name_new_log)),
     /// then syncs the project's directory if a segment was created in it since its last sync,
     /// and its parent if the project's directory is new: then the files synced so far are found
-    /// after a power cut. Unless `full`, leaves what [`SyncState::defer_naming`] and
-    /// [`SyncState::defer_parent`] say may wait. A failure poisons the log, like a failed fsync
-    /// of the log.
+    /// after a power cut. Unless `full`, leaves what [`SyncState::deferred`] says may wait. A
+    /// failure poisons the log, like a failed fsync of the log.
     fn sync_dirs(&self, synced: Option<&Arc<Active>>, full: bool) -> Result<()> {
         let result = (|| {
-            let (defer_naming, defer_parent) = {
-                let s = self.sync.lock();
-                (!full && s.defer_naming, !full && s.defer_parent)
-            };
-            if let (Some(synced), false) = (synced, defer_naming) {
+            let deferred = !full && self.sync.lock().deferred;
+            if let (Some(synced), false) = (synced, deferred) {
                 self.name_new_log(synced)?;
             }
             let (created, parent) = {
                 let s = self.sync.lock();
                 (
                     (s.dir_created > s.dir_synced).then_some(s.dir_created),
-                    s.parent_unsynced && !defer_parent,
+                    s.parent_unsynced && !deferred,
                 )
             };
             if let Some(created) = created {
@@ -973,7 +963,7 @@ impl Project {
             }
             let mut s = self.sync.lock();
             if full && !s.new_log && !s.parent_unsynced {
-                (s.defer_naming, s.defer_parent) = (false, false);
+                s.deferred = false;
             }
             Ok(())
         })();
