@@ -55,10 +55,58 @@ pub(crate) fn room_is_safe(dir: &Path) -> bool {
 /// Whether a rename in a directory under `dir` is atomic across a power cut — after it, the
 /// entry is under its old name or its new one, never both or neither — as journaling file
 /// systems make it: ext3/4, XFS, btrfs (and tmpfs, which a power cut empties). Wherever the
-/// answer is unknown, it is taken as no. (The ext magic number is ext2's too, which has no
-/// journal; its rename adds the new name before it removes the old.)
+/// answer is unknown, it is taken as no — ext2 included, whose magic number ext3/4 share (told
+/// apart by the mount's type in `/proc/self/mountinfo`): without a journal, writeback may keep
+/// a rename's removal of the old name and not its new one. (An ext4 made without a journal,
+/// rare, passes for one with.)
 pub(crate) fn renames_are_atomic(dir: &Path) -> bool {
-    matches!(fs_kind(dir), Some(EXT | XFS | BTRFS | TMPFS))
+    match fs_kind(dir) {
+        Some(XFS | BTRFS | TMPFS) => true,
+        Some(EXT) => mount_type(dir).is_some_and(|t| t == "ext3" || t == "ext4"),
+        _ => false,
+    }
+}
+
+/// The type of the file system mounted where `dir` is, from `/proc/self/mountinfo`: that of
+/// the longest mount point holding it.
+fn mount_type(dir: &Path) -> Option<String> {
+    let dir = dir.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|line| {
+            // `id parent major:minor root mount-point options [optional…] - type source …`
+            let (left, right) = line.split_once(" - ")?;
+            let point = unescape_mount_path(left.split(' ').nth(4)?);
+            let kind = right.split(' ').next()?;
+            dir.starts_with(&point).then(|| (point, kind.to_owned()))
+        })
+        .max_by_key(|(point, _)| point.as_os_str().len())
+        .map(|(_, kind)| kind)
+}
+
+/// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as
+/// three octal digits after a backslash.
+fn unescape_mount_path(s: &str) -> std::path::PathBuf {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                let value = d.iter().fold(0u32, |v, &b| v * 8 + u32::from(b - b'0'));
+                out.push(value as u8);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out).into()
 }
 
 const EXT: u64 = 0xEF53;
@@ -140,6 +188,16 @@ mod tests {
         assert!(!room_is_safe(Path::new("/no/such/directory")));
         // procfs is none of the allowed file systems.
         assert!(!room_is_safe(Path::new("/proc")));
+    }
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(
+            super::unescape_mount_path(r"/mnt/my\040disk\134x\09"),
+            Path::new("/mnt/my disk\\x\\09")
+        );
+        // Out of a byte's range: truncated, no overflow.
+        let _ = super::unescape_mount_path(r"\777");
     }
 
     #[test]

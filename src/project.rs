@@ -155,7 +155,8 @@ struct SyncState {
     /// The project's directory itself was created and its parent not synced since.
     parent_unsynced: bool,
     /// The active log is a new project's first, made without a sync and named
-    /// [`segment::new_log_path`] until its first sync names it (`name_new_log`).
+    /// [`segment::new_log_path`] until its first sync — for a `deferred` project, its first
+    /// full sync — names it (`name_new_log`).
     new_log: bool,
     /// The project was made from a synced spare ([`Spare::one_sync`]: on a file system whose
     /// renames a power cut leaves whole), and its names are not synced since: its first log's

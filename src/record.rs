@@ -13,7 +13,7 @@
 //! | 16 | 8 | `first_seq`: sequence number of the segment's first record |
 //! | 24 | 8 | `base_stamp`: stamp (µs since the epoch) the record stamps are relative to |
 //! | 32 | 8 | `project`: the id of the project the segment belongs to |
-//! | 40 | 8 | reserved: zero when written, ignored when read |
+//! | 40 | 8 | reserved: zero |
 //!
 //! Frame (20 bytes + payload):
 //!
@@ -79,6 +79,8 @@ pub enum DecodeError {
     BadLength,
     /// The trailer disagrees with the header.
     TrailerMismatch,
+    /// Bytes a header reserves are not zero.
+    Reserved,
 }
 
 impl fmt::Display for DecodeError {
@@ -90,6 +92,7 @@ impl fmt::Display for DecodeError {
             DecodeError::Checksum => write!(f, "checksum mismatch"),
             DecodeError::BadLength => write!(f, "impossible record length or flags"),
             DecodeError::TrailerMismatch => write!(f, "record trailer disagrees with its header"),
+            DecodeError::Reserved => write!(f, "reserved header bytes are not zero"),
         }
     }
 }
@@ -120,6 +123,9 @@ impl SegmentHeader {
         }
         if read_u32(buf, 12) != crc32fast::hash(&buf[16..LOG_HEADER_BYTES]) {
             return Err(DecodeError::Checksum);
+        }
+        if read_u64(buf, 40) != 0 {
+            return Err(DecodeError::Reserved);
         }
         Ok(SegmentHeader {
             first_seq: read_u64(buf, 16),
@@ -346,6 +352,16 @@ mod tests {
         let mut bad = bytes;
         bad[20] ^= 0x10;
         assert_eq!(SegmentHeader::decode(&bad), Err(DecodeError::Checksum));
+        assert_eq!(
+            SegmentHeader::decode(&bytes[..LOG_HEADER_BYTES - 1]),
+            Err(DecodeError::Truncated)
+        );
+        // Reserved bytes that are not zero, under a checksum that holds (fuzz finding 10).
+        let mut bad = bytes;
+        bad[44] = 1;
+        let crc = crc32fast::hash(&bad[16..LOG_HEADER_BYTES]);
+        bad[12..16].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&bad), Err(DecodeError::Reserved));
     }
 
     #[test]

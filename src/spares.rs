@@ -127,8 +127,8 @@ impl Spares {
     }
 
     /// Starts or wakes the thread if a spare was asked for since the last call. Called once
-    /// the append that took it has synced: made meanwhile, a spare would add its own changes to
-    /// the directory of projects to the sync of that directory the append waits for.
+    /// the append that took it has synced: made meanwhile, a spare would add its own changes
+    /// (and syncs) to the file system's journal commits the append waits for.
     pub(crate) fn refill(self: &Arc<Self>) {
         if !self.wanted.load(Ordering::Acquire) || !self.wanted.swap(false, Ordering::AcqRel) {
             return;
@@ -282,15 +282,16 @@ impl Spares {
     }
 
     /// Removes every spare directory in the directory of projects (called before this pool
-    /// makes any), but those holding a project's log ([`adopted`]; the store's open renamed
-    /// them into place unless the project's directory was there too, and then they stay).
+    /// makes any) whose first log is missing or has no header that reads. Those holding a
+    /// project's log ([`adopted`]; the store's open renamed them into place unless the
+    /// project's directory was there too) stay, and so do those that cannot be read.
     fn remove_leftovers(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
         for entry in entries.flatten() {
             if entry.file_name().to_str().is_some_and(is_spare_name)
-                && first_log_project(&entry.path()).is_none()
+                && matches!(first_log_project(&entry.path()), Ok(None))
             {
                 remove(&entry.path());
             }
@@ -300,7 +301,7 @@ impl Spares {
 
 /// The spares in the directory of projects `dir` that hold a project's first log, whose
 /// header reads — spares renamed into place whose rename a crash lost — with the project each
-/// belongs to.
+/// belongs to. A spare that cannot be read is an error: it may hold such a log.
 pub(crate) fn adopted(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -312,7 +313,7 @@ pub(crate) fn adopted(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
         if entry.file_name().to_str().is_some_and(is_spare_name) {
             let path = entry.path();
-            if let Some(project) = first_log_project(&path) {
+            if let Some(project) = first_log_project(&path)? {
                 found.push((project, path));
             }
         }
@@ -322,18 +323,25 @@ pub(crate) fn adopted(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 }
 
 /// The project named by the header of the first log in the spare directory `spare` (under
-/// either name), if its header reads.
-fn first_log_project(spare: &Path) -> Option<u64> {
-    [
+/// either name): `None` if there is no such log, or its header does not read (too short, or
+/// failing its checks).
+fn first_log_project(spare: &Path) -> Result<Option<u64>> {
+    for path in [
         segment::new_log_path(spare),
         segment::log_path(spare, FIRST_SEQ),
-    ]
-    .iter()
-    .find_map(|path| {
-        let file = fs::File::open(path).ok()?;
-        let header = segment::read_header(&file, path).ok()?;
-        (header.first_seq == FIRST_SEQ).then_some(header.project)
-    })
+    ] {
+        let file = match fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("opening", &path, e)),
+        };
+        match segment::read_header(&file, &path) {
+            Ok(header) if header.first_seq == FIRST_SEQ => return Ok(Some(header.project)),
+            Ok(_) | Err(Error::Corrupt { .. } | Error::UnsupportedVersion { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Whether a name in the directory of projects is a spare's.

@@ -82,11 +82,23 @@ pub fn verify(
     }
     // Projects in a spare directory whose rename a crash lost (the next writable open renames
     // them into place) are verified where they are.
-    let mut orphans: std::collections::HashMap<u64, std::path::PathBuf> =
-        crate::spares::adopted(&dir.join(store::PROJECTS_DIR))?
-            .into_iter()
-            .filter(|(id, _)| !store::project_dir_in(dir, *id).exists())
-            .collect();
+    let mut orphans = std::collections::HashMap::new();
+    for (id, spare) in crate::spares::adopted(&dir.join(store::PROJECTS_DIR))? {
+        if !store::project_dir_in(dir, id).exists() {
+            orphans.insert(id, spare);
+        } else if projects.is_none_or(|ids| ids.contains(&id)) {
+            // Never read, never removed: only by hand can that be sorted out.
+            out.problems += 1;
+            on_problem(&Problem {
+                path: spare,
+                range: 0..0,
+                what: format!(
+                    "a spare directory holding a first log of project {id}, which has a \
+                     directory too: it is left in place and never read"
+                ),
+            });
+        }
+    }
     let ids = match projects {
         Some(ids) => ids.to_vec(),
         None => {
