@@ -48,6 +48,9 @@ use crate::fsio;
 use crate::project::FIRST_SEQ;
 use crate::segment;
 
+/// The name of the thread that makes spares.
+pub(crate) const THREAD_NAME: &str = "activitylog-spares";
+
 /// Name prefix of spare directories in the directory of projects.
 const PREFIX: &str = ".spare-";
 
@@ -144,7 +147,7 @@ impl Spares {
         }
         let pool = self.clone();
         match std::thread::Builder::new()
-            .name("activitylog-spares".into())
+            .name(THREAD_NAME.into())
             .spawn(move || pool.run())
         {
             Ok(handle) => s.thread = Some(handle),

@@ -236,10 +236,13 @@ impl Recorder {
     }
 
     /// Counts an operation of `kind`; true if it is the one to fail. Operations on spare
-    /// project directories are not counted: a background thread makes those whenever it gets
-    /// to it, and the N-th operation must be the same one in every run.
+    /// project directories, and the spare thread's (its sync of the directory of projects),
+    /// are not counted: that thread makes spares whenever it gets to it, and the N-th
+    /// operation must be the same one in every run.
     fn hit(inner: &mut Inner, kind: FaultKind, path: &Path, zeros: bool) -> bool {
-        if path.to_string_lossy().contains("/.spare-") {
+        if path.to_string_lossy().contains("/.spare-")
+            || std::thread::current().name() == Some(crate::spares::THREAD_NAME)
+        {
             return false;
         }
         let n = match kind {
