@@ -123,25 +123,18 @@ fn a_spare_left_by_a_crash_is_never_read_and_is_removed() {
     let verified = activitylog::verify(&crashed, None, |_| {}, |_| {}).unwrap();
     assert_eq!((verified.projects, verified.problems), (1, 0));
     // The next project created starts the thread, which removes what an earlier process left
-    // (and makes new spares, numbered from 0 again: told apart by their inodes).
-    let inodes = |names: &[String]| -> Vec<Option<u64>> {
-        names
-            .iter()
-            .map(|n| {
-                fs::metadata(crashed.join("projects").join(n))
-                    .ok()
-                    .map(|m| m.ino())
-            })
-            .collect()
+    // (and makes new spares, numbered from 0 again: told apart by a file put in the old ones;
+    // inode numbers are reused).
+    for name in &left {
+        fs::write(crashed.join("projects").join(name).join("left"), b"").unwrap();
+    }
+    let marked = || {
+        left.iter()
+            .any(|n| crashed.join("projects").join(n).join("left").exists())
     };
-    let before = inodes(&left);
     store.append(3, [r#"{"p":3}"#]).unwrap();
     let start = Instant::now();
-    while inodes(&left)
-        .iter()
-        .zip(&before)
-        .any(|(now, was)| now == was)
-    {
+    while marked() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the leftovers stay"
@@ -321,6 +314,10 @@ fn spares_hold_empty_new_logs_named_by_the_first_full_sync() {
         }
         store.sync().unwrap();
         assert!(!new.exists() && named.exists(), "{durability:?}");
+        // The log ends with its last record.
+        let log = fs::read(&named).unwrap();
+        let end = common::frames(&log).last().map(|f| f.end);
+        assert_eq!(end, Some(log.len()), "{durability:?}");
         drop(store);
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(json(&store, 2), [r#"{"p":2}"#]);
