@@ -2,7 +2,7 @@
 //! in one run, engines interleaved. See `compare/README.md`.
 //!
 //! ```text
-//! cargo run --release -p activitylog-compare -- [--messages N] [--quick] [--dir DIR] [--out FILE]
+//! cargo run --release -p activitylog-compare -- [--messages N] [--quick] [--only IDS] [--dir DIR] [--out FILE]
 //! ```
 
 mod data;
@@ -234,14 +234,29 @@ fn fresh_dir(root: &Path, name: &str) -> Fallible<PathBuf> {
 struct Args {
     messages: usize,
     quick: bool,
+    /// The workloads to run (`--only A3,R2`), all if `None`.
+    only: Option<Vec<String>>,
     dir: PathBuf,
     out: PathBuf,
 }
+
+impl Args {
+    /// Whether workload `id` is to run (`A3` covers `A3×4` too).
+    fn wants(&self, id: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|w| w == id))
+    }
+}
+
+/// The ids `--only` takes.
+const IDS: [&str; 10] = ["A1", "D", "A2", "A3", "R1", "R2", "R3", "R4", "O1", "O2"];
 
 fn parse_args() -> Fallible<Args> {
     let mut a = Args {
         messages: 2_000_000,
         quick: false,
+        only: None,
         dir: PathBuf::from("target/compare-data"),
         out: PathBuf::from("target/compare/results.json"),
     };
@@ -250,6 +265,19 @@ fn parse_args() -> Fallible<Args> {
         match arg.as_str() {
             "--messages" => a.messages = it.next().ok_or("--messages needs N")?.parse()?,
             "--quick" => a.quick = true,
+            "--only" => {
+                let list = it.next().ok_or("--only needs workload ids, e.g. A3,R2")?;
+                let ids: Vec<String> = list
+                    .split(',')
+                    .map(|id| id.trim().to_ascii_uppercase())
+                    .collect();
+                if let Some(bad) = ids.iter().find(|id| !IDS.contains(&id.as_str())) {
+                    return Err(
+                        format!("--only: no workload {bad:?} (ids: {})", IDS.join(",")).into(),
+                    );
+                }
+                a.only = Some(ids);
+            }
             "--dir" => a.dir = it.next().ok_or("--dir needs a folder")?.into(),
             "--out" => a.out = it.next().ok_or("--out needs a file")?.into(),
             "child" => {
@@ -262,7 +290,7 @@ fn parse_args() -> Fallible<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: activitylog-compare [--messages N] [--quick] [--dir DIR] [--out FILE]"
+                    "usage: activitylog-compare [--messages N] [--quick] [--only A1,D,A2,A3,R1,R2,R3,R4,O1,O2] [--dir DIR] [--out FILE]"
                 );
                 std::process::exit(0);
             }
@@ -308,46 +336,75 @@ fn run() -> Fallible<()> {
         root.display()
     );
     let mut results = Vec::new();
+    let wants = |id: &str| args.wants(id);
 
-    // A1 builds the stores the reads use.
+    // A1 builds the stores the reads, the disk row and the opens use.
+    let loaded = ["A1", "D", "R1", "R2", "R3", "R4", "O1", "O2"]
+        .iter()
+        .any(|id| wants(id));
     let al_dir = fresh_dir(&root, "a1-activitylog")?;
     let sq_dir = fresh_dir(&root, "a1-sqlite")?;
     let raw_dir = fresh_dir(&root, "a1-raw")?;
     let store = engines::activitylog(&al_dir, Durability::Written)?;
     let mut sqlite = Sqlite::open(&sq_dir.join("activity.db"), false)?;
-    let mut raw = RawFile::create(&raw_dir.join("raw.log"))?;
-    let mut raw_files = engines::RawFiles::new(&fresh_dir(&root, "a1-raw-projects")?);
-    results.push(a1(&data, &store, &mut sqlite, &mut raw, &mut raw_files)?);
-    eprintln!("A1 done");
-    store.sync()?;
-    sqlite.checkpoint()?;
-    raw.sync()?;
-    drop(raw);
-    results.push(disk(&data, &al_dir, &sq_dir, &raw_dir)?);
+    if loaded {
+        let mut raw = RawFile::create(&raw_dir.join("raw.log"))?;
+        let mut raw_files = engines::RawFiles::new(&fresh_dir(&root, "a1-raw-projects")?);
+        let a1 = a1(&data, &store, &mut sqlite, &mut raw, &mut raw_files)?;
+        if wants("A1") {
+            results.push(a1);
+        }
+        eprintln!("A1 done");
+        store.sync()?;
+        sqlite.checkpoint()?;
+        raw.sync()?;
+        drop(raw);
+        if wants("D") {
+            results.push(disk(&data, &al_dir, &sq_dir, &raw_dir)?);
+        }
+    }
 
-    results.push(a2(&data, &root, scale.batches)?);
-    eprintln!("A2 done");
-    let (a3_1, a3_4) = a3(&data, &root, scale.singles)?;
-    results.push(a3_1);
-    results.push(a3_4);
-    eprintln!("A3 done");
+    if wants("A2") {
+        results.push(a2(&data, &root, scale.batches)?);
+        eprintln!("A2 done");
+    }
+    if wants("A3") {
+        let (a3_1, a3_4) = a3(&data, &root, scale.singles)?;
+        results.push(a3_1);
+        results.push(a3_4);
+        eprintln!("A3 done");
+    }
 
-    let memory = Memory::build(&data);
-    results.push(r1(&data, &store, &sqlite, &memory, scale.newest)?);
-    results.push(r2(&data, &store, &al_dir, &sqlite, &memory, scale.scans)?);
-    results.push(r3(&data, &store, &sqlite, &memory, scale.merged50)?);
-    results.push(r4(&data, &store, &sqlite, &memory, scale.merged_all)?);
-    eprintln!("reads done");
+    if ["R1", "R2", "R3", "R4"].iter().any(|id| wants(id)) {
+        let memory = Memory::build(&data);
+        if wants("R1") {
+            results.push(r1(&data, &store, &sqlite, &memory, scale.newest)?);
+        }
+        if wants("R2") {
+            results.push(r2(&data, &store, &al_dir, &sqlite, &memory, scale.scans)?);
+        }
+        if wants("R3") {
+            results.push(r3(&data, &store, &sqlite, &memory, scale.merged50)?);
+        }
+        if wants("R4") {
+            results.push(r4(&data, &store, &sqlite, &memory, scale.merged_all)?);
+        }
+        eprintln!("reads done");
+    }
     drop(store);
     drop(sqlite);
-    results.push(open_clean(&data, &al_dir, &sq_dir, scale.opens)?);
-    results.push(open_killed(
-        &data,
-        &al_dir,
-        &sq_dir,
-        scale.kills,
-        scale.kill_tail,
-    )?);
+    if wants("O1") {
+        results.push(open_clean(&data, &al_dir, &sq_dir, scale.opens)?);
+    }
+    if wants("O2") {
+        results.push(open_killed(
+            &data,
+            &al_dir,
+            &sq_dir,
+            scale.kills,
+            scale.kill_tail,
+        )?);
+    }
 
     let report = report(&results, &data, msg_bytes);
     println!("{report}");
@@ -1206,6 +1263,7 @@ fn to_json(results: &[Workload], data: &Data, args: &Args) -> serde_json::Value 
         "projects": data.projects().len(),
         "message_bytes": data.bytes(),
         "quick": args.quick,
+        "only": args.only,
         "first_project": FIRST_PROJECT,
         "workloads": workloads,
     })
