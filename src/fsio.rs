@@ -196,8 +196,12 @@ mod tests {
             super::unescape_mount_path(r"/mnt/my\040disk\134x\09"),
             Path::new("/mnt/my disk\\x\\09")
         );
-        // Out of a byte's range: truncated, no overflow.
-        let _ = super::unescape_mount_path(r"\777");
+        // Out of a byte's range: truncated (0o777 = 0x1FF), no overflow.
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(
+            super::unescape_mount_path(r"\777").as_os_str().as_bytes(),
+            [0xFF]
+        );
     }
 
     #[test]

@@ -289,40 +289,59 @@ impl Spares {
     /// project's log ([`adopted`]; the store's open renamed them into place unless the
     /// project's directory was there too) stay, and so do those that cannot be read.
     fn remove_leftovers(&self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry.file_name().to_str().is_some_and(is_spare_name)
-                && matches!(first_log_project(&entry.path()), Ok(None))
-            {
-                remove(&entry.path());
+        for spare in spare_dirs(&self.dir).unwrap_or_default() {
+            if matches!(first_log_project(&spare), Ok(None)) {
+                remove(&spare);
             }
         }
     }
 }
 
-/// The spares in the directory of projects `dir` that hold a project's first log, whose
-/// header reads — spares renamed into place whose rename a crash lost — with the project each
-/// belongs to. A spare that cannot be read is an error: it may hold such a log.
-pub(crate) fn adopted(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+/// A spare directory holding a project's first log, whose header reads: a spare renamed into
+/// place whose rename a crash lost ([`adopted`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Adopted {
+    /// The project the log's header names.
+    pub(crate) project: u64,
+    /// The spare directory.
+    pub(crate) spare: PathBuf,
+    /// The project has a directory too: the spare cannot be renamed into place.
+    pub(crate) beside: bool,
+}
+
+/// The spares in the directory of projects `dir` that hold a project's first log, by project.
+/// A spare that cannot be read is an error: it may hold such a log.
+pub(crate) fn adopted(dir: &Path) -> Result<Vec<Adopted>> {
+    let mut found = Vec::new();
+    for spare in spare_dirs(dir)? {
+        if let Some(project) = first_log_project(&spare)? {
+            let beside = dir.join(project.to_string()).exists();
+            found.push(Adopted {
+                project,
+                spare,
+                beside,
+            });
+        }
+    }
+    found.sort_by(|a, b| (a.project, &a.spare).cmp(&(b.project, &b.spare)));
+    Ok(found)
+}
+
+/// The spare directories in the directory of projects `dir` (none if it does not exist).
+fn spare_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("listing", dir, e)),
     };
-    let mut found = Vec::new();
+    let mut spares = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
         if entry.file_name().to_str().is_some_and(is_spare_name) {
-            let path = entry.path();
-            if let Some(project) = first_log_project(&path)? {
-                found.push((project, path));
-            }
+            spares.push(entry.path());
         }
     }
-    found.sort();
-    Ok(found)
+    Ok(spares)
 }
 
 /// The project named by the header of the first log in the spare directory `spare` (under
@@ -426,7 +445,11 @@ mod tests {
         }
         assert_eq!(
             adopted(projects).unwrap(),
-            [(42, projects.join(".spare-3"))]
+            [Adopted {
+                project: 42,
+                spare: projects.join(".spare-3"),
+                beside: false
+            }]
         );
         pool.remove_leftovers();
         assert!(projects.join(".spare-3").is_dir());

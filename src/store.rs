@@ -198,9 +198,9 @@ impl Store {
         // A read-only open after a crash reads such projects where they are.
         let mut orphans = HashMap::default();
         if clock.is_none() && !dir.join(CLEAN_FILE).exists() {
-            for (id, path) in spares::adopted(&projects_dir)? {
-                if !project_dir_in(dir, id).exists() {
-                    orphans.insert(id, path);
+            for a in spares::adopted(&projects_dir)? {
+                if !a.beside {
+                    orphans.insert(a.project, a.spare);
                 }
             }
         }
@@ -889,18 +889,24 @@ pub(crate) fn project_dir_in(dir: &Path, id: u64) -> PathBuf {
 /// first log ([`spares::adopted`]) to that project's directory. One whose project has a
 /// directory too is left where it is, with an error logged.
 fn adopt_spares(dir: &Path) -> Result<()> {
-    for (id, spare) in spares::adopted(dir)? {
-        let to = dir.join(id.to_string());
-        if to.exists() {
+    for spares::Adopted {
+        project,
+        spare,
+        beside,
+    } in spares::adopted(dir)?
+    {
+        if beside {
             log::error!(
-                "{} holds the first log of project {id}, which has a directory too; left in place",
+                "{} holds the first log of project {project}, which has a directory too; left \
+                 in place",
                 spare.display()
             );
             continue;
         }
+        let to = dir.join(project.to_string());
         fs::rename(&spare, &to).map_err(|e| Error::io("renaming", &spare, e))?;
         log::warn!(
-            "project {id} was found in {} (a crash lost its rename): renamed into place",
+            "project {project} was found in {} (a crash lost its rename): renamed into place",
             spare.display()
         );
     }

@@ -83,8 +83,13 @@ pub fn verify(
     // Projects in a spare directory whose rename a crash lost (the next writable open renames
     // them into place) are verified where they are.
     let mut orphans = std::collections::HashMap::new();
-    for (id, spare) in crate::spares::adopted(&dir.join(store::PROJECTS_DIR))? {
-        if !store::project_dir_in(dir, id).exists() {
+    for crate::spares::Adopted {
+        project: id,
+        spare,
+        beside,
+    } in crate::spares::adopted(&dir.join(store::PROJECTS_DIR))?
+    {
+        if !beside {
             orphans.insert(id, spare);
         } else if projects.is_none_or(|ids| ids.contains(&id)) {
             // Never read, never removed: only by hand can that be sorted out.
