@@ -76,7 +76,8 @@ pub(crate) struct Spares {
     /// Spares are made synced (for a store whose appends are `Sync` by default), or without a
     /// sync.
     synced: bool,
-    /// Renames are atomic across a power cut on the store's file system.
+    /// Renames are atomic across a power cut on the store's file system (asked only for
+    /// synced spares).
     atomic_renames: bool,
     state: Mutex<State>,
     /// Wakes the thread: a spare was taken, or the store is closing.
@@ -102,7 +103,8 @@ impl Spares {
     /// A pool for the directory of projects `dir` that keeps `target` spares once projects
     /// are being created (none is made before the first take), `synced` or not.
     pub(crate) fn new(dir: PathBuf, target: usize, synced: bool) -> Arc<Spares> {
-        let atomic_renames = crate::fsio::renames_are_atomic(&dir);
+        // Asked only where it matters (it may read `/proc/self/mountinfo`).
+        let atomic_renames = synced && crate::fsio::renames_are_atomic(&dir);
         Arc::new(Spares {
             dir,
             target,
