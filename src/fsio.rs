@@ -54,34 +54,84 @@ pub(crate) fn room_is_safe(dir: &Path) -> bool {
 
 /// Whether a rename in a directory under `dir` is atomic across a power cut — after it, the
 /// entry is under its old name or its new one, never both or neither — as journaling file
-/// systems make it: ext3/4, XFS, btrfs (and tmpfs, which a power cut empties). Wherever the
-/// answer is unknown, it is taken as no — ext2 included, whose magic number ext3/4 share (told
-/// apart by the mount's type in `/proc/self/mountinfo`): without a journal, writeback may keep
-/// a rename's removal of the old name and not its new one. (An ext4 made without a journal,
-/// rare, passes for one with.)
+/// systems make it: ext3/4 with a journal, XFS, btrfs (and tmpfs, which a power cut empties).
+/// Wherever the answer is unknown, it is taken as no. ext2, and an ext3/4 made or mounted
+/// without a journal (as some virtual machines' root file systems are), share ext4's magic
+/// number: the journal is told by the kernel's `/sys/fs/ext4/<device>/journal_task` (`<none>`
+/// without one) or, on kernels without that file, by `/proc/fs/jbd2/<device>-…`. Without a
+/// journal, writeback may keep a rename's removal of the old name and not its new one.
 pub(crate) fn renames_are_atomic(dir: &Path) -> bool {
+    #[cfg(test)]
+    if let Some(r) = sim::recorder_for_path(dir) {
+        if !r.atomic_renames() {
+            return false;
+        }
+    }
     match fs_kind(dir) {
         Some(XFS | BTRFS | TMPFS) => true,
-        Some(EXT) => mount_type(dir).is_some_and(|t| t == "ext3" || t == "ext4"),
+        Some(EXT) => mount_of(dir).is_some_and(|m| {
+            (m.kind == "ext3" || m.kind == "ext4") && ext_journaled(&m.device).unwrap_or(false)
+        }),
         _ => false,
     }
 }
 
-/// The type of the file system mounted where `dir` is, from `/proc/self/mountinfo`: that of
-/// the longest mount point holding it.
-fn mount_type(dir: &Path) -> Option<String> {
+/// Whether the ext3/4 file system on the block device numbered `device` (`major:minor`) keeps
+/// a journal; `None` if the kernel does not say.
+fn ext_journaled(device: &str) -> Option<bool> {
+    let link = std::fs::read_link(format!("/sys/dev/block/{device}")).ok()?;
+    let name = link.file_name()?.to_str()?;
+    if let Ok(task) = std::fs::read_to_string(format!("/sys/fs/ext4/{name}/journal_task")) {
+        return Some(journal_task_names_a_thread(&task));
+    }
+    let prefix = format!("{name}-");
+    let journals = std::fs::read_dir("/proc/fs/jbd2").ok()?;
+    Some(journals.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+    }))
+}
+
+/// Whether ext4's `journal_task` attribute names the journal's thread (a process id) rather
+/// than saying `<none>`.
+fn journal_task_names_a_thread(task: &str) -> bool {
+    let task = task.trim();
+    !task.is_empty() && task.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A mount, from `/proc/self/mountinfo`.
+struct Mount {
+    /// The file system's type (`ext4`, `xfs`…).
+    kind: String,
+    /// Its device's numbers, `major:minor`.
+    device: String,
+}
+
+/// The mount holding `dir`, from `/proc/self/mountinfo`: the longest mount point holding it.
+fn mount_of(dir: &Path) -> Option<Mount> {
     let dir = dir.canonicalize().ok()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines()
         .filter_map(|line| {
             // `id parent major:minor root mount-point options [optional…] - type source …`
             let (left, right) = line.split_once(" - ")?;
-            let point = unescape_mount_path(left.split(' ').nth(4)?);
+            let mut fields = left.split(' ');
+            let device = fields.nth(2)?;
+            let point = unescape_mount_path(fields.nth(1)?);
             let kind = right.split(' ').next()?;
-            dir.starts_with(&point).then(|| (point, kind.to_owned()))
+            dir.starts_with(&point).then(|| {
+                (
+                    point,
+                    Mount {
+                        kind: kind.to_owned(),
+                        device: device.to_owned(),
+                    },
+                )
+            })
         })
         .max_by_key(|(point, _)| point.as_os_str().len())
-        .map(|(_, kind)| kind)
+        .map(|(_, mount)| mount)
 }
 
 /// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as
@@ -202,6 +252,38 @@ mod tests {
             super::unescape_mount_path(r"\777").as_os_str().as_bytes(),
             [0xFF]
         );
+    }
+
+    #[test]
+    fn journal_task_says_whether_there_is_a_journal() {
+        assert!(super::journal_task_names_a_thread("1234\n"));
+        assert!(!super::journal_task_names_a_thread("<none>\n"));
+        assert!(!super::journal_task_names_a_thread(""));
+    }
+
+    /// On ext3/4, renames count as atomic exactly when the kernel runs a journal for the file
+    /// system (a `/proc/fs/jbd2` entry for its device): an ext4 without one does not pass.
+    #[test]
+    fn renames_on_ext4_are_atomic_only_with_a_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mount) = super::mount_of(dir.path()) else {
+            return;
+        };
+        if mount.kind != "ext4" && mount.kind != "ext3" {
+            return;
+        }
+        let Ok(link) = std::fs::read_link(format!("/sys/dev/block/{}", mount.device)) else {
+            return;
+        };
+        let name = link.file_name().unwrap().to_string_lossy().into_owned();
+        let journaled = std::fs::read_dir("/proc/fs/jbd2").is_ok_and(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{name}-"))
+            })
+        });
+        assert_eq!(renames_are_atomic(dir.path()), journaled, "{name}");
     }
 
     #[test]

@@ -128,8 +128,12 @@ pub fn al_page(store: &Store, project: u64, n: usize) -> Fallible<Page> {
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
-/// SQLite as the issue prescribes, plus generous caches: WAL, `WITHOUT ROWID` table keyed by
-/// `(project, seq)`, prepared statements, `synchronous = FULL` when durable, `NORMAL` when not.
+/// SQLite as the issue prescribes: WAL, `WITHOUT ROWID` table keyed by `(project, seq)`, prepared
+/// statements, `synchronous = FULL` when durable, `NORMAL` when not, a 1 GiB mmap for reads.
+///
+/// The page cache stays at SQLite's default (2 MiB): a 256 MiB one made every commit walk the
+/// cache's hash table (`pcache1TruncateUnsafe`, 14% of an A1 run's CPU), so SQLite's single
+/// appends ran slower, and no read ran faster (compare/README.md).
 pub struct Sqlite {
     pub conn: Connection,
     /// Each project's next sequence number, kept in memory (cheaper than asking SQLite).
@@ -153,7 +157,6 @@ impl Sqlite {
         }
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {};
-             PRAGMA cache_size = -262144;
              PRAGMA mmap_size = 1073741824;
              PRAGMA temp_store = MEMORY;
              PRAGMA busy_timeout = 60000;

@@ -345,11 +345,40 @@ fn projects_made_on_the_spot_survive_every_power_cut_image() {
     power_cuts(true, || Options::new().spare_projects(0));
 }
 
-/// Runs the workload (see [`workload`] for `on_the_spot`) on a store opened with `options`,
-/// then checks every image a power cut could leave before each of its operations.
+/// The same three stores on a file system without a journal, whose renames a power cut may
+/// leave under both names or neither: there a project made from a synced spare waits for its
+/// names and directories to be synced too, and nothing acknowledged is ever renamed.
+#[test]
+fn every_acknowledged_sync_survives_power_cuts_without_atomic_renames() {
+    power_cuts_where(false, false, || Options::new().durability(Durability::Sync));
+}
+
+/// See [`every_acknowledged_sync_survives_power_cuts_without_atomic_renames`].
+#[test]
+fn projects_from_unsynced_spares_survive_power_cuts_without_atomic_renames() {
+    power_cuts_where(false, false, Options::new);
+}
+
+/// See [`every_acknowledged_sync_survives_power_cuts_without_atomic_renames`].
+#[test]
+fn projects_made_on_the_spot_survive_power_cuts_without_atomic_renames() {
+    power_cuts_where(true, false, || Options::new().spare_projects(0));
+}
+
+/// [`power_cuts_where`] on a journaling file system (atomic renames).
 fn power_cuts(on_the_spot: bool, options: fn() -> Options) {
+    power_cuts_where(on_the_spot, true, options);
+}
+
+/// Runs the workload (see [`workload`] for `on_the_spot`) on a store opened with `options`,
+/// then checks every image a power cut could leave before each of its operations, renames
+/// modelled as `atomic` or not.
+fn power_cuts_where(on_the_spot: bool, atomic: bool, options: fn() -> Options) {
     let root = scratch();
     let rec = Recorder::register(root.path(), true);
+    if !atomic {
+        rec.without_atomic_renames();
+    }
     let steps = workload(env_or("POWER_LOSS_BATCHES", 60), on_the_spot);
     let mut log = Log::default();
     let mut store = None;

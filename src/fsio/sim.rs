@@ -8,7 +8,9 @@
 //! atomicity of today's drives). Creations, renames and removals reach the disk only when their
 //! directory is synced; until then each may or may not have happened — a rename within a
 //! directory as a whole: the entry is under its old name or its new one, never both or neither
-//! (what journaling file systems make of a rename). A directory is known by
+//! (what journaling file systems make of a rename) — unless the recorder models a file system
+//! without a journal ([`Recorder::without_atomic_renames`]), where the old name's removal and
+//! the new name's creation are decided apart, like any two changes. A directory is known by
 //! its identity, not its path: renaming one (a spare project directory becoming a project's)
 //! keeps the entries its last sync made durable.
 //!
@@ -139,6 +141,8 @@ pub(crate) struct CrashPoint {
     /// Each directory's entries now, by identity, with its path now.
     current: HashMap<Key, (PathBuf, Listing)>,
     root: Key,
+    /// Whether renames were atomic (see [`Recorder::without_atomic_renames`]).
+    atomic_renames: bool,
 }
 
 struct Inner {
@@ -158,6 +162,8 @@ struct Inner {
 /// Records writes and syncs under `root` while registered.
 pub(crate) struct Recorder {
     root: PathBuf,
+    /// Whether a rename is atomic across a power cut (see the module's doc).
+    atomic_renames: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -173,6 +179,7 @@ impl Recorder {
             .collect();
         let recorder = Arc::new(Recorder {
             root,
+            atomic_renames: std::sync::atomic::AtomicBool::new(true),
             inner: Mutex::new(Inner {
                 files,
                 durable,
@@ -187,6 +194,19 @@ impl Recorder {
         });
         RECORDERS.lock().push(recorder.clone());
         recorder
+    }
+
+    /// Models a file system without a journal from now on: a rename may leave its entry under
+    /// both names or neither after a power cut, and [`super::renames_are_atomic`] says no.
+    pub(crate) fn without_atomic_renames(&self) {
+        self.atomic_renames
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether renames are atomic across a power cut, as modelled.
+    pub(crate) fn atomic_renames(&self) -> bool {
+        self.atomic_renames
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops recording.
@@ -231,6 +251,7 @@ impl Recorder {
                 durable: inner.durable.clone(),
                 current,
                 root: key(&fs::metadata(&self.root).expect("the recorded directory exists")),
+                atomic_renames: self.atomic_renames(),
             });
         }
     }
@@ -405,14 +426,23 @@ impl CrashPoint {
         let mut durable = self.durable.get(&dir).unwrap_or(&empty).clone();
         let mut current = self.current.get(&dir).map_or(&empty, |(_, l)| l).clone();
         // A rename is atomic: the entry is under its old name or its new one, never both or
-        // neither. Each rename is decided first, and both names then agree on it.
+        // neither. Each rename is decided first, and both names then agree on it. Without
+        // atomic renames, a file's two names are decided alone, below (under both names, it
+        // is a file with two links); a directory may also be under neither name, but not both
+        // (a directory has one parent: the file system's check keeps one of its names).
         for (from, to, entry) in renames(&durable, &current) {
-            let happened = match policy {
-                Policy::DropAll => false,
-                Policy::KeepAll | Policy::GarbageAll => true,
-                Policy::Random(_) => rng.below(2) == 1,
+            if !self.atomic_renames && matches!(entry, Entry::File(_)) {
+                continue;
+            }
+            let fate = match policy {
+                Policy::DropAll => 0,
+                Policy::KeepAll | Policy::GarbageAll => 1,
+                Policy::Random(_) => rng.below(if self.atomic_renames { 2 } else { 3 }),
             };
-            if happened {
+            if fate == 2 {
+                durable.remove(&from);
+                current.remove(&to);
+            } else if fate == 1 {
                 set(&mut durable, &from, current.get(&from).copied());
                 durable.insert(to, entry);
             } else {
