@@ -155,17 +155,28 @@ struct SyncState {
     /// The project's directory itself was created and its parent not synced since.
     parent_unsynced: bool,
     /// The active log is a new project's first, made without a sync and named
-    /// [`segment::new_log_path`] until its first sync — for a `deferred` project, its first
-    /// full sync — names it (`name_new_log`).
+    /// [`segment::new_log_path`] until its first sync — for a project whose naming is
+    /// `deferred`, its first full sync — names it (`name_new_log`).
     new_log: bool,
-    /// The project was made from a synced spare ([`Spare::one_sync`]: on a file system whose
-    /// renames a power cut leaves whole), and its names are not synced since: its first log's
-    /// entry is durable under the spare's name and its header names the project, so a record
-    /// is durable once the log is synced — recovery renames a spare whose rename was lost
-    /// (`spares::adopted`) and reads a new log whose header reads like any log. An append's
-    /// sync leaves the log's naming and the directory of projects to the next full sync (a
-    /// roll, `Store::sync`, the background sync, a close).
-    deferred: bool,
+    /// What an append's sync leaves to the project's next full sync (a roll, `Store::sync`,
+    /// the background sync, a close).
+    deferred: Deferred,
+}
+
+/// What an append's sync of a project made from a synced spare leaves for later.
+#[derive(Clone, Copy, Default)]
+struct Deferred {
+    /// The log's naming: its entry is durable under [`segment::new_log_path`] (the spare's
+    /// directory was synced), and recovery reads a new log whose header reads like any log, so
+    /// a record is durable once the log is synced. Where renames are not atomic across a power
+    /// cut, the naming then links the log under its name, syncs the directory and only then
+    /// removes the old name: a rename could lose both names of a log holding acknowledged
+    /// records.
+    naming: bool,
+    /// The directory of projects too ([`Spare::one_sync`]: renames are atomic, and the log's
+    /// header names the project): recovery renames a spare whose rename into place was lost
+    /// (`spares::adopted`). Elsewhere, a lost rename could lose both names of the directory.
+    parent: bool,
 }
 
 impl SyncState {
@@ -306,7 +317,7 @@ impl Project {
                 dir_synced: 0,
                 parent_unsynced: false,
                 new_log: false,
-                deferred: false,
+                deferred: Deferred::default(),
             }),
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
@@ -416,8 +427,9 @@ impl Project {
         // `Written` appends copy into it instead of making a system call. `Sync` appends
         // write into it once their segment holds `ROOM_MIN_BYTES` (or a quarter of a smaller
         // segment size): their fsync then writes into blocks the file already has, without a
-        // journal commit for a new length (once the room's own length is synced). Sooner, the
-        // fsync that writes the room's zeros costs more than the commits it spares: a project
+        // metadata write (a journal commit, or the inode) for a new length (once the room's own
+        // length is synced). Sooner, the fsync that writes the room's zeros costs more than the
+        // metadata writes it spares: a project
         // with a few appends loses.
         let room_wanted = match durability {
             Durability::Written => true,
@@ -723,7 +735,10 @@ impl Project {
                 .map_err(|e| Error::io("writing", &new_path, e))?;
             let mut s = self.sync.lock();
             s.new_log = false;
-            s.deferred = spare.one_sync;
+            s.deferred = Deferred {
+                naming: spare.synced,
+                parent: spare.one_sync,
+            };
             if !spare.synced {
                 s.dir_created += 1;
             }
@@ -741,7 +756,7 @@ impl Project {
                 && !segment::log_path(&self.dir, FIRST_SEQ).exists()
             {
                 s.new_log = false;
-                s.deferred = false;
+                s.deferred = Deferred::default();
                 segment::create_new(&self.dir, header)?;
                 true
             } else {
@@ -878,7 +893,7 @@ impl Project {
 
     /// The group-commit loop. With `wait` false, returns at once if another thread is syncing.
     /// With `full` false (an append's sync), a project made from a synced spare leaves its
-    /// log's naming and the directory of projects for later (see [`SyncState::deferred`]);
+    /// log's naming and maybe the directory of projects for later (see [`Deferred`]);
     /// with `full`, everything is synced.
     fn sync_upto(&self, target: (u64, u64), wait: bool, full: bool) -> Result<()> {
         let mut s = self.sync.lock();
@@ -889,9 +904,9 @@ impl Project {
             // A new project's first log still to be named (its first sync came between its
             // creation and its publication) is synced and named now, unless that may wait.
             let owed = if full {
-                s.new_log || s.deferred
+                s.new_log || s.deferred.naming || s.deferred.parent
             } else {
-                s.new_log && !s.deferred
+                s.new_log && !s.deferred.naming
             };
             if s.synced >= target && !owed {
                 return Ok(());
@@ -936,19 +951,23 @@ impl Project {
     /// Names a new project's first log if it is `synced` ([`name_new_log`](Self::name_new_log)),
     /// then syncs the project's directory if a segment was created in it since its last sync,
     /// and its parent if the project's directory is new: then the files synced so far are found
-    /// after a power cut. Unless `full`, leaves what [`SyncState::deferred`] says may wait. A
+    /// after a power cut. Unless `full`, leaves what [`Deferred`] says may wait. A
     /// failure poisons the log, like a failed fsync of the log.
     fn sync_dirs(&self, synced: Option<&Arc<Active>>, full: bool) -> Result<()> {
         let result = (|| {
-            let deferred = !full && self.sync.lock().deferred;
-            if let (Some(synced), false) = (synced, deferred) {
+            let deferred = if full {
+                Deferred::default()
+            } else {
+                self.sync.lock().deferred
+            };
+            if let (Some(synced), false) = (synced, deferred.naming) {
                 self.name_new_log(synced)?;
             }
             let (created, parent) = {
                 let s = self.sync.lock();
                 (
                     (s.dir_created > s.dir_synced).then_some(s.dir_created),
-                    s.parent_unsynced && !deferred,
+                    s.parent_unsynced && !deferred.parent,
                 )
             };
             if let Some(created) = created {
@@ -964,7 +983,7 @@ impl Project {
             }
             let mut s = self.sync.lock();
             if full && !s.new_log && !s.parent_unsynced {
-                s.deferred = false;
+                s.deferred = Deferred::default();
             }
             Ok(())
         })();
@@ -980,7 +999,9 @@ impl Project {
     /// `synced` is the published active segment and still new: under the sync lock, which
     /// `roll` holds while it replaces a new log, the file under that name is then the one
     /// synced. The directory sync that follows makes the name durable; until it has, a crash
-    /// leaves either name, and the log's header synced.
+    /// leaves either name, and the log's header synced. A log whose naming was deferred past
+    /// acknowledged records, where renames are not atomic, is linked under its name instead,
+    /// the directory synced, and its old name removed ([`segment::name_new_log_durably`]).
     fn name_new_log(&self, synced: &Arc<Active>) -> Result<()> {
         let mut s = self.sync.lock();
         if !s.new_log {
@@ -992,9 +1013,15 @@ impl Project {
         }
         let from = segment::new_log_path(&self.dir);
         let to = segment::log_path(&self.dir, FIRST_SEQ);
-        fs::rename(&from, &to).map_err(|e| Error::io("renaming", &from, e))?;
+        if s.deferred.naming && !s.deferred.parent {
+            // The log may hold acknowledged records, and a power cut may lose both names of a
+            // rename here.
+            segment::name_new_log_durably(&self.dir)?;
+        } else {
+            fs::rename(&from, &to).map_err(|e| Error::io("renaming", &from, e))?;
+            s.dir_created += 1;
+        }
         s.new_log = false;
-        s.dir_created += 1;
         Ok(())
     }
 
@@ -1316,9 +1343,9 @@ fn recover_active(
         if !crashed && committed == log_len {
             fsio::sync_data(&file).map_err(|e| Error::io("syncing", &path, e))?;
         }
-        let named = segment::log_path(dir, first_seq);
-        fs::rename(&path, &named).map_err(|e| Error::io("renaming", &path, e))?;
-        named
+        // It may hold acknowledged records (a project from a synced spare names its log
+        // after acknowledging them): named so that no power cut loses both names.
+        segment::name_new_log_durably(dir)?
     } else {
         path
     };

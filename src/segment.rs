@@ -92,6 +92,19 @@ pub(crate) fn list_logs(dir: &Path) -> Result<(Vec<u64>, bool)> {
     Ok((seqs, false))
 }
 
+/// Gives a new project's first log, at [`new_log_path`] in `dir`, its name ([`log_path`]), the
+/// way no power cut can lose both names: linked under its name, the directory synced, then the
+/// old name removed. For a log that may hold acknowledged records, where renames may not be
+/// atomic across a power cut ([`fsio::renames_are_atomic`]).
+pub(crate) fn name_new_log_durably(dir: &Path) -> Result<PathBuf> {
+    let from = new_log_path(dir);
+    let to = log_path(dir, crate::project::FIRST_SEQ);
+    fs::hard_link(&from, &to).map_err(|e| Error::io("linking", &from, e))?;
+    sync_dir(dir)?;
+    remove_if_present(&from)?;
+    Ok(to)
+}
+
 /// Removes `path` if it exists.
 pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
     match fs::remove_file(path) {

@@ -1185,6 +1185,50 @@ mod tests {
             .exists());
     }
 
+    /// The same where renames are not atomic across a power cut (a file system without a
+    /// journal, as the recorder models it): the first append waits for its log's sync and the
+    /// directory of projects' (the spare's rename); the log's name follows at the next full
+    /// sync, linked under its name before the old one goes.
+    #[test]
+    fn a_project_from_a_synced_spare_without_atomic_renames_waits_for_two_syncs() {
+        use crate::fsio::sim::Recorder;
+        let tmp = tempfile::tempdir().unwrap();
+        let rec = Recorder::register(tmp.path(), true);
+        rec.without_atomic_renames();
+        let store = Options::new()
+            .durability(Durability::Sync)
+            .spare_projects(4)
+            .open(tmp.path())
+            .unwrap();
+        store.append(1, [r#"{"a":1}"#]).unwrap();
+        assert!(store.wait_spares(4));
+        let syncs = |rec: &Recorder| -> Vec<String> {
+            rec.take_points()
+                .into_iter()
+                .map(|point| point.before)
+                .filter(|b| b.starts_with("sync"))
+                .collect()
+        };
+        syncs(&rec);
+        store.append(2, [r#"{"a":1}"#]).unwrap();
+        assert_eq!(
+            syncs(&rec),
+            [
+                "sync of projects/2/00000000000000000001.log.new",
+                "sync of directory projects"
+            ]
+        );
+        store.sync().unwrap();
+        rec.unregister();
+        assert!(
+            syncs(&rec).contains(&"sync of directory projects/2".to_string()),
+            "the log's name is synced"
+        );
+        let dir = project_dir_in(tmp.path(), 2);
+        assert!(dir.join("00000000000000000001.log").exists());
+        assert!(!dir.join("00000000000000000001.log.new").exists());
+    }
+
     #[test]
     fn a_project_whose_close_failed_is_recovered_as_after_a_crash_when_reopened() {
         use crate::fsio::sim::{FaultKind, Recorder};

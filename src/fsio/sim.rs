@@ -49,7 +49,13 @@ pub(crate) fn recorder_for_path(path: &Path) -> Option<Arc<Recorder>> {
     if recorders.is_empty() {
         return None;
     }
-    let path = path.canonicalize().ok()?;
+    // A file whose name was removed (the old name of a linked file) is still under its
+    // directory: `/proc/self/fd` shows its last path followed by " (deleted)".
+    let path = path.canonicalize().ok().or_else(|| {
+        let text = path.to_str()?.strip_suffix(" (deleted)")?;
+        let path = Path::new(text);
+        Some(path.parent()?.canonicalize().ok()?.join(path.file_name()?))
+    })?;
     recorders
         .iter()
         .find(|r| path.starts_with(&r.root))
@@ -348,8 +354,12 @@ impl Recorder {
         let real = fs::read(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
         assert!(
             real == current,
-            "{} holds bytes that did not go through fsio",
-            path.display()
+            "{} holds bytes that did not go through fsio ({} bytes, {} through fsio, first \
+             difference at {:?})",
+            path.display(),
+            real.len(),
+            current.len(),
+            real.iter().zip(&current).position(|(a, b)| a != b)
         );
         model.durable = Arc::new(current);
         model.pending.clear();
