@@ -153,7 +153,7 @@ impl Options {
     /// a new project's first durable append waits for one sync, its log's, instead of three
     /// (its log, its directory, the directory of projects) — on a file system known to keep a
     /// rename whole across a power cut (ext3/4 with a journal, XFS, btrfs and tmpfs); elsewhere,
-    /// for the three. Otherwise spares are made without a sync and spare
+    /// for two (its log, the directory of projects). Otherwise spares are made without a sync and spare
     /// the append the file-system work of making the project. A spare is a directory of about
     /// 8 KiB on disk holding no message; the spares waiting are removed when the store closes.
     pub fn spare_projects(mut self, n: usize) -> Self {

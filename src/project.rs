@@ -270,6 +270,9 @@ impl Project {
                 result => break (seqs, result?),
             }
         };
+        if writable && !seqs.is_empty() {
+            remove_second_name(&dir, before_write)?;
+        }
         let sealed = seqs.split_last().map_or(&[][..], |(_, sealed)| sealed);
         let snapshot = match recovered {
             None => Snapshot::empty(),
@@ -1118,6 +1121,27 @@ type Recovered = (Active, u64, u64, Option<(File, bool)>);
 /// rescans the log from the last trusted entry, and — when `writable` — cuts a torn tail or an
 /// unfinished batch and brings the index file up to date.
 ///
+/// Removes a first log's old name, [`segment::new_log_path`], from the directory `dir` of a
+/// project that has a named log: a power cut can leave it after the log was linked under its
+/// name ([`segment::name_new_log_durably`]), a second name of the same file (or a copy of it)
+/// that would keep the file's blocks after retention removed the log. It is never the only
+/// name of anything: a new log is made only while the project has no other.
+fn remove_second_name(dir: &Path, before_write: &dyn Fn() -> Result<()>) -> Result<()> {
+    let path = segment::new_log_path(dir);
+    match fs::symlink_metadata(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("reading metadata of", &path, e)),
+    }
+    log::info!(
+        "removing {}, a second name of the project's first log",
+        path.display()
+    );
+    before_write()?;
+    segment::remove_if_present(&path)?;
+    segment::sync_dir(dir)
+}
+
 /// Returns the segment, its committed length, its newest stamp and (when writable) the index
 /// file opened for appending, with whether it was rewritten.
 ///

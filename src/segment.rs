@@ -96,10 +96,37 @@ pub(crate) fn list_logs(dir: &Path) -> Result<(Vec<u64>, bool)> {
 /// way no power cut can lose both names: linked under its name, the directory synced, then the
 /// old name removed. For a log that may hold acknowledged records, where renames may not be
 /// atomic across a power cut ([`fsio::renames_are_atomic`]).
+///
+/// A link already there to the same file (an earlier attempt linked it, then failed) counts as
+/// made. Where the file system has no hard links, the log is renamed, then the directory synced.
 pub(crate) fn name_new_log_durably(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let from = new_log_path(dir);
     let to = log_path(dir, crate::project::FIRST_SEQ);
-    fs::hard_link(&from, &to).map_err(|e| Error::io("linking", &from, e))?;
+    match fs::hard_link(&from, &to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let same = match (fs::metadata(&from), fs::metadata(&to)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            };
+            if !same {
+                return Err(Error::io("linking", &from, e));
+            }
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            log::debug!("no hard links under {} ({e}): renaming", dir.display());
+            fs::rename(&from, &to).map_err(|e| Error::io("renaming", &from, e))?;
+            sync_dir(dir)?;
+            return Ok(to);
+        }
+        Err(e) => return Err(Error::io("linking", &from, e)),
+    }
     sync_dir(dir)?;
     remove_if_present(&from)?;
     Ok(to)

@@ -19,7 +19,8 @@
 //!   sync that is not an append's (a roll, [`Store::sync`](crate::Store::sync), a close). This
 //!   needs renames that a crash leaves whole (under the old name or the new, never neither):
 //!   on a file system not known to journal them ([`fsio::renames_are_atomic`]), the first
-//!   append names the log and syncs both directories, as for a project made on the spot.
+//!   append's sync also syncs the directory of projects (two syncs), and the log is named
+//!   later by a link, so that no crash loses both of its names.
 //! - `Written` stores: made without a sync — what making the project on the spot would have
 //!   left, made ahead on another thread. Its first sync is then that of a project made on the
 //!   spot.

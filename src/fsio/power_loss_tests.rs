@@ -346,8 +346,9 @@ fn projects_made_on_the_spot_survive_every_power_cut_image() {
 }
 
 /// The same three stores on a file system without a journal, whose renames a power cut may
-/// leave under both names or neither: there a project made from a synced spare waits for its
-/// names and directories to be synced too, and nothing acknowledged is ever renamed.
+/// leave under both names or neither: there a project made from a synced spare waits for the
+/// directory of projects' sync too, and a log holding acknowledged records is given its name
+/// by a link, never renamed.
 #[test]
 fn every_acknowledged_sync_survives_power_cuts_without_atomic_renames() {
     power_cuts_where(false, false, || Options::new().durability(Durability::Sync));
@@ -363,6 +364,96 @@ fn projects_from_unsynced_spares_survive_power_cuts_without_atomic_renames() {
 #[test]
 fn projects_made_on_the_spot_survive_power_cuts_without_atomic_renames() {
     power_cuts_where(true, false, || Options::new().spare_projects(0));
+}
+
+/// A `Sync` store killed after acknowledging records in a project made from a synced spare,
+/// on a file system without atomic renames, leaves the project's first log under its
+/// temporary name; the next open names it (linked, the directory synced, the old name
+/// removed). A power cut anywhere in that open keeps every acknowledged record, and the open
+/// after it leaves the log under one name.
+#[test]
+fn a_power_cut_while_an_open_names_a_first_log_loses_nothing() {
+    let root = scratch();
+    let live = root.path().join("live");
+    let killed = root.path().join("killed");
+    std::fs::create_dir(&live).unwrap();
+    let sync = || {
+        Options::new()
+            .durability(Durability::Sync)
+            .spare_projects(4)
+    };
+    let rec = Recorder::register(&live, false);
+    rec.without_atomic_renames();
+    let store = sync().open(&live).unwrap();
+    store.append(1, [r#"{"a":1}"#]).unwrap();
+    assert!(store.wait_spares(4));
+    store.append(2, [r#"{"b":1}"#, r#"{"b":2}"#]).unwrap();
+    // The kill: the files as they are now (the one spare taken leaves three, so the spare
+    // thread is idle).
+    copy_dir(&live, &killed);
+    drop(store);
+    rec.unregister();
+    let first = |dir: &Path, ext: &str| {
+        crate::store::project_dir_in(dir, 2).join(format!("00000000000000000001.{ext}"))
+    };
+    assert!(first(&killed, "log.new").exists() && !first(&killed, "log").exists());
+
+    let rec = Recorder::register(&killed, true);
+    rec.without_atomic_renames();
+    let read = |store: &Store| -> Vec<String> {
+        store
+            .oldest_first(2)
+            .unwrap()
+            .map(|m| m.unwrap().into_json())
+            .collect()
+    };
+    let store = sync().open(&killed).unwrap();
+    assert_eq!(read(&store), [r#"{"b":1}"#, r#"{"b":2}"#]);
+    drop(store);
+    rec.unregister();
+    let points = rec.take_points();
+    assert!(
+        points
+            .iter()
+            .any(|p| p.before == "sync of directory projects/2"),
+        "the open named the log"
+    );
+    for (k, point) in points.iter().enumerate() {
+        let policies = [Policy::KeepAll, Policy::DropAll, Policy::GarbageAll]
+            .into_iter()
+            .chain((0..8).map(|r| Policy::Random(k as u64 * 100 + r)));
+        for policy in policies {
+            let image = scratch();
+            point.image(policy, image.path()).unwrap();
+            let store = sync().open(image.path()).unwrap();
+            assert_eq!(
+                read(&store),
+                [r#"{"b":1}"#, r#"{"b":2}"#],
+                "a power cut before {} ({policy:?})",
+                point.before
+            );
+            drop(store);
+            assert!(
+                first(image.path(), "log").exists() && !first(image.path(), "log.new").exists(),
+                "after a power cut before {} ({policy:?}), the log has one name",
+                point.before
+            );
+        }
+    }
+}
+
+/// Copies the directory `from` to `to` (a new directory), files and subdirectories.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 /// [`power_cuts_where`] on a journaling file system (atomic renames).

@@ -203,7 +203,9 @@ impl Recorder {
     }
 
     /// Models a file system without a journal from now on: a rename may leave its entry under
-    /// both names or neither after a power cut, and [`super::renames_are_atomic`] says no.
+    /// both names or neither after a power cut, and [`super::renames_are_atomic`] says no (by
+    /// default it says yes, as renames are modelled atomic, whatever file system the recorded
+    /// directory is on).
     pub(crate) fn without_atomic_renames(&self) {
         self.atomic_renames
             .store(false, std::sync::atomic::Ordering::Relaxed);
