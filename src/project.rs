@@ -432,8 +432,7 @@ impl Project {
         // segment size): their fsync then writes into blocks the file already has, without a
         // metadata write (a journal commit, or the inode) for a new length (once the room's own
         // length is synced). Sooner, the fsync that writes the room's zeros costs more than the
-        // metadata writes it spares: a project
-        // with a few appends loses.
+        // metadata writes it spares: a project with a few appends loses.
         let room_wanted = match durability {
             Durability::Written => true,
             Durability::Sync => snap.active_len >= ROOM_MIN_BYTES.min(self.segment_bytes / 4),
