@@ -178,7 +178,8 @@ impl Store {
                 dir.join(PROJECTS_DIR),
                 options.spare_projects,
                 // A store whose appends are durable by default wants spares whose projects'
-                // first records are durable with one fsync; otherwise spares cost none to make.
+                // first records are durable with one fsync (two where renames are not atomic);
+                // otherwise spares cost none to make.
                 options.durability == Durability::Sync,
             )
         });
