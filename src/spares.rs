@@ -60,7 +60,8 @@ const PREFIX: &str = ".spare-";
 pub(crate) struct Spare {
     /// Its path, in the directory of projects.
     pub(crate) path: PathBuf,
-    /// Its entries, and its own entry in the directory of projects, are synced.
+    /// Its entries are synced, and where renames are atomic ([`Spare::one_sync`]) its own entry
+    /// in the directory of projects too.
     pub(crate) synced: bool,
     /// Synced, on a file system whose renames are atomic across a power cut: a record written
     /// to its log is durable once the log is synced (recovery finds the spare under either
@@ -250,7 +251,12 @@ impl Spares {
                 for spare in &spares {
                     segment::sync_dir(&spare.path)?;
                 }
-                segment::sync_dir(&self.dir)?;
+                // Where renames are not atomic, a project made from a spare syncs the directory
+                // of projects before its first records count as durable, which makes its entry
+                // durable under its new name: the spare's own never needs to be.
+                if self.atomic_renames {
+                    segment::sync_dir(&self.dir)?;
+                }
             }
             Ok(())
         })();
