@@ -297,6 +297,10 @@ impl NewestFirst {
         self.snap.last_stamp
     }
 
+    /// The message of a decoded record. Always inlined: made a call, it cost a full scan 14%
+    /// (a harness scanning 270,000 messages newest first, best of 40 scans, three alternating
+    /// runs: 11.0–11.5 → 9.5–9.8 ms).
+    #[inline(always)]
     fn message<'a>(
         &self,
         rec: RawRecord<'a>,
