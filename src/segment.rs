@@ -334,12 +334,21 @@ pub(crate) fn message_text(bytes: &[u8]) -> Option<&str> {
 /// with it.)
 pub(crate) const PREFETCH_BELOW_BYTES: usize = 4 << 10;
 
-/// Asks the CPU to start fetching `bytes[at]`'s cache line (nothing when `at` is out of range,
-/// or off x86-64). A hint: it never faults and changes nothing but timing.
+/// Bytes from [`PREFETCH_BELOW_BYTES`] below a record that its read asks the CPU to fetch:
+/// a record's length or more (most are under 256 bytes), so that the lines of every record
+/// are asked for once the scan has moved on to them. One line per record left two of its
+/// three lines to memory: a harness scanning 270,000 messages newest first, best of 40 scans,
+/// three alternating runs each: 9.7–9.8 ms with one line, 8.9 ms with three, 8.75–8.8 ms
+/// with four (4 or 8 KiB below, alike).
+const PREFETCH_BYTES: usize = 256;
+
+/// Asks the CPU to start fetching the cache lines of `bytes[at..at + PREFETCH_BYTES]`
+/// (nothing when `at` is out of range, or off x86-64). A hint: it never faults and changes
+/// nothing but timing.
 #[inline(always)]
 pub(crate) fn prefetch(bytes: &[u8], at: usize) {
     if let Some(b) = bytes.get(at) {
-        prefetch_lines(b, 1);
+        prefetch_lines(b, PREFETCH_BYTES);
     }
 }
 
