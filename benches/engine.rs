@@ -25,7 +25,7 @@ use criterion::{
 };
 
 /// Bump when the data set or the on-disk format changes, so a stale cache is not reused.
-const DATA_VERSION: &str = "v1";
+const DATA_VERSION: &str = "v2";
 /// The big project's default size; `ACTIVITYLOG_BENCH_BIG` overrides it.
 const DEFAULT_BIG_MESSAGES: u64 = 10_000_000;
 const BIG_PROJECT: u64 = 1;

@@ -36,7 +36,7 @@ use criterion::{
 };
 
 /// Bump when the data sets or the on-disk format change, so a stale cache is not reused.
-const DATA_VERSION: &str = "v1";
+const DATA_VERSION: &str = "v2";
 /// The result size of every query here.
 const COUNT: u64 = 100;
 /// The 50-project query's per-project cap.

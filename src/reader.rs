@@ -393,6 +393,9 @@ impl NewestFirst {
                 if i >= seg.count() || seg.is_lost(i) {
                     return None;
                 }
+                if !self.forward {
+                    seg.prefetch_below(i);
+                }
                 self.next = self.after(seq);
                 return Some(At::Sealed { i });
             }

@@ -326,12 +326,13 @@ pub(crate) fn message_text(bytes: &[u8]) -> Option<&str> {
     }
 }
 
-/// How far below the record being read a newest-first scan of an active segment's map asks the
-/// CPU to fetch: records are read in descending order, each from its start upwards, a pattern
-/// the hardware prefetchers do not follow. (A scan of the compare's largest project: 14.4 →
-/// 11.1 ms in a harness of the reader's checks, 1 to 8 KiB all alike; 16.6–16.9 → 13.9–15.9 ms
-/// through the reader. Not for sealed segments: the engine bench's scan of them ran 53 → 73 ms
-/// with it.)
+/// How far below the record being read a newest-first scan asks the CPU to fetch: records are
+/// read in descending order, each from its start upwards, a pattern the hardware prefetchers
+/// do not follow. (A scan of the compare's largest project: 14.4 → 11.1 ms in a harness of the
+/// reader's checks, 1 to 8 KiB all alike; 16.6–16.9 → 13.9–15.9 ms through the reader. Sealed
+/// segments too, since [`PREFETCH_BYTES`] became 256: `cargo bench --bench engine --
+/// scan/messages`, 1 M messages, two alternating runs each, 49.7–50.4 → 43.8–43.9 ms; with one
+/// line it had made that scan slower, 53 → 73 ms.)
 pub(crate) const PREFETCH_BELOW_BYTES: usize = 4 << 10;
 
 /// Bytes from [`PREFETCH_BELOW_BYTES`] below a record that its read asks the CPU to fetch:
@@ -595,6 +596,16 @@ impl Sealed {
             return Err(self.lost(i));
         }
         decode_at(&self.log, 0, offset, &self.header, i, &self.path)
+    }
+
+    /// Asks the CPU to fetch the bytes [`PREFETCH_BELOW_BYTES`] below record `i`, for a
+    /// newest-first read ([`prefetch`]).
+    #[inline(always)]
+    pub(crate) fn prefetch_below(&self, i: u64) {
+        prefetch(
+            &self.log,
+            (self.offset(i) as usize).wrapping_sub(PREFETCH_BELOW_BYTES),
+        );
     }
 
     /// Where record `i` starts in the log (as its index entry says).
