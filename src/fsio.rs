@@ -78,11 +78,22 @@ pub(crate) fn renames_are_atomic(dir: &Path) -> bool {
 /// Whether the ext3/4 file system on the block device numbered `device` (`major:minor`) keeps
 /// a journal; `None` if the kernel does not say.
 fn ext_journaled(device: &str) -> Option<bool> {
-    let link = std::fs::read_link(format!("/sys/dev/block/{device}")).ok()?;
-    let name = link.file_name()?.to_str()?;
+    let name = block_device_name(device)?;
     if let Ok(task) = std::fs::read_to_string(format!("/sys/fs/ext4/{name}/journal_task")) {
         return Some(journal_task_names_a_thread(&task));
     }
+    jbd2_journals(&name)
+}
+
+/// The kernel's name (`vda`, `dm-0`…) of the block device numbered `device` (`major:minor`).
+fn block_device_name(device: &str) -> Option<String> {
+    let link = std::fs::read_link(format!("/sys/dev/block/{device}")).ok()?;
+    Some(link.file_name()?.to_str()?.to_owned())
+}
+
+/// Whether `/proc/fs/jbd2` lists a journal of the block device `name` (its entries are
+/// `<device>-<journal inode>`); `None` if it cannot be read.
+fn jbd2_journals(name: &str) -> Option<bool> {
     let prefix = format!("{name}-");
     let journals = std::fs::read_dir("/proc/fs/jbd2").ok()?;
     Some(journals.flatten().any(|e| {
@@ -271,17 +282,11 @@ mod tests {
         if mount.kind != "ext4" && mount.kind != "ext3" {
             return;
         }
-        let Ok(link) = std::fs::read_link(format!("/sys/dev/block/{}", mount.device)) else {
+        let Some(name) = super::block_device_name(&mount.device) else {
             return;
         };
-        let name = link.file_name().unwrap().to_string_lossy().into_owned();
-        let journaled = std::fs::read_dir("/proc/fs/jbd2").is_ok_and(|d| {
-            d.flatten().any(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{name}-"))
-            })
-        });
+        // Told here by the journals the kernel lists, there by ext4's own attribute first.
+        let journaled = super::jbd2_journals(&name).unwrap_or(false);
         assert_eq!(renames_are_atomic(dir.path()), journaled, "{name}");
     }
 

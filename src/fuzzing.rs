@@ -576,9 +576,10 @@ fn read_some(it: impl Iterator<Item = crate::Result<Message>>) -> Vec<Option<Mes
 
 /// Whether the newest segment in `pdir` ends in a torn tail or an unfinished batch.
 fn newest_segment_torn(pdir: &Path) -> bool {
-    let path = match segment::list_logs(pdir).unwrap_or_default() {
-        (_, true) => segment::new_log_path(pdir),
-        (seqs, false) => match seqs.last() {
+    let logs = segment::list_logs(pdir).unwrap_or_default();
+    let path = match logs.new_log {
+        true => segment::new_log_path(pdir),
+        false => match logs.seqs.last() {
             Some(&first) => segment::log_path(pdir, first),
             None => return false,
         },

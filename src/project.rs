@@ -246,20 +246,21 @@ impl Project {
         // A read-only open beside a writer may open a new project's first log just after the
         // writer named it: it then lists again.
         let mut attempts = 0;
-        let (seqs, recovered) = loop {
+        let (seqs, second_name, recovered) = loop {
             attempts += 1;
-            let (seqs, new_log) = if dir.is_dir() {
+            let logs = if dir.is_dir() {
                 segment::list_logs(&dir)?
             } else {
-                (Vec::new(), false)
+                segment::Logs::default()
             };
+            let (seqs, new_log) = (logs.seqs, logs.new_log);
             let last = if new_log {
                 Some(FIRST_SEQ)
             } else {
                 seqs.last().copied()
             };
             let Some(last) = last else {
-                break (seqs, None);
+                break (seqs, false, None);
             };
             match recover_active(&dir, last, new_log, writable, crashed, before_write) {
                 Err(Error::Io { source, .. })
@@ -267,10 +268,10 @@ impl Project {
                         && !writable
                         && attempts < 3
                         && source.kind() == std::io::ErrorKind::NotFound => {}
-                result => break (seqs, result?),
+                result => break (seqs, logs.second_name, result?),
             }
         };
-        if writable && !seqs.is_empty() {
+        if writable && second_name {
             remove_second_name(&dir, before_write)?;
         }
         let sealed = seqs.split_last().map_or(&[][..], |(_, sealed)| sealed);
@@ -1116,22 +1117,14 @@ impl Project {
 /// (when writable) the index file opened for appending, with whether recovery rewrote it.
 type Recovered = (Active, u64, u64, Option<(File, bool)>);
 
-/// Opens the newest segment of a project as the active one: checks its index against the log,
-/// rescans the log from the last trusted entry, and — when `writable` — cuts a torn tail or an
-/// unfinished batch and brings the index file up to date.
-///
 /// Removes a first log's old name, [`segment::new_log_path`], from the directory `dir` of a
-/// project that has a named log: a power cut can leave it after the log was linked under its
-/// name ([`segment::name_new_log_durably`]), a second name of the same file (or a copy of it)
-/// that would keep the file's blocks after retention removed the log. It is never the only
-/// name of anything: a new log is made only while the project has no other.
+/// project that has a named log ([`segment::Logs::second_name`]): a power cut can leave it
+/// after the log was linked under its name ([`segment::name_new_log_durably`]), a second name
+/// of the same file (or a copy of it) that would keep the file's blocks after retention removed
+/// the log. It is never the only name of anything: a new log is made only while the project
+/// has no other.
 fn remove_second_name(dir: &Path, before_write: &dyn Fn() -> Result<()>) -> Result<()> {
     let path = segment::new_log_path(dir);
-    match fs::symlink_metadata(&path) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("reading metadata of", &path, e)),
-    }
     log::info!(
         "removing {}, a second name of the project's first log",
         path.display()
@@ -1141,6 +1134,10 @@ fn remove_second_name(dir: &Path, before_write: &dyn Fn() -> Result<()>) -> Resu
     segment::sync_dir(dir)
 }
 
+/// Opens the newest segment of a project as the active one: checks its index against the log,
+/// rescans the log from the last trusted entry, and — when `writable` — cuts a torn tail or an
+/// unfinished batch and brings the index file up to date.
+///
 /// Returns the segment, its committed length, its newest stamp and (when writable) the index
 /// file opened for appending, with whether it was rewritten.
 ///

@@ -71,25 +71,32 @@ pub(crate) fn new_log_path(dir: &Path) -> PathBuf {
     dir.join(format!("{:020}.{LOG_EXT}.new", crate::project::FIRST_SEQ))
 }
 
-/// A project's logs as `dir` names them: the first sequence numbers of its named logs, oldest
-/// first ([`list`]), and whether its only log is a first log not yet synced ([`new_log_path`]).
-/// A writer may name its new log between the listing and the look for it: a directory found
-/// with neither is listed once more.
-pub(crate) fn list_logs(dir: &Path) -> Result<(Vec<u64>, bool)> {
-    let path = new_log_path(dir);
-    let mut seqs = Vec::new();
+/// A project's logs as its directory names them ([`list_logs`]).
+#[derive(Debug, Default)]
+pub(crate) struct Logs {
+    /// The first sequence numbers of its named logs, oldest first.
+    pub(crate) seqs: Vec<u64>,
+    /// Its only log is a first log not yet synced ([`new_log_path`]).
+    pub(crate) new_log: bool,
+    /// A [`new_log_path`] beside named logs: a second name of its first log, which a power cut
+    /// left after the log was linked under its name ([`name_new_log_durably`]).
+    pub(crate) second_name: bool,
+}
+
+/// A project's logs as `dir` names them. A writer may rename its new log while the directory
+/// is listed: a directory found with neither name is listed once more.
+pub(crate) fn list_logs(dir: &Path) -> Result<Logs> {
     for _ in 0..2 {
-        seqs = list(dir)?;
-        if !seqs.is_empty() {
-            return Ok((seqs, false));
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(_) => return Ok((seqs, true)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("reading metadata of", &path, e)),
+        let (seqs, new_name) = list_names(dir)?;
+        if !seqs.is_empty() || new_name {
+            return Ok(Logs {
+                new_log: seqs.is_empty(),
+                second_name: !seqs.is_empty() && new_name,
+                seqs,
+            });
         }
     }
-    Ok((seqs, false))
+    Ok(Logs::default())
 }
 
 /// Gives a new project's first log, at [`new_log_path`] in `dir`, its name ([`log_path`]), the
@@ -144,12 +151,21 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<()> {
 /// The first sequence numbers of the segments in `dir`, oldest first (a first log not yet
 /// synced, [`new_log_path`], is not listed).
 pub(crate) fn list(dir: &Path) -> Result<Vec<u64>> {
+    list_names(dir).map(|(seqs, _)| seqs)
+}
+
+/// [`list`], and whether `dir` holds a [`new_log_path`].
+fn list_names(dir: &Path) -> Result<(Vec<u64>, bool)> {
+    let new_name = new_log_path(dir);
+    let new_name = new_name.file_name().and_then(|n| n.to_str());
     let entries = fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
     let mut seqs = Vec::new();
+    let mut new_log = false;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
+        new_log |= Some(name) == new_name;
         if let Some(stem) = name.strip_suffix(".log") {
             if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
                 if let Ok(seq) = stem.parse() {
@@ -159,7 +175,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<u64>> {
         }
     }
     seqs.sort_unstable();
-    Ok(seqs)
+    Ok((seqs, new_log))
 }
 
 /// IMPORTANT: every directory fsync goes through here. A file's creation, rename or removal is
@@ -339,8 +355,8 @@ pub(crate) const PREFETCH_BELOW_BYTES: usize = 4 << 10;
 /// a record's length or more (most are under 256 bytes), so that the lines of every record
 /// are asked for once the scan has moved on to them. One line per record left two of its
 /// three lines to memory: a harness scanning 270,000 messages newest first, best of 40 scans,
-/// three alternating runs each: 9.7–9.8 ms with one line, 8.9 ms with three, 8.75–8.8 ms
-/// with four (4 or 8 KiB below, alike).
+/// alternating runs: 9.7–9.8 ms with one line, 8.6–9.1 ms with three, 8.3–8.8 ms with four
+/// (4 or 8 KiB below, alike).
 const PREFETCH_BYTES: usize = 256;
 
 /// Asks the CPU to start fetching the cache lines of `bytes[at..at + PREFETCH_BYTES]`

@@ -1142,16 +1142,55 @@ mod tests {
     }
 
     /// A `Sync` store's project made from a spare, on a file system whose renames are atomic
-    /// (tmpfs here): its first append waits for one fsync, its log's; the log's name and the
-    /// directories follow at the next full sync.
+    /// (as the recorder models them by default): its first append waits for one fsync, its
+    /// log's; the log's name and the directories follow at the next full sync.
     #[test]
     fn a_project_from_a_synced_spare_is_acknowledged_after_one_fsync() {
+        let (tmp, append, sync) = syncs_for_a_project_from_a_spare(true);
+        assert_eq!(append, ["sync of projects/2/00000000000000000001.log.new"]);
+        assert!(
+            sync.contains(&"sync of directory projects".to_string()),
+            "{sync:?}"
+        );
+        assert!(project_dir_in(tmp.path(), 2)
+            .join("00000000000000000001.log")
+            .exists());
+    }
+
+    /// The same where renames are not atomic across a power cut (a file system without a
+    /// journal, as the recorder models it): the first append waits for its log's sync and the
+    /// directory of projects' (the spare's rename); the log's name follows at the next full
+    /// sync, linked under its name before the old one goes.
+    #[test]
+    fn a_project_from_a_synced_spare_without_atomic_renames_waits_for_two_syncs() {
+        let (tmp, append, sync) = syncs_for_a_project_from_a_spare(false);
+        assert_eq!(
+            append,
+            [
+                "sync of projects/2/00000000000000000001.log.new",
+                "sync of directory projects"
+            ]
+        );
+        assert!(
+            sync.contains(&"sync of directory projects/2".to_string()),
+            "the log's name is synced: {sync:?}"
+        );
+        let dir = project_dir_in(tmp.path(), 2);
+        assert!(dir.join("00000000000000000001.log").exists());
+        assert!(!dir.join("00000000000000000001.log.new").exists());
+    }
+
+    /// A `Sync` store, renames modelled `atomic` or not, whose project 2 is made from a spare:
+    /// the syncs its first append made, then those of the `Store::sync` after it.
+    fn syncs_for_a_project_from_a_spare(
+        atomic: bool,
+    ) -> (tempfile::TempDir, Vec<String>, Vec<String>) {
         use crate::fsio::sim::Recorder;
-        let shm = Path::new("/dev/shm");
-        if !shm.is_dir() || !crate::fsio::renames_are_atomic(shm) {
-            return;
+        let tmp = tempfile::tempdir().unwrap();
+        let rec = Recorder::register(tmp.path(), true);
+        if !atomic {
+            rec.without_atomic_renames();
         }
-        let tmp = tempfile::tempdir_in(shm).unwrap();
         // Four spares: the one taken leaves three, more than half, so the spare thread makes
         // none (and syncs nothing) meanwhile.
         let store = Options::new()
@@ -1168,66 +1207,14 @@ mod tests {
                 .filter(|b| b.starts_with("sync"))
                 .collect()
         };
-        let rec = Recorder::register(tmp.path(), true);
-        store.append(2, [r#"{"a":1}"#]).unwrap();
-        assert_eq!(
-            syncs(&rec),
-            ["sync of projects/2/00000000000000000001.log.new"]
-        );
-        store.sync().unwrap();
-        rec.unregister();
-        let full = syncs(&rec);
-        assert!(
-            full.contains(&"sync of directory projects".to_string()),
-            "{full:?}"
-        );
-        assert!(project_dir_in(tmp.path(), 2)
-            .join("00000000000000000001.log")
-            .exists());
-    }
-
-    /// The same where renames are not atomic across a power cut (a file system without a
-    /// journal, as the recorder models it): the first append waits for its log's sync and the
-    /// directory of projects' (the spare's rename); the log's name follows at the next full
-    /// sync, linked under its name before the old one goes.
-    #[test]
-    fn a_project_from_a_synced_spare_without_atomic_renames_waits_for_two_syncs() {
-        use crate::fsio::sim::Recorder;
-        let tmp = tempfile::tempdir().unwrap();
-        let rec = Recorder::register(tmp.path(), true);
-        rec.without_atomic_renames();
-        let store = Options::new()
-            .durability(Durability::Sync)
-            .spare_projects(4)
-            .open(tmp.path())
-            .unwrap();
-        store.append(1, [r#"{"a":1}"#]).unwrap();
-        assert!(store.wait_spares(4));
-        let syncs = |rec: &Recorder| -> Vec<String> {
-            rec.take_points()
-                .into_iter()
-                .map(|point| point.before)
-                .filter(|b| b.starts_with("sync"))
-                .collect()
-        };
         syncs(&rec);
         store.append(2, [r#"{"a":1}"#]).unwrap();
-        assert_eq!(
-            syncs(&rec),
-            [
-                "sync of projects/2/00000000000000000001.log.new",
-                "sync of directory projects"
-            ]
-        );
+        let append = syncs(&rec);
         store.sync().unwrap();
+        let sync = syncs(&rec);
+        drop(store);
         rec.unregister();
-        assert!(
-            syncs(&rec).contains(&"sync of directory projects/2".to_string()),
-            "the log's name is synced"
-        );
-        let dir = project_dir_in(tmp.path(), 2);
-        assert!(dir.join("00000000000000000001.log").exists());
-        assert!(!dir.join("00000000000000000001.log.new").exists());
+        (tmp, append, sync)
     }
 
     #[test]

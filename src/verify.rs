@@ -124,8 +124,9 @@ pub fn verify(
         }
         out.projects += 1;
         // A new project's first log, not yet synced, is read under its temporary name.
-        let (seqs, new_log) = segment::list_logs(&pdir)?;
-        let seqs = if new_log { vec![FIRST_SEQ] } else { seqs };
+        let logs = segment::list_logs(&pdir)?;
+        let new_log = logs.new_log;
+        let seqs = if new_log { vec![FIRST_SEQ] } else { logs.seqs };
         let mut expected_first: Option<u64> = None;
         for (k, &first) in seqs.iter().enumerate() {
             let newest = k + 1 == seqs.len();
