@@ -70,6 +70,7 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod dirsync;
 mod error;
 mod filter;
 mod fsio;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::clock::Clock;
+use crate::dirsync::{DirSync, Mark};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
@@ -152,8 +153,9 @@ struct SyncState {
     /// synced after: a segment's records are durable only once its file name is.
     dir_created: u64,
     dir_synced: u64,
-    /// The project's directory itself was created and its parent not synced since.
-    parent_unsynced: bool,
+    /// The project's directory itself was created, and the directory of projects not synced
+    /// since: the mark taken after its entry was made.
+    parent_unsynced: Option<Mark>,
     /// The active log is a new project's first, made without a sync and named
     /// [`segment::new_log_path`] until its first sync — for a project whose naming is
     /// `deferred`, its first full sync — names it (`name_new_log`).
@@ -211,6 +213,8 @@ pub(crate) struct Project {
     /// its store for a moment (the background syncer), and the pool holds the store's clock,
     /// which must go with the store's lock.
     spares: Option<Weak<Spares>>,
+    /// The syncs of the directory of projects, shared by the store's projects and spares.
+    parent_sync: Arc<DirSync>,
 }
 
 impl Project {
@@ -306,6 +310,7 @@ impl Project {
             snapshot.active.as_ref().map_or(0, |a| a.header.first_seq),
             snapshot.active_len,
         );
+        let dir_parent = dir.parent().map(Path::to_path_buf);
         Ok(Project {
             id,
             dir,
@@ -319,7 +324,7 @@ impl Project {
                 running: false,
                 dir_created: 0,
                 dir_synced: 0,
-                parent_unsynced: false,
+                parent_unsynced: None,
                 new_log: false,
                 deferred: Deferred::default(),
             }),
@@ -328,6 +333,9 @@ impl Project {
             sync_ahead_wanted: AtomicBool::new(false),
             last_used: AtomicU64::new(0),
             spares: None,
+            parent_sync: Arc::new(DirSync::new(
+                dir_parent.unwrap_or_else(|| PathBuf::from(".")),
+            )),
         })
     }
 
@@ -341,6 +349,12 @@ impl Project {
     /// directory by then).
     pub(crate) fn with_spares(mut self, spares: Option<Weak<Spares>>) -> Self {
         self.spares = spares;
+        self
+    }
+
+    /// Shares `parent_sync`, the store's syncs of the directory of projects.
+    pub(crate) fn with_parent_sync(mut self, parent_sync: Arc<DirSync>) -> Self {
+        self.parent_sync = parent_sync;
         self
     }
 
@@ -662,9 +676,10 @@ impl Project {
             if spare.is_none() {
                 fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
             }
-            // Synced with the first sync of a record (`sync_dirs`); set before anything else
-            // can fail, since a retry finds the directory there.
-            self.sync.lock().parent_unsynced = true;
+            // Synced with the first sync of a record (`sync_dirs`), or by any sync of the
+            // directory of projects that starts after this mark; set before anything else can
+            // fail, since a retry finds the directory there.
+            self.sync.lock().parent_unsynced = Some(self.parent_sync.mark());
         }
         // Replacing an empty active segment, a failure from here on may leave the published
         // segment's file without its name (the replacement took it): the project is poisoned,
@@ -970,7 +985,7 @@ impl Project {
                 let s = self.sync.lock();
                 (
                     (s.dir_created > s.dir_synced).then_some(s.dir_created),
-                    s.parent_unsynced && !deferred.parent,
+                    s.parent_unsynced.filter(|_| !deferred.parent),
                 )
             };
             if let Some(created) = created {
@@ -978,14 +993,15 @@ impl Project {
                 let mut s = self.sync.lock();
                 s.dir_synced = s.dir_synced.max(created);
             }
-            if parent {
-                if let Some(parent) = self.dir.parent() {
-                    segment::sync_dir(parent)?;
+            if let Some(mark) = parent {
+                self.parent_sync.sync_since(mark)?;
+                let mut s = self.sync.lock();
+                if s.parent_unsynced == Some(mark) {
+                    s.parent_unsynced = None;
                 }
-                self.sync.lock().parent_unsynced = false;
             }
             let mut s = self.sync.lock();
-            if full && !s.new_log && !s.parent_unsynced {
+            if full && !s.new_log && s.parent_unsynced.is_none() {
                 s.deferred = Deferred::default();
             }
             Ok(())

@@ -43,6 +43,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::dirsync::DirSync;
 use crate::error::{Error, Result};
 #[cfg(doc)]
 use crate::fsio;
@@ -73,6 +74,8 @@ pub(crate) struct Spare {
 pub(crate) struct Spares {
     /// The directory of projects.
     dir: PathBuf,
+    /// Its syncs, shared with the store's projects.
+    dir_sync: Arc<DirSync>,
     /// How many spares the thread keeps ready.
     target: usize,
     /// Spares are made synced (for a store whose appends are `Sync` by default), or without a
@@ -102,13 +105,16 @@ struct State {
 }
 
 impl Spares {
-    /// A pool for the directory of projects `dir` that keeps `target` spares once projects
-    /// are being created (none is made before the first take), `synced` or not.
-    pub(crate) fn new(dir: PathBuf, target: usize, synced: bool) -> Arc<Spares> {
+    /// A pool for the directory of projects that `dir_sync` syncs, which keeps `target`
+    /// spares once projects are being created (none is made before the first take), `synced`
+    /// or not.
+    pub(crate) fn new(dir_sync: Arc<DirSync>, target: usize, synced: bool) -> Arc<Spares> {
+        let dir = dir_sync.path().to_path_buf();
         // Asked only where it matters (it may read `/proc/self/mountinfo`).
         let atomic_renames = synced && crate::fsio::renames_are_atomic(&dir);
         Arc::new(Spares {
             dir,
+            dir_sync,
             target,
             synced,
             atomic_renames,
@@ -255,7 +261,7 @@ impl Spares {
                 // of projects before its first records count as durable, which makes its entry
                 // durable under its new name: the spare's own never needs to be.
                 if self.atomic_renames {
-                    segment::sync_dir(&self.dir)?;
+                    self.dir_sync.sync()?;
                 }
             }
             Ok(())
@@ -396,7 +402,7 @@ mod tests {
     #[test]
     fn a_take_pops_a_ready_spare_and_asks_for_another() {
         let tmp = tempfile::tempdir().unwrap();
-        let pool = Spares::new(tmp.path().to_path_buf(), 4, true);
+        let pool = Spares::new(Arc::new(DirSync::new(tmp.path().to_path_buf())), 4, true);
         pool.state.lock().ready = vec![Spare {
             path: tmp.path().join(".spare-0"),
             synced: true,
@@ -414,7 +420,7 @@ mod tests {
     #[test]
     fn spares_are_made_in_batches_when_half_are_taken() {
         let tmp = tempfile::tempdir().unwrap();
-        let pool = Spares::new(tmp.path().to_path_buf(), 4, true);
+        let pool = Spares::new(Arc::new(DirSync::new(tmp.path().to_path_buf())), 4, true);
         assert!(pool.take().is_none());
         pool.refill();
         assert!(pool.wait_ready(4));
@@ -438,7 +444,7 @@ mod tests {
     fn leftovers_holding_a_project_log_are_found_and_kept() {
         let tmp = tempfile::tempdir().unwrap();
         let projects = tmp.path();
-        let pool = Spares::new(projects.to_path_buf(), 1, true);
+        let pool = Spares::new(Arc::new(DirSync::new(projects.to_path_buf())), 1, true);
         for (name, project) in [(".spare-3", Some(42)), (".spare-4", None)] {
             let dir = projects.join(name);
             fs::create_dir(&dir).unwrap();
@@ -469,7 +475,7 @@ mod tests {
     fn a_failure_to_make_a_spare_pauses_the_thread_until_the_next_take() {
         let tmp = tempfile::tempdir().unwrap();
         // No directory of projects: making a spare fails.
-        let pool = Spares::new(tmp.path().join("missing"), 2, true);
+        let pool = Spares::new(Arc::new(DirSync::new(tmp.path().join("missing"))), 2, true);
         assert!(pool.take().is_none());
         pool.refill();
         assert!(!pool.wait_ready(1), "paused, not waiting ten seconds");
@@ -487,7 +493,7 @@ mod tests {
     #[test]
     fn turned_off_no_thread_starts() {
         let tmp = tempfile::tempdir().unwrap();
-        let pool = Spares::new(tmp.path().to_path_buf(), 0, true);
+        let pool = Spares::new(Arc::new(DirSync::new(tmp.path().to_path_buf())), 0, true);
         for _ in 0..3 {
             assert!(pool.take().is_none());
             pool.refill();

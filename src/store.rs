@@ -23,6 +23,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::clock::Clock;
+use crate::dirsync::DirSync;
 use crate::error::{Error, Result};
 use crate::json;
 use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
@@ -95,6 +96,8 @@ pub(crate) struct Inner {
     /// Read-only stores opened after a crash: projects found in a spare directory whose rename
     /// into place was lost (`spares::adopted`), read there until a writable open renames it.
     orphans: HashMap<u64, PathBuf>,
+    /// The syncs of the directory of projects, shared by projects and spares.
+    projects_sync: Arc<DirSync>,
     projects: RwLock<HashMap<u64, Arc<Project>>>,
     sealed: Mutex<SealedCache>,
     tick: AtomicU64,
@@ -173,9 +176,10 @@ impl Store {
             Some(_) => Some(Arc::new(Clock::open(&dir.join(CLOCK_FILE))?)),
             None => None,
         };
+        let projects_sync = Arc::new(DirSync::new(dir.join(PROJECTS_DIR)));
         let spares = clock.as_ref().map(|_| {
             Spares::new(
-                dir.join(PROJECTS_DIR),
+                projects_sync.clone(),
                 options.spare_projects,
                 // A store whose appends are durable by default wants spares whose projects'
                 // first records are durable with one fsync (two where renames are not atomic);
@@ -216,6 +220,7 @@ impl Store {
                 spares,
                 room,
                 orphans,
+                projects_sync,
                 projects: RwLock::new(HashMap::default()),
                 sealed: Mutex::new(HashMap::default()),
                 tick: AtomicU64::new(0),
@@ -682,6 +687,7 @@ impl Inner {
                 &|| self.before_write(),
             )?
             .with_spares(self.spares.as_ref().map(Arc::downgrade))
+            .with_parent_sync(self.projects_sync.clone())
             .with_room(self.room),
         );
         if self.clock.is_some() {
