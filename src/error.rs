@@ -35,7 +35,8 @@ pub enum Error {
     },
     /// The store was opened read-only and a write was attempted.
     ReadOnly,
-    /// An earlier fsync of this project's log failed; the log refuses writes until the store is
+    /// An earlier fsync of this project's log failed (in an append, a sync, or a close); the
+    /// log refuses writes, and [`Store::sync`](crate::Store::sync) fails, until the store is
     /// reopened, because data the kernel already dropped cannot be claimed durable.
     Poisoned {
         /// The project whose log is poisoned.

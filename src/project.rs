@@ -339,6 +339,12 @@ impl Project {
         })
     }
 
+    /// Refuses writes from now on ([`Error::Poisoned`]), as after a failed fsync of its log.
+    pub(crate) fn poisoned(self) -> Self {
+        self.poisoned.store(true, Ordering::Release);
+        self
+    }
+
     /// Lets `Written` appends copy into room (when the store's file system allows it).
     pub(crate) fn with_room(mut self, room: bool) -> Self {
         self.room = room;
@@ -394,12 +400,12 @@ impl Project {
         durability: Durability,
         publish: &dyn Fn(u64),
     ) -> Result<Appended> {
-        debug_assert!(self.writable);
-        let mut guard = self.writer.lock();
-        let w = &mut *guard;
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned { project: self.id });
         }
+        debug_assert!(self.writable);
+        let mut guard = self.writer.lock();
+        let w = &mut *guard;
         let snap = w.snap.take().unwrap_or_else(|| self.snapshot());
         if messages.count() == 0 {
             let none = Appended {
@@ -557,6 +563,16 @@ impl Project {
         drop(guard);
         if durability == Durability::Sync {
             self.sync_upto(target, true, false)?;
+            if self.sync.lock().deferred.naming {
+                // The log keeps its new name past this acknowledgement: its index vouches for
+                // the records at once (a write, no sync), so that a crash followed by damage
+                // to the log's header does not pass for a log that never reached the disk
+                // (`segment::index_vouches`).
+                let mut w = self.writer.lock();
+                if let Some(active) = self.snapshot().active {
+                    self.flush_index(&mut w, &active);
+                }
+            }
         }
         Ok(Appended {
             first_seq,
@@ -851,6 +867,9 @@ impl Project {
     /// record: after [`Store::sync`](crate::Store::sync) a store's files hold no room (its next
     /// appends make more). The cut is durable if there was anything to sync.
     pub(crate) fn sync(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned { project: self.id });
+        }
         self.cut_room(&mut self.writer.lock())?;
         let snap = self.snapshot();
         let Some(active) = &snap.active else {
@@ -1158,9 +1177,11 @@ fn remove_second_name(dir: &Path, before_write: &dyn Fn() -> Result<()>) -> Resu
 /// file opened for appending, with whether it was rewritten.
 ///
 /// `new_log`: the segment is a new project's first log, never synced
-/// ([`segment::new_log_path`]). If its header does not read, it never reached the disk (a power
-/// cut before the project's first sync): it holds nothing acknowledged as durable, and the
-/// project is empty (`None`; a writable open removes the log). Otherwise it is recovered like
+/// ([`segment::new_log_path`]). If its header does not read and its index vouches for no
+/// record ([`segment::index_vouches`]), it never reached the disk (a power cut before the
+/// project's first sync): it holds nothing acknowledged as durable, and the project is empty
+/// (`None`; a writable open removes the log). A header that does not read under an index that
+/// vouches for records is damage, reported like any log's. Otherwise it is recovered like
 /// any active log, and — when `writable` — synced and named.
 fn recover_active(
     dir: &Path,
@@ -1178,7 +1199,9 @@ fn recover_active(
     let file = Active::open_file(&path, writable)?;
     let header = match segment::read_header(&file, &path) {
         Ok(header) => header,
-        Err(Error::Corrupt { reason, .. }) if new_log => {
+        Err(Error::Corrupt { reason, .. })
+            if new_log && !segment::index_vouches(&segment::index_path(dir, first_seq))? =>
+        {
             if writable {
                 log::warn!(
                     "{} was never synced and its header did not reach the disk ({reason}): \
@@ -1240,8 +1263,9 @@ fn recover_active(
     {
         disk_entries.pop();
     }
+    let index_ok = idx_header_ok && index::check_offsets(&disk_entries, log_len).is_ok();
     let mut trusted = {
-        if index::check_offsets(&disk_entries, log_len).is_ok() {
+        if index_ok {
             disk_entries.len().saturating_sub(1)
         } else {
             if idx_image.is_some() {
@@ -1303,12 +1327,31 @@ fn recover_active(
             range.end
         );
     }
+    // Records the index vouches for that do not decode are damage, not a torn tail: they stay,
+    // lost, with their sequence numbers (the index file keeps their entries).
+    let vouched = if index_ok {
+        scan::vouched_past(&disk_entries[trusted..], &s.entries, s.good_end)
+    } else {
+        0
+    };
+    if vouched > 0 {
+        log::error!(
+            "{} is damaged at bytes {}..{log_len}: {vouched} records its index vouches for \
+             (synced) do not read; reads report them",
+            path.display(),
+            s.good_end,
+        );
+    }
     let mut entries = disk_entries;
+    let vouched_entries = entries[entries.len() - vouched..].to_vec();
     entries.truncate(trusted);
     let scanned_from = entries.len();
     entries.extend_from_slice(&s.entries);
     let mut committed = s.good_end;
-    if let Some((j, _)) = s.open_batch {
+    if vouched > 0 {
+        entries.resize(entries.len() + vouched, index::LOST);
+        committed = log_len;
+    } else if let Some((j, _)) = s.open_batch {
         entries.truncate(scanned_from + j);
         // Damage just before the unfinished batch is now at the end with no good record after
         // it: a torn tail, as a scan from scratch on the next open would find. It is cut too,
@@ -1422,12 +1465,22 @@ fn recover_active(
         }
     };
     let idx = if writable {
+        // The index file keeps the entries of records lost at the end: the next open finds
+        // them vouched for again (an index cannot end in a lost entry).
+        let in_file: std::borrow::Cow<[u32]> = if vouched == 0 {
+            std::borrow::Cow::Borrowed(&entries)
+        } else {
+            let mut kept = entries.clone();
+            let n = kept.len();
+            kept[n - vouched..].copy_from_slice(&vouched_entries);
+            std::borrow::Cow::Owned(kept)
+        };
         Some(rewrite_index(
             &idx_path,
             idx_header_ok,
             on_disk,
             trusted,
-            &entries,
+            &in_file,
             before_write,
         )?)
     } else {

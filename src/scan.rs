@@ -82,6 +82,27 @@ pub fn scan(buf: &[u8], base: u64, first_delta: u32) -> Scan {
     out
 }
 
+/// How many records past a scan's last good one an index vouches for: entries are written
+/// only for records already synced, so such a record that does not decode was damaged after it
+/// was durable — never a torn tail, even at the end of the newest segment. `index` holds the
+/// on-disk entries (checked: increasing, inside the log) and `scanned` the scan's, for the same
+/// records from the first; they must agree where both have an entry, and every entry past the
+/// scan's must point at or after `good_end`. 0 otherwise.
+pub fn vouched_past(index: &[u32], scanned: &[u32], good_end: u64) -> usize {
+    let Some(past) = index.get(scanned.len()..) else {
+        return 0;
+    };
+    let agree = index
+        .iter()
+        .zip(scanned)
+        .all(|(&i, &s)| s == LOST || i == LOST || i == s);
+    if agree && past.iter().all(|&e| e != LOST && u64::from(e) >= good_end) {
+        past.len()
+    } else {
+        0
+    }
+}
+
 /// Whether every byte is zero (a word at a time).
 pub fn is_zero(bytes: &[u8]) -> bool {
     let (words, rest) = bytes.split_at(bytes.len() - bytes.len() % 8);

@@ -180,6 +180,19 @@ fn list_names(dir: &Path) -> Result<(Vec<u64>, bool)> {
 
 /// IMPORTANT: every directory fsync goes through here. A file's creation, rename or removal is
 /// durable only once its directory has been synced.
+/// Whether the index file at `path` vouches for a record: it holds a whole entry, and entries
+/// are written only for records already synced. A new project's first log whose header does
+/// not read may then hold acknowledged records (a project made from a synced spare keeps the
+/// log's new name past its first acknowledgement): its header was damaged after it was
+/// synced, and the log is damage to report, not a log that never reached the disk.
+pub(crate) fn index_vouches(path: &Path) -> Result<bool> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(index::entries_of(&bytes).is_ok_and(|e| e.len() >= index::ENTRY_BYTES)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("reading", path, e)),
+    }
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     fsio::sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))
 }

@@ -545,9 +545,18 @@ impl Store {
     }
 
     /// Makes every append so far durable (fsync), whatever durability it was made with.
+    ///
+    /// Fails with [`Error::Poisoned`] if an fsync of a project's log failed since the store
+    /// opened — in an append, a sync, or the close of an idle project the store closed to stay
+    /// under [`Options::max_open_projects`](crate::Options::max_open_projects): what that
+    /// project wrote may not be durable, and no later fsync can say so.
     pub fn sync(&self) -> Result<()> {
         let projects: Vec<Arc<Project>> = self.inner.projects.read().values().cloned().collect();
-        projects.iter().try_for_each(|p| p.sync())
+        projects.iter().try_for_each(|p| p.sync())?;
+        match self.inner.failed_closes.lock().iter().min() {
+            Some(&project) => Err(Error::Poisoned { project }),
+            None => Ok(()),
+        }
     }
 
     /// For a read-only store: forgets what it knew of every project, so the next read sees what
@@ -675,22 +684,20 @@ impl Inner {
         if !create && !dir.is_dir() {
             return Ok(None);
         }
-        let close_failed = self.failed_closes.lock().remove(&id);
-        let crashed = close_failed || (!self.clean && !self.recovered.lock().contains(&id));
-        let p = Arc::new(
-            Project::open(
-                id,
-                dir,
-                self.clock.is_some(),
-                self.segment_bytes,
-                crashed,
-                &|| self.before_write(),
-            )?
-            .with_spares(self.spares.as_ref().map(Arc::downgrade))
-            .with_parent_sync(self.projects_sync.clone())
-            .with_room(self.room),
-        );
-        if self.clock.is_some() {
+        // A project whose close failed its fsync is poisoned until the store is reopened: read
+        // as it is, without recovery, and refusing writes (an fsync that follows a failed one
+        // may succeed with the data lost).
+        let close_failed = self.failed_closes.lock().contains(&id);
+        let writable = self.clock.is_some() && !close_failed;
+        let crashed = !self.clean && !self.recovered.lock().contains(&id);
+        let p = Project::open(id, dir, writable, self.segment_bytes, crashed, &|| {
+            self.before_write()
+        })?
+        .with_spares(self.spares.as_ref().map(Arc::downgrade))
+        .with_parent_sync(self.projects_sync.clone())
+        .with_room(self.room);
+        let p = Arc::new(if close_failed { p.poisoned() } else { p });
+        if writable {
             self.recovered.lock().insert(id);
         }
         if let Some(clock) = &self.clock {
@@ -735,8 +742,9 @@ impl Inner {
 impl Inner {
     /// Closes the least recently used idle projects (nobody holds them or a snapshot of their
     /// active segment), down to below the cap. A failure to close one is remembered: the store
-    /// will not count as cleanly closed, and reopening that project recovers it as after a
-    /// crash (what it wrote may not be durable, nor the names of its files).
+    /// will not count as cleanly closed, [`Store::sync`] fails, and the project refuses writes
+    /// until the store is reopened (what it wrote may not be durable, nor the names of its
+    /// files; the next open recovers it as after a crash).
     fn evict_projects(&self, map: &mut HashMap<u64, Arc<Project>>) {
         let cap = self.options.max_open_projects;
         let mut idle: Vec<(u64, u64)> = map
@@ -1223,8 +1231,11 @@ mod tests {
         (tmp, append, sync)
     }
 
+    /// A project whose close (an eviction) failed its fsync reads as it is but refuses writes,
+    /// and `Store::sync` fails, until the store is reopened; the reopened store recovers it as
+    /// after a crash.
     #[test]
-    fn a_project_whose_close_failed_is_recovered_as_after_a_crash_when_reopened() {
+    fn a_project_whose_close_failed_refuses_writes_until_the_store_is_reopened() {
         use crate::fsio::sim::{FaultKind, Recorder};
         let tmp = tempfile::tempdir().unwrap();
         drop(Store::open(tmp.path()).unwrap());
@@ -1247,7 +1258,19 @@ mod tests {
             "{path:?}"
         );
         assert!(!store.inner.projects.read().contains_key(&1));
+        assert!(matches!(store.sync(), Err(Error::Poisoned { project: 1 })));
+        assert_eq!(store.newest_first(1).unwrap().count(), 1);
+        let refused = store.append(1, [r#"{"a":2}"#]);
+        assert!(
+            matches!(refused, Err(Error::Poisoned { project: 1 })),
+            "{refused:?}"
+        );
+        // The others go on.
+        store.append(2, [r#"{"a":2}"#]).unwrap();
+        assert!(matches!(store.sync(), Err(Error::Poisoned { project: 1 })));
+        drop(store);
         let rec = Recorder::register(tmp.path(), true);
+        let store = Store::open(tmp.path()).unwrap();
         assert_eq!(store.newest_first(1).unwrap().count(), 1);
         rec.unregister();
         let synced: Vec<String> = rec.take_points().into_iter().map(|p| p.before).collect();
@@ -1255,6 +1278,8 @@ mod tests {
             synced.iter().any(|s| s == "sync of directory projects/1"),
             "{synced:?}"
         );
+        store.append(1, [r#"{"a":2}"#]).unwrap();
+        store.sync().unwrap();
     }
 
     /// A roll that replaces an empty active segment (here a new project's first log, left

@@ -150,9 +150,10 @@ pub fn verify(
             let header = match SegmentHeader::decode(&log) {
                 Ok(h) => h,
                 Err(e) => {
-                    // Recovery removes a new log whose header is damaged; one of another version
-                    // is refused, as any log is.
-                    let new = log_path == segment::new_log_path(&pdir);
+                    // Recovery removes a new log whose header is damaged, unless its index
+                    // vouches for records; one of another version is refused, as any log is.
+                    let new = log_path == segment::new_log_path(&pdir)
+                        && !segment::index_vouches(&idx_path)?;
                     let what = if new && !matches!(e, crate::record::DecodeError::Version(_)) {
                         format!(
                             "bad segment header: {e}; a new project's first log that was never \
@@ -226,8 +227,6 @@ pub fn verify(
                 end = log_end(&log, &s, newest);
             }
             out.records += s.entries.iter().filter(|&&e| e != index::LOST).count() as u64;
-            log_problems(&s, end, newest, &log_path, &mut report);
-            text_problems(&log, &s, first, &log_path, &mut report);
             let idx = match fs::read(&idx_path) {
                 Ok(b) => Some(b),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -237,10 +236,27 @@ pub fn verify(
                 on_bytes(idx.len() as u64);
                 out.bytes += idx.len() as u64;
             }
-            let tail_cut = s.torn(end) || s.open_batch.is_some();
+            // Records past the last good one that the index vouches for (synced) are damage,
+            // which the next writable open keeps, not a torn tail it cuts.
+            let vouched = match idx.as_deref().map(index::entries_of) {
+                Some(Ok(e)) if newest => {
+                    let e = index::decode_entries(e);
+                    if index::check_offsets(&e, log.len() as u64).is_ok() {
+                        crate::scan::vouched_past(&e, &s.entries, s.good_end)
+                    } else {
+                        0
+                    }
+                }
+                _ => 0,
+            };
+            // (Damage may have zeroed them: they run to the end of the file all the same.)
+            let end = if vouched > 0 { log.len() as u64 } else { end };
+            log_problems(&s, end, newest, (first, vouched), &log_path, &mut report);
+            text_problems(&log, &s, first, &log_path, &mut report);
+            let tail_cut = vouched > 0 || s.torn(end) || s.open_batch.is_some();
             index_problems(idx.as_deref(), &s, newest, tail_cut, &idx_path, &mut report);
             // A damaged header may name a first record near `u64::MAX`: then no segment follows.
-            expected_first = first.checked_add(s.entries.len() as u64);
+            expected_first = first.checked_add((s.entries.len() + vouched) as u64);
         }
     }
     Ok(out)
@@ -280,14 +296,38 @@ fn log_end(log: &[u8], s: &Scan, newest: bool) -> u64 {
     }
 }
 
-/// Damage, torn tails and unfinished batches of one log.
-fn log_problems(s: &Scan, end: u64, newest: bool, path: &Path, report: &mut impl FnMut(Problem)) {
+/// Damage, torn tails and unfinished batches of one log, whose first record is `first` and
+/// whose index vouches for `vouched` records past the scan's last good one.
+fn log_problems(
+    s: &Scan,
+    end: u64,
+    newest: bool,
+    (first, vouched): (u64, usize),
+    path: &Path,
+    report: &mut impl FnMut(Problem),
+) {
     for range in &s.damaged {
         report(Problem {
             path: path.to_path_buf(),
             range: range.clone(),
             what: "damaged records (the records around them are intact)".to_string(),
         });
+    }
+    if vouched > 0 {
+        let from = first.saturating_add(s.entries.len() as u64);
+        let records = match vouched {
+            1 => format!("record {from} does"),
+            n => format!("records {from}..={} do", from.saturating_add(n as u64 - 1)),
+        };
+        report(Problem {
+            path: path.to_path_buf(),
+            range: s.good_end..end,
+            what: format!(
+                "{records} not read, though the index vouches for them (they were synced): \
+                 damage, which reads report"
+            ),
+        });
+        return;
     }
     let (cut, what) = match (s.open_batch, s.torn(end)) {
         (Some((_, start)), _) => (start, "an unfinished batch"),

@@ -394,8 +394,25 @@ fn verify_names_a_flipped_byte_in_a_sealed_segment() {
     );
 }
 
+/// Bytes after the last record that no index entry vouches for (a write a crash cut short).
 #[test]
 fn verify_names_a_torn_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let newest = logs(&store, 1).pop().unwrap();
+    let mut file = fs::OpenOptions::new().append(true).open(&newest).unwrap();
+    std::io::Write::write_all(&mut file, &[7; 11]).unwrap();
+    let out = damaged(&store);
+    assert!(
+        out.contains(&format!("{} bytes ", newest.display())) && out.contains("torn tail"),
+        "{out:?}"
+    );
+}
+
+/// The last record cut short after it was synced (its index entry written): damage, not a
+/// torn tail for the next open to cut.
+#[test]
+fn verify_names_a_synced_record_cut_short_as_damage() {
     let tmp = tempfile::tempdir().unwrap();
     let store = small_store(tmp.path(), 200);
     let newest = logs(&store, 1).pop().unwrap();
@@ -403,7 +420,8 @@ fn verify_names_a_torn_tail() {
     file.set_len(file.metadata().unwrap().len() - 7).unwrap();
     let out = damaged(&store);
     assert!(
-        out.contains(&format!("{} bytes ", newest.display())) && out.contains("torn tail"),
+        out.contains(&format!("{} bytes ", newest.display()))
+            && out.contains("record 200 does not read, though the index vouches for them"),
         "{out:?}"
     );
 }

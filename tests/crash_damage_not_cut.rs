@@ -7,8 +7,11 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use common::{frames_of, idx_path, log_path, open_small, scratch, segments};
+use activitylog::{Durability, Options, Store};
+use common::{frames_of, idx_path, log_path, open_small, project_dir, scratch, segments};
 
 const P: u64 = 4;
 
@@ -120,4 +123,127 @@ fn a_long_run_of_lost_records_in_the_active_segment_is_one_error() {
         assert!(errors[0].contains("records 201..=800"), "{}", errors[0]);
         assert_eq!(items.len(), 401, "400 good records and one error");
     }
+}
+
+fn open_sync(dir: &Path) -> Store {
+    Options::new()
+        .durability(Durability::Sync)
+        .spare_projects(4)
+        .open(dir)
+        .unwrap()
+}
+
+fn await_spares(dir: &Path, n: usize) {
+    let start = Instant::now();
+    loop {
+        let found = fs::read_dir(dir.join("projects"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".spare-"))
+            .count();
+        if found >= n {
+            std::thread::sleep(Duration::from_millis(100));
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A `Sync` store's project made from a spare keeps its log under `….log.new` past its first
+/// acknowledged (fsynced) records. Damage to that log's header (a bit flip, after a kill) is
+/// reported, not taken for a creation that never reached the disk and removed with its records.
+#[test]
+fn a_damaged_header_of_a_new_log_holding_acknowledged_records_is_reported_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let crashed = copy.path().join("store");
+    let store = open_sync(dir.path());
+    store.append(1, [r#"{"p":1}"#]).unwrap();
+    await_spares(dir.path(), 4);
+    store
+        .append(2, [r#"{"p":2,"n":1}"#, r#"{"p":2,"n":2}"#])
+        .unwrap();
+    let new_log = project_dir(dir.path(), 2).join("00000000000000000001.log.new");
+    assert!(
+        new_log.exists(),
+        "acknowledged records under the new log's name"
+    );
+    // A kill: what is on disk now, without a clean close.
+    common::copy_dir(dir.path(), &crashed);
+    drop(store);
+    // One bit of the header (its base stamp) flips.
+    let log = project_dir(&crashed, 2).join("00000000000000000001.log.new");
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[30] ^= 0x01;
+    fs::write(&log, &bytes).unwrap();
+
+    let store = open_sync(&crashed);
+    let items: activitylog::Result<Vec<_>> = store.newest_first(2).map(|it| it.collect::<Vec<_>>());
+    let still_there = log.exists()
+        || project_dir(&crashed, 2)
+            .join("00000000000000000001.log")
+            .exists();
+    assert!(
+        still_there,
+        "the writable open deleted a log holding 2 acknowledged records"
+    );
+    let reported = match &items {
+        Err(_) => true,
+        Ok(v) => v.iter().any(|r| r.is_err()),
+    };
+    assert!(
+        reported,
+        "the damage is reported, not read as an empty project: {items:?}"
+    );
+}
+
+/// After a clean close, one flipped bit in the payload of the newest record — acknowledged as
+/// `Sync`, and vouched for by an index entry, which is written only for synced records — is
+/// damage, not a torn tail: reads report it, the records before it read, `verify` reports it
+/// before and after the open, and the log keeps its bytes.
+#[test]
+fn a_damaged_newest_record_the_index_vouches_for_is_reported_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .durability(Durability::Sync)
+        .spare_projects(0)
+        .open(dir.path())
+        .unwrap();
+    for n in 1..=3 {
+        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
+    }
+    drop(store);
+    assert!(dir.path().join("CLEAN").exists());
+    let log = project_dir(dir.path(), 1).join("00000000000000000001.log");
+    let mut bytes = fs::read(&log).unwrap();
+    let at = bytes.len() - 4 - 2; // inside the newest record's payload
+    bytes[at] ^= 0x10;
+    fs::write(&log, &bytes).unwrap();
+    let mut before = Vec::new();
+    activitylog::verify(dir.path(), None, |p| before.push(p.to_string()), |_| {}).unwrap();
+
+    let store = Options::new()
+        .durability(Durability::Sync)
+        .spare_projects(0)
+        .open(dir.path())
+        .unwrap();
+    let read: Vec<String> = store
+        .newest_first(1)
+        .unwrap()
+        .map(|m| {
+            m.map(|m| m.json().to_owned())
+                .unwrap_or_else(|e| format!("ERR {e}"))
+        })
+        .collect();
+    drop(store);
+    let mut after = Vec::new();
+    activitylog::verify(dir.path(), None, |p| after.push(p.to_string()), |_| {}).unwrap();
+    assert!(
+        read.len() == 3 && read[0].starts_with("ERR") && read[1] == r#"{"n":2}"#,
+        "acknowledged record 3 must be reported as damage, not cut: {read:?}"
+    );
+    assert!(before.len() == 1 && before == after, "{before:?} {after:?}");
+    assert!(before[0].contains("record 3 does not read"), "{before:?}");
+    assert_eq!(fs::metadata(&log).unwrap().len(), bytes.len() as u64);
 }

@@ -82,8 +82,9 @@ impl Fixture {
 
     /// The messages that must survive when only the first `len` bytes of the active log are
     /// good: every message up to the end of the last whole batch in those bytes. Returns them
-    /// (newest first) with the log's length once repaired.
-    fn good_prefix(&self, len: usize) -> (Vec<Message>, usize) {
+    /// (newest first) with the log's length once repaired and how many of the active log's
+    /// records they hold.
+    fn good_prefix(&self, len: usize) -> (Vec<Message>, usize, usize) {
         let mut kept_end = common::LOG_HEADER_BYTES;
         let mut kept_records = 0;
         for (i, f) in self.frames.iter().enumerate() {
@@ -102,7 +103,7 @@ impl Fixture {
             .filter(|m| m.seq() <= last_seq)
             .cloned()
             .collect();
-        (msgs, kept_end)
+        (msgs, kept_end, kept_records)
     }
 
     /// Whether `cut` falls exactly between two records of one batch.
@@ -112,14 +113,25 @@ impl Fixture {
 
     /// Copies the store, damages the copy's active log with `damage`, and checks that reopening
     /// finds exactly the good prefix of the first `good_len` bytes, cuts the rest, accepts new
-    /// appends, and keeps them across another reopen.
+    /// appends, and keeps them across another reopen. As a crash would leave it: no clean-close
+    /// marker, and the index without entries past the good prefix (entries are written only
+    /// for synced records, which no crash tears; damage to records the index vouches for is
+    /// reported, not cut).
     fn check(&self, what: &str, good_len: usize, damage: impl FnOnce(&Path)) {
         let copy = scratch();
         copy_dir(self.dir.path(), copy.path());
         let log = self.active_log(copy.path());
         damage(&log);
         let damaged_len = fs::metadata(&log).unwrap().len();
-        let (want, repaired_len) = self.good_prefix(good_len);
+        let (want, repaired_len, kept_records) = self.good_prefix(good_len);
+        let _ = fs::remove_file(copy.path().join("CLEAN"));
+        let idx = common::idx_path(copy.path(), P, self.active);
+        let entries = fs::read(&idx).unwrap();
+        fs::write(
+            &idx,
+            &entries[..common::INDEX_HEADER_BYTES + 4 * kept_records],
+        )
+        .unwrap();
 
         // A read-only open sees the same prefix and leaves the file alone.
         {

@@ -638,3 +638,42 @@ fn a_failed_sync_reaches_the_caller_and_loses_nothing_acknowledged() {
     let n = fault_every_operation(FaultKind::Sync);
     assert!(n >= 20, "only {n} syncs in the workload");
 }
+
+/// An idle project's close (an eviction, under `max_open_projects`) fails its fsync: the
+/// store's `sync` must not then claim everything durable. A power cut just after finds the
+/// project's append lost — which `sync` must have reported.
+#[test]
+fn a_failed_eviction_close_fails_the_stores_sync() {
+    let root = scratch();
+    let rec = Recorder::register(root.path(), true);
+    let store = Options::new()
+        .max_open_projects(1)
+        .spare_projects(0)
+        .open(root.path())
+        .unwrap();
+    store.append(1, [r#"{"p":1}"#]).unwrap();
+    rec.fail(FaultKind::Sync, 1);
+    // Opening project 2 evicts project 1: its close syncs, and that fsync fails.
+    store.append(2, [r#"{"p":2}"#]).unwrap();
+    assert!(rec.faulted().is_some());
+    let synced = store.sync();
+    assert!(
+        matches!(synced, Err(Error::Poisoned { project: 1 })),
+        "{synced:?}"
+    );
+    // The state right after that sync, cut by a power cut that keeps nothing unsynced.
+    rec.take_points();
+    store
+        .append_with(2, [r#"{"p":2,"n":2}"#], Durability::Sync)
+        .unwrap();
+    let point = rec.take_points().into_iter().next().expect("a crash point");
+    rec.unregister();
+    let image = scratch();
+    point.image(Policy::DropAll, image.path()).unwrap();
+    let reopened = Options::new().spare_projects(0).open(image.path()).unwrap();
+    assert_eq!(
+        reopened.newest_first(1).unwrap().count(),
+        0,
+        "the loss `sync` reported"
+    );
+}
