@@ -382,7 +382,8 @@ fn checking_threads() -> usize {
 struct Place {
     /// Where its compact form starts.
     start: usize,
-    /// The length of its compact form (at most `MAX_PAYLOAD_BYTES`, under 2^24).
+    /// The length of its compact form (at most `MAX_PAYLOAD_BYTES` plus its `_ts` member's
+    /// bytes, so under 2^25).
     len: u32,
     /// Where the bytes to leave out (its `_ts` member) start, from `start`.
     cut_at: u32,
@@ -595,9 +596,6 @@ fn check_part(
         let invalid = |reason: String| bad(Problem::Invalid(reason));
         let arena_start = arena.len();
         let found = json::compact_object(line, names, arena).map_err(invalid)?;
-        if found.len > check.limit {
-            return Err(bad(Problem::TooLarge(found.len)));
-        }
         let compact = if found.copied {
             &arena[arena_start..]
         } else {
@@ -627,6 +625,12 @@ fn check_part(
                 (ms * 1000, member.cut.clone())
             }
         };
+        // The limit is the store's, on the message as stored: without its `_ts` member, so a
+        // message the store took comes back in with the `_ts` its export added.
+        let size = found.len - cut.len();
+        if size > check.limit {
+            return Err(bad(Problem::TooLarge(size)));
+        }
         if let ImportTarget::Field(_) = check.target {
             part.projects.push(project);
         }
@@ -720,6 +724,30 @@ mod tests {
         let oldest = store.oldest_first(1).unwrap().next().unwrap().unwrap();
         assert_eq!(oldest.json(), r#"{"i":0}"#);
         assert_eq!(oldest.timestamp_ms(), 1_700_000_000_000);
+    }
+
+    /// The size limit is on the message as stored: a message of exactly the limit that the
+    /// store accepted comes back in from its export, whose line is longer by its `_ts` field.
+    #[test]
+    fn a_message_of_exactly_the_limit_imports_from_its_export_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let limit = store.max_message_bytes();
+        let message = format!("{{\"a\":\"{}\"}}", "x".repeat(limit - 8));
+        assert_eq!(message.len(), limit);
+        store.append(1, [message.as_bytes()]).unwrap();
+        let mut line = Vec::new();
+        let stored = store.oldest_first(1).unwrap().next().unwrap().unwrap();
+        stored.write_with_meta(&[crate::Meta::Ts], &mut line);
+        line.push(b'\n');
+        assert!(line.len() > limit + 1);
+        let imported = store
+            .import_json_lines(&line, ImportTarget::Project(2), Durability::Written)
+            .unwrap();
+        assert_eq!(imported.messages(), 1);
+        let back = store.oldest_first(2).unwrap().next().unwrap().unwrap();
+        assert_eq!(back.json(), message);
+        assert_eq!(back.timestamp_ms(), stored.timestamp_ms());
     }
 
     #[test]
