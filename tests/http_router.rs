@@ -383,3 +383,39 @@ async fn keys_gate_access_per_project() {
         .await;
     assert_eq!(lines(&r.body).len(), 2);
 }
+
+#[tokio::test]
+async fn with_keys_a_request_without_a_known_key_is_401_whatever_else_is_wrong_with_it() {
+    let api = api_with(ApiConfig::new().keys(ApiKeys::new().allow_all("admin")));
+    let requests = [
+        ("GET", "/activity/1?count=abc"),
+        ("GET", "/activity/abc"),
+        ("DELETE", "/activity/1"),
+        ("POST", "/activity/projects"),
+        ("GET", "/elsewhere"),
+        ("GET", "/activity/1?apikey=wrong&count=abc"),
+        ("GET", "/activity/1?apikey="),
+    ];
+    for (method, uri) in requests {
+        let r = api
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri}: {}",
+            r.body
+        );
+    }
+    // With the key, the same faults get their own answers.
+    let r = api.get("/activity/1?count=abc&apikey=admin").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = api.get("/activity/abc?apikey=admin").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -128,8 +128,20 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         .route("/activity/{project}/", one)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), require_key))
         .layer(middleware::from_fn(common_headers))
         .with_state(state)
+}
+
+/// With keys configured, a request without a known key is 401 before its path, method or
+/// parameters are looked at (which keys may use which project is the handlers' check).
+async fn require_key(State(state): Shared, request: Request, next: Next) -> Response {
+    if let Some(keys) = &state.config.keys {
+        if let Err(r) = auth::authenticate(keys, request.headers(), request.uri().query()) {
+            return r;
+        }
+    }
+    next.run(request).await
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight,
