@@ -436,3 +436,50 @@ fn get_adds_meta_fields_and_filters() {
     let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
     assert!(v["_ts"].as_u64().unwrap() > 1_600_000_000_000, "{out}");
 }
+
+/// Runs `serve` with `args` where it must fail at startup: exit code 1 and one `error:` line,
+/// returned. A server that starts instead is stopped after 10 s and fails the test.
+fn serve_fails(args: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the activitylog binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "serve {args:?} started: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "serve {args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+    stderr
+}
+
+#[test]
+fn serve_refuses_an_empty_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let err = serve_fails(&[
+        "--dir",
+        store.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--api-key",
+        "",
+    ]);
+    assert!(err.contains("--api-key is empty"), "{err}");
+}

@@ -419,3 +419,16 @@ async fn with_keys_a_request_without_a_known_key_is_401_whatever_else_is_wrong_w
     let r = api.get("/activity/abc?apikey=admin").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_empty_api_key_never_authenticates() {
+    let api = api_with(ApiConfig::new().keys(ApiKeys::new().allow_all("")));
+    let r = api.get("/activity/1?apikey=").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_keys_file_line_without_a_key_is_an_error_naming_it() {
+    let err = ApiKeys::parse("admin\n , ,\n").unwrap_err();
+    assert_eq!(err, "line 2 has no API key");
+}

@@ -21,13 +21,13 @@ impl ApiKeys {
         Self::default()
     }
 
-    /// Allows `key` to read and write every project.
+    /// Allows `key` to read and write every project. An empty key never authenticates.
     pub fn allow_all(mut self, key: impl Into<String>) -> Self {
         self.keys.insert(key.into(), None);
         self
     }
 
-    /// Allows `key` to read and write only `projects`.
+    /// Allows `key` to read and write only `projects`. An empty key never authenticates.
     pub fn allow(
         mut self,
         key: impl Into<String>,
@@ -71,7 +71,9 @@ impl ApiKeys {
             let mut words = line
                 .split(|c: char| c.is_whitespace() || c == ',')
                 .filter(|w| !w.is_empty());
-            let key = words.next().expect("a non-blank line has a word");
+            let Some(key) = words.next() else {
+                return Err(format!("line {} has no API key", n + 1));
+            };
             let ids = words
                 .map(|w| {
                     w.parse::<u64>()

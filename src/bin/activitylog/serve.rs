@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use activitylog::http::{self, ApiConfig, ApiKeys};
 use activitylog::{Durability, Options, Retention, Store};
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use crate::retain::{describe, retention};
 use crate::units::{parse_duration, parse_size};
@@ -66,6 +66,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = options.open(&args.dir)?;
     let mut keys = ApiKeys::new();
     for key in &args.api_keys {
+        if key.is_empty() {
+            bail!("--api-key is empty; an API key must have at least one character");
+        }
         keys = keys.allow_all(key.clone());
     }
     if let Some(path) = &args.api_keys_file {
