@@ -51,6 +51,7 @@ use tokio::sync::mpsc;
 pub use auth::ApiKeys;
 use params::{Format, Params};
 
+use crate::error::quoted;
 use crate::{Durability, Error, Merged, Meta, Query, Store};
 
 /// Default bound on a POST body: 64 MiB.
@@ -224,7 +225,10 @@ fn project_id(raw: &str) -> Result<u64, Response> {
         Ok(id) if !raw.starts_with('+') => Ok(id),
         _ => Err(plain(
             StatusCode::NOT_FOUND,
-            format!("no such project {raw:?}: project ids are unsigned integers"),
+            format!(
+                "no such project {}: project ids are unsigned integers",
+                quoted(raw)
+            ),
         )),
     }
 }

@@ -4,6 +4,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::plain;
+use crate::error::quoted;
 use crate::{Filter, Meta};
 
 /// The most `p` parameters one request may carry.
@@ -42,7 +43,8 @@ impl Params {
                 "p" => {
                     let id = value.parse::<u64>().map_err(|_| {
                         bad(format!(
-                            "p={value} is not a project id (an unsigned integer)"
+                            "p={} is not a project id (an unsigned integer)",
+                            quoted(&value)
                         ))
                     })?;
                     let ps = params.projects.get_or_insert_with(Vec::new);
@@ -74,7 +76,7 @@ impl Params {
             Some("jl") | Some("jsonl") => Ok(Format::JsonLines),
             Some(other) => Err(plain(
                 StatusCode::BAD_REQUEST,
-                format!("format {other:?} is not supported; use json or jl"),
+                format!("format {} is not supported; use json or jl", quoted(other)),
             )),
             None => {
                 let accept = headers
@@ -97,5 +99,5 @@ impl Params {
 fn non_negative(name: &str, value: &str) -> Result<u64, String> {
     value
         .parse::<u64>()
-        .map_err(|_| format!("{name}={value} is not a non-negative integer"))
+        .map_err(|_| format!("{name}={} is not a non-negative integer", quoted(value)))
 }
