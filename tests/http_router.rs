@@ -432,3 +432,12 @@ fn a_keys_file_line_without_a_key_is_an_error_naming_it() {
     let err = ApiKeys::parse("admin\n , ,\n").unwrap_err();
     assert_eq!(err, "line 2 has no API key");
 }
+
+#[tokio::test]
+async fn a_project_id_that_is_not_utf8_is_404() {
+    let api = api();
+    assert_eq!(api.get("/activity/%FF").await.status, StatusCode::NOT_FOUND);
+    let r = api.post("/activity/%FF/", "{}").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(api.store.projects().unwrap(), Vec::<u64>::new());
+}

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -219,15 +219,22 @@ async fn method_not_allowed(method: Method) -> Response {
     )
 }
 
-/// Parses a project id path segment; anything but an unsigned integer is 404.
-fn project_id(raw: &str) -> Result<u64, Response> {
+/// Parses a project id path segment; anything but an unsigned integer is 404, a segment that
+/// is not UTF-8 (`%FF`) too.
+fn project_id(segment: Result<Path<String>, PathRejection>) -> Result<u64, Response> {
+    let Ok(Path(raw)) = segment else {
+        return Err(plain(
+            StatusCode::NOT_FOUND,
+            "no such project: project ids are unsigned integers",
+        ));
+    };
     match raw.parse::<u64>() {
         Ok(id) if !raw.starts_with('+') => Ok(id),
         _ => Err(plain(
             StatusCode::NOT_FOUND,
             format!(
                 "no such project {}: project ids are unsigned integers",
-                quoted(raw)
+                quoted(&raw)
             ),
         )),
     }
@@ -256,12 +263,12 @@ fn error_response(e: &Error) -> Response {
 
 async fn post_activity(
     State(state): Shared,
-    Path(project): Path<String>,
+    project: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let project = match project_id(&project) {
+    let project = match project_id(project) {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -309,11 +316,11 @@ async fn post_activity(
 
 async fn get_activity(
     State(state): Shared,
-    Path(project): Path<String>,
+    project: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let project = match project_id(&project) {
+    let project = match project_id(project) {
         Ok(p) => p,
         Err(r) => return r,
     };
