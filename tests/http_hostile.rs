@@ -162,3 +162,30 @@ async fn values_echoed_in_an_error_are_escaped_and_cut_short() {
         assert!(text.len() < 160, "{uri}: short, got {text:?}");
     }
 }
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_408_with_our_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let app = router(store.clone(), ApiConfig::new()).layer(
+        tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_millis(100)),
+    );
+    let first: Result<&'static [u8], std::io::Error> = Ok(b"{\"a\":1}\n{");
+    let stalled = futures_util::StreamExt::chain(
+        futures_util::stream::iter([first]),
+        futures_util::stream::pending(),
+    );
+    let (status, text) = send(
+        &app,
+        Request::post("/activity/1")
+            .body(Body::from_stream(stalled))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{text}");
+    assert_eq!(
+        text,
+        "the request body did not arrive in time; nothing was stored\n"
+    );
+    assert_eq!(store.projects().unwrap(), Vec::<u64>::new());
+}

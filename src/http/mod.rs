@@ -290,7 +290,7 @@ async fn post_activity(
                 ),
             )
         }
-        Err(rejection) => return plain(rejection.status(), rejection.body_text()),
+        Err(rejection) => return body_unread(&rejection),
     };
     let store = state.store.clone();
     let durability = state.config.durability.unwrap_or(store.durability());
@@ -312,6 +312,25 @@ async fn post_activity(
             format!("internal error: {join}"),
         ),
     }
+}
+
+/// The answer to a body that could not be read (other than for its size): 408 when it did not
+/// arrive in time (`serve` gives clients 30 s), else 400.
+fn body_unread(rejection: &BytesRejection) -> Response {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time; nothing was stored",
+            );
+        }
+        cause = e.source();
+    }
+    plain(
+        StatusCode::BAD_REQUEST,
+        "the request body could not be read to its end; nothing was stored",
+    )
 }
 
 async fn get_activity(
