@@ -483,3 +483,26 @@ fn serve_refuses_an_empty_api_key() {
     ]);
     assert!(err.contains("--api-key is empty"), "{err}");
 }
+
+#[test]
+fn a_serve_that_cannot_start_creates_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    let missing = dir.path().join("no-such-keys-file");
+    let store_arg = store.to_str().unwrap();
+    let err = serve_fails(&["--dir", store_arg, "--listen", &busy]);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert!(!store.exists(), "a busy port left a store");
+    let err = serve_fails(&[
+        "--dir",
+        store_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--api-keys",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(err.contains("cannot read the API keys file"), "{err}");
+    assert!(!store.exists(), "a missing keys file left a store");
+}

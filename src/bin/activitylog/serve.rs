@@ -63,7 +63,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(bytes) = args.segment_bytes {
         options = options.segment_bytes(bytes);
     }
-    let store = options.open(&args.dir)?;
     let mut keys = ApiKeys::new();
     for key in &args.api_keys {
         if key.is_empty() {
@@ -93,10 +92,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Everything that can fail before serving (the keys, the address) is done before the store
+    // is opened, which creates it: a server that cannot start leaves no store behind.
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let store = options.open(&args.dir)?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
         say(&format!(
             "serving the Activity API on http://{local}/ from {} ({durability:?} durability)",
