@@ -56,6 +56,8 @@ use crate::{Durability, Error, Merged, Meta, Query, Store};
 
 /// Default bound on a POST body: 64 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+/// Default time [`serve`] waits for requests in flight once shutdown began: 10 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a client may take to send a request body before the request fails.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes gathered before a chunk of a streamed response is handed to the connection.
@@ -69,6 +71,7 @@ pub struct ApiConfig {
     keys: Option<ApiKeys>,
     max_body_bytes: usize,
     durability: Option<Durability>,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -77,6 +80,7 @@ impl Default for ApiConfig {
             keys: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             durability: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -103,6 +107,14 @@ impl ApiConfig {
     /// The durability a POST reaches before its 200. Default: the store's.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = Some(durability);
+        self
+    }
+
+    /// How long [`serve`] waits for requests in flight once shutdown began (a client that
+    /// stalls reading a big response would hold it forever). Default:
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub fn shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.shutdown_timeout = timeout;
         self
     }
 }
@@ -147,12 +159,17 @@ async fn require_key(State(state): Shared, request: Request, next: Next) -> Resp
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight,
 /// syncs the store and returns.
+///
+/// Requests still in flight after the config's
+/// [`shutdown_timeout`](ApiConfig::shutdown_timeout) are not waited for: their connections'
+/// tasks (and the store handles they hold) end when the runtime shuts down.
 pub async fn serve(
     store: Store,
     config: ApiConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let deadline = config.shutdown_timeout;
     let app = router(store.clone(), config)
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         // A client that never finishes sending its body is cut off instead of holding a task.
@@ -160,9 +177,24 @@ pub async fn serve(
             BODY_TIMEOUT,
         ))
         .layer(middleware::from_fn(log_request));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let (began, mut beginning) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = began.send(true);
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let deadline_passed = async move {
+        if beginning.wait_for(|&began| began).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served?,
+        () = deadline_passed => log::warn!(
+            "requests still in flight {deadline:?} after shutdown began are dropped"
+        ),
+    }
     tokio::task::spawn_blocking(move || store.sync())
         .await
         .map_err(std::io::Error::other)?

@@ -53,10 +53,14 @@ pub struct ServeArgs {
     /// messages.
     #[arg(long, value_name = "N")]
     retain_max_messages: Option<u64>,
+    /// On SIGINT or SIGTERM, how long to wait for requests in flight before dropping their
+    /// connections: 10s, 500ms, ...
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    shutdown_timeout: Duration,
 }
 
-/// Runs the server until SIGINT or SIGTERM, then finishes requests in flight, syncs the store,
-/// releases its lock and returns.
+/// Runs the server until SIGINT or SIGTERM, then finishes requests in flight (waiting at most
+/// `--shutdown-timeout` for them), syncs the store, releases its lock and returns.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let durability: Durability = args.durability.into();
     let mut options = Options::new().durability(durability);
@@ -79,7 +83,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut config = ApiConfig::new()
         .max_body_bytes(args.max_body_bytes)
-        .durability(durability);
+        .durability(durability)
+        .shutdown_timeout(args.shutdown_timeout);
     if !keys.is_empty() {
         config = config.keys(keys);
     }
@@ -115,9 +120,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = task.await;
         }
         served?;
-        say("stopped; the store is synced and unlocked");
-        Ok(())
-    })
+        anyhow::Ok(())
+    })?;
+    // Tasks of connections that outlived the shutdown timeout hold store handles: ending them
+    // closes the store (and unlocks it) before this returns.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    say("stopped; the store is synced and unlocked");
+    Ok(())
 }
 
 /// Applies `retention` now and every [`RETENTION_EVERY`] until `stop` turns true, logging what
