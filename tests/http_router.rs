@@ -441,3 +441,37 @@ async fn a_project_id_that_is_not_utf8_is_404() {
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
     assert_eq!(api.store.projects().unwrap(), Vec::<u64>::new());
 }
+
+#[tokio::test]
+async fn accept_is_read_without_regard_to_case_and_with_its_q_values() {
+    let api = api();
+    api.post("/activity/4", "{\"a\":1}").await;
+    for (accept, want) in [
+        ("APPLICATION/JSON", "[{\"a\":1}]"),
+        (
+            "application/json;q=0, application/x-jsonlines",
+            "{\"a\":1}\n",
+        ),
+        ("application/json; Q=0", "{\"a\":1}\n"),
+        (
+            "application/json;q=0.5, application/x-jsonlines",
+            "{\"a\":1}\n",
+        ),
+        (
+            "application/x-jsonlines;q=0.2, Application/Json;q=0.9",
+            "[{\"a\":1}]",
+        ),
+        ("*/*", "{\"a\":1}\n"),
+        ("text/html, application/json;q=0.1", "[{\"a\":1}]"),
+    ] {
+        let r = api
+            .send(
+                Request::get("/activity/4")
+                    .header(header::ACCEPT, accept)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.body, want, "Accept: {accept}");
+    }
+}

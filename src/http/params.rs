@@ -69,7 +69,8 @@ impl Params {
         Ok(params)
     }
 
-    /// The response format: `format=` wins, then `Accept: application/json`, else JSON Lines.
+    /// The response format: `format=` wins, then `Accept` when it prefers `application/json`
+    /// (see [`prefers_json`]), else JSON Lines.
     pub(crate) fn format(&self, headers: &HeaderMap) -> Result<Format, Response> {
         match self.format.as_deref() {
             Some("json") => Ok(Format::Json),
@@ -83,10 +84,7 @@ impl Params {
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                let wants_json = accept
-                    .split(',')
-                    .any(|part| part.split(';').next().map(str::trim) == Some("application/json"));
-                Ok(if wants_json {
+                Ok(if prefers_json(accept) {
                     Format::Json
                 } else {
                     Format::JsonLines
@@ -94,6 +92,32 @@ impl Params {
             }
         }
     }
+}
+
+/// Whether an `Accept` header asks for `application/json` over JSON Lines: JSON's quality
+/// (media types compared without regard to case; `q=0` is "not acceptable") is above zero and
+/// at least that of `application/x-jsonlines` (or `application/jsonl`). Wildcards express no
+/// preference, so they give the default, JSON Lines.
+fn prefers_json(accept: &str) -> bool {
+    let (mut json, mut lines) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok())
+            .filter(|q| (0.0..=1.0).contains(q))
+            .unwrap_or(0.0);
+        if media.eq_ignore_ascii_case("application/json") {
+            json = json.max(q);
+        } else if media.eq_ignore_ascii_case("application/x-jsonlines")
+            || media.eq_ignore_ascii_case("application/jsonl")
+        {
+            lines = lines.max(q);
+        }
+    }
+    json > 0.0 && json >= lines
 }
 
 fn non_negative(name: &str, value: &str) -> Result<u64, String> {
