@@ -506,3 +506,30 @@ fn a_serve_that_cannot_start_creates_no_store() {
     assert!(err.contains("cannot read the API keys file"), "{err}");
     assert!(!store.exists(), "a missing keys file left a store");
 }
+
+#[test]
+fn append_refuses_too_many_lines_before_building_anything_per_line() {
+    // 2^24 + 1 messages of `{}` (48 MiB): one more than a batch holds. Under a 512 MiB limit on
+    // the address space, the refusal must come from counting the lines, not from memory running
+    // out while a vector per line was built first (which took 24 bytes and more a line).
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("many.jl");
+    std::fs::write(&input, "{}\n".repeat((1 << 24) + 1)).unwrap();
+    let store = dir.path().join("store");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -v 524288 && exec \"$@\"")
+        .arg("bash")
+        .arg(BIN)
+        .args(["append", "--dir", store.to_str().unwrap(), "1"])
+        .arg(&input)
+        .env_remove("ACTIVITYLOG_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: the batch holds 16777217 messages, over the limit of 16777216 messages\n"
+    );
+}
