@@ -4,6 +4,38 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// The most characters of a caller's value an error sentence repeats.
+const QUOTED_CHARS: usize = 40;
+
+/// `text` as an error sentence repeats it: quoted with its newlines and other control
+/// characters escaped (Rust's `{:?}`), and cut after [`QUOTED_CHARS`] characters (marked
+/// `...`), so a hostile value can neither break the sentence into lines nor make it long.
+pub(crate) fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((end, _)) => format!("{:?}...", &text[..end]),
+        None => format!("{text:?}"),
+    }
+}
+
+/// `text` (JSON, say) as an error sentence repeats it without quotes: control characters
+/// escaped as `{:?}` would, the rest as it is, cut after [`QUOTED_CHARS`] characters (marked
+/// `...`).
+pub(crate) fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == QUOTED_CHARS {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A specialised `Result` for activitylog operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

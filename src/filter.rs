@@ -19,7 +19,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{excerpt, quoted, Error, Result};
 
 /// A comparison operator of a [`Filter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +105,7 @@ impl Filter {
     /// A malformed filter is [`Error::InvalidQuery`] saying what is wrong.
     pub fn parse(json: &str) -> Result<Filter> {
         let bad = |reason: String| Error::InvalidQuery { reason };
+        let json = &excerpt(json);
         let value: Value = serde_json::from_str(json)
             .map_err(|e| bad(format!("filter {json} is not valid JSON ({e})")))?;
         let Value::Array(parts) = value else {
@@ -123,10 +124,12 @@ impl Filter {
                 "filter {json}: the field name must be a string"
             )));
         };
-        let op = op
-            .as_str()
-            .and_then(Op::parse)
-            .ok_or_else(|| bad(format!("filter {json}: unknown operator {op}")))?;
+        let op = op.as_str().and_then(Op::parse).ok_or_else(|| {
+            bad(format!(
+                "filter {json}: unknown operator {}",
+                excerpt(&op.to_string())
+            ))
+        })?;
         let Value::Array(values) = values else {
             return Err(bad(format!("filter {json}: the values must be an array")));
         };
@@ -137,7 +140,7 @@ impl Filter {
     pub fn new(field: impl Into<String>, op: Op, values: Vec<Value>) -> Result<Filter> {
         let field = field.into();
         let bad = |what: &str| Error::InvalidQuery {
-            reason: format!("filter on {field:?} with {op}: {what}"),
+            reason: format!("filter on {} with {op}: {what}", quoted(&field)),
         };
         match op {
             Op::Exists if !values.is_empty() => return Err(bad("takes no values")),

@@ -46,7 +46,8 @@ impl Store {
     /// Imports JSON Lines (as [`append_json_lines`](Self::append_json_lines) reads them),
     /// oldest first, keeping history: a top-level `_ts` field (integer milliseconds since the
     /// epoch, as `export` writes it) becomes the message's append time and is removed from the
-    /// stored message; messages without one are stamped now.
+    /// stored message; messages without one are stamped now. A `_ts` more than a day ahead of
+    /// the wall clock is a bad line: it would move the store's clock into the future.
     ///
     /// Every line is checked before anything is stored, so a bad line (named in the error)
     /// imports nothing. A failure while storing (an I/O error, say) after some batches were
@@ -362,6 +363,11 @@ impl Store {
 /// store's clock (and every later segment header) to the end of `u64`.
 const MAX_TS_MS: u64 = 253_402_300_799_999;
 
+/// How far ahead of the wall clock an imported `_ts` may be: one day (clocks of the machines an
+/// archive passed through may disagree a little). Further ahead would move the store's clock,
+/// and so every later append's stamp, into the future.
+const MAX_TS_AHEAD_US: u64 = 86_400_000_000;
+
 /// At most this many messages per append of an import (a segment holds at most 2^24 records).
 const MAX_BATCH_MESSAGES: u64 = 1 << 20;
 
@@ -382,7 +388,8 @@ fn checking_threads() -> usize {
 struct Place {
     /// Where its compact form starts.
     start: usize,
-    /// The length of its compact form (at most `MAX_PAYLOAD_BYTES`, under 2^24).
+    /// The length of its compact form (at most `MAX_PAYLOAD_BYTES` plus its `_ts` member's
+    /// bytes, so under 2^25).
     len: u32,
     /// Where the bytes to leave out (its `_ts` member) start, from `start`.
     cut_at: u32,
@@ -595,9 +602,6 @@ fn check_part(
         let invalid = |reason: String| bad(Problem::Invalid(reason));
         let arena_start = arena.len();
         let found = json::compact_object(line, names, arena).map_err(invalid)?;
-        if found.len > check.limit {
-            return Err(bad(Problem::TooLarge(found.len)));
-        }
         let compact = if found.copied {
             &arena[arena_start..]
         } else {
@@ -624,9 +628,22 @@ fn check_part(
                                 .to_string(),
                         )
                     })?;
+                if ms * 1000 > check.now.saturating_add(MAX_TS_AHEAD_US) {
+                    return Err(invalid(format!(
+                        "its _ts field {ms} is more than a day ahead of this machine's clock \
+                         ({} ms): a stamp from the future would move the store's clock there",
+                        check.now / 1000
+                    )));
+                }
                 (ms * 1000, member.cut.clone())
             }
         };
+        // The limit is the store's, on the message as stored: without its `_ts` member, so a
+        // message the store took comes back in with the `_ts` its export added.
+        let size = found.len - cut.len();
+        if size > check.limit {
+            return Err(bad(Problem::TooLarge(size)));
+        }
         if let ImportTarget::Field(_) = check.target {
             part.projects.push(project);
         }
@@ -720,6 +737,71 @@ mod tests {
         let oldest = store.oldest_first(1).unwrap().next().unwrap().unwrap();
         assert_eq!(oldest.json(), r#"{"i":0}"#);
         assert_eq!(oldest.timestamp_ms(), 1_700_000_000_000);
+    }
+
+    /// The size limit is on the message as stored: a message of exactly the limit that the
+    /// store accepted comes back in from its export, whose line is longer by its `_ts` field.
+    #[test]
+    fn a_message_of_exactly_the_limit_imports_from_its_export_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let limit = store.max_message_bytes();
+        let message = format!("{{\"a\":\"{}\"}}", "x".repeat(limit - 8));
+        assert_eq!(message.len(), limit);
+        store.append(1, [message.as_bytes()]).unwrap();
+        let mut line = Vec::new();
+        let stored = store.oldest_first(1).unwrap().next().unwrap().unwrap();
+        stored.write_with_meta(&[crate::Meta::Ts], &mut line);
+        line.push(b'\n');
+        assert!(line.len() > limit + 1);
+        let imported = store
+            .import_json_lines(&line, ImportTarget::Project(2), Durability::Written)
+            .unwrap();
+        assert_eq!(imported.messages(), 1);
+        let back = store.oldest_first(2).unwrap().next().unwrap().unwrap();
+        assert_eq!(back.json(), message);
+        assert_eq!(back.timestamp_ms(), stored.timestamp_ms());
+    }
+
+    /// A stamp far ahead would move the store's clock: every later append, in any project,
+    /// would be stamped in that future, and age retention would never remove its segments.
+    #[test]
+    fn a_ts_more_than_a_day_ahead_is_refused_naming_its_line_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        // 2100-01-01.
+        let input = b"{\"a\":1,\"_ts\":1700000000000}\n{\"a\":2,\"_ts\":4102444800000}\n";
+        let err = store
+            .import_json_lines(input, ImportTarget::Project(3), Durability::Written)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidMessage { line: Some(2), .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("ahead"), "{err}");
+        assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
+        let before = crate::clock::now_us() / 1000;
+        store.append(4, [b"{}"]).unwrap();
+        let stamped = store.oldest_first(4).unwrap().next().unwrap().unwrap();
+        assert!(stamped.timestamp_ms() < before + 86_400_000);
+    }
+
+    /// Clocks disagree a little: a stamp an hour ahead is taken.
+    #[test]
+    fn a_ts_an_hour_ahead_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let hour_ahead = crate::clock::now_us() / 1000 + 3_600_000;
+        let input = format!("{{\"a\":1,\"_ts\":{hour_ahead}}}\n");
+        store
+            .import_json_lines(
+                input.as_bytes(),
+                ImportTarget::Project(3),
+                Durability::Written,
+            )
+            .unwrap();
+        let m = store.oldest_first(3).unwrap().next().unwrap().unwrap();
+        assert_eq!(m.timestamp_ms(), hour_ahead);
     }
 
     #[test]

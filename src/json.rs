@@ -71,12 +71,42 @@ fn describe(e: &serde_json::Error) -> String {
 /// Splits JSON Lines into `(1-based line number, line)` pairs: lines end in `\n` or `\r\n`,
 /// the last needs no line end, and lines of only whitespace are skipped.
 pub(crate) fn split_lines(input: &[u8]) -> Vec<(usize, &[u8])> {
+    numbered_lines(input).collect()
+}
+
+/// [`split_lines`], lazily: a body of many short lines costs no memory per line to walk.
+fn numbered_lines(input: &[u8]) -> impl Iterator<Item = (usize, &[u8])> + Clone {
     input
         .split(|&b| b == b'\n')
         .enumerate()
         .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
         .filter(|(_, line)| !line.iter().all(|&b| is_ws(b)))
-        .collect()
+}
+
+/// The messages (non-blank lines) of JSON Lines, as [`split_lines`] finds them, lazily.
+pub(crate) fn lines(input: &[u8]) -> impl Iterator<Item = &[u8]> + Clone {
+    numbered_lines(input).map(|(_, line)| line)
+}
+
+/// The 1-based line number of message `index` (from 0) of JSON Lines, as [`split_lines`]
+/// numbers it.
+pub(crate) fn line_number(input: &[u8], index: usize) -> usize {
+    numbered_lines(input).nth(index).map_or(0, |(n, _)| n)
+}
+
+/// Refuses JSON Lines of more messages than one batch may hold, before anything is built for
+/// each of them (a rejected body of millions of `{}` lines then costs nothing per line).
+pub(crate) fn check_line_count(input: &[u8]) -> crate::Result<()> {
+    let limit = crate::record::MAX_RECORDS_PER_SEGMENT;
+    let count = lines(input).count() as u64;
+    if count > limit {
+        return Err(crate::Error::BatchTooLarge {
+            size: count,
+            limit,
+            unit: "messages",
+        });
+    }
+    Ok(())
 }
 
 /// The deepest nesting of arrays and objects a message may have: the most serde_json parses

@@ -9,7 +9,7 @@ use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
 
-use crate::error::Error;
+use crate::error::{quoted, Error};
 use crate::reader::Message;
 
 /// A meta field that can be added to returned messages.
@@ -50,7 +50,10 @@ impl FromStr for Meta {
             "_project" => Ok(Meta::Project),
             "_key" => Ok(Meta::Key),
             _ => Err(Error::InvalidQuery {
-                reason: format!("unknown meta field {s:?}; known ones are _ts, _project and _key"),
+                reason: format!(
+                    "unknown meta field {}; known ones are _ts, _project and _key",
+                    quoted(s)
+                ),
             }),
         }
     }

@@ -455,9 +455,9 @@ impl Store {
         input: &[u8],
         durability: Durability,
     ) -> Result<Appended> {
-        let lines = json::split_lines(input);
-        self.append_with(project, lines.iter().map(|&(_, l)| l), durability)
-            .map_err(|e| e.at_line(|i| lines[i].0))
+        json::check_line_count(input)?;
+        self.append_with(project, json::lines(input), durability)
+            .map_err(|e| e.at_line(|i| json::line_number(input, i)))
     }
 
     /// The durability of [`append`](Self::append), as opened.

@@ -436,3 +436,100 @@ fn get_adds_meta_fields_and_filters() {
     let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
     assert!(v["_ts"].as_u64().unwrap() > 1_600_000_000_000, "{out}");
 }
+
+/// Runs `serve` with `args` where it must fail at startup: exit code 1 and one `error:` line,
+/// returned. A server that starts instead is stopped after 10 s and fails the test.
+fn serve_fails(args: &[&str]) -> String {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the activitylog binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "serve {args:?} started: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "serve {args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "stderr: {stderr:?}");
+    assert_eq!(stderr.lines().count(), 1, "stderr: {stderr:?}");
+    stderr
+}
+
+#[test]
+fn serve_refuses_an_empty_api_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let err = serve_fails(&[
+        "--dir",
+        store.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--api-key",
+        "",
+    ]);
+    assert!(err.contains("--api-key is empty"), "{err}");
+}
+
+#[test]
+fn a_serve_that_cannot_start_creates_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    let missing = dir.path().join("no-such-keys-file");
+    let store_arg = store.to_str().unwrap();
+    let err = serve_fails(&["--dir", store_arg, "--listen", &busy]);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert!(!store.exists(), "a busy port left a store");
+    let err = serve_fails(&[
+        "--dir",
+        store_arg,
+        "--listen",
+        "127.0.0.1:0",
+        "--api-keys",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(err.contains("cannot read the API keys file"), "{err}");
+    assert!(!store.exists(), "a missing keys file left a store");
+}
+
+#[test]
+fn append_refuses_too_many_lines_before_building_anything_per_line() {
+    // 2^24 + 1 messages of `{}` (48 MiB): one more than a batch holds. Under a 512 MiB limit on
+    // the address space, the refusal must come from counting the lines, not from memory running
+    // out while a vector per line was built first (which took 24 bytes and more a line).
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("many.jl");
+    std::fs::write(&input, "{}\n".repeat((1 << 24) + 1)).unwrap();
+    let store = dir.path().join("store");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -v 524288 && exec \"$@\"")
+        .arg("bash")
+        .arg(BIN)
+        .args(["append", "--dir", store.to_str().unwrap(), "1"])
+        .arg(&input)
+        .env_remove("ACTIVITYLOG_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: the batch holds 16777217 messages, over the limit of 16777216 messages\n"
+    );
+}

@@ -363,6 +363,18 @@ fn verify_a_clean_store_exits_zero() {
     assert!(err.contains("project 2 is not in the store"), "{err:?}");
 }
 
+#[test]
+fn verify_of_a_project_not_in_the_store_is_one_error_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 20);
+    let (out, err) = fails(&["verify", "--dir", s(&store), "-p", "1", "-p", "7"]);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        format!("error: project 7 is not in the store {}\n", store.display())
+    );
+}
+
 /// Runs verify on a damaged store: exit 1, each problem a line on stdout; returns stdout.
 fn damaged(store: &Path) -> String {
     let (out, err) = fails(&["verify", "--dir", s(store)]);

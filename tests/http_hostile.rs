@@ -124,3 +124,68 @@ async fn hostile_requests_get_a_4xx_sentence_and_store_nothing() {
     .await;
     assert_eq!(text, "{\"ok\":1}\n");
 }
+
+#[tokio::test]
+async fn values_echoed_in_an_error_are_escaped_and_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let app = router(store.clone(), ApiConfig::new());
+    let deep = format!("{}{}", "%5B".repeat(200), "%5D".repeat(200));
+    let long = "9".repeat(5_000);
+    let uris = [
+        "/activity/1?count=%0Aabc".to_string(),
+        "/activity/projects?pcount=1%0D%0A2".to_string(),
+        "/activity/projects?p=%0Aabc".to_string(),
+        "/activity/1?format=j%0Ason".to_string(),
+        "/activity/1?meta=_ts%0A".to_string(),
+        format!("/activity/1?filter={deep}"),
+        "/activity/1?filter=%5B%22a%0Ab%22%2C%22%3D%22%2C%5B%5D%5D".to_string(),
+        "/activity/1?filter=%5B%22a%22%2C%22%3D%0A%22%2C%5B1%5D%5D".to_string(),
+        format!("/activity/1?count={long}"),
+        format!("/activity/{long}x"),
+        "/activity/1%0A2".to_string(),
+    ];
+    for uri in uris {
+        let (status, text) = send(
+            &app,
+            Request::get(uri.as_str()).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert!(status.is_client_error(), "{uri}: {status} {text}");
+        let sentence = text
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("{text:?}"));
+        assert!(
+            !sentence.chars().any(char::is_control),
+            "{uri}: one line, got {text:?}"
+        );
+        assert!(text.len() < 160, "{uri}: short, got {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_408_with_our_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let app = router(store.clone(), ApiConfig::new()).layer(
+        tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_millis(100)),
+    );
+    let first: Result<&'static [u8], std::io::Error> = Ok(b"{\"a\":1}\n{");
+    let stalled = futures_util::StreamExt::chain(
+        futures_util::stream::iter([first]),
+        futures_util::stream::pending(),
+    );
+    let (status, text) = send(
+        &app,
+        Request::post("/activity/1")
+            .body(Body::from_stream(stalled))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{text}");
+    assert_eq!(
+        text,
+        "the request body did not arrive in time; nothing was stored\n"
+    );
+    assert_eq!(store.projects().unwrap(), Vec::<u64>::new());
+}

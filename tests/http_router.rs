@@ -383,3 +383,95 @@ async fn keys_gate_access_per_project() {
         .await;
     assert_eq!(lines(&r.body).len(), 2);
 }
+
+#[tokio::test]
+async fn with_keys_a_request_without_a_known_key_is_401_whatever_else_is_wrong_with_it() {
+    let api = api_with(ApiConfig::new().keys(ApiKeys::new().allow_all("admin")));
+    let requests = [
+        ("GET", "/activity/1?count=abc"),
+        ("GET", "/activity/abc"),
+        ("DELETE", "/activity/1"),
+        ("POST", "/activity/projects"),
+        ("GET", "/elsewhere"),
+        ("GET", "/activity/1?apikey=wrong&count=abc"),
+        ("GET", "/activity/1?apikey="),
+    ];
+    for (method, uri) in requests {
+        let r = api
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri}: {}",
+            r.body
+        );
+    }
+    // With the key, the same faults get their own answers.
+    let r = api.get("/activity/1?count=abc&apikey=admin").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = api.get("/activity/abc?apikey=admin").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_empty_api_key_never_authenticates() {
+    let api = api_with(ApiConfig::new().keys(ApiKeys::new().allow_all("")));
+    let r = api.get("/activity/1?apikey=").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_keys_file_line_without_a_key_is_an_error_naming_it() {
+    let err = ApiKeys::parse("admin\n , ,\n").unwrap_err();
+    assert_eq!(err, "line 2 has no API key");
+}
+
+#[tokio::test]
+async fn a_project_id_that_is_not_utf8_is_404() {
+    let api = api();
+    assert_eq!(api.get("/activity/%FF").await.status, StatusCode::NOT_FOUND);
+    let r = api.post("/activity/%FF/", "{}").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(api.store.projects().unwrap(), Vec::<u64>::new());
+}
+
+#[tokio::test]
+async fn accept_is_read_without_regard_to_case_and_with_its_q_values() {
+    let api = api();
+    api.post("/activity/4", "{\"a\":1}").await;
+    for (accept, want) in [
+        ("APPLICATION/JSON", "[{\"a\":1}]"),
+        (
+            "application/json;q=0, application/x-jsonlines",
+            "{\"a\":1}\n",
+        ),
+        ("application/json; Q=0", "{\"a\":1}\n"),
+        (
+            "application/json;q=0.5, application/x-jsonlines",
+            "{\"a\":1}\n",
+        ),
+        (
+            "application/x-jsonlines;q=0.2, Application/Json;q=0.9",
+            "[{\"a\":1}]",
+        ),
+        ("*/*", "{\"a\":1}\n"),
+        ("text/html, application/json;q=0.1", "[{\"a\":1}]"),
+    ] {
+        let r = api
+            .send(
+                Request::get("/activity/4")
+                    .header(header::ACCEPT, accept)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.body, want, "Accept: {accept}");
+    }
+}

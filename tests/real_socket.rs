@@ -151,3 +151,46 @@ fn python_scrapinghub_client_works_unchanged() {
     );
     assert!(status.success(), "server exit: {status}");
 }
+
+#[test]
+fn sigterm_ends_serve_within_its_shutdown_timeout_while_a_client_stalls_reading() {
+    use std::io::{Read, Write};
+    let mut server = Server::start(&["--shutdown-timeout", "1s"]);
+    // 24 MiB of messages: far more than the socket buffers and the response's chunks in
+    // flight hold, so the server is stuck writing to a client that does not read.
+    let line = format!("{{\"pad\":\"{}\"}}\n", "x".repeat(1000));
+    let body = line.repeat(24 << 10);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &body).unwrap();
+    curl(&[
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        &format!("{}/activity/1", server.url),
+    ]);
+    let addr = server.url.trim_start_matches("http://");
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    write!(stalled, "GET /activity/1 HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut first = [0u8; 1024];
+    assert!(stalled.read(&mut first).unwrap() > 0);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let sent = std::time::Instant::now();
+    Command::new("kill")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(15),
+            "serve still running 15 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "server exit: {status}");
+    assert!(sent.elapsed() < std::time::Duration::from_secs(8));
+    // The store was closed: another writer may open it.
+    activitylog::Store::open(server.dir.path()).unwrap();
+    drop(stalled);
+}

@@ -21,13 +21,13 @@ impl ApiKeys {
         Self::default()
     }
 
-    /// Allows `key` to read and write every project.
+    /// Allows `key` to read and write every project. An empty key never authenticates.
     pub fn allow_all(mut self, key: impl Into<String>) -> Self {
         self.keys.insert(key.into(), None);
         self
     }
 
-    /// Allows `key` to read and write only `projects`.
+    /// Allows `key` to read and write only `projects`. An empty key never authenticates.
     pub fn allow(
         mut self,
         key: impl Into<String>,
@@ -71,7 +71,9 @@ impl ApiKeys {
             let mut words = line
                 .split(|c: char| c.is_whitespace() || c == ',')
                 .filter(|w| !w.is_empty());
-            let key = words.next().expect("a non-blank line has a word");
+            let Some(key) = words.next() else {
+                return Err(format!("line {} has no API key", n + 1));
+            };
             let ids = words
                 .map(|w| {
                     w.parse::<u64>()
@@ -99,15 +101,7 @@ pub(crate) fn check(
     let Some(keys) = keys else {
         return Ok(None);
     };
-    let key = basic_user(headers).or_else(|| params.apikey.clone());
-    let Some(key) = key else {
-        return Err(unauthorized(
-            "an API key is required: use HTTP Basic auth with the key as the user, or ?apikey=",
-        ));
-    };
-    let Some(allowed) = keys.keys.get(&key) else {
-        return Err(unauthorized("the API key is not valid"));
-    };
+    let allowed = known(keys, basic_user(headers).or_else(|| params.apikey.clone()))?;
     if let (Some(p), Some(allowed)) = (project, allowed) {
         if !allowed.contains(&p) {
             return Err(plain(
@@ -117,6 +111,34 @@ pub(crate) fn check(
         }
     }
     Ok(allowed.clone())
+}
+
+/// Checks that the request carries a known key, before anything else about it is looked at:
+/// without one, every request is 401, whatever its path, method or parameters.
+pub(crate) fn authenticate(
+    keys: &ApiKeys,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(), Response> {
+    let from_query = || {
+        form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .filter(|(name, _)| name == "apikey")
+            .last()
+            .map(|(_, value)| value.into_owned())
+    };
+    known(keys, basic_user(headers).or_else(from_query)).map(|_| ())
+}
+
+/// The projects `key` may use, or 401 when it is missing or unknown.
+fn known(keys: &ApiKeys, key: Option<String>) -> Result<&Option<HashSet<u64>>, Response> {
+    let Some(key) = key.filter(|k| !k.is_empty()) else {
+        return Err(unauthorized(
+            "an API key is required: use HTTP Basic auth with the key as the user, or ?apikey=",
+        ));
+    };
+    keys.keys
+        .get(&key)
+        .ok_or_else(|| unauthorized("the API key is not valid"))
 }
 
 fn unauthorized(sentence: &str) -> Response {

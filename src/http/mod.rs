@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -51,10 +51,13 @@ use tokio::sync::mpsc;
 pub use auth::ApiKeys;
 use params::{Format, Params};
 
+use crate::error::quoted;
 use crate::{Durability, Error, Merged, Meta, Query, Store};
 
 /// Default bound on a POST body: 64 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+/// Default time [`serve`] waits for requests in flight once shutdown began: 10 s.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a client may take to send a request body before the request fails.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes gathered before a chunk of a streamed response is handed to the connection.
@@ -68,6 +71,7 @@ pub struct ApiConfig {
     keys: Option<ApiKeys>,
     max_body_bytes: usize,
     durability: Option<Durability>,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -76,6 +80,7 @@ impl Default for ApiConfig {
             keys: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             durability: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
@@ -104,6 +109,14 @@ impl ApiConfig {
         self.durability = Some(durability);
         self
     }
+
+    /// How long [`serve`] waits for requests in flight once shutdown began (a client that
+    /// stalls reading a big response would hold it forever). Default:
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub fn shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
 }
 
 struct AppState {
@@ -128,18 +141,35 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         .route("/activity/{project}/", one)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), require_key))
         .layer(middleware::from_fn(common_headers))
         .with_state(state)
 }
 
+/// With keys configured, a request without a known key is 401 before its path, method or
+/// parameters are looked at (which keys may use which project is the handlers' check).
+async fn require_key(State(state): Shared, request: Request, next: Next) -> Response {
+    if let Some(keys) = &state.config.keys {
+        if let Err(r) = auth::authenticate(keys, request.headers(), request.uri().query()) {
+            return r;
+        }
+    }
+    next.run(request).await
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight,
 /// syncs the store and returns.
+///
+/// Requests still in flight after the config's
+/// [`shutdown_timeout`](ApiConfig::shutdown_timeout) are not waited for: their connections'
+/// tasks (and the store handles they hold) end when the runtime shuts down.
 pub async fn serve(
     store: Store,
     config: ApiConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let deadline = config.shutdown_timeout;
     let app = router(store.clone(), config)
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         // A client that never finishes sending its body is cut off instead of holding a task.
@@ -147,9 +177,24 @@ pub async fn serve(
             BODY_TIMEOUT,
         ))
         .layer(middleware::from_fn(log_request));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let (began, mut beginning) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = began.send(true);
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let deadline_passed = async move {
+        if beginning.wait_for(|&began| began).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served?,
+        () = deadline_passed => log::warn!(
+            "requests still in flight {deadline:?} after shutdown began are dropped"
+        ),
+    }
     tokio::task::spawn_blocking(move || store.sync())
         .await
         .map_err(std::io::Error::other)?
@@ -206,13 +251,23 @@ async fn method_not_allowed(method: Method) -> Response {
     )
 }
 
-/// Parses a project id path segment; anything but an unsigned integer is 404.
-fn project_id(raw: &str) -> Result<u64, Response> {
+/// Parses a project id path segment; anything but an unsigned integer is 404, a segment that
+/// is not UTF-8 (`%FF`) too.
+fn project_id(segment: Result<Path<String>, PathRejection>) -> Result<u64, Response> {
+    let Ok(Path(raw)) = segment else {
+        return Err(plain(
+            StatusCode::NOT_FOUND,
+            "no such project: project ids are unsigned integers",
+        ));
+    };
     match raw.parse::<u64>() {
         Ok(id) if !raw.starts_with('+') => Ok(id),
         _ => Err(plain(
             StatusCode::NOT_FOUND,
-            format!("no such project {raw:?}: project ids are unsigned integers"),
+            format!(
+                "no such project {}: project ids are unsigned integers",
+                quoted(&raw)
+            ),
         )),
     }
 }
@@ -240,12 +295,12 @@ fn error_response(e: &Error) -> Response {
 
 async fn post_activity(
     State(state): Shared,
-    Path(project): Path<String>,
+    project: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let project = match project_id(&project) {
+    let project = match project_id(project) {
         Ok(p) => p,
         Err(r) => return r,
     };
@@ -267,7 +322,7 @@ async fn post_activity(
                 ),
             )
         }
-        Err(rejection) => return plain(rejection.status(), rejection.body_text()),
+        Err(rejection) => return body_unread(&rejection),
     };
     let store = state.store.clone();
     let durability = state.config.durability.unwrap_or(store.durability());
@@ -291,13 +346,32 @@ async fn post_activity(
     }
 }
 
+/// The answer to a body that could not be read (other than for its size): 408 when it did not
+/// arrive in time (`serve` gives clients 30 s), else 400.
+fn body_unread(rejection: &BytesRejection) -> Response {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time; nothing was stored",
+            );
+        }
+        cause = e.source();
+    }
+    plain(
+        StatusCode::BAD_REQUEST,
+        "the request body could not be read to its end; nothing was stored",
+    )
+}
+
 async fn get_activity(
     State(state): Shared,
-    Path(project): Path<String>,
+    project: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let project = match project_id(&project) {
+    let project = match project_id(project) {
         Ok(p) => p,
         Err(r) => return r,
     };

@@ -4,6 +4,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::plain;
+use crate::error::quoted;
 use crate::{Filter, Meta};
 
 /// The most `p` parameters one request may carry.
@@ -42,7 +43,8 @@ impl Params {
                 "p" => {
                     let id = value.parse::<u64>().map_err(|_| {
                         bad(format!(
-                            "p={value} is not a project id (an unsigned integer)"
+                            "p={} is not a project id (an unsigned integer)",
+                            quoted(&value)
                         ))
                     })?;
                     let ps = params.projects.get_or_insert_with(Vec::new);
@@ -67,24 +69,22 @@ impl Params {
         Ok(params)
     }
 
-    /// The response format: `format=` wins, then `Accept: application/json`, else JSON Lines.
+    /// The response format: `format=` wins, then `Accept` when it prefers `application/json`
+    /// (see [`prefers_json`]), else JSON Lines.
     pub(crate) fn format(&self, headers: &HeaderMap) -> Result<Format, Response> {
         match self.format.as_deref() {
             Some("json") => Ok(Format::Json),
             Some("jl") | Some("jsonl") => Ok(Format::JsonLines),
             Some(other) => Err(plain(
                 StatusCode::BAD_REQUEST,
-                format!("format {other:?} is not supported; use json or jl"),
+                format!("format {} is not supported; use json or jl", quoted(other)),
             )),
             None => {
                 let accept = headers
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                let wants_json = accept
-                    .split(',')
-                    .any(|part| part.split(';').next().map(str::trim) == Some("application/json"));
-                Ok(if wants_json {
+                Ok(if prefers_json(accept) {
                     Format::Json
                 } else {
                     Format::JsonLines
@@ -94,8 +94,34 @@ impl Params {
     }
 }
 
+/// Whether an `Accept` header asks for `application/json` over JSON Lines: JSON's quality
+/// (media types compared without regard to case; `q=0` is "not acceptable") is above zero and
+/// at least that of `application/x-jsonlines` (or `application/jsonl`). Wildcards express no
+/// preference, so they give the default, JSON Lines.
+fn prefers_json(accept: &str) -> bool {
+    let (mut json, mut lines) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok())
+            .filter(|q| (0.0..=1.0).contains(q))
+            .unwrap_or(0.0);
+        if media.eq_ignore_ascii_case("application/json") {
+            json = json.max(q);
+        } else if media.eq_ignore_ascii_case("application/x-jsonlines")
+            || media.eq_ignore_ascii_case("application/jsonl")
+        {
+            lines = lines.max(q);
+        }
+    }
+    json > 0.0 && json >= lines
+}
+
 fn non_negative(name: &str, value: &str) -> Result<u64, String> {
     value
         .parse::<u64>()
-        .map_err(|_| format!("{name}={value} is not a non-negative integer"))
+        .map_err(|_| format!("{name}={} is not a non-negative integer", quoted(value)))
 }

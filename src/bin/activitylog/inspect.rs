@@ -43,6 +43,14 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     let mut ids = args.projects.clone();
     ids.sort_unstable();
     ids.dedup();
+    // A project that is not there is one error, before anything is verified. (A store too
+    // damaged to open is left to verify, which says what is wrong with it.)
+    if let Ok(store) = open_read_only(dir) {
+        let known = store.projects()?;
+        if let Some(id) = ids.iter().find(|id| known.binary_search(id).is_err()) {
+            bail!("project {id} is not in the store {}", dir.display());
+        }
+    }
     let bar = report::bar(progress_total(&args), Unit::Bytes, "verifying");
     let started = Instant::now();
     let mut stdout = io::stdout().lock();
@@ -83,6 +91,9 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     if let Some(e) = print_error {
         return Err(e);
     }
+    if let Some(id) = missing.first() {
+        bail!("project {id} is not in the store {}", dir.display());
+    }
     report::say(&format!(
         "verified {}; {}, {}, {}",
         report::throughput(total.records, "record", total.bytes, started),
@@ -93,9 +104,6 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
             n => count(n, "problem"),
         }
     ));
-    if let Some(id) = missing.first() {
-        bail!("project {id} is not in the store {}", dir.display());
-    }
     if total.problems > 0 {
         bail!("{} found", count(total.problems, "problem"));
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use activitylog::http::{self, ApiConfig, ApiKeys};
 use activitylog::{Durability, Options, Retention, Store};
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use crate::retain::{describe, retention};
 use crate::units::{parse_duration, parse_size};
@@ -53,19 +53,25 @@ pub struct ServeArgs {
     /// messages.
     #[arg(long, value_name = "N")]
     retain_max_messages: Option<u64>,
+    /// On SIGINT or SIGTERM, how long to wait for requests in flight before dropping their
+    /// connections: 10s, 500ms, ...
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    shutdown_timeout: Duration,
 }
 
-/// Runs the server until SIGINT or SIGTERM, then finishes requests in flight, syncs the store,
-/// releases its lock and returns.
+/// Runs the server until SIGINT or SIGTERM, then finishes requests in flight (waiting at most
+/// `--shutdown-timeout` for them), syncs the store, releases its lock and returns.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let durability: Durability = args.durability.into();
     let mut options = Options::new().durability(durability);
     if let Some(bytes) = args.segment_bytes {
         options = options.segment_bytes(bytes);
     }
-    let store = options.open(&args.dir)?;
     let mut keys = ApiKeys::new();
     for key in &args.api_keys {
+        if key.is_empty() {
+            bail!("--api-key is empty; an API key must have at least one character");
+        }
         keys = keys.allow_all(key.clone());
     }
     if let Some(path) = &args.api_keys_file {
@@ -77,7 +83,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut config = ApiConfig::new()
         .max_body_bytes(args.max_body_bytes)
-        .durability(durability);
+        .durability(durability)
+        .shutdown_timeout(args.shutdown_timeout);
     if !keys.is_empty() {
         config = config.keys(keys);
     }
@@ -90,10 +97,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Everything that can fail before serving (the keys, the address) is done before the store
+    // is opened, which creates it: a server that cannot start leaves no store behind.
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let store = options.open(&args.dir)?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
         say(&format!(
             "serving the Activity API on http://{local}/ from {} ({durability:?} durability)",
@@ -110,9 +120,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             let _ = task.await;
         }
         served?;
-        say("stopped; the store is synced and unlocked");
-        Ok(())
-    })
+        anyhow::Ok(())
+    })?;
+    // Tasks of connections that outlived the shutdown timeout hold store handles: ending them
+    // closes the store (and unlocks it) before this returns.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    say("stopped; the store is synced and unlocked");
+    Ok(())
 }
 
 /// Applies `retention` now and every [`RETENTION_EVERY`] until `stop` turns true, logging what
