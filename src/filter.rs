@@ -105,33 +105,34 @@ impl Filter {
     /// A malformed filter is [`Error::InvalidQuery`] saying what is wrong.
     pub fn parse(json: &str) -> Result<Filter> {
         let bad = |reason: String| Error::InvalidQuery { reason };
-        let json = &excerpt(json);
+        // Parsed as it is; shown escaped and cut short.
+        let shown = &excerpt(json);
         let value: Value = serde_json::from_str(json)
-            .map_err(|e| bad(format!("filter {json} is not valid JSON ({e})")))?;
+            .map_err(|e| bad(format!("filter {shown} is not valid JSON ({e})")))?;
         let Value::Array(parts) = value else {
             return Err(bad(format!(
-                "filter {json} must be an array [field, op, [values]]"
+                "filter {shown} must be an array [field, op, [values]]"
             )));
         };
         let [field, op, values] = <[Value; 3]>::try_from(parts).map_err(|parts| {
             bad(format!(
-                "filter {json} has {} elements; it must be [field, op, [values]]",
+                "filter {shown} has {} elements; it must be [field, op, [values]]",
                 parts.len()
             ))
         })?;
         let Value::String(field) = field else {
             return Err(bad(format!(
-                "filter {json}: the field name must be a string"
+                "filter {shown}: the field name must be a string"
             )));
         };
         let op = op.as_str().and_then(Op::parse).ok_or_else(|| {
             bad(format!(
-                "filter {json}: unknown operator {}",
+                "filter {shown}: unknown operator {}",
                 excerpt(&op.to_string())
             ))
         })?;
         let Value::Array(values) = values else {
-            return Err(bad(format!("filter {json}: the values must be an array")));
+            return Err(bad(format!("filter {shown}: the values must be an array")));
         };
         Filter::new(field, op, values)
     }
@@ -291,6 +292,16 @@ mod tests {
         assert!(pass(r#"["e", "exists", []]"#, r#"{"e":null}"#));
         assert!(!pass(r#"["e", "exists", []]"#, r#"{"f":1}"#));
         assert!(!pass(r#"["e", "=", [1]]"#, r#"{}"#));
+    }
+
+    /// The text is parsed whole, however long, with tabs and newlines between its elements;
+    /// only what an error repeats of it is cut short.
+    #[test]
+    fn a_long_filter_with_whitespace_parses() {
+        let long = "[\"event\",\t\"in\",\n[\"job:started\", \"job:completed\", \"job:failed\"]]";
+        assert!(long.len() > 60);
+        assert!(pass(long, r#"{"event":"job:failed"}"#));
+        assert!(!pass(long, r#"{"event":"job:deleted"}"#));
     }
 
     #[test]

@@ -1082,6 +1082,12 @@ impl Project {
     /// only unlinked, and a mapping outlives its file's name. Returns the first sequence numbers
     /// of the removed segments.
     pub(crate) fn remove_sealed_upto(&self, upto: u64) -> Result<Vec<u64>> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned { project: self.id });
+        }
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
         let mut w = self.writer.lock();
         // The writer's copy of the state is out of date from here.
         w.snap = None;
@@ -1342,8 +1348,14 @@ fn recover_active(
             s.good_end,
         );
     }
+    // The records the index vouches for, when it agrees with the log: an unfinished batch
+    // after them is cut, never they.
+    let floor = if index_ok && scan::agrees(&disk_entries[trusted..], &s.entries) {
+        disk_entries.len()
+    } else {
+        0
+    };
     let mut entries = disk_entries;
-    let vouched_entries = entries[entries.len() - vouched..].to_vec();
     entries.truncate(trusted);
     let scanned_from = entries.len();
     entries.extend_from_slice(&s.entries);
@@ -1351,7 +1363,10 @@ fn recover_active(
     if vouched > 0 {
         entries.resize(entries.len() + vouched, index::LOST);
         committed = log_len;
-    } else if let Some((j, _)) = s.open_batch {
+    } else if let Some((j, batch_at)) = s.open_batch.filter(|&(j, _)| scanned_from + j >= floor) {
+        let keep = scanned_from.max(floor);
+        // Where the cut starts: the unfinished batch, or a record cut with it.
+        let mut cut_at = batch_at;
         entries.truncate(scanned_from + j);
         // Damage just before the unfinished batch is now at the end with no good record after
         // it: a torn tail, as a scan from scratch on the next open would find. It is cut too,
@@ -1360,16 +1375,20 @@ fn recover_active(
         // either (a power cut kept some of its writes and not others): it goes as well. Only
         // scanned records are cut, never those the index vouches for.
         loop {
-            while entries.len() > scanned_from && entries.last() == Some(&index::LOST) {
+            while entries.len() > keep && entries.last() == Some(&index::LOST) {
                 entries.pop();
             }
             committed = match entries.last() {
                 None => LOG_HEADER_BYTES as u64,
+                // A record the index vouches for, lost to damage, ends what is kept: its bytes
+                // stay, up to where the cut starts.
+                Some(&index::LOST) => cut_at,
                 Some(&at) => {
                     let mut head = [0u8; FRAME_HEADER_BYTES];
                     file.read_exact_at(&mut head, u64::from(at))
                         .map_err(|e| Error::io("reading", &path, e))?;
-                    if entries.len() > scanned_from && continues_by_header(&head) {
+                    if entries.len() > keep && continues_by_header(&head) {
+                        cut_at = u64::from(at);
                         entries.pop();
                         continue;
                     }
@@ -1465,14 +1484,24 @@ fn recover_active(
         }
     };
     let idx = if writable {
-        // The index file keeps the entries of records lost at the end: the next open finds
-        // them vouched for again (an index cannot end in a lost entry).
-        let in_file: std::borrow::Cow<[u32]> = if vouched == 0 {
+        // The index file keeps its entries for records lost at the end (the index vouches for
+        // them): the next open finds them vouched for again, where an index ending in a lost
+        // entry would be rebuilt from the log.
+        let lost_at_end = entries
+            .iter()
+            .rev()
+            .take_while(|&&e| e == index::LOST)
+            .count();
+        let in_file: std::borrow::Cow<[u32]> = if lost_at_end == 0 {
             std::borrow::Cow::Borrowed(&entries)
         } else {
             let mut kept = entries.clone();
             let n = kept.len();
-            kept[n - vouched..].copy_from_slice(&vouched_entries);
+            for (i, e) in kept.iter_mut().enumerate().skip(n - lost_at_end) {
+                if i < on_disk.len() / ENTRY_BYTES {
+                    *e = index::entry(on_disk, i);
+                }
+            }
             std::borrow::Cow::Owned(kept)
         };
         Some(rewrite_index(

@@ -92,15 +92,20 @@ pub fn vouched_past(index: &[u32], scanned: &[u32], good_end: u64) -> usize {
     let Some(past) = index.get(scanned.len()..) else {
         return 0;
     };
-    let agree = index
-        .iter()
-        .zip(scanned)
-        .all(|(&i, &s)| s == LOST || i == LOST || i == s);
-    if agree && past.iter().all(|&e| e != LOST && u64::from(e) >= good_end) {
+    if agrees(index, scanned) && past.iter().all(|&e| e != LOST && u64::from(e) >= good_end) {
         past.len()
     } else {
         0
     }
+}
+
+/// Whether an index's entries and a scan's, for the same records from the first, agree where
+/// both have one (a record lost to damage agrees with any offset).
+pub fn agrees(index: &[u32], scanned: &[u32]) -> bool {
+    index
+        .iter()
+        .zip(scanned)
+        .all(|(&i, &s)| s == LOST || i == LOST || i == s)
 }
 
 /// Whether every byte is zero (a word at a time).

@@ -305,9 +305,21 @@ impl Spares {
     /// project's directory was there too) stay, and so do those that cannot be read.
     fn remove_leftovers(&self) {
         for spare in spare_dirs(&self.dir).unwrap_or_default() {
-            if matches!(first_log_project(&spare), Ok(None)) {
-                remove(&spare);
+            if !matches!(first_log_project(&spare), Ok(None)) {
+                continue;
             }
+            // A first log whose header does not read, but whose index vouches for records
+            // (synced): a project's, its header damaged after its rename was lost. Which
+            // project cannot be told; it is kept, not removed, and said so.
+            if segment::index_vouches(&segment::index_path(&spare, FIRST_SEQ)).unwrap_or(true) {
+                log::error!(
+                    "{} holds a first log whose header does not read, though its index vouches \
+                     for records: kept, not removed",
+                    spare.display()
+                );
+                continue;
+            }
+            remove(&spare);
         }
     }
 }

@@ -552,7 +552,16 @@ impl Store {
     /// project wrote may not be durable, and no later fsync can say so.
     pub fn sync(&self) -> Result<()> {
         let projects: Vec<Arc<Project>> = self.inner.projects.read().values().cloned().collect();
-        projects.iter().try_for_each(|p| p.sync())?;
+        // Every project is synced, whichever fails: the first error is returned after.
+        let mut first_error = None;
+        for p in &projects {
+            if let Err(e) = p.sync() {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
         match self.inner.failed_closes.lock().iter().min() {
             Some(&project) => Err(Error::Poisoned { project }),
             None => Ok(()),
@@ -1280,6 +1289,42 @@ mod tests {
         );
         store.append(1, [r#"{"a":2}"#]).unwrap();
         store.sync().unwrap();
+    }
+
+    /// Retention writes nothing to a project whose close failed its fsync: it is refused, and
+    /// the project's segments stay.
+    #[test]
+    fn retention_refuses_a_project_whose_close_failed() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let tmp = tempfile::tempdir().unwrap();
+        drop(Options::new().segment_bytes(4096).open(tmp.path()).unwrap());
+        let store = Options::new()
+            .max_open_projects(2)
+            .segment_bytes(4096)
+            .open(tmp.path())
+            .unwrap();
+        let pad = "x".repeat(1000);
+        for i in 0..20 {
+            store
+                .append(1, [format!(r#"{{"a":{i},"p":"{pad}"}}"#)])
+                .unwrap();
+        }
+        store.append(2, [r#"{"a":1}"#]).unwrap();
+        assert!(store.wait_spares(1));
+        let rec = Recorder::register(tmp.path(), false);
+        rec.fail(FaultKind::Sync, 1);
+        store.append(3, [r#"{"a":1}"#]).unwrap();
+        rec.unregister();
+        assert!(rec.faulted().is_some());
+        let dir = tmp.path().join("projects/1");
+        let before = segment::list(&dir).unwrap();
+        assert!(before.len() > 2, "{before:?}");
+        let retained = store.apply_retention(&crate::Retention::new().max_messages(2));
+        assert!(
+            matches!(retained, Err(Error::Poisoned { project: 1 })),
+            "{retained:?}"
+        );
+        assert_eq!(segment::list(&dir).unwrap(), before);
     }
 
     /// A roll that replaces an empty active segment (here a new project's first log, left

@@ -247,3 +247,104 @@ fn a_damaged_newest_record_the_index_vouches_for_is_reported_not_cut() {
     assert!(before[0].contains("record 3 does not read"), "{before:?}");
     assert_eq!(fs::metadata(&log).unwrap().len(), bytes.len() as u64);
 }
+
+/// Each message of project 1 as `"seq json"`, or `"ERR …"`, newest first.
+fn seqs_and_errors(store: &Store, p: u64) -> Vec<String> {
+    store
+        .newest_first(p)
+        .unwrap()
+        .map(|m| {
+            m.map(|m| format!("{} {}", m.seq(), m.json()))
+                .unwrap_or_else(|e| format!("ERR {e}"))
+        })
+        .collect()
+}
+
+fn open_sync_alone(dir: &Path) -> Store {
+    Options::new()
+        .durability(Durability::Sync)
+        .spare_projects(0)
+        .open(dir)
+        .unwrap()
+}
+
+/// Record 3 synced (its index entry written), then damaged; after it, a `Written` batch of two
+/// that a crash tore. The open cuts the batch, never record 3: it reads as an error and the
+/// next append takes sequence number 4.
+#[test]
+fn a_damaged_record_the_index_vouches_for_stays_when_a_torn_batch_after_it_is_cut() {
+    let dir = scratch();
+    let store = open_sync_alone(dir.path());
+    for n in 1..=3 {
+        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
+    }
+    store
+        .append_with(1, [r#"{"n":4}"#, r#"{"n":5}"#], Durability::Written)
+        .unwrap();
+    drop(store);
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let frames = frames_of(dir.path(), 1, 1);
+    assert_eq!(frames.len(), 5);
+    let log = log_path(dir.path(), 1, 1);
+    let mut bytes = fs::read(&log).unwrap();
+    bytes.truncate(frames[4].end - 3);
+    bytes[frames[2].payload.start + 1] ^= 0x10;
+    fs::write(&log, &bytes).unwrap();
+    // The index vouches for records 1 to 3 only: the batch was never synced.
+    let idx = idx_path(dir.path(), 1, 1);
+    let entries = fs::read(&idx).unwrap();
+    fs::write(&idx, &entries[..16 + 4 * 3]).unwrap();
+
+    let store = open_sync_alone(dir.path());
+    let got = seqs_and_errors(&store, 1);
+    assert!(
+        got.len() == 3 && got[0].starts_with("ERR") && got[1].starts_with("2 "),
+        "{got:?}"
+    );
+    assert_eq!(store.append(1, [r#"{"n":"after"}"#]).unwrap().first_seq, 4);
+    drop(store);
+    let store = open_sync_alone(dir.path());
+    let got = seqs_and_errors(&store, 1);
+    assert!(
+        got.len() == 4 && got[0].starts_with("4 ") && got[1].starts_with("ERR"),
+        "{got:?}"
+    );
+}
+
+/// A store already repaired so (record 3 kept, lost) takes a `Written` batch that a crash
+/// tears: the next open cuts that batch and keeps record 3 lost, its sequence number too.
+#[test]
+fn a_record_kept_lost_stays_lost_when_a_later_torn_batch_is_cut() {
+    let dir = scratch();
+    let store = open_sync_alone(dir.path());
+    for n in 1..=3 {
+        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
+    }
+    drop(store);
+    let frames = frames_of(dir.path(), 1, 1);
+    let log = log_path(dir.path(), 1, 1);
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[frames[2].payload.start + 1] ^= 0x10;
+    fs::write(&log, &bytes).unwrap();
+    let store = open_sync_alone(dir.path());
+    assert_eq!(seqs_and_errors(&store, 1).len(), 3);
+    store
+        .append_with(1, [r#"{"n":4}"#, r#"{"n":5}"#], Durability::Written)
+        .unwrap();
+    let copy = scratch();
+    common::copy_dir(dir.path(), copy.path());
+    drop(store);
+    // The crash tears the batch's second record (and leaves no clean close).
+    let log = log_path(copy.path(), 1, 1);
+    let mut bytes = fs::read(&log).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    bytes.truncate(end - 3);
+    fs::write(&log, &bytes).unwrap();
+    let store = open_sync_alone(copy.path());
+    let got = seqs_and_errors(&store, 1);
+    assert!(
+        got.len() == 3 && got[0].starts_with("ERR") && got[1].starts_with("2 "),
+        "{got:?}"
+    );
+    assert_eq!(store.append(1, [r#"{"n":"new"}"#]).unwrap().first_seq, 4);
+}
