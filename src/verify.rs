@@ -240,7 +240,15 @@ pub fn verify(
             // which the next writable open keeps, not a torn tail it cuts.
             let vouched = match idx.as_deref().map(index::entries_of) {
                 Some(Ok(e)) if newest => {
-                    let e = index::decode_entries(e);
+                    let mut e = index::decode_entries(e);
+                    // As recovery does: entries past the log's end (the index reached the
+                    // disk, the log did not) go first.
+                    while e
+                        .last()
+                        .is_some_and(|&x| x != index::LOST && x as usize >= log.len())
+                    {
+                        e.pop();
+                    }
                     if index::check_offsets(&e, log.len() as u64).is_ok() {
                         crate::scan::vouched_past(&e, &s.entries, s.good_end)
                     } else {

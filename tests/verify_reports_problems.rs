@@ -83,3 +83,32 @@ fn a_stale_index_is_named() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].path, idx);
 }
+
+/// The newest record damaged after it was synced, and an index entry past the log's end (the
+/// index reached the disk, the log did not): `verify` drops that entry, as an open does, and
+/// names the damaged record the rest of the index vouches for — the damage the open keeps and
+/// reads report.
+#[test]
+fn a_vouched_newest_record_is_named_past_an_index_entry_beyond_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = store_with_segments(dir.path());
+    let newest = logs.last().unwrap();
+    let mut bytes = fs::read(newest).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x01;
+    fs::write(newest, &bytes).unwrap();
+    let idx = newest.with_extension("idx");
+    let mut entries = fs::read(&idx).unwrap();
+    entries.extend_from_slice(&(bytes.len() as u32 + 64).to_le_bytes());
+    fs::write(&idx, entries).unwrap();
+    let (_, found) = problems(dir.path());
+    assert!(
+        found.iter().any(
+            |p| p.path == *newest && p.what.contains("does not read, though the index vouches")
+        ),
+        "{found:?}"
+    );
+    let store = Options::new().open(dir.path()).unwrap();
+    let first = store.newest_first(1).unwrap().next().unwrap();
+    assert!(first.is_err(), "{first:?}");
+}
