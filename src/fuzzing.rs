@@ -23,9 +23,9 @@ use crate::index::{self, LOST};
 use crate::json;
 use crate::project::Project;
 use crate::record::{
-    decode_frame, decode_frame_ending_at, encode_frame, Frame, SegmentHeader, FRAME_HEADER_BYTES,
-    FRAME_OVERHEAD_BYTES, LOG_HEADER_BYTES, MAX_PAYLOAD_BYTES, MAX_RECORDS_PER_SEGMENT,
-    MAX_STAMP_DELTA_US,
+    decode_frame, decode_frame_ending_at, encode_frame, Batch, Frame, SegmentHeader,
+    FRAME_HEADER_BYTES, FRAME_OVERHEAD_BYTES, LOG_HEADER_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::scan;
 use crate::segment::{self, Sealed};
@@ -754,6 +754,19 @@ pub fn http_query(data: &[u8]) {
 /// and only if every line validates, reads back exactly the compacted lines, and on rejection
 /// names a line of the input and stores nothing.
 pub fn post_body(data: &[u8]) {
+    // The spans a body is stored from (`Store::append_json_lines`) hold what the general path
+    // prepares, and refuse what it refuses, with the same error.
+    let items: Vec<&[u8]> = json::lines(data).collect();
+    match (store::prepare(&items, 64), store::prepare_lines(data, 64)) {
+        (Ok(general), Ok(spans)) => {
+            assert_eq!(general.len(), spans.count());
+            for (i, message) in general.iter().enumerate() {
+                assert_eq!(spans.pieces(i), (&message[..], &[][..]));
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("the paths disagree: {:?} / {:?}", a.err(), b.err()),
+    }
     let lines = json::split_lines(data);
     let mut prev_line = 0;
     for &(n, line) in &lines {

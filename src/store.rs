@@ -1029,7 +1029,7 @@ impl Batch for LinesBatch<'_> {
 
 /// [`prepare`] for the lines of `input` (under [`LinesBatch::MAX_INPUT`] bytes; at most
 /// [`MAX_RECORDS_PER_SEGMENT`] lines, checked by the caller).
-fn prepare_lines(input: &[u8], limit: usize) -> Result<LinesBatch<'_>> {
+pub(crate) fn prepare_lines(input: &[u8], limit: usize) -> Result<LinesBatch<'_>> {
     debug_assert!(input.len() < LinesBatch::MAX_INPUT);
     let mut batch = LinesBatch {
         input,
