@@ -86,13 +86,17 @@ pub fn scan(buf: &[u8], base: u64, first_delta: u32) -> Scan {
 /// only for records already synced, so such a record that does not decode was damaged after it
 /// was durable — never a torn tail, even at the end of the newest segment. `index` holds the
 /// on-disk entries (checked: increasing, inside the log) and `scanned` the scan's, for the same
-/// records from the first; they must agree where both have an entry, and every entry past the
-/// scan's must point at or after `good_end`. 0 otherwise.
+/// records from the first; they must agree where both have an entry, and the entries past the
+/// scan's must point at or after `good_end` — or be lost (an index rebuilt around damage), but
+/// for the last. 0 otherwise.
 pub fn vouched_past(index: &[u32], scanned: &[u32], good_end: u64) -> usize {
     let Some(past) = index.get(scanned.len()..) else {
         return 0;
     };
-    if agrees(index, scanned) && past.iter().all(|&e| e != LOST && u64::from(e) >= good_end) {
+    if agrees(index, scanned)
+        && past.last().is_some_and(|&e| e != LOST)
+        && past.iter().all(|&e| e == LOST || u64::from(e) >= good_end)
+    {
         past.len()
     } else {
         0

@@ -238,7 +238,9 @@ pub fn verify(
             }
             // Records past the last good one that the index vouches for (synced) are damage,
             // which the next writable open keeps, not a torn tail it cuts.
-            let vouched = match idx.as_deref().map(index::entries_of) {
+            // And the records it vouches for, when it agrees with the log (`floor`): an
+            // unfinished batch that starts among them is not cut, as recovery does not.
+            let (vouched, floor) = match idx.as_deref().map(index::entries_of) {
                 Some(Ok(e)) if newest => {
                     let mut e = index::decode_entries(e);
                     // As recovery does: entries past the log's end (the index reached the
@@ -250,16 +252,38 @@ pub fn verify(
                         e.pop();
                     }
                     if index::check_offsets(&e, log.len() as u64).is_ok() {
-                        crate::scan::vouched_past(&e, &s.entries, s.good_end)
+                        let agrees = crate::scan::agrees(&e, &s.entries);
+                        (
+                            crate::scan::vouched_past(&e, &s.entries, s.good_end),
+                            if agrees { e.len() } else { 0 },
+                        )
                     } else {
-                        0
+                        (0, 0)
                     }
                 }
-                _ => 0,
+                _ => (0, 0),
             };
-            // (Damage may have zeroed them: they run to the end of the file all the same.)
-            let end = if vouched > 0 { log.len() as u64 } else { end };
-            log_problems(&s, end, newest, (first, vouched), &log_path, &mut report);
+            // (Damage may have zeroed them: they run to the end of the file all the same.) And
+            // zeros after an unfinished batch that is not cut are the room, as after any record.
+            let end = if vouched > 0 {
+                log.len() as u64
+            } else if s.open_batch.is_some_and(|(j, _)| j < floor)
+                && log
+                    .get(s.good_end as usize..)
+                    .is_some_and(crate::scan::is_zero)
+            {
+                s.good_end
+            } else {
+                end
+            };
+            log_problems(
+                &s,
+                end,
+                newest,
+                (first, vouched, floor),
+                &log_path,
+                &mut report,
+            );
             text_problems(&log, &s, first, &log_path, &mut report);
             let tail_cut = vouched > 0 || s.torn(end) || s.open_batch.is_some();
             index_problems(idx.as_deref(), &s, newest, tail_cut, &idx_path, &mut report);
@@ -304,13 +328,14 @@ fn log_end(log: &[u8], s: &Scan, newest: bool) -> u64 {
     }
 }
 
-/// Damage, torn tails and unfinished batches of one log, whose first record is `first` and
-/// whose index vouches for `vouched` records past the scan's last good one.
+/// Damage, torn tails and unfinished batches of one log, whose first record is `first`, whose
+/// index vouches for `vouched` records past the scan's last good one, and for its first
+/// `floor` records (an unfinished batch that starts among them is not cut).
 fn log_problems(
     s: &Scan,
     end: u64,
     newest: bool,
-    (first, vouched): (u64, usize),
+    (first, vouched, floor): (u64, usize, usize),
     path: &Path,
     report: &mut impl FnMut(Problem),
 ) {
@@ -337,7 +362,8 @@ fn log_problems(
         });
         return;
     }
-    let (cut, what) = match (s.open_batch, s.torn(end)) {
+    let open_batch = s.open_batch.filter(|&(j, _)| j >= floor);
+    let (cut, what) = match (open_batch, s.torn(end)) {
         (Some((_, start)), _) => (start, "an unfinished batch"),
         (None, true) => (s.good_end, "bytes that are not a whole record"),
         (None, false) => return,

@@ -348,3 +348,87 @@ fn a_record_kept_lost_stays_lost_when_a_later_torn_batch_is_cut() {
     );
     assert_eq!(store.append(1, [r#"{"n":"new"}"#]).unwrap().first_seq, 4);
 }
+
+/// An index rebuilt around a record lost to damage holds a lost entry in its middle; a record
+/// after it that the index vouches for, damaged later with nothing after it, is kept as lost
+/// too (the entries past the scan may include lost ones, as long as the last is not): no
+/// sequence number is reused, and the next open agrees.
+#[test]
+fn a_record_vouched_for_after_a_lost_index_entry_is_kept() {
+    let dir = scratch();
+    let store = open_sync_alone(dir.path());
+    for n in 1..=4 {
+        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
+    }
+    drop(store);
+    let frames = frames_of(dir.path(), 1, 1);
+    let log = log_path(dir.path(), 1, 1);
+    let flip = |at: usize| {
+        let mut bytes = fs::read(&log).unwrap();
+        bytes[at] ^= 0x10;
+        fs::write(&log, &bytes).unwrap();
+    };
+    flip(frames[2].payload.start + 1);
+    let idx = idx_path(dir.path(), 1, 1);
+    fs::remove_file(&idx).unwrap();
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let store = open_sync_alone(dir.path());
+    assert_eq!(seqs_and_errors(&store, 1).len(), 4);
+    drop(store);
+    let entries = fs::read(&idx).unwrap();
+    assert_eq!(
+        entries[16 + 8..16 + 12],
+        u32::MAX.to_le_bytes(),
+        "a lost entry"
+    );
+    flip(frames[3].payload.start + 1);
+    let _ = fs::remove_file(dir.path().join("CLEAN"));
+    let store = open_sync_alone(dir.path());
+    let got = seqs_and_errors(&store, 1);
+    assert!(
+        got.len() == 3 && got[0].starts_with("ERR") && got[1].starts_with("2 "),
+        "{got:?}"
+    );
+    assert_eq!(store.append(1, [r#"{"n":"after"}"#]).unwrap().first_seq, 5);
+    drop(store);
+    let store = open_sync_alone(dir.path());
+    let got = seqs_and_errors(&store, 1);
+    // Records 3 and 4 now lie between good records: each reads as its own error.
+    assert!(
+        got.len() == 5 && got[0].starts_with("5 ") && got[1].starts_with("ERR"),
+        "{got:?}"
+    );
+}
+
+/// A batch whose first record the index vouches for (a power cut kept only part of its
+/// entries), its last record damaged: the open keeps the batch's readable records and cuts
+/// from the damage, and `verify` names that same cut (not the whole batch).
+#[test]
+fn verify_names_the_cut_an_open_makes_in_a_batch_the_index_vouches_for() {
+    let dir = scratch();
+    let store = open_sync_alone(dir.path());
+    for n in 1..=2 {
+        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
+    }
+    store
+        .append(1, [r#"{"n":3}"#, r#"{"n":4}"#, r#"{"n":5}"#])
+        .unwrap();
+    drop(store);
+    fs::remove_file(dir.path().join("CLEAN")).unwrap();
+    let frames = frames_of(dir.path(), 1, 1);
+    let log = log_path(dir.path(), 1, 1);
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[frames[4].payload.start + 1] ^= 0x10;
+    fs::write(&log, &bytes).unwrap();
+    let idx = idx_path(dir.path(), 1, 1);
+    let entries = fs::read(&idx).unwrap();
+    fs::write(&idx, &entries[..16 + 4 * 3]).unwrap();
+    let mut found = Vec::new();
+    activitylog::verify(dir.path(), None, |p| found.push(p.clone()), |_| {}).unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].range.start, frames[4].start as u64, "{}", found[0]);
+    let store = open_sync_alone(dir.path());
+    assert_eq!(seqs_and_errors(&store, 1).len(), 4);
+    drop(store);
+    assert_eq!(fs::metadata(&log).unwrap().len(), frames[4].start as u64);
+}
