@@ -763,6 +763,20 @@ mod tests {
         assert_eq!(back.timestamp_ms(), stored.timestamp_ms());
     }
 
+    /// Imports `input`, whose second line must be refused: the error (naming line 2), with
+    /// nothing of the input stored.
+    fn second_line_refused(store: &Store, input: &[u8]) -> Error {
+        let err = store
+            .import_json_lines(input, ImportTarget::Project(3), Durability::Written)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidMessage { line: Some(2), .. }),
+            "{err:?}"
+        );
+        assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
+        err
+    }
+
     /// A stamp far ahead would move the store's clock: every later append, in any project,
     /// would be stamped in that future, and age retention would never remove its segments.
     #[test]
@@ -771,15 +785,8 @@ mod tests {
         let store = Options::new().open(dir.path()).unwrap();
         // 2100-01-01.
         let input = b"{\"a\":1,\"_ts\":1700000000000}\n{\"a\":2,\"_ts\":4102444800000}\n";
-        let err = store
-            .import_json_lines(input, ImportTarget::Project(3), Durability::Written)
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::InvalidMessage { line: Some(2), .. }),
-            "{err:?}"
-        );
+        let err = second_line_refused(&store, input);
         assert!(err.to_string().contains("ahead"), "{err}");
-        assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
         let before = crate::clock::now_us() / 1000;
         store.append(4, [b"{}"]).unwrap();
         let stamped = store.oldest_first(4).unwrap().next().unwrap().unwrap();
@@ -809,15 +816,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Options::new().open(dir.path()).unwrap();
         let input = b"{\"a\":1,\"_ts\":1700000000000}\n{\"_ts\":18446744073709551}\n";
-        let err = store
-            .import_json_lines(input, ImportTarget::Project(3), Durability::Written)
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::InvalidMessage { line: Some(2), .. }),
-            "{err:?}"
-        );
+        let err = second_line_refused(&store, input);
         assert!(err.to_string().contains("year 10000"), "{err}");
-        assert!(store.stats(3).unwrap().is_none_or(|s| s.messages == 0));
     }
 
     /// Hands out its bytes a few at a time, then maybe fails.

@@ -985,6 +985,12 @@ pub(crate) fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<C
         bytes += frame_len(compact.len()) as u64;
         batch.push(compact);
     }
+    check_batch_bytes(bytes)?;
+    Ok(batch)
+}
+
+/// Refuses a batch whose frames take more than [`MAX_BATCH_BYTES`].
+fn check_batch_bytes(bytes: u64) -> Result<()> {
     if bytes > MAX_BATCH_BYTES {
         return Err(Error::BatchTooLarge {
             size: bytes,
@@ -992,7 +998,7 @@ pub(crate) fn prepare<T: AsRef<[u8]>>(items: &[T], limit: usize) -> Result<Vec<C
             unit: "bytes",
         });
     }
-    Ok(batch)
+    Ok(())
 }
 
 /// A batch of JSON Lines checked and compacted as [`prepare`] does, at 8 bytes per message
@@ -1039,47 +1045,18 @@ pub(crate) fn prepare_lines(input: &[u8], limit: usize) -> Result<LinesBatch<'_>
     let mut bytes = 0u64;
     for (index, line) in json::lines(input).enumerate() {
         let before = batch.own.len();
-        let done = json::compact_object(line, &[], &mut batch.own).map_err(|reason| {
-            Error::InvalidMessage {
-                index,
-                line: None,
-                reason,
-            }
-        })?;
-        if done.len > limit {
-            return Err(Error::TooLarge {
-                index,
-                line: None,
-                size: done.len,
-                limit,
-            });
-        }
+        let done = compact_into(line, index, limit, &mut batch.own)?;
+        // Both below `OWN`, as `input`'s length is (compacting only removes bytes); a line is
+        // a slice of `input`.
         let start = if done.copied {
-            u32::try_from(before).ok().filter(|&s| s < LinesBatch::OWN)
+            before as u32 | LinesBatch::OWN
         } else {
-            // A line is a slice of `input`.
-            u32::try_from(line.as_ptr() as usize - input.as_ptr() as usize).ok()
-        };
-        let start = start.ok_or(Error::BatchTooLarge {
-            size: input.len() as u64,
-            limit: MAX_BATCH_BYTES,
-            unit: "bytes",
-        })?;
-        let start = if done.copied {
-            start | LinesBatch::OWN
-        } else {
-            start
+            (line.as_ptr() as usize - input.as_ptr() as usize) as u32
         };
         batch.spans.push((start, done.len as u32));
         bytes += frame_len(done.len) as u64;
     }
-    if bytes > MAX_BATCH_BYTES {
-        return Err(Error::BatchTooLarge {
-            size: bytes,
-            limit: MAX_BATCH_BYTES,
-            unit: "bytes",
-        });
-    }
+    check_batch_bytes(bytes)?;
     Ok(batch)
 }
 
@@ -1090,26 +1067,36 @@ const _: () = assert!((MAX_PAYLOAD_BYTES + FRAME_OVERHEAD_BYTES) as u64 <= MAX_B
 fn prepare_one(raw: &[u8], index: usize, limit: usize) -> Result<Cow<'_, [u8]>> {
     // One pass checks and compacts; a compact form is built only if there is whitespace.
     let mut copy = Vec::new();
-    let done =
-        json::compact_object(raw, &[], &mut copy).map_err(|reason| Error::InvalidMessage {
-            index,
-            line: None,
-            reason,
-        })?;
-    let compact = if done.copied {
+    let done = compact_into(raw, index, limit, &mut copy)?;
+    Ok(if done.copied {
         Cow::Owned(copy)
     } else {
         Cow::Borrowed(raw)
-    };
-    if compact.len() > limit {
+    })
+}
+
+/// Checks message `index` of a batch and measures it compacted, against `limit`; its compact
+/// form is appended to `out` if it holds whitespace to remove (`copied`).
+fn compact_into(
+    raw: &[u8],
+    index: usize,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<json::Compacted> {
+    let done = json::compact_object(raw, &[], out).map_err(|reason| Error::InvalidMessage {
+        index,
+        line: None,
+        reason,
+    })?;
+    if done.len > limit {
         return Err(Error::TooLarge {
             index,
             line: None,
-            size: compact.len(),
+            size: done.len,
             limit,
         });
     }
-    Ok(compact)
+    Ok(done)
 }
 
 fn encode_meta(segment_bytes: u64) -> Vec<u8> {

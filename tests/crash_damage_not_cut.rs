@@ -8,7 +8,6 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use activitylog::{Durability, Options, Store};
 use common::{frames_of, idx_path, log_path, open_small, project_dir, scratch, segments};
@@ -133,23 +132,6 @@ fn open_sync(dir: &Path) -> Store {
         .unwrap()
 }
 
-fn await_spares(dir: &Path, n: usize) {
-    let start = Instant::now();
-    loop {
-        let found = fs::read_dir(dir.join("projects"))
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".spare-"))
-            .count();
-        if found >= n {
-            std::thread::sleep(Duration::from_millis(100));
-            return;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// A `Sync` store's project made from a spare keeps its log under `….log.new` past its first
 /// acknowledged (fsynced) records. Damage to that log's header (a bit flip, after a kill) is
 /// reported, not taken for a creation that never reached the disk and removed with its records.
@@ -160,7 +142,7 @@ fn a_damaged_header_of_a_new_log_holding_acknowledged_records_is_reported_not_re
     let crashed = copy.path().join("store");
     let store = open_sync(dir.path());
     store.append(1, [r#"{"p":1}"#]).unwrap();
-    await_spares(dir.path(), 4);
+    common::await_spares(dir.path(), 4);
     store
         .append(2, [r#"{"p":2,"n":1}"#, r#"{"p":2,"n":2}"#])
         .unwrap();
@@ -205,47 +187,24 @@ fn a_damaged_header_of_a_new_log_holding_acknowledged_records_is_reported_not_re
 #[test]
 fn a_damaged_newest_record_the_index_vouches_for_is_reported_not_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Options::new()
-        .durability(Durability::Sync)
-        .spare_projects(0)
-        .open(dir.path())
-        .unwrap();
-    for n in 1..=3 {
-        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
-    }
-    drop(store);
+    drop(with_synced_singles(dir.path(), 3));
     assert!(dir.path().join("CLEAN").exists());
-    let log = project_dir(dir.path(), 1).join("00000000000000000001.log");
-    let mut bytes = fs::read(&log).unwrap();
-    let at = bytes.len() - 4 - 2; // inside the newest record's payload
-    bytes[at] ^= 0x10;
-    fs::write(&log, &bytes).unwrap();
+    let log = log_path(dir.path(), 1, 1);
+    let len = fs::metadata(&log).unwrap().len();
+    // Inside the newest record's payload.
+    flip(dir.path(), len as usize - 4 - 2);
     let mut before = Vec::new();
     activitylog::verify(dir.path(), None, |p| before.push(p.to_string()), |_| {}).unwrap();
 
-    let store = Options::new()
-        .durability(Durability::Sync)
-        .spare_projects(0)
-        .open(dir.path())
-        .unwrap();
-    let read: Vec<String> = store
-        .newest_first(1)
-        .unwrap()
-        .map(|m| {
-            m.map(|m| m.json().to_owned())
-                .unwrap_or_else(|e| format!("ERR {e}"))
-        })
-        .collect();
+    let store = open_sync_alone(dir.path());
+    // Acknowledged record 3 is reported as damage, not cut.
+    assert_reads(&store, 3, "ERR", r#"2 {"n":2}"#);
     drop(store);
     let mut after = Vec::new();
     activitylog::verify(dir.path(), None, |p| after.push(p.to_string()), |_| {}).unwrap();
-    assert!(
-        read.len() == 3 && read[0].starts_with("ERR") && read[1] == r#"{"n":2}"#,
-        "acknowledged record 3 must be reported as damage, not cut: {read:?}"
-    );
     assert!(before.len() == 1 && before == after, "{before:?} {after:?}");
     assert!(before[0].contains("record 3 does not read"), "{before:?}");
-    assert_eq!(fs::metadata(&log).unwrap().len(), bytes.len() as u64);
+    assert_eq!(fs::metadata(&log).unwrap().len(), len);
 }
 
 /// Each message of project 1 as `"seq json"`, or `"ERR …"`, newest first.
@@ -268,16 +227,40 @@ fn open_sync_alone(dir: &Path) -> Store {
         .unwrap()
 }
 
+/// A `Sync` store whose project 1 holds `{"n":1}` to `{"n":N}`, one append each (each synced,
+/// its index entry written).
+fn with_synced_singles(dir: &Path, n: u64) -> Store {
+    let store = open_sync_alone(dir);
+    for k in 1..=n {
+        store.append(1, [format!(r#"{{"n":{k}}}"#)]).unwrap();
+    }
+    store
+}
+
+/// Flips a bit of byte `at` of project 1's first log.
+fn flip(dir: &Path, at: usize) {
+    let log = log_path(dir, 1, 1);
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[at] ^= 0x10;
+    fs::write(&log, &bytes).unwrap();
+}
+
+/// Project 1 reads as `len` items, the newest two starting with `newest` and `next`.
+fn assert_reads(store: &Store, len: usize, newest: &str, next: &str) {
+    let got = seqs_and_errors(store, 1);
+    assert!(
+        got.len() == len && got[0].starts_with(newest) && got[1].starts_with(next),
+        "{got:?}"
+    );
+}
+
 /// Record 3 synced (its index entry written), then damaged; after it, a `Written` batch of two
 /// that a crash tore. The open cuts the batch, never record 3: it reads as an error and the
 /// next append takes sequence number 4.
 #[test]
 fn a_damaged_record_the_index_vouches_for_stays_when_a_torn_batch_after_it_is_cut() {
     let dir = scratch();
-    let store = open_sync_alone(dir.path());
-    for n in 1..=3 {
-        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
-    }
+    let store = with_synced_singles(dir.path(), 3);
     store
         .append_with(1, [r#"{"n":4}"#, r#"{"n":5}"#], Durability::Written)
         .unwrap();
@@ -288,27 +271,18 @@ fn a_damaged_record_the_index_vouches_for_stays_when_a_torn_batch_after_it_is_cu
     let log = log_path(dir.path(), 1, 1);
     let mut bytes = fs::read(&log).unwrap();
     bytes.truncate(frames[4].end - 3);
-    bytes[frames[2].payload.start + 1] ^= 0x10;
     fs::write(&log, &bytes).unwrap();
+    flip(dir.path(), frames[2].payload.start + 1);
     // The index vouches for records 1 to 3 only: the batch was never synced.
     let idx = idx_path(dir.path(), 1, 1);
     let entries = fs::read(&idx).unwrap();
     fs::write(&idx, &entries[..16 + 4 * 3]).unwrap();
 
     let store = open_sync_alone(dir.path());
-    let got = seqs_and_errors(&store, 1);
-    assert!(
-        got.len() == 3 && got[0].starts_with("ERR") && got[1].starts_with("2 "),
-        "{got:?}"
-    );
+    assert_reads(&store, 3, "ERR", "2 ");
     assert_eq!(store.append(1, [r#"{"n":"after"}"#]).unwrap().first_seq, 4);
     drop(store);
-    let store = open_sync_alone(dir.path());
-    let got = seqs_and_errors(&store, 1);
-    assert!(
-        got.len() == 4 && got[0].starts_with("4 ") && got[1].starts_with("ERR"),
-        "{got:?}"
-    );
+    assert_reads(&open_sync_alone(dir.path()), 4, "4 ", "ERR");
 }
 
 /// A store already repaired so (record 3 kept, lost) takes a `Written` batch that a crash
@@ -316,16 +290,9 @@ fn a_damaged_record_the_index_vouches_for_stays_when_a_torn_batch_after_it_is_cu
 #[test]
 fn a_record_kept_lost_stays_lost_when_a_later_torn_batch_is_cut() {
     let dir = scratch();
-    let store = open_sync_alone(dir.path());
-    for n in 1..=3 {
-        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
-    }
-    drop(store);
+    drop(with_synced_singles(dir.path(), 3));
     let frames = frames_of(dir.path(), 1, 1);
-    let log = log_path(dir.path(), 1, 1);
-    let mut bytes = fs::read(&log).unwrap();
-    bytes[frames[2].payload.start + 1] ^= 0x10;
-    fs::write(&log, &bytes).unwrap();
+    flip(dir.path(), frames[2].payload.start + 1);
     let store = open_sync_alone(dir.path());
     assert_eq!(seqs_and_errors(&store, 1).len(), 3);
     store
@@ -341,11 +308,7 @@ fn a_record_kept_lost_stays_lost_when_a_later_torn_batch_is_cut() {
     bytes.truncate(end - 3);
     fs::write(&log, &bytes).unwrap();
     let store = open_sync_alone(copy.path());
-    let got = seqs_and_errors(&store, 1);
-    assert!(
-        got.len() == 3 && got[0].starts_with("ERR") && got[1].starts_with("2 "),
-        "{got:?}"
-    );
+    assert_reads(&store, 3, "ERR", "2 ");
     assert_eq!(store.append(1, [r#"{"n":"new"}"#]).unwrap().first_seq, 4);
 }
 
@@ -356,19 +319,9 @@ fn a_record_kept_lost_stays_lost_when_a_later_torn_batch_is_cut() {
 #[test]
 fn a_record_vouched_for_after_a_lost_index_entry_is_kept() {
     let dir = scratch();
-    let store = open_sync_alone(dir.path());
-    for n in 1..=4 {
-        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
-    }
-    drop(store);
+    drop(with_synced_singles(dir.path(), 4));
     let frames = frames_of(dir.path(), 1, 1);
-    let log = log_path(dir.path(), 1, 1);
-    let flip = |at: usize| {
-        let mut bytes = fs::read(&log).unwrap();
-        bytes[at] ^= 0x10;
-        fs::write(&log, &bytes).unwrap();
-    };
-    flip(frames[2].payload.start + 1);
+    flip(dir.path(), frames[2].payload.start + 1);
     let idx = idx_path(dir.path(), 1, 1);
     fs::remove_file(&idx).unwrap();
     fs::remove_file(dir.path().join("CLEAN")).unwrap();
@@ -381,23 +334,14 @@ fn a_record_vouched_for_after_a_lost_index_entry_is_kept() {
         u32::MAX.to_le_bytes(),
         "a lost entry"
     );
-    flip(frames[3].payload.start + 1);
+    flip(dir.path(), frames[3].payload.start + 1);
     let _ = fs::remove_file(dir.path().join("CLEAN"));
     let store = open_sync_alone(dir.path());
-    let got = seqs_and_errors(&store, 1);
-    assert!(
-        got.len() == 3 && got[0].starts_with("ERR") && got[1].starts_with("2 "),
-        "{got:?}"
-    );
+    assert_reads(&store, 3, "ERR", "2 ");
     assert_eq!(store.append(1, [r#"{"n":"after"}"#]).unwrap().first_seq, 5);
     drop(store);
-    let store = open_sync_alone(dir.path());
-    let got = seqs_and_errors(&store, 1);
     // Records 3 and 4 now lie between good records: each reads as its own error.
-    assert!(
-        got.len() == 5 && got[0].starts_with("5 ") && got[1].starts_with("ERR"),
-        "{got:?}"
-    );
+    assert_reads(&open_sync_alone(dir.path()), 5, "5 ", "ERR");
 }
 
 /// A batch whose first record the index vouches for (a power cut kept only part of its
@@ -406,10 +350,7 @@ fn a_record_vouched_for_after_a_lost_index_entry_is_kept() {
 #[test]
 fn verify_names_the_cut_an_open_makes_in_a_batch_the_index_vouches_for() {
     let dir = scratch();
-    let store = open_sync_alone(dir.path());
-    for n in 1..=2 {
-        store.append(1, [format!(r#"{{"n":{n}}}"#)]).unwrap();
-    }
+    let store = with_synced_singles(dir.path(), 2);
     store
         .append(1, [r#"{"n":3}"#, r#"{"n":4}"#, r#"{"n":5}"#])
         .unwrap();
@@ -417,9 +358,7 @@ fn verify_names_the_cut_an_open_makes_in_a_batch_the_index_vouches_for() {
     fs::remove_file(dir.path().join("CLEAN")).unwrap();
     let frames = frames_of(dir.path(), 1, 1);
     let log = log_path(dir.path(), 1, 1);
-    let mut bytes = fs::read(&log).unwrap();
-    bytes[frames[4].payload.start + 1] ^= 0x10;
-    fs::write(&log, &bytes).unwrap();
+    flip(dir.path(), frames[4].payload.start + 1);
     let idx = idx_path(dir.path(), 1, 1);
     let entries = fs::read(&idx).unwrap();
     fs::write(&idx, &entries[..16 + 4 * 3]).unwrap();

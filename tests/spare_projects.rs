@@ -11,42 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use activitylog::{Durability, ImportTarget, Options, Store};
-use common::{project_dir, read_all};
-
-/// The spare directories in the store at `dir`, with their inode numbers.
-fn spares(dir: &Path) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = fs::read_dir(dir.join("projects"))
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.starts_with(".spare-")
-                .then(|| (name, e.metadata().unwrap().ino()))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Waits (up to ten seconds) until the store at `dir` holds `n` spare directories.
-fn await_spares(dir: &Path, n: usize) -> Vec<(String, u64)> {
-    let start = Instant::now();
-    loop {
-        let found = spares(dir);
-        // A spare is listed once its directory exists, before it is complete: wait for the
-        // one after it, or give the last a moment.
-        if found.len() >= n {
-            std::thread::sleep(Duration::from_millis(50));
-            return spares(dir);
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "only {} spares after 10 s",
-            found.len()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+use common::{await_spares, project_dir, read_all, spares};
 
 /// Project `p`'s messages, newest first.
 fn json(store: &Store, p: u64) -> Vec<String> {
