@@ -19,9 +19,8 @@ use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
-    continues_by_header, encode_frame_parts, frame_len, frame_len_by_header, Batch, Frame,
-    SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
-    MAX_STAMP_DELTA_US,
+    encode_frame_parts, frame_len, Batch, Frame, SegmentHeader, FRAME_HEADER_BYTES,
+    LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::{self, scan};
 use crate::segment::{self, decode_at, Active, Room, Tail};
@@ -1364,39 +1363,13 @@ fn recover_active(
         entries.resize(entries.len() + vouched, index::LOST);
         committed = log_len;
     } else if let Some((j, batch_at)) = s.open_batch.filter(|&(j, _)| scanned_from + j >= floor) {
-        let keep = scanned_from.max(floor);
-        // Where the cut starts: the unfinished batch, or a record cut with it.
-        let mut cut_at = batch_at;
         entries.truncate(scanned_from + j);
-        // Damage just before the unfinished batch is now at the end with no good record after
-        // it: a torn tail, as a scan from scratch on the next open would find. It is cut too,
-        // so that recovery gives the same answer every time. And if the record left at the end
-        // says its batch continues, that batch began before the damage and never finished
-        // either (a power cut kept some of its writes and not others): it goes as well. Only
-        // scanned records are cut, never those the index vouches for.
-        loop {
-            while entries.len() > keep && entries.last() == Some(&index::LOST) {
-                entries.pop();
-            }
-            committed = match entries.last() {
-                None => LOG_HEADER_BYTES as u64,
-                // A record the index vouches for, lost to damage, ends what is kept: its bytes
-                // stay, up to where the cut starts.
-                Some(&index::LOST) => cut_at,
-                Some(&at) => {
-                    let mut head = [0u8; FRAME_HEADER_BYTES];
-                    file.read_exact_at(&mut head, u64::from(at))
-                        .map_err(|e| Error::io("reading", &path, e))?;
-                    if entries.len() > keep && continues_by_header(&head) {
-                        cut_at = u64::from(at);
-                        entries.pop();
-                        continue;
-                    }
-                    u64::from(at) + frame_len_by_header(&head)
-                }
-            };
-            break;
-        }
+        committed = scan::cut_unfinished(&mut entries, scanned_from.max(floor), batch_at, |at| {
+            let mut head = [0u8; FRAME_HEADER_BYTES];
+            file.read_exact_at(&mut head, u64::from(at))
+                .map(|()| head)
+                .map_err(|e| Error::io("reading", &path, e))
+        })?;
     }
     if committed < log_len {
         // Zeros only: room the writer made ahead, and perhaps records whose bytes never reached

@@ -11,7 +11,10 @@
 use std::ops::Range;
 
 use crate::index::LOST;
-use crate::record::{decode_frame, Frame, FRAME_OVERHEAD_BYTES, MAX_RECORDS_PER_SEGMENT};
+use crate::record::{
+    continues_by_header, decode_frame, frame_len_by_header, Frame, FRAME_HEADER_BYTES,
+    FRAME_OVERHEAD_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
+};
 
 /// What a forward walk found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -110,6 +113,45 @@ pub fn agrees(index: &[u32], scanned: &[u32]) -> bool {
         .iter()
         .zip(scanned)
         .all(|(&i, &s)| s == LOST || i == LOST || i == s)
+}
+
+/// Where a writable open cuts the newest segment when it ends in an unfinished batch: the
+/// offset that becomes the log's end. `entries` holds the entries before the batch's first
+/// record (at `batch_at`); the first `keep` of them are never cut (the records the index vouches
+/// for). Damage just before the batch is then at the end with no good record after it — a torn
+/// tail, as a scan from scratch would find on the next open — and goes too, so that recovery
+/// gives the same answer every time. And if the record then left at the end says its batch
+/// continues, that batch began before the damage and never finished either (a power cut kept
+/// some of its writes and not others): it goes as well, and so on. `header` reads the frame
+/// header of a record the scan decoded, by its offset. On return `entries` holds what is kept.
+pub fn cut_unfinished<E>(
+    entries: &mut Vec<u32>,
+    keep: usize,
+    batch_at: u64,
+    mut header: impl FnMut(u32) -> Result<[u8; FRAME_HEADER_BYTES], E>,
+) -> Result<u64, E> {
+    // Where the cut starts: the unfinished batch, or a record cut with it.
+    let mut cut_at = batch_at;
+    loop {
+        while entries.len() > keep && entries.last() == Some(&LOST) {
+            entries.pop();
+        }
+        return Ok(match entries.last() {
+            None => LOG_HEADER_BYTES as u64,
+            // A record the index vouches for, lost to damage, ends what is kept: its bytes stay,
+            // up to where the cut starts.
+            Some(&LOST) => cut_at,
+            Some(&at) => {
+                let head = header(at)?;
+                if entries.len() > keep && continues_by_header(&head) {
+                    cut_at = u64::from(at);
+                    entries.pop();
+                    continue;
+                }
+                u64::from(at) + frame_len_by_header(&head)
+            }
+        });
+    }
 }
 
 /// Whether every byte is zero (a word at a time).

@@ -14,8 +14,10 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::project::FIRST_SEQ;
-use crate::record::{decode_frame_with, frame_len, SegmentHeader, LOG_HEADER_BYTES};
-use crate::scan::{scan, Scan};
+use crate::record::{
+    decode_frame_with, frame_len, SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES,
+};
+use crate::scan::{cut_unfinished, scan, Scan};
 use crate::segment;
 use crate::store;
 
@@ -277,6 +279,7 @@ pub fn verify(
                 end
             };
             log_problems(
+                &log,
                 &s,
                 end,
                 newest,
@@ -330,8 +333,10 @@ fn log_end(log: &[u8], s: &Scan, newest: bool) -> u64 {
 
 /// Damage, torn tails and unfinished batches of one log, whose first record is `first`, whose
 /// index vouches for `vouched` records past the scan's last good one, and for its first
-/// `floor` records (an unfinished batch that starts among them is not cut).
+/// `floor` records (an unfinished batch that starts among them is not cut). `s` is the scan
+/// of `log`.
 fn log_problems(
+    log: &[u8],
     s: &Scan,
     end: u64,
     newest: bool,
@@ -364,6 +369,25 @@ fn log_problems(
     }
     let open_batch = s.open_batch.filter(|&(j, _)| j >= floor);
     let (cut, what) = match (open_batch, s.torn(end)) {
+        (Some((j, start)), _) if newest => {
+            // Where the next writable open cuts: damage just before the batch, and a batch
+            // before that damage which never finished, go with it.
+            let mut kept = s.entries[..j].to_vec();
+            let header = |at: u32| {
+                log.get(at as usize..)
+                    .and_then(|b| b.get(..FRAME_HEADER_BYTES))
+                    .and_then(|h| h.try_into().ok())
+                    .ok_or(())
+            };
+            match cut_unfinished(&mut kept, floor, start, header) {
+                Ok(cut) if cut < start => (
+                    cut,
+                    "an unfinished batch, and before it damage or the start of another batch \
+                     that never finished",
+                ),
+                _ => (start, "an unfinished batch"),
+            }
+        }
         (Some((_, start)), _) => (start, "an unfinished batch"),
         (None, true) => (s.good_end, "bytes that are not a whole record"),
         (None, false) => return,
