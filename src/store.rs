@@ -210,7 +210,13 @@ impl Store {
             }
         }
         let newest = read_newest(dir)?;
-        let room = clock.is_some() && crate::fsio::room_is_safe(dir);
+        // Asked where the logs are: `projects/` may be a mount or a link of its own.
+        let room = clock.is_some()
+            && crate::fsio::room_is_safe(if projects_dir.is_dir() {
+                &projects_dir
+            } else {
+                dir
+            });
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
