@@ -126,6 +126,40 @@ fn the_seed_curl_examples_work_verbatim() {
 }
 
 #[test]
+fn a_browsers_preflight_passes_the_served_layers_without_a_key() {
+    let server = Server::start(&["--api-key", "KEY"]);
+    // What Chromium sends before a cross-origin POST with Basic auth (it also offers gzip).
+    let head = curl(&[
+        "-i",
+        "-X",
+        "OPTIONS",
+        "--compressed",
+        "-H",
+        "Origin: http://localhost:3000",
+        "-H",
+        "Access-Control-Request-Method: POST",
+        "-H",
+        "Access-Control-Request-Headers: authorization",
+        &format!("{}/activity/1/", server.url),
+    ]);
+    let head = head.to_lowercase();
+    assert!(head.starts_with("http/1.1 204 "), "{head}");
+    for line in [
+        "access-control-allow-origin: *\r\n",
+        "access-control-allow-methods: get, head, post, options\r\n",
+        "access-control-allow-headers: authorization\r\n",
+        "access-control-max-age: 86400\r\n",
+    ] {
+        assert!(head.contains(line), "no {line:?} in {head}");
+    }
+    assert!(head.ends_with("\r\n\r\n"), "a body after the head: {head}");
+    let (status, dir) = server.stop();
+    assert!(status.success(), "server exit: {status}");
+    let store = activitylog::Store::open(dir.path()).unwrap();
+    assert_eq!(store.projects().unwrap(), Vec::<u64>::new());
+}
+
+#[test]
 fn python_scrapinghub_client_works_unchanged() {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     if !python.exists() {

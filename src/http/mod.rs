@@ -22,6 +22,7 @@
 //! | POST | `/activity/{project_id}` | append JSON Lines atomically |
 //! | GET | `/activity/{project_id}` | the project's messages, newest first |
 //! | GET | `/activity/projects` | several projects merged, newest first |
+//! | OPTIONS | both | a browser's CORS preflight: 204, no API key needed |
 //!
 //! The full contract, with what the `python-scrapinghub` client sends and expects, is in the
 //! repository's `docs/http.md`.
@@ -44,7 +45,7 @@ use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use tokio::sync::mpsc;
 
@@ -130,10 +131,8 @@ type Shared = State<Arc<AppState>>;
 pub fn router(store: Store, config: ApiConfig) -> Router {
     let limit = config.max_body_bytes;
     let state = Arc::new(AppState { store, config });
-    let projects = get(get_projects).fallback(method_not_allowed);
-    let one = get(get_activity)
-        .post(post_activity)
-        .fallback(method_not_allowed);
+    let projects = answering_others(get(get_projects), PROJECTS_METHODS);
+    let one = answering_others(get(get_activity).post(post_activity), PROJECT_METHODS);
     Router::new()
         .route("/activity/projects", projects.clone())
         .route("/activity/projects/", projects)
@@ -148,10 +147,15 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
 
 /// With keys configured, a request without a known key is 401 before its path, method or
 /// parameters are looked at (which keys may use which project is the handlers' check).
+///
+/// `OPTIONS` is the exception: browsers send a CORS preflight without credentials, and its
+/// answer reads nothing from the store.
 async fn require_key(State(state): Shared, request: Request, next: Next) -> Response {
     if let Some(keys) = &state.config.keys {
-        if let Err(r) = auth::authenticate(keys, request.headers(), request.uri().query()) {
-            return r;
+        if request.method() != Method::OPTIONS {
+            if let Err(r) = auth::authenticate(keys, request.headers(), request.uri().query()) {
+                return r;
+            }
         }
     }
     next.run(request).await
@@ -244,11 +248,69 @@ async fn not_found() -> Response {
     )
 }
 
-async fn method_not_allowed(method: Method) -> Response {
-    plain(
+/// What `/activity/{project_id}` serves, as `Allow` and `Access-Control-Allow-Methods` list it
+/// (HEAD is the GET handler's, without the body).
+const PROJECT_METHODS: &str = "GET, HEAD, POST, OPTIONS";
+/// What `/activity/projects` serves.
+const PROJECTS_METHODS: &str = "GET, HEAD, OPTIONS";
+/// The request headers the API reads, allowed to a preflight that names none.
+const READ_HEADERS: &str = "Authorization, Content-Type, Accept, Accept-Encoding";
+/// How long a browser may keep a preflight's answer, in seconds: a day (Chromium keeps it 2 h
+/// at most, Firefox a day).
+const PREFLIGHT_MAX_AGE_SECS: &str = "86400";
+
+/// `route`, serving `methods`, answering `OPTIONS` ([`preflight`]) and 405 to the others.
+fn answering_others(
+    route: MethodRouter<Arc<AppState>>,
+    methods: &'static str,
+) -> MethodRouter<Arc<AppState>> {
+    route
+        .options(move |headers: HeaderMap| async move { preflight(methods, &headers) })
+        .fallback(move |method: Method| async move { method_not_allowed(methods, &method) })
+}
+
+/// The answer to `OPTIONS`, a browser's CORS preflight among them: 204 with the route's
+/// `methods`, for any origin (`common_headers`) and any request headers.
+///
+/// The headers a preflight asks for are allowed as asked: the API ignores those it does not
+/// read, so refusing them would only break pages whose HTTP library adds its own (tracing,
+/// `X-Requested-With`), and without cookies (the origin is `*`) allowing one grants nothing.
+fn preflight(methods: &'static str, request: &HeaderMap) -> Response {
+    let headers = request
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(READ_HEADERS));
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ALLOW, HeaderValue::from_static(methods)),
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(methods),
+            ),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, headers),
+            (
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static(PREFLIGHT_MAX_AGE_SECS),
+            ),
+            (
+                header::VARY,
+                HeaderValue::from_static("Access-Control-Request-Headers"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// 405, with `Allow` naming the route's `methods`.
+fn method_not_allowed(methods: &'static str, method: &Method) -> Response {
+    let mut r = plain(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("method {method} is not allowed here"),
-    )
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(methods));
+    r
 }
 
 /// Parses a project id path segment; anything but an unsigned integer is 404, a segment that
