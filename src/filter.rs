@@ -157,7 +157,7 @@ impl Filter {
             _ => {}
         }
         let folded = match (op, values.first()) {
-            (Op::IContains, Some(Value::String(s))) => Some(s.to_lowercase()),
+            (Op::IContains, Some(Value::String(s))) => Some(fold_case(s)),
             _ => None,
         };
         Ok(Filter {
@@ -199,7 +199,7 @@ impl Filter {
                 _ => false,
             },
             Op::IContains => match (v, &self.folded) {
-                (Value::String(s), Some(needle)) => s.to_lowercase().contains(needle.as_str()),
+                (Value::String(s), Some(needle)) => fold_case(s).contains(needle.as_str()),
                 _ => false,
             },
             Op::StartsWith => match (v, first) {
@@ -230,6 +230,15 @@ impl Filters {
             Err(_) => false,
         }
     }
+}
+
+/// Lower-cases `s` one character at a time, so that a part of a string folds to a part of the
+/// folded string (`str::to_lowercase` turns a word-final `Σ` into `ς`, a lone one into `σ`).
+fn fold_case(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
+    s.chars().flat_map(char::to_lowercase).collect()
 }
 
 /// Equality where numbers compare by value (`1` = `1.0`).
@@ -302,6 +311,15 @@ mod tests {
         assert!(long.len() > 60);
         assert!(pass(long, r#"{"event":"job:failed"}"#));
         assert!(!pass(long, r#"{"event":"job:deleted"}"#));
+    }
+
+    /// A string always `icontains` any part of itself: case is folded letter by letter, not
+    /// with `str::to_lowercase`'s word-final sigma, which made "ΟΔΟΣ" fold to "οδος" while the
+    /// needle "Σ" folded to "σ".
+    #[test]
+    fn icontains_finds_a_capital_sigma_at_the_end_of_a_word() {
+        assert!(pass(r#"["e", "icontains", ["Σ"]]"#, r#"{"e":"ΟΔΟΣ"}"#));
+        assert!(pass(r#"["e", "icontains", ["δοσ"]]"#, r#"{"e":"ΟΔΟΣ"}"#));
     }
 
     #[test]
