@@ -258,13 +258,41 @@ fn compare(a: &Value, b: Option<&Value>) -> Option<Ordering> {
 }
 
 fn compare_numbers(x: &serde_json::Number, y: &serde_json::Number) -> Option<Ordering> {
-    if let (Some(a), Some(b)) = (x.as_i64(), y.as_i64()) {
-        return Some(a.cmp(&b));
+    match (integer(x), integer(y)) {
+        (Some(a), Some(b)) => Some(a.cmp(&b)),
+        (Some(a), None) => compare_integer_float(a, y.as_f64()?),
+        (None, Some(b)) => compare_integer_float(b, x.as_f64()?).map(Ordering::reverse),
+        (None, None) => x.as_f64()?.partial_cmp(&y.as_f64()?),
     }
-    if let (Some(a), Some(b)) = (x.as_u64(), y.as_u64()) {
-        return Some(a.cmp(&b));
+}
+
+/// A number held as an integer (`i64` or `u64`), if it is one.
+fn integer(n: &serde_json::Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
+/// Compares an integer with a float exactly: converting the integer to `f64` would round it
+/// beyond 2^53 (9007199254740993 would equal 9007199254740992.0).
+fn compare_integer_float(i: i128, f: f64) -> Option<Ordering> {
+    // Every integer held is in -2^63..2^64; floats outside that range are decided by sign.
+    const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+    if f.is_nan() {
+        return None;
     }
-    x.as_f64()?.partial_cmp(&y.as_f64()?)
+    if f >= TWO_64 {
+        return Some(Ordering::Less);
+    }
+    if f < -TWO_64 {
+        return Some(Ordering::Greater);
+    }
+    // Exact: `f` is within ±2^64, so its integer part fits an i128, and `f - t` is exact.
+    let t = f.trunc();
+    match i.cmp(&(t as i128)) {
+        Ordering::Equal => 0.0.partial_cmp(&(f - t)),
+        unequal => Some(unequal),
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +348,32 @@ mod tests {
     fn icontains_finds_a_capital_sigma_at_the_end_of_a_word() {
         assert!(pass(r#"["e", "icontains", ["Σ"]]"#, r#"{"e":"ΟΔΟΣ"}"#));
         assert!(pass(r#"["e", "icontains", ["δοσ"]]"#, r#"{"e":"ΟΔΟΣ"}"#));
+    }
+
+    /// An integer and a float compare by their exact values, not after the integer is rounded
+    /// to a float: 2^53 + 1 is more than 2^53 (as 9007199254740992.0), and u64::MAX is less
+    /// than 2^64 (as 18446744073709551616.0).
+    #[test]
+    fn integers_beyond_f64_precision_compare_exactly_with_floats() {
+        let big = r#"{"c":9007199254740993}"#;
+        assert!(pass(r#"["c", ">", [9007199254740992.0]]"#, big));
+        assert!(!pass(r#"["c", "=", [9007199254740992.0]]"#, big));
+        assert!(!pass(r#"["c", "<=", [9007199254740992.0]]"#, big));
+        assert!(pass(
+            r#"["c", "<", [9007199254740993]]"#,
+            r#"{"c":9007199254740992.0}"#
+        ));
+        assert!(pass(
+            r#"["c", "<", [18446744073709551616.0]]"#,
+            r#"{"c":18446744073709551615}"#
+        ));
+        assert!(pass(
+            r#"["c", ">", [-9223372036854777856.0]]"#,
+            r#"{"c":-9223372036854775808}"#
+        ));
+        assert!(pass(r#"["c", "<", [-0.5]]"#, r#"{"c":-1}"#));
+        assert!(pass(r#"["c", ">", [-1.5]]"#, r#"{"c":-1}"#));
+        assert!(pass(r#"["c", "=", [-3]]"#, r#"{"c":-3.0}"#));
     }
 
     #[test]
