@@ -13,6 +13,8 @@
 //! | `icontains` | is a string containing the single string value, ignoring case |
 //! | `startswith` | is a string starting with the single string value |
 //! | `exists` | is present (the values must be empty) |
+//!
+//! Numbers are equal by value (`1` = `1.0`), inside arrays and objects too.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -241,10 +243,18 @@ fn fold_case(s: &str) -> String {
     s.chars().flat_map(char::to_lowercase).collect()
 }
 
-/// Equality where numbers compare by value (`1` = `1.0`).
+/// Equality where numbers compare by value (`1` = `1.0`), inside arrays and objects too.
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => compare_numbers(x, y) == Some(Ordering::Equal),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b)))
+        }
         _ => a == b,
     }
 }
@@ -374,6 +384,25 @@ mod tests {
         assert!(pass(r#"["c", "<", [-0.5]]"#, r#"{"c":-1}"#));
         assert!(pass(r#"["c", ">", [-1.5]]"#, r#"{"c":-1}"#));
         assert!(pass(r#"["c", "=", [-3]]"#, r#"{"c":-3.0}"#));
+    }
+
+    /// Numbers compare by value inside arrays and objects too, as they do at the top level and
+    /// as `contains` compares an array's elements: `[1]` equals `[1.0]`.
+    #[test]
+    fn numbers_inside_arrays_and_objects_compare_by_value() {
+        assert!(pass(r#"["c", "=", [[1.0, 2]]]"#, r#"{"c":[1,2.0]}"#));
+        assert!(pass(r#"["c", "in", [{"x": 1.0}]]"#, r#"{"c":{"x":1}}"#));
+        assert!(pass(r#"["c", "contains", [[1.0]]]"#, r#"{"c":[[1]]}"#));
+        assert!(!pass(
+            r#"["c", "!=", [[{"x": [1e0]}]]]"#,
+            r#"{"c":[{"x":[1]}]}"#
+        ));
+        assert!(!pass(r#"["c", "=", [[1, 2]]]"#, r#"{"c":[1]}"#));
+        assert!(!pass(
+            r#"["c", "=", [{"x": 1, "y": 1}]]"#,
+            r#"{"c":{"x":1}}"#
+        ));
+        assert!(!pass(r#"["c", "=", [{"x": 1}]]"#, r#"{"c":{"y":1}}"#));
     }
 
     #[test]
