@@ -13,6 +13,8 @@
 //! | `icontains` | is a string containing the single string value, ignoring case |
 //! | `startswith` | is a string starting with the single string value |
 //! | `exists` | is present (the values must be empty) |
+//!
+//! Numbers are equal by value (`1` = `1.0`), inside arrays and objects too.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -157,7 +159,7 @@ impl Filter {
             _ => {}
         }
         let folded = match (op, values.first()) {
-            (Op::IContains, Some(Value::String(s))) => Some(s.to_lowercase()),
+            (Op::IContains, Some(Value::String(s))) => Some(fold_case(s)),
             _ => None,
         };
         Ok(Filter {
@@ -199,7 +201,7 @@ impl Filter {
                 _ => false,
             },
             Op::IContains => match (v, &self.folded) {
-                (Value::String(s), Some(needle)) => s.to_lowercase().contains(needle.as_str()),
+                (Value::String(s), Some(needle)) => fold_case(s).contains(needle.as_str()),
                 _ => false,
             },
             Op::StartsWith => match (v, first) {
@@ -232,10 +234,27 @@ impl Filters {
     }
 }
 
-/// Equality where numbers compare by value (`1` = `1.0`).
+/// Lower-cases `s` one character at a time, so that a part of a string folds to a part of the
+/// folded string (`str::to_lowercase` turns a word-final `Σ` into `ς`, a lone one into `σ`).
+fn fold_case(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+/// Equality where numbers compare by value (`1` = `1.0`), inside arrays and objects too.
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => compare_numbers(x, y) == Some(Ordering::Equal),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, a)| y.get(k).is_some_and(|b| json_eq(a, b)))
+        }
         _ => a == b,
     }
 }
@@ -249,13 +268,41 @@ fn compare(a: &Value, b: Option<&Value>) -> Option<Ordering> {
 }
 
 fn compare_numbers(x: &serde_json::Number, y: &serde_json::Number) -> Option<Ordering> {
-    if let (Some(a), Some(b)) = (x.as_i64(), y.as_i64()) {
-        return Some(a.cmp(&b));
+    match (integer(x), integer(y)) {
+        (Some(a), Some(b)) => Some(a.cmp(&b)),
+        (Some(a), None) => compare_integer_float(a, y.as_f64()?),
+        (None, Some(b)) => compare_integer_float(b, x.as_f64()?).map(Ordering::reverse),
+        (None, None) => x.as_f64()?.partial_cmp(&y.as_f64()?),
     }
-    if let (Some(a), Some(b)) = (x.as_u64(), y.as_u64()) {
-        return Some(a.cmp(&b));
+}
+
+/// A number held as an integer (`i64` or `u64`), if it is one.
+fn integer(n: &serde_json::Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
+/// Compares an integer with a float exactly: converting the integer to `f64` would round it
+/// beyond 2^53 (9007199254740993 would equal 9007199254740992.0).
+fn compare_integer_float(i: i128, f: f64) -> Option<Ordering> {
+    // Every integer held is in -2^63..2^64; floats outside that range are decided by sign.
+    const TWO_64: f64 = 18_446_744_073_709_551_616.0;
+    if f.is_nan() {
+        return None;
     }
-    x.as_f64()?.partial_cmp(&y.as_f64()?)
+    if f >= TWO_64 {
+        return Some(Ordering::Less);
+    }
+    if f < -TWO_64 {
+        return Some(Ordering::Greater);
+    }
+    // Exact: `f` is within ±2^64, so its integer part fits an i128, and `f - t` is exact.
+    let t = f.trunc();
+    match i.cmp(&(t as i128)) {
+        Ordering::Equal => 0.0.partial_cmp(&(f - t)),
+        unequal => Some(unequal),
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +349,60 @@ mod tests {
         assert!(long.len() > 60);
         assert!(pass(long, r#"{"event":"job:failed"}"#));
         assert!(!pass(long, r#"{"event":"job:deleted"}"#));
+    }
+
+    /// A string always `icontains` any part of itself: case is folded letter by letter, not
+    /// with `str::to_lowercase`'s word-final sigma, which made "ΟΔΟΣ" fold to "οδος" while the
+    /// needle "Σ" folded to "σ".
+    #[test]
+    fn icontains_finds_a_capital_sigma_at_the_end_of_a_word() {
+        assert!(pass(r#"["e", "icontains", ["Σ"]]"#, r#"{"e":"ΟΔΟΣ"}"#));
+        assert!(pass(r#"["e", "icontains", ["δοσ"]]"#, r#"{"e":"ΟΔΟΣ"}"#));
+    }
+
+    /// An integer and a float compare by their exact values, not after the integer is rounded
+    /// to a float: 2^53 + 1 is more than 2^53 (as 9007199254740992.0), and u64::MAX is less
+    /// than 2^64 (as 18446744073709551616.0).
+    #[test]
+    fn integers_beyond_f64_precision_compare_exactly_with_floats() {
+        let big = r#"{"c":9007199254740993}"#;
+        assert!(pass(r#"["c", ">", [9007199254740992.0]]"#, big));
+        assert!(!pass(r#"["c", "=", [9007199254740992.0]]"#, big));
+        assert!(!pass(r#"["c", "<=", [9007199254740992.0]]"#, big));
+        assert!(pass(
+            r#"["c", "<", [9007199254740993]]"#,
+            r#"{"c":9007199254740992.0}"#
+        ));
+        assert!(pass(
+            r#"["c", "<", [18446744073709551616.0]]"#,
+            r#"{"c":18446744073709551615}"#
+        ));
+        assert!(pass(
+            r#"["c", ">", [-9223372036854777856.0]]"#,
+            r#"{"c":-9223372036854775808}"#
+        ));
+        assert!(pass(r#"["c", "<", [-0.5]]"#, r#"{"c":-1}"#));
+        assert!(pass(r#"["c", ">", [-1.5]]"#, r#"{"c":-1}"#));
+        assert!(pass(r#"["c", "=", [-3]]"#, r#"{"c":-3.0}"#));
+    }
+
+    /// Numbers compare by value inside arrays and objects too, as they do at the top level and
+    /// as `contains` compares an array's elements: `[1]` equals `[1.0]`.
+    #[test]
+    fn numbers_inside_arrays_and_objects_compare_by_value() {
+        assert!(pass(r#"["c", "=", [[1.0, 2]]]"#, r#"{"c":[1,2.0]}"#));
+        assert!(pass(r#"["c", "in", [{"x": 1.0}]]"#, r#"{"c":{"x":1}}"#));
+        assert!(pass(r#"["c", "contains", [[1.0]]]"#, r#"{"c":[[1]]}"#));
+        assert!(!pass(
+            r#"["c", "!=", [[{"x": [1e0]}]]]"#,
+            r#"{"c":[{"x":[1]}]}"#
+        ));
+        assert!(!pass(r#"["c", "=", [[1, 2]]]"#, r#"{"c":[1]}"#));
+        assert!(!pass(
+            r#"["c", "=", [{"x": 1, "y": 1}]]"#,
+            r#"{"c":{"x":1}}"#
+        ));
+        assert!(!pass(r#"["c", "=", [{"x": 1}]]"#, r#"{"c":{"y":1}}"#));
     }
 
     #[test]

@@ -13,10 +13,6 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-/// Checks that `bytes` is exactly one JSON object (surrounding whitespace allowed).
-///
-/// Returns a plain description of the problem on failure. serde_json's recursion limit bounds
-/// nesting, so a hostile document cannot overflow the stack.
 /// The value of four hex digits, if they are.
 #[inline(always)]
 fn hex4(hex: &[u8]) -> Option<u32> {
@@ -35,6 +31,11 @@ fn fits_f64(number: &[u8]) -> bool {
         .is_some_and(f64::is_finite)
 }
 
+/// Checks that `bytes` is exactly one JSON object (surrounding whitespace allowed).
+///
+/// Returns a plain description of the problem on failure. Nesting is measured before parsing
+/// (at most [`MAX_DEPTH`] levels) and serde_json's recursion limit bounds it too, so a hostile
+/// document cannot overflow the stack.
 pub(crate) fn validate_object(bytes: &[u8]) -> Result<(), String> {
     // serde_json skips over strings it is not asked for without checking their UTF-8, so check
     // the whole message first: a message must read back as text.

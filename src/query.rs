@@ -265,7 +265,8 @@ impl Store {
             // Every project: the newest-stamp map knows them all, without listing a directory.
             None => self.all_newest_stamps()?,
         };
-        candidates.keys.retain(|&(stamp, _, _)| stamp > 0);
+        // A newest stamp of 0 does not mean "no messages": an import with `"_ts": 0` stamps
+        // them so. Every candidate stays; an empty project's cursor yields nothing.
         candidates.keys.sort_unstable();
         Ok(Merged::new(self.clone(), query, candidates))
     }

@@ -273,8 +273,10 @@ impl NewestFirst {
         }
     }
 
-    /// Starts (or restarts) iteration with the newest message whose sequence number is below
-    /// `seq`, for paging: pass the last `seq` of the previous page.
+    /// Continues with the newest message whose sequence number is below `seq`, for paging: pass
+    /// the last `seq` of the previous page. It only ever narrows: a bound at or above where the
+    /// iteration stands changes nothing (it never goes back to newer messages). An oldest-first
+    /// iterator ignores it.
     pub fn before(mut self, seq: u64) -> Self {
         if !self.forward {
             self.next = self.next.min(seq.saturating_sub(1));

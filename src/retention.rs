@@ -137,9 +137,10 @@ impl Store {
         }
         let mut total_messages =
             snap.next_seq - facts.first().map_or(active_first, |f| f.first_seq);
+        // An age past u64 µs saturates (it reaches before the epoch) rather than wrapping.
         let cutoff = retention
             .max_age
-            .map(|age| now.saturating_sub(age.as_micros() as u64));
+            .map(|age| now.saturating_sub(u64::try_from(age.as_micros()).unwrap_or(u64::MAX)));
         let mut out = Retained::default();
         let mut upto = None;
         for f in &facts {

@@ -132,3 +132,21 @@ fn max_bytes_counts_the_active_log_to_its_last_record_not_its_room() {
         .unwrap();
     assert_eq!(r.segments, 1, "one byte over");
 }
+
+/// An age beyond what `u64` microseconds hold (2^60 s is 2^66 × 15,625 µs, a multiple of 2^64)
+/// keeps everything, as any age older than the epoch does: it is not cut to its low 64 bits,
+/// which here would be 0 µs and delete every sealed segment.
+#[test]
+fn an_age_too_long_for_u64_microseconds_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    fill(&store, 5, 100);
+    let before = segments(&store, 5);
+    assert!(before > 1);
+    let r = store
+        .apply_retention(&Retention::new().max_age(Duration::from_secs(1 << 60)))
+        .unwrap();
+    assert_eq!(r.segments, 0);
+    assert_eq!(segments(&store, 5), before);
+    assert_eq!(seqs(&store, 5).len(), 100);
+}
