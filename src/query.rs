@@ -121,7 +121,8 @@ type Head = (u64, u64, u64, usize);
 ///
 /// Made by [`Store::query`]. Memory stays bounded by the number of projects read, whatever
 /// `count` is. Errors (a damaged record, an unreadable segment) are yielded in place and the
-/// merge continues.
+/// merge continues. A project that does not open at all has no place: its error comes before
+/// any message, and the other projects merge after it.
 pub struct Merged {
     store: Store,
     /// Projects not opened yet, as `(newest stamp, id, slot in snaps)`, sorted so the newest
@@ -138,6 +139,9 @@ pub struct Merged {
     retry: Option<usize>,
     /// An error to yield on the next call.
     error: Option<Error>,
+    /// The errors of projects that did not open when the query started, yielded first (the
+    /// last one of the vector first).
+    failed: Vec<Error>,
     left: Option<u64>,
     pcount: Option<u64>,
     filters: Filters,
@@ -158,6 +162,8 @@ impl Merged {
             heads: Vec::with_capacity(room),
             retry: None,
             error: None,
+            // In the order they came (of project ids, as listed).
+            failed: candidates.errors.into_iter().rev().collect(),
             left: query.count,
             pcount: query.pcount,
             filters: Filters::new(query.filters.clone()),
@@ -218,7 +224,7 @@ impl Iterator for Merged {
         if self.left == Some(0) {
             return None;
         }
-        if let Some(e) = self.error.take() {
+        if let Some(e) = self.error.take().or_else(|| self.failed.pop()) {
             return Some(Err(e));
         }
         if let Some(cursor) = self.retry.take() {

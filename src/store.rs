@@ -58,11 +58,13 @@ pub const MAX_BATCH_BYTES: u64 = 1 << 30;
 
 /// The projects a query may read, as `(newest stamp, id, slot)` keys (small, so they sort
 /// fast), with the snapshots taken when a project had to be opened to learn its stamp: `slot`
-/// indexes `snaps`, or is [`Candidates::NO_SNAP`].
+/// indexes `snaps`, or is [`Candidates::NO_SNAP`]. A project that did not open gives its
+/// error instead, for the query to yield before any message.
 #[derive(Default)]
 pub(crate) struct Candidates {
     pub(crate) keys: Vec<(u64, u64, u32)>,
     pub(crate) snaps: Vec<Option<Snapshot>>,
+    pub(crate) errors: Vec<Error>,
 }
 
 impl Candidates {
@@ -391,33 +393,36 @@ impl Store {
                 }
             }
             for id in closed {
-                if let Some(p) = self.inner.project(id, false)? {
-                    out.push_snapshot(id, p.snapshot());
+                match self.inner.project(id, false) {
+                    Ok(Some(p)) => out.push_snapshot(id, p.snapshot()),
+                    Ok(None) => {}
+                    Err(e) => out.errors.push(e),
                 }
             }
             return Ok(out);
         }
-        self.load_newest()?;
-        let guard = self.inner.newest.read();
-        let map = guard.as_ref().expect("loaded above");
-        out.keys = ids
-            .iter()
-            .filter_map(|&id| map.get(&id).map(|&stamp| (stamp, id, Candidates::NO_SNAP)))
-            .collect();
-        Ok(out)
+        self.with_newest(|map| {
+            out.keys = ids
+                .iter()
+                .filter_map(|&id| map.get(&id).map(|&stamp| (stamp, id, Candidates::NO_SNAP)))
+                .collect();
+        })
+        .map(|errors| Candidates { errors, ..out })
     }
 
     /// The newest stamp of every project, as candidates for a query.
     pub(crate) fn all_newest_stamps(&self) -> Result<Candidates> {
-        self.load_newest()?;
-        let guard = self.inner.newest.read();
-        let map = guard.as_ref().expect("loaded above");
-        Ok(Candidates {
-            keys: map
+        let mut keys = Vec::new();
+        let errors = self.with_newest(|map| {
+            keys = map
                 .iter()
                 .map(|(&id, &stamp)| (stamp, id, Candidates::NO_SNAP))
-                .collect(),
+                .collect();
+        })?;
+        Ok(Candidates {
+            keys,
             snaps: Vec::new(),
+            errors,
         })
     }
 
@@ -429,25 +434,38 @@ impl Store {
         }
     }
 
-    /// Learns every project's newest stamp, opening the projects not known yet.
-    fn load_newest(&self) -> Result<()> {
-        if self.inner.newest.read().is_some() {
-            return Ok(());
+    /// Gives `f` every project's newest stamp, opening the projects not known yet, and returns
+    /// the errors of those that did not open (they are not in the map). The map is kept for the
+    /// next query only when every project opened: one that does not is then asked again (and
+    /// reported again) by each query, never left out silently.
+    fn with_newest(&self, f: impl FnOnce(&HashMap<u64, u64>)) -> Result<Vec<Error>> {
+        if let Some(map) = self.inner.newest.read().as_ref() {
+            f(map);
+            return Ok(Vec::new());
         }
         // Held while scanning: appends that finish meanwhile wait to record their stamp, so the
         // map misses nothing.
         let mut guard = self.inner.newest.write();
-        if guard.is_some() {
-            return Ok(());
+        if let Some(map) = guard.as_ref() {
+            f(map);
+            return Ok(Vec::new());
         }
         let mut map = HashMap::default();
+        let mut errors = Vec::new();
         for id in self.projects()? {
-            if let Some(p) = self.inner.project(id, false)? {
-                map.insert(id, p.snapshot().last_stamp);
+            match self.inner.project(id, false) {
+                Ok(Some(p)) => {
+                    map.insert(id, p.snapshot().last_stamp);
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e),
             }
         }
-        *guard = Some(map);
-        Ok(())
+        f(&map);
+        if errors.is_empty() {
+            *guard = Some(map);
+        }
+        Ok(errors)
     }
 
     /// Appends JSON Lines (`\n` or `\r\n` line ends, blank lines skipped, no final newline
