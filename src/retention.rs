@@ -72,6 +72,9 @@ struct SegmentFacts {
 
 impl Store {
     /// Applies `retention` to every project now. Needs a writable store.
+    ///
+    /// A project that fails (a sealed segment that does not open, say) does not stop the
+    /// others: every project is tried, each failure is logged, and the first is returned.
     pub fn apply_retention(&self, retention: &Retention) -> Result<Retained> {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
@@ -81,13 +84,24 @@ impl Store {
             return Ok(total);
         }
         let now = crate::clock::now_us();
+        let mut first_error = None;
         for id in self.projects()? {
-            let r = self.retain_project(id, retention, now)?;
-            total.segments += r.segments;
-            total.messages += r.messages;
-            total.bytes += r.bytes;
+            match self.retain_project(id, retention, now) {
+                Ok(r) => {
+                    total.segments += r.segments;
+                    total.messages += r.messages;
+                    total.bytes += r.bytes;
+                }
+                Err(e) => {
+                    log::error!("retention of project {id} failed: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(total)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
     }
 
     fn retain_project(&self, id: u64, retention: &Retention, now: u64) -> Result<Retained> {

@@ -150,3 +150,28 @@ fn an_age_too_long_for_u64_microseconds_deletes_nothing() {
     assert_eq!(segments(&store, 5), before);
     assert_eq!(seqs(&store, 5).len(), 100);
 }
+
+/// A project whose sealed segment does not open fails retention, but the projects after it
+/// are still trimmed, and the error names the damaged file.
+#[test]
+fn a_damaged_project_does_not_stop_retention_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    fill(&store, 1, 200);
+    fill(&store, 2, 200);
+    drop(store);
+    let pdir = dir.path().join("projects/1");
+    let oldest = pdir.join("00000000000000000001.log");
+    let mut bytes = std::fs::read(&oldest).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(&oldest, bytes).unwrap();
+    let store = Options::new().open(dir.path()).unwrap();
+    let before = segments(&store, 2);
+    let err = store
+        .apply_retention(&Retention::new().max_messages(50))
+        .unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("projects/1/"), "{err}");
+    assert!(segments(&store, 2) < before, "project 2 was trimmed");
+    assert!(seqs(&store, 2).len() <= 50);
+}

@@ -13,8 +13,12 @@ use activitylog::{Query, Store};
 /// learns them anew.
 fn store_with_a_damaged_project(dir: &Path, save_stamps: bool) {
     let store = Store::open(dir).unwrap();
-    store.append(1, [r#"{"p":1,"i":0}"#, r#"{"p":1,"i":1}"#]).unwrap();
-    store.append(2, [r#"{"p":2,"i":0}"#, r#"{"p":2,"i":1}"#]).unwrap();
+    store
+        .append(1, [r#"{"p":1,"i":0}"#, r#"{"p":1,"i":1}"#])
+        .unwrap();
+    store
+        .append(2, [r#"{"p":2,"i":0}"#, r#"{"p":2,"i":1}"#])
+        .unwrap();
     if save_stamps {
         assert_eq!(store.query(&Query::new()).unwrap().count(), 4);
     }
