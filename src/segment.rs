@@ -581,9 +581,7 @@ impl Sealed {
                     );
                 }
                 if writable {
-                    let mut file = index::encode_header().to_vec();
-                    file.extend_from_slice(&bytes);
-                    write_atomically(&idx_path, &file)?;
+                    write_rebuilt_index(&path, &idx_path, &bytes)?;
                 }
                 Entries::Owned(bytes)
             }
@@ -648,16 +646,18 @@ impl Sealed {
     }
 
     fn lost(&self, i: u64) -> Error {
-        let range = self.lost_range(i);
-        Error::corrupt(
+        self.lost_run(i, i)
+    }
+
+    /// The error for the run of records `a..=b` (or `b..=a`; all marked lost), as a read that
+    /// skips them reports it.
+    pub(crate) fn lost_run(&self, a: u64, b: u64) -> Error {
+        let first = self.header.first_seq;
+        lost_error(
             &self.path,
-            range.start,
-            format!(
-                "record {} was lost to damage at bytes {}..{}",
-                self.header.first_seq + i,
-                range.start,
-                range.end
-            ),
+            self.lost_range(a),
+            first + a.min(b),
+            first + a.max(b),
         )
     }
 
@@ -694,6 +694,38 @@ impl Sealed {
             n => self.record_end(n - 1),
         }
     }
+}
+
+/// Writes the index rebuilt from the sealed log at `log` (its `entries`) to `idx`. Retention
+/// may remove the segment meanwhile — its log, then its index — while a reader that opened the
+/// log before reads on: an index written back after that is removed again, so that none
+/// outlives its log.
+fn write_rebuilt_index(log: &Path, idx: &Path, entries: &[u8]) -> Result<()> {
+    let mut file = index::encode_header().to_vec();
+    file.extend_from_slice(entries);
+    write_atomically(idx, &file)?;
+    if !log.exists() {
+        log::debug!("{} was removed meanwhile; so is its index", log.display());
+        remove_if_present(idx)?;
+    }
+    Ok(())
+}
+
+/// The error for records `lo..=hi` of the log at `path`, lost to the damage at `range`.
+pub(crate) fn lost_error(path: &Path, range: std::ops::Range<u64>, lo: u64, hi: u64) -> Error {
+    let records = if lo == hi {
+        format!("record {lo} was")
+    } else {
+        format!("records {lo}..={hi} were")
+    };
+    Error::corrupt(
+        path,
+        range.start,
+        format!(
+            "{records} lost to damage at bytes {}..{}",
+            range.start, range.end
+        ),
+    )
 }
 
 impl crate::scan::Scan {
@@ -1059,6 +1091,21 @@ impl Room {
 mod tests {
     use super::*;
     use crate::record::encode_frame;
+
+    /// A rebuilt index is written beside its log, and not left behind when the log was
+    /// removed meanwhile (by retention, under a reader that had opened it).
+    #[test]
+    fn a_rebuilt_index_does_not_outlive_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, idx) = (log_path(dir.path(), 1), index_path(dir.path(), 1));
+        fs::write(&log, b"a log").unwrap();
+        write_rebuilt_index(&log, &idx, &[0; 8]).unwrap();
+        assert_eq!(fs::read(&idx).unwrap().len(), index::INDEX_HEADER_BYTES + 8);
+        fs::remove_file(&log).unwrap();
+        fs::remove_file(&idx).unwrap();
+        write_rebuilt_index(&log, &idx, &[0; 8]).unwrap();
+        assert!(!idx.exists());
+    }
 
     /// `message_text` agrees with the standard library's UTF-8 check, for every length up to 40
     /// with a non-ASCII byte (valid or not) at every position, and for text that is not ASCII.
