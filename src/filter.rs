@@ -3,18 +3,7 @@
 //! A filter looks at one top-level field of a message. Several filters combine with AND.
 //! Messages are parsed only when a filter needs it.
 //!
-//! | op | matches when the field… |
-//! |---|---|
-//! | `=` | equals any of the values |
-//! | `!=` | exists and equals none of the values |
-//! | `>` `>=` `<` `<=` | compares so with the single value: numbers numerically, strings by bytes; other types never match |
-//! | `in` | equals any of the values (as `=`) |
-//! | `contains` | is a string containing the single string value, or an array with an element equal to it |
-//! | `icontains` | is a string containing the single string value, ignoring case |
-//! | `startswith` | is a string starting with the single string value |
-//! | `exists` | is present (the values must be empty) |
-//!
-//! Numbers are equal by value (`1` = `1.0`), inside arrays and objects too.
+//! What each operator matches is on [`Filter`].
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -91,7 +80,37 @@ impl fmt::Display for Op {
     }
 }
 
-/// One filter: `[field, op, [values]]`.
+/// One filter: `[field, op, [values]]`, on one top-level field of a message. Several filters
+/// (on a [`Query`](crate::Query), or repeated `filter` parameters over HTTP) must all match.
+///
+/// | op | matches when the field… |
+/// |---|---|
+/// | `=` | equals any of the values |
+/// | `!=` | exists and equals none of the values |
+/// | `>` `>=` `<` `<=` | compares so with the single value: numbers numerically, strings by bytes; other types never match |
+/// | `in` | equals any of the values (as `=`) |
+/// | `contains` | is a string containing the single string value, or an array with an element equal to it |
+/// | `icontains` | is a string containing the single string value, ignoring case |
+/// | `startswith` | is a string starting with the single string value |
+/// | `exists` | is present (the values must be empty) |
+///
+/// Numbers are equal by value (`1` = `1.0`), inside arrays and objects too.
+///
+/// A message without the field matches none of them, `!=` included.
+///
+/// ```
+/// use activitylog::{Filter, Query, Store};
+/// let dir = tempfile::tempdir()?;
+/// let store = Store::open(dir.path())?;
+/// store.append(1, (0..10).map(|c| format!(r#"{{"c":{c}}}"#)))?;
+/// let query = Query::new().filter(Filter::parse(r#"["c", ">", [5]]"#)?).count(2);
+/// let found: Vec<String> = store
+///     .query(&query)?
+///     .map(|m| m.map(|m| m.into_json()))
+///     .collect::<Result<_, _>>()?;
+/// assert_eq!(found, [r#"{"c":9}"#, r#"{"c":8}"#]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Filter {
     field: String,

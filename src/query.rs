@@ -221,7 +221,8 @@ impl Iterator for Merged {
     type Item = Result<Message>;
 
     fn next(&mut self) -> Option<Result<Message>> {
-        if self.left == Some(0) {
+        // Nothing to give: no project is opened.
+        if self.left == Some(0) || self.pcount == Some(0) {
             return None;
         }
         if let Some(e) = self.error.take().or_else(|| self.failed.pop()) {
@@ -266,6 +267,10 @@ impl Store {
     /// Runs a multi-project query: messages newest first across the chosen projects, with caps
     /// and filters. See [`Query`].
     pub fn query(&self, query: &Query) -> Result<Merged> {
+        if query.count == Some(0) || query.pcount == Some(0) {
+            // Nothing to give: nothing to learn either.
+            return Ok(Merged::new(self.clone(), query, Candidates::default()));
+        }
         let mut candidates = match &query.projects {
             Some(ids) => self.newest_stamps(ids)?,
             // Every project: the newest-stamp map knows them all, without listing a directory.

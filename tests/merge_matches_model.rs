@@ -199,3 +199,20 @@ fn all_projects_with_a_small_count_opens_only_those_that_can_contribute() {
         merged.projects_opened()
     );
 }
+
+#[test]
+fn a_query_capped_at_zero_opens_no_project() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for p in 0..20u64 {
+            store.append(p, [r#"{"a":1}"#]).unwrap();
+        }
+    }
+    let store = Store::open(dir.path()).unwrap();
+    for query in [Query::new().pcount(0), Query::new().count(0).pcount(3)] {
+        let mut merged = store.query(&query).unwrap();
+        assert!(merged.next().is_none());
+        assert_eq!(merged.projects_opened(), 0, "{query:?}");
+    }
+}
