@@ -244,8 +244,28 @@ pub fn index_loader(data: &[u8]) {
         return;
     }
     let crashed = flags & 4 != 0;
+    // Where `verify` says a writable open leaves the log, asked before one does.
+    let predicted = SegmentHeader::decode(&log).ok().map(|_| {
+        let s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
+        let paths = (Path::new("log"), Path::new("idx"));
+        crate::verify::check_log(
+            &log,
+            &s,
+            idx.as_deref(),
+            (first_seq, true),
+            paths,
+            &mut |_| {},
+        )
+        .kept_end
+    });
     recover(&dir, false, crashed, &logs);
     let writable = recover(&dir, true, crashed, &logs);
+    if let (Some(w), Some(predicted)) = (&writable, predicted) {
+        assert_eq!(
+            w.len, predicted,
+            "verify names the cut a writable open makes"
+        );
+    }
     let again = recover(&dir, true, crashed, &logs);
     // A second writable recovery, after the first repaired the files, never keeps more than the
     // first did: its records are a prefix of the first's. (It is not always the same: see

@@ -217,8 +217,7 @@ pub fn verify(
                 }
             }
             let mut s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
-            let mut end = log_end(&log, &s, newest);
-            if newest && (s.torn(end) || s.open_batch.is_some()) {
+            if newest && (s.torn(log_end(&log, &s, newest)) || s.open_batch.is_some()) {
                 // Perhaps a writer is mid-append: look again once it had time to finish.
                 std::thread::sleep(SETTLE);
                 let Some(again) = read_log(&pdir, &mut log_path)? else {
@@ -226,7 +225,6 @@ pub fn verify(
                 };
                 log = again;
                 s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
-                end = log_end(&log, &s, newest);
             }
             out.records += s.entries.iter().filter(|&&e| e != index::LOST).count() as u64;
             let idx = match fs::read(&idx_path) {
@@ -238,63 +236,98 @@ pub fn verify(
                 on_bytes(idx.len() as u64);
                 out.bytes += idx.len() as u64;
             }
-            // Records past the last good one that the index vouches for (synced) are damage,
-            // which the next writable open keeps, not a torn tail it cuts.
-            // And the records it vouches for, when it agrees with the log (`floor`): an
-            // unfinished batch that starts among them is not cut, as recovery does not.
-            let (vouched, floor) = match idx.as_deref().map(index::entries_of) {
-                Some(Ok(e)) if newest => {
-                    let mut e = index::decode_entries(e);
-                    // As recovery does: entries past the log's end (the index reached the
-                    // disk, the log did not) go first.
-                    while e
-                        .last()
-                        .is_some_and(|&x| x != index::LOST && x as usize >= log.len())
-                    {
-                        e.pop();
-                    }
-                    if index::check_offsets(&e, log.len() as u64).is_ok() {
-                        let agrees = crate::scan::agrees(&e, &s.entries);
-                        (
-                            crate::scan::vouched_past(&e, &s.entries, s.good_end),
-                            if agrees { e.len() } else { 0 },
-                        )
-                    } else {
-                        (0, 0)
-                    }
-                }
-                _ => (0, 0),
-            };
-            // (Damage may have zeroed them: they run to the end of the file all the same.) And
-            // zeros after an unfinished batch that is not cut are the room, as after any record.
-            let end = if vouched > 0 {
-                log.len() as u64
-            } else if s.open_batch.is_some_and(|(j, _)| j < floor)
-                && log
-                    .get(s.good_end as usize..)
-                    .is_some_and(crate::scan::is_zero)
-            {
-                s.good_end
-            } else {
-                end
-            };
-            log_problems(
+            let vouched = check_log(
                 &log,
                 &s,
-                end,
-                newest,
-                (first, vouched, floor),
-                &log_path,
+                idx.as_deref(),
+                (first, newest),
+                (&log_path, &idx_path),
                 &mut report,
-            );
-            text_problems(&log, &s, first, &log_path, &mut report);
-            let tail_cut = vouched > 0 || s.torn(end) || s.open_batch.is_some();
-            index_problems(idx.as_deref(), &s, newest, tail_cut, &idx_path, &mut report);
+            )
+            .vouched;
             // A damaged header may name a first record near `u64::MAX`: then no segment follows.
             expected_first = first.checked_add((s.entries.len() + vouched) as u64);
         }
     }
     Ok(out)
+}
+
+/// What [`check_log`] found of one segment.
+pub(crate) struct LogChecked {
+    /// Records past the scan's last good one that the index vouches for.
+    pub(crate) vouched: usize,
+    /// Where the log ends once a writable open has recovered it (for the newest segment: where
+    /// it cuts a torn tail, or the room's zeros).
+    pub(crate) kept_end: u64,
+}
+
+/// Checks one segment's log (scanned as `s`) and index (`None` when missing), whose first record
+/// is `first`, the project's newest segment when `newest`; reports what is wrong.
+pub(crate) fn check_log(
+    log: &[u8],
+    s: &Scan,
+    idx: Option<&[u8]>,
+    (first, newest): (u64, bool),
+    (log_path, idx_path): (&Path, &Path),
+    report: &mut impl FnMut(Problem),
+) -> LogChecked {
+    let end = log_end(log, s, newest);
+    // Records past the last good one that the index vouches for (synced) are damage,
+    // which the next writable open keeps, not a torn tail it cuts.
+    // And the records it vouches for, when it agrees with the log (`floor`): an
+    // unfinished batch that starts among them is not cut, as recovery does not.
+    let (vouched, floor) = match idx.map(index::entries_of) {
+        Some(Ok(e)) if newest => {
+            let mut e = index::decode_entries(e);
+            // As recovery does: entries past the log's end (the index reached the
+            // disk, the log did not) go first.
+            while e
+                .last()
+                .is_some_and(|&x| x != index::LOST && x as usize >= log.len())
+            {
+                e.pop();
+            }
+            if index::check_offsets(&e, log.len() as u64).is_ok() {
+                let agrees = crate::scan::agrees(&e, &s.entries);
+                (
+                    crate::scan::vouched_past(&e, &s.entries, s.good_end),
+                    if agrees { e.len() } else { 0 },
+                )
+            } else {
+                (0, 0)
+            }
+        }
+        _ => (0, 0),
+    };
+    // (Damage may have zeroed them: they run to the end of the file all the same.) And
+    // zeros after an unfinished batch that is not cut are the room, as after any record.
+    let end = if vouched > 0 {
+        log.len() as u64
+    } else if s.open_batch.is_some_and(|(j, _)| j < floor)
+        && log
+            .get(s.good_end as usize..)
+            .is_some_and(crate::scan::is_zero)
+    {
+        s.good_end
+    } else {
+        end
+    };
+    let cut = log_problems(
+        log,
+        s,
+        end,
+        newest,
+        (first, vouched, floor),
+        log_path,
+        report,
+    );
+    text_problems(log, s, first, log_path, report);
+    let tail_cut = vouched > 0 || s.torn(end) || s.open_batch.is_some();
+    index_problems(idx, s, newest, tail_cut, idx_path, report);
+    LogChecked {
+        vouched,
+        kept_end: cut.unwrap_or(end),
+    }
 }
 
 /// Reads a log. A new project's first log ([`segment::new_log_path`]) that is gone was named
@@ -334,7 +367,7 @@ fn log_end(log: &[u8], s: &Scan, newest: bool) -> u64 {
 /// Damage, torn tails and unfinished batches of one log, whose first record is `first`, whose
 /// index vouches for `vouched` records past the scan's last good one, and for its first
 /// `floor` records (an unfinished batch that starts among them is not cut). `s` is the scan
-/// of `log`.
+/// of `log`. Returns where the log is cut, if it ends in a tail that is not whole.
 fn log_problems(
     log: &[u8],
     s: &Scan,
@@ -343,7 +376,7 @@ fn log_problems(
     (first, vouched, floor): (u64, usize, usize),
     path: &Path,
     report: &mut impl FnMut(Problem),
-) {
+) -> Option<u64> {
     for range in &s.damaged {
         report(Problem {
             path: path.to_path_buf(),
@@ -365,7 +398,7 @@ fn log_problems(
                  damage, which reads report"
             ),
         });
-        return;
+        return None;
     }
     let open_batch = s.open_batch.filter(|&(j, _)| j >= floor);
     let (cut, what) = match (open_batch, s.torn(end)) {
@@ -390,7 +423,7 @@ fn log_problems(
         }
         (Some((_, start)), _) => (start, "an unfinished batch"),
         (None, true) => (s.good_end, "bytes that are not a whole record"),
-        (None, false) => return,
+        (None, false) => return None,
     };
     let what = if newest {
         format!("the segment ends in {what} (a torn tail: the next writable open cuts it)")
@@ -402,6 +435,7 @@ fn log_problems(
         range: cut..end,
         what,
     });
+    Some(cut)
 }
 
 /// Records whose frame is whole but whose message is not UTF-8 (reads report them as damage).
