@@ -114,6 +114,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Retention removed records an oldest-first read was about to reach, after it had begun:
+    /// the read goes on after them, and this error stands where they were, so that the gap is
+    /// never silent.
+    RemovedWhileRead {
+        /// The project.
+        project: u64,
+        /// The first record removed.
+        first: u64,
+        /// The record the read goes on with.
+        next: u64,
+    },
     /// A file was written by an unknown format version.
     UnsupportedVersion {
         /// The file.
@@ -236,6 +247,15 @@ impl fmt::Display for Error {
                 f,
                 "{} is corrupt at byte {offset}: {reason}",
                 path.display()
+            ),
+            Error::RemovedWhileRead {
+                project,
+                first,
+                next,
+            } => write!(
+                f,
+                "records {first}..{next} of project {project} were removed by retention while \
+                 this oldest-first read was under way; it goes on with record {next}"
             ),
             Error::UnsupportedVersion { path, found } => write!(
                 f,

@@ -178,6 +178,9 @@ pub struct NewestFirst {
     window_own: bool,
     /// Oldest first instead (see [`NewestFirst::oldest_first`]).
     forward: bool,
+    /// For an oldest-first read: where it begins. Segments that retention removed before the
+    /// read reached anything move it on; one removed after is reported.
+    forward_from: u64,
     /// Made for reading a few messages (see [`few`](Self::few)).
     few: bool,
 }
@@ -205,6 +208,7 @@ impl NewestFirst {
             window_size: MIN_WINDOW_BYTES,
             window_own: false,
             forward: false,
+            forward_from: 0,
             few: false,
         }
     }
@@ -230,6 +234,7 @@ impl NewestFirst {
             window_size: MIN_WINDOW_BYTES,
             window_own: false,
             forward: false,
+            forward_from: 0,
             few: false,
         }
     }
@@ -245,6 +250,7 @@ impl NewestFirst {
             .copied()
             .or_else(|| self.snap.active.as_ref().map(|a| a.header.first_seq))
             .unwrap_or(self.snap.next_seq);
+        self.forward_from = self.next;
         self
     }
 
@@ -253,6 +259,7 @@ impl NewestFirst {
     pub fn from(mut self, seq: u64) -> Self {
         if self.forward {
             self.next = self.next.max(seq);
+            self.forward_from = self.next;
         }
         self
     }
@@ -482,16 +489,11 @@ impl NewestFirst {
             } else {
                 (first + lo).saturating_sub(1)
             };
-            return Err(Error::corrupt(
+            return Err(segment::lost_error(
                 &active.path,
-                range.start,
-                format!(
-                    "records {}..={} were lost to damage at bytes {}..{}",
-                    first + lo,
-                    first + hi,
-                    range.start,
-                    range.end
-                ),
+                range,
+                first + lo,
+                first + hi,
             ));
         }
         let offset = u64::from(offset);
@@ -603,14 +605,38 @@ impl NewestFirst {
             }
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 // Retention deleted the segment after this snapshot was taken: the history
-                // before the next segment is gone on purpose, not damaged.
+                // before the next segment is gone on purpose, not damaged. Read newest first,
+                // that ends the read. Oldest first, the read goes on with the next segment:
+                // from there if it had not reached anything yet, else past a gap it reports.
                 let sealed = &self.snap.sealed;
                 let pos = sealed.partition_point(|&first| first <= seq);
                 if self.forward {
+                    let mut resume = pos;
+                    if seq > self.forward_from {
+                        // One error for the whole gap: the segments after this one that
+                        // retention removed too.
+                        if let Some(store) = &self.store {
+                            let dir = store.project_dir(self.project);
+                            while sealed
+                                .get(resume)
+                                .is_some_and(|&first| !segment::log_path(&dir, first).exists())
+                            {
+                                resume += 1;
+                            }
+                        }
+                    }
                     self.next = sealed
-                        .get(pos)
+                        .get(resume)
                         .copied()
                         .unwrap_or_else(|| self.active_first());
+                    if seq > self.forward_from {
+                        return Some(Err(Error::RemovedWhileRead {
+                            project: self.project,
+                            first: seq,
+                            next: self.next,
+                        }));
+                    }
+                    self.forward_from = self.next;
                     return self.locate();
                 }
                 self.next = 0;
@@ -649,7 +675,7 @@ impl NewestFirst {
             )));
         }
         if seg.is_lost(i) {
-            let err = seg.record(i).err();
+            // The whole run of lost records is reported once, in the reading direction.
             let mut j = i;
             if self.forward {
                 while j + 1 < seg.count() && seg.is_lost(j + 1) {
@@ -662,7 +688,7 @@ impl NewestFirst {
                 }
                 self.next = (first + j).saturating_sub(1);
             }
-            return err.map(Err);
+            return Some(Err(seg.lost_run(i, j)));
         }
         self.next = self.after(seq);
         Some(Ok(At::Sealed { i }))

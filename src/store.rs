@@ -507,6 +507,10 @@ impl Store {
 
     /// The same snapshot iterator as [`newest_first`](Self::newest_first), turned around: the
     /// project's messages oldest first (for exports and `tail`).
+    ///
+    /// Retention may remove old segments while the read goes on. Before it has reached them,
+    /// the read just starts after them; once it has read something, the removed records are one
+    /// [`Error::RemovedWhileRead`] where they would have been, and the read goes on after them.
     pub fn oldest_first(&self, project: u64) -> Result<NewestFirst> {
         Ok(self.newest_first(project)?.oldest_first())
     }
@@ -695,7 +699,8 @@ impl Inner {
         self.sealed.lock().remove(&(project, first_seq));
     }
 
-    fn project_dir(&self, id: u64) -> PathBuf {
+    /// The directory project `id`'s files are in.
+    pub(crate) fn project_dir(&self, id: u64) -> PathBuf {
         let dir = project_dir_in(&self.dir, id);
         match self.orphans.get(&id) {
             Some(orphan) if !dir.exists() => orphan.clone(),

@@ -175,3 +175,66 @@ fn a_damaged_project_does_not_stop_retention_of_the_others() {
     assert!(segments(&store, 2) < before, "project 2 was trimmed");
     assert!(seqs(&store, 2).len() <= 50);
 }
+
+/// An oldest-first read (an export, `tail`) that retention overtakes — the segments ahead of
+/// it removed while it reads an older one — reports the gap once, where it is, and goes on
+/// with what is left: its messages are never silently discontinuous.
+#[test]
+fn an_oldest_first_read_overtaken_by_retention_reports_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    fill(&store, 5, 400);
+    let mut oldest = store.oldest_first(5).unwrap();
+    assert_eq!(oldest.next().unwrap().unwrap().seq(), 1);
+    let r = store
+        .apply_retention(&Retention::new().max_messages(100))
+        .unwrap();
+    assert!(r.segments >= 2, "{r:?}");
+    let items: Vec<_> = oldest.collect();
+    let errors: Vec<_> = items.iter().filter_map(|i| i.as_ref().err()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let activitylog::Error::RemovedWhileRead {
+        project,
+        first,
+        next,
+    } = errors[0]
+    else {
+        panic!("{}", errors[0]);
+    };
+    assert_eq!(*project, 5);
+    let seqs: Vec<u64> = items
+        .iter()
+        .filter_map(|i| i.as_ref().ok())
+        .map(|m| m.seq())
+        .collect();
+    // The first segment reads on from its map; then the gap; then what retention kept.
+    let at = seqs.iter().position(|&s| s == *next).unwrap();
+    assert_eq!(
+        seqs[at - 1] + 1,
+        *first,
+        "the gap starts after the last message read"
+    );
+    assert!(seqs
+        .windows(2)
+        .enumerate()
+        .all(|(k, w)| k + 1 == at || w[1] == w[0] + 1));
+    assert_eq!(*seqs.last().unwrap(), 400);
+    assert_eq!(seqs[at..], (*next..=400).collect::<Vec<_>>()[..]);
+}
+
+/// Retention that removes segments before an oldest-first read has reached anything only moves
+/// its start: no error, no gap.
+#[test]
+fn an_oldest_first_read_that_has_read_nothing_starts_after_what_retention_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    fill(&store, 6, 400);
+    let oldest = store.oldest_first(6).unwrap();
+    store
+        .apply_retention(&Retention::new().max_messages(100))
+        .unwrap();
+    let seqs: Vec<u64> = oldest.map(|m| m.unwrap().seq()).collect();
+    assert!(seqs.len() <= 100 && seqs.len() > 50, "{}", seqs.len());
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    assert_eq!(*seqs.last().unwrap(), 400);
+}
