@@ -124,6 +124,41 @@ fn import_plain_and_gzipped_files_named_by_project() {
     assert_eq!(ts, "{\"a\":2,\"_ts\":2000}\n{\"a\":1,\"_ts\":1000}\n");
 }
 
+/// A pipe may hand over a gzipped input's first byte on its own: the input is still read as
+/// gzip (telling by the first read alone took it for JSON and refused line 1).
+#[test]
+fn gzipped_standard_input_whose_first_byte_comes_alone_is_read_as_gzip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let gz = gzip(b"{\"a\":1}\n{\"a\":2}\n");
+    let mut child = Command::new(BIN)
+        .args(["import", "--dir", s(&store), "--project", "3", "-"])
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&gz[..1]).unwrap();
+    stdin.flush().unwrap();
+    // The store is opened just before the input is read: once it is there, give the tool
+    // time to read the lone byte.
+    for _ in 0..200 {
+        if store.join("CLOCK").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(&gz[1..]).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(get(&store, "3"), "{\"a\":2}\n{\"a\":1}\n");
+}
+
 #[test]
 fn import_with_project_sends_every_file_to_it() {
     let tmp = tempfile::tempdir().unwrap();

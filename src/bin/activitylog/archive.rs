@@ -61,6 +61,9 @@ pub struct ExportArgs {
     gzip: bool,
 }
 
+/// The bytes every gzip file starts with.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// One input of an import and where its messages go.
 struct Source {
     /// `None` for standard input.
@@ -99,11 +102,31 @@ impl Source {
             None => Box::new(io::stdin().lock()),
         };
         let mut raw = BufReader::with_capacity(64 << 10, raw);
-        let start = raw
-            .fill_buf()
-            .with_context(|| format!("cannot read {}", self.name()))?;
+        let reading = || format!("cannot read {}", self.name());
+        let start = raw.fill_buf().with_context(reading)?;
+        if start.len() == 1 {
+            // A pipe may hand over its first byte alone: the second tells gzip from JSON too.
+            let first = start[0];
+            raw.consume(1);
+            let second = raw.fill_buf().with_context(reading)?.first().copied();
+            let head: Vec<u8> = std::iter::once(first).chain(second).collect();
+            raw.consume(head.len() - 1);
+            let gzipped = head.starts_with(&GZIP_MAGIC);
+            let whole = io::Cursor::new(head).chain(raw);
+            return Ok(if gzipped {
+                Box::new(Counting {
+                    inner: MultiGzDecoder::new(whole),
+                    count,
+                })
+            } else {
+                Box::new(Counting {
+                    inner: whole,
+                    count,
+                })
+            });
+        }
         // Gzip by content, not by name: JSON never starts with these bytes.
-        if start.starts_with(&[0x1f, 0x8b]) {
+        if start.starts_with(&GZIP_MAGIC) {
             let inner = MultiGzDecoder::new(raw);
             return Ok(Box::new(Counting { inner, count }));
         }
