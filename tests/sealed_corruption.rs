@@ -300,3 +300,44 @@ fn the_error_names_the_damaged_records_offset() {
         }
     }
 }
+
+/// Two neighbouring records damaged and the index lost, so that the rebuilt index marks them
+/// lost: one error for both, naming both, read either way, in a sealed segment as in the active
+/// one. (Under a trusted index each record is checked, and fails, on its own.)
+#[test]
+fn a_run_of_lost_records_is_one_error_naming_them_all() {
+    let fx = Fixture::new();
+    let active = *fx.segs.last().unwrap();
+    for seg in [fx.segs[1], active] {
+        let frames = frames_of(fx.dir.path(), P, seg);
+        let k = frames.len() / 2;
+        let copy = fx.copy();
+        let log = log_path(copy.path(), P, seg);
+        flip(&log, middle_of_payload(&frames[k]), 0x01);
+        flip(&log, middle_of_payload(&frames[k + 1]), 0x01);
+        fs::remove_file(idx_path(copy.path(), P, seg)).unwrap();
+        let (a, b) = (
+            Fixture::seq_of(seg, &frames[k]),
+            Fixture::seq_of(seg, &frames[k + 1]),
+        );
+        let store = open_read_only(copy.path());
+        let newest: Vec<String> = store
+            .newest_first(P)
+            .unwrap()
+            .filter_map(|m| m.err().map(|e| e.to_string()))
+            .collect();
+        let oldest: Vec<String> = store
+            .oldest_first(P)
+            .unwrap()
+            .filter_map(|m| m.err().map(|e| e.to_string()))
+            .collect();
+        for errors in [newest, oldest] {
+            assert_eq!(errors.len(), 1, "segment {seg}: {errors:?}");
+            assert!(
+                errors[0].contains(&format!("records {a}..={b} were lost")),
+                "segment {seg}: {}",
+                errors[0]
+            );
+        }
+    }
+}
