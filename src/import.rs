@@ -46,8 +46,10 @@ impl Store {
     /// Imports JSON Lines (as [`append_json_lines`](Self::append_json_lines) reads them),
     /// oldest first, keeping history: a top-level `_ts` field (integer milliseconds since the
     /// epoch, as `export` writes it) becomes the message's append time and is removed from the
-    /// stored message; messages without one are stamped now. A `_ts` more than a day ahead of
-    /// the wall clock is a bad line: it would move the store's clock into the future.
+    /// stored message; messages without one are stamped now, by the store's clock (so they come
+    /// after every message stored before). A `_ts` more than a day ahead of the store's clock
+    /// (which is the wall clock unless a stamp ahead of it was stored) is a bad line: it would
+    /// move the store's clock into the future.
     ///
     /// Every line is checked before anything is stored, so a bad line (named in the error)
     /// imports nothing. A failure while storing (an I/O error, say) after some batches were
@@ -61,7 +63,7 @@ impl Store {
         target: ImportTarget<'_>,
         durability: Durability,
     ) -> Result<Imported> {
-        let check = self.import_check(target);
+        let check = self.import_check(target)?;
         let threads = if input.len() < PARALLEL_BYTES {
             1
         } else {
@@ -133,7 +135,7 @@ impl Store {
         durability: Durability,
         chunk_bytes: usize,
     ) -> Result<Imported> {
-        let check = self.import_check(target);
+        let check = self.import_check(target)?;
         let mut chunks = Chunks {
             input: &mut input,
             carry: Vec::new(),
@@ -208,13 +210,14 @@ impl Store {
         self.store_checked(located, &sources, target, durability)
     }
 
-    /// What the lines of an import into this store are checked against.
-    fn import_check<'t>(&self, target: ImportTarget<'t>) -> Check<'t> {
-        Check {
+    /// What the lines of an import into this store are checked against: now is a stamp of the
+    /// store's clock, not the wall clock, which may be behind it.
+    fn import_check<'t>(&self, target: ImportTarget<'t>) -> Result<Check<'t>> {
+        Ok(Check {
             limit: self.max_message_bytes(),
             target,
-            now: crate::clock::now_us(),
-        }
+            now: self.next_stamp()?,
+        })
     }
 
     /// Stores the checked parts of an input, `sources` holding each part's lines and arena.
@@ -459,7 +462,7 @@ struct Check<'t> {
     /// The largest message, in bytes.
     limit: usize,
     target: ImportTarget<'t>,
-    /// The stamp of lines without `_ts`.
+    /// The stamp of lines without `_ts`: the store's clock when the import began.
     now: u64,
 }
 
@@ -635,7 +638,7 @@ fn check_part(
                     })?;
                 if ms * 1000 > check.now.saturating_add(MAX_TS_AHEAD_US) {
                     return Err(invalid(format!(
-                        "its _ts field {ms} is more than a day ahead of this machine's clock \
+                        "its _ts field {ms} is more than a day ahead of the store's clock \
                          ({} ms): a stamp from the future would move the store's clock there",
                         check.now / 1000
                     )));
@@ -814,6 +817,33 @@ mod tests {
             .unwrap();
         let m = store.oldest_first(3).unwrap().next().unwrap().unwrap();
         assert_eq!(m.timestamp_ms(), hour_ahead);
+    }
+
+    /// A line without `_ts` is stamped by the store's clock, which a stamp ahead of the wall
+    /// clock moved on: it comes after every message stored before it, in every project.
+    #[test]
+    fn a_line_without_ts_comes_after_everything_stored_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let hour_ahead = crate::clock::now_us() / 1000 + 3_600_000;
+        let import = |project: u64, line: String| {
+            store
+                .import_json_lines(
+                    line.as_bytes(),
+                    ImportTarget::Project(project),
+                    Durability::Written,
+                )
+                .unwrap();
+        };
+        import(1, format!("{{\"a\":1,\"_ts\":{hour_ahead}}}"));
+        store.append(2, [r#"{"b":1}"#]).unwrap();
+        import(3, r#"{"c":1}"#.to_string());
+        let order: Vec<u64> = store
+            .query(&crate::Query::new())
+            .unwrap()
+            .map(|m| m.unwrap().project())
+            .collect();
+        assert_eq!(order, [3, 2, 1]);
     }
 
     #[test]

@@ -322,11 +322,22 @@ impl Store {
         stamps: &[u64],
         durability: Durability,
     ) -> Result<Appended> {
-        let appended = self.append_prepared(project, batch, Some(stamps), durability)?;
-        if let Some(clock) = &self.inner.clock {
-            clock.observe(appended.stamp)?;
+        let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
+        // The clock passes the batch's stamps — durably, if they are ahead of its reservation
+        // — before the batch is stored: after a crash, no append to another project may be
+        // stamped below a message already there.
+        if let Some(&newest) = stamps.iter().max() {
+            clock.observe(newest)?;
         }
+        let appended = self.append_prepared(project, batch, Some(stamps), durability)?;
+        // Stamps older than the project's newest message were raised to it.
+        clock.observe(appended.stamp)?;
         Ok(appended)
+    }
+
+    /// A stamp from the store's clock: above every stamp issued before.
+    pub(crate) fn next_stamp(&self) -> Result<u64> {
+        self.inner.clock.as_ref().ok_or(Error::ReadOnly)?.next()
     }
 
     fn append_prepared<B: Batch + ?Sized>(
