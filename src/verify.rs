@@ -530,10 +530,18 @@ fn index_problems(
     };
     if let Some((i, what)) = problem {
         let at = (INDEX_HEADER_BYTES + i * ENTRY_BYTES) as u64;
+        // The open of a newest segment checks its index's shape and reads from its last entry
+        // only: an entry before it that points elsewhere in the log stands.
+        let rebuilt = if newest && mismatch.is_some_and(|m| m + 1 < whole) {
+            "an open trusts it, if its last entry holds, and reads of that record report \
+             damage until it is rebuilt, as removing the index file of a closed store does"
+        } else {
+            "an open rebuilds it"
+        };
         report(Problem {
             path: path.to_path_buf(),
             range: at..idx.len() as u64,
-            what: format!("{what} (an open rebuilds it)"),
+            what: format!("{what} ({rebuilt})"),
         });
     }
 }
