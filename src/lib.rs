@@ -60,6 +60,15 @@
 //! a length trailer (walkable backwards) plus a fixed-width index. Sealed segments are read
 //! through memory maps. The byte layout is in `docs/format.md`.
 //!
+//! ## Errors
+//! Every fallible call returns [`Result`], whose [`Error`] is one `#[non_exhaustive]` enum with
+//! structure, not strings: I/O errors keep the path they touched ([`Error::Io`]); bytes on disk
+//! that do not decode are [`Error::Corrupt`] with the file and byte offset, or
+//! [`Error::UnsupportedVersion`] ([`Error::is_corruption`] is true for both); a rejected message
+//! names its place in the batch and its input line ([`Error::InvalidMessage`],
+//! [`Error::TooLarge`]); [`Error::BatchTooLarge`], [`Error::Locked`], [`Error::ReadOnly`] and
+//! [`Error::Poisoned`] say why a write was refused. `Display` is one plain sentence.
+//!
 //! ## Features
 //! - `cli` (default): the `activitylog` command line tool.
 //! - `server` (default): [`http`], the Activity API as an axum router, and `activitylog serve`.

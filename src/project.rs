@@ -97,7 +97,8 @@ pub struct Appended {
     pub first_seq: u64,
     /// How many messages were appended.
     pub count: u64,
-    /// The batch's stamp: µs since the Unix epoch, shared by all its messages.
+    /// The batch's stamp: µs since the Unix epoch, shared by all its messages (for an empty
+    /// batch, the project's newest stamp, 0 if it has none).
     pub stamp: u64,
 }
 
