@@ -30,7 +30,9 @@
 //!
 //! ## Durability
 //! [`Durability::Written`] (the default) returns once the batch is in the operating system's
-//! page cache (copied into room mapped ahead of the log's end, not written with a system call):
+//! page cache (copied into room mapped ahead of the log's end without a system call; written
+//! with `pwrite` where no room is made, as on copy-on-write file systems, or a big batch does
+//! not fit it):
 //! it survives a crash of the process, not a power cut (a project is synced in the
 //! background once 4 MiB are unsynced, so a power cut typically costs at most its last few MiB).
 //! [`Durability::Sync`] returns once
