@@ -30,7 +30,9 @@
 //!
 //! ## Durability
 //! [`Durability::Written`] (the default) returns once the batch is in the operating system's
-//! page cache (copied into room mapped ahead of the log's end, not written with a system call):
+//! page cache (copied into room mapped ahead of the log's end without a system call; written
+//! with `pwrite` where no room is made, as on copy-on-write file systems, or a big batch does
+//! not fit it):
 //! it survives a crash of the process, not a power cut (a project is synced in the
 //! background once 4 MiB are unsynced, so a power cut typically costs at most its last few MiB).
 //! [`Durability::Sync`] returns once
@@ -59,6 +61,15 @@
 //! Each project is a directory of segments; a segment is a log file of checksummed frames with
 //! a length trailer (walkable backwards) plus a fixed-width index. Sealed segments are read
 //! through memory maps. The byte layout is in `docs/format.md`.
+//!
+//! ## Errors
+//! Every fallible call returns [`Result`], whose [`Error`] is one `#[non_exhaustive]` enum with
+//! structure, not strings: I/O errors keep the path they touched ([`Error::Io`]); bytes on disk
+//! that do not decode are [`Error::Corrupt`] with the file and byte offset, or
+//! [`Error::UnsupportedVersion`] ([`Error::is_corruption`] is true for both); a rejected message
+//! names its place in the batch and its input line ([`Error::InvalidMessage`],
+//! [`Error::TooLarge`]); [`Error::BatchTooLarge`], [`Error::Locked`], [`Error::ReadOnly`] and
+//! [`Error::Poisoned`] say why a write was refused. `Display` is one plain sentence.
 //!
 //! ## Features
 //! - `cli` (default): the `activitylog` command line tool.

@@ -49,10 +49,11 @@ pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
 /// An append of at most `ROOM_MIN_BYTES` (a `Sync` one only in a segment already that long, or
 /// a quarter of the segment size if less) makes [`Room`] ahead of the active log's end when it
-/// runs out: as much as the segment already holds, between these bounds (and never past the
-/// segment's size). So a small project's log holds at most 64 KiB of zeros while it is open and
-/// a big one's at most 256 KiB (up to 256 MiB for the default 1024 open projects), for one write
-/// of zeros and one `mmap` per 64 to 256 KiB appended.
+/// runs out: as much as the segment already holds, between these bounds, past the append's
+/// end, then on to the next multiple of `ROOM_MIN_BYTES` of the file (and never past the
+/// segment's size). So a small project's log holds under 128 KiB of zeros while it is open and
+/// a big one's under 320 KiB (under 320 MiB for the default 1024 open projects), for one write
+/// of zeros and one `mmap` per 64 to 320 KiB appended.
 const ROOM_MIN_BYTES: u64 = 64 << 10;
 const ROOM_MAX_BYTES: u64 = 256 << 10;
 
@@ -96,7 +97,8 @@ pub struct Appended {
     pub first_seq: u64,
     /// How many messages were appended.
     pub count: u64,
-    /// The batch's stamp: µs since the Unix epoch, shared by all its messages.
+    /// The batch's stamp: µs since the Unix epoch, shared by all its messages (for an empty
+    /// batch, the project's newest stamp, 0 if it has none).
     pub stamp: u64,
 }
 
