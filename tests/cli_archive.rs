@@ -384,6 +384,22 @@ fn export_of_chosen_projects_replaces_files_and_leaves_no_temporary_files() {
     assert!(err.contains("project 4 is not in the store"), "{err:?}");
 }
 
+/// Exported again in the other form, a project's earlier file goes: an import of the folder
+/// would otherwise store its messages twice.
+#[test]
+fn export_in_the_other_form_replaces_the_earlier_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = varied_store(tmp.path());
+    let out = tmp.path().join("out");
+    export(&store, &out, &[]);
+    let files = export(&store, &out, &["--gzip", "-p", "22"]);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["1.jl", "22.jl.gz", "333.jl"]);
+    let files = export(&store, &out, &["-p", "22"]);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["1.jl", "22.jl", "333.jl"]);
+}
+
 #[test]
 fn verify_a_clean_store_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();

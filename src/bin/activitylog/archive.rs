@@ -48,7 +48,8 @@ pub struct ExportArgs {
     store: StoreArgs,
 
     /// The folder to write `<project id>.jl` files into; created if missing. Existing files of
-    /// the exported projects are replaced.
+    /// the exported projects are replaced, plain or gzipped: the folder never keeps both a
+    /// project's `.jl` and its `.jl.gz`, which an import of the folder would both store.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 
@@ -387,6 +388,14 @@ fn export_project(
     tmp.persist(&target)
         .map_err(|e| e.error)
         .with_context(writing)?;
+    // An earlier export of the project in the other form is replaced too.
+    let other = out.join(format!("{id}.jl{}", if gzip { "" } else { ".gz" }));
+    match fs::remove_file(&other) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", other.display()));
+        }
+        _ => {}
+    }
     Ok((messages, bytes))
 }
 
