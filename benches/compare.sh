@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # activitylog side by side with SQLite and the limits (issue 7), then the README's chart.
 #
-#   bash benches/compare.sh               # full scale: 2,000,000 messages, ~3 minutes
+#   bash benches/compare.sh               # full scale: 2,000,000 messages, 80 s of runs plus the build
 #   bash benches/compare.sh --quick       # a small, fast run (what CI does, with fewer messages)
 #
 # Writes target/compare/results.json and target/compare/results.md, and docs/compare.png.
