@@ -48,6 +48,15 @@ pub(crate) fn validate_object(bytes: &[u8]) -> Result<(), String> {
     if nesting_depth(bytes) > MAX_DEPTH {
         return Err(format!("it nests deeper than {MAX_DEPTH} levels"));
     }
+    // What editors on some systems put first in a UTF-8 file; serde_json would only say
+    // "expected value at column 1".
+    if bytes.starts_with("\u{feff}".as_bytes()) {
+        return Err(
+            "it starts with a byte order mark (U+FEFF), which JSON Lines do not take: save the \
+             file as UTF-8 without one"
+                .to_string(),
+        );
+    }
     let first = bytes.iter().find(|b| !is_ws(**b));
     let parsed = parse_ignored(bytes);
     match (first, parsed) {
@@ -743,6 +752,15 @@ mod tests {
         );
         assert!(split_lines(b"").is_empty());
         assert!(split_lines(b"\n\r\n").is_empty());
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_named() {
+        let e = validate_object("\u{feff}{\"a\":1}".as_bytes()).unwrap_err();
+        assert!(e.contains("byte order mark"), "{e}");
+        let mut out = Vec::new();
+        let e = compact_object("\u{feff}{}".as_bytes(), &[], &mut out).unwrap_err();
+        assert!(e.contains("byte order mark"), "{e}");
     }
 
     #[test]
