@@ -400,6 +400,46 @@ fn export_in_the_other_form_replaces_the_earlier_file() {
     assert_eq!(names, ["1.jl", "22.jl", "333.jl"]);
 }
 
+/// A store whose writer allowed bigger messages than the default exports them, and `import`
+/// takes them back once told the same limit; out of range, the limit is one error.
+#[test]
+fn import_takes_the_message_limit_of_the_store_it_came_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("big");
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(1_500_000));
+    activitylog::Options::new()
+        .max_message_bytes(2 << 20)
+        .open(&store)
+        .unwrap()
+        .append(4, [big.as_str()])
+        .unwrap();
+    let out = tmp.path().join("out");
+    export(&store, &out, &[]);
+    let copy = tmp.path().join("copy");
+    let (_, err) = fails(&["import", "--dir", s(&copy), s(&out)]);
+    assert!(err.contains("over the limit of 1048576 bytes"), "{err}");
+    let limit = (2 << 20).to_string();
+    ok(&[
+        "import",
+        "--dir",
+        s(&copy),
+        "--max-message-bytes",
+        &limit,
+        s(&out),
+    ]);
+    let copied = get(&copy, "4");
+    assert_eq!(copied.trim_end(), big);
+    let (_, err) = fails(&[
+        "import",
+        "--dir",
+        s(&copy),
+        "--max-message-bytes",
+        "0",
+        s(&out),
+    ]);
+    assert!(err.contains("message limit 0 is outside"), "{err}");
+}
+
 #[test]
 fn verify_a_clean_store_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();

@@ -161,7 +161,7 @@ impl<R: Read> Read for Counting<'_, R> {
 /// name order).
 pub fn import(args: ImportArgs) -> Result<()> {
     let sources = sources(&args)?;
-    let store = open_writable(&args.store.dir, args.write.segment_bytes)?;
+    let store = open_writable(&args.store.dir, &args.write)?;
     let durability = args.write.durability.into();
     let total: u64 = sources.iter().map(Source::disk_bytes).sum();
     let bar = report::bar(Some(total), Unit::Bytes, "importing");

@@ -79,7 +79,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use activitylog::{
-    Durability, Filter, Meta, Options, Query, Store, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+    Durability, Filter, Meta, Options, Query, Store, DEFAULT_MAX_MESSAGE_BYTES, MAX_SEGMENT_BYTES,
+    MIN_SEGMENT_BYTES,
 };
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -163,6 +164,11 @@ pub(crate) struct WriteArgs {
     /// When to return: once each batch is handed to the OS, or once it is fsynced.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Written)]
     pub(crate) durability: DurabilityArg,
+
+    /// The largest message accepted, in bytes after whitespace removal (at most 16 MiB - 1):
+    /// as large as the store's writer allowed, to take back its export.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub(crate) max_message_bytes: usize,
 }
 
 #[derive(Debug, Args)]
@@ -328,15 +334,17 @@ fn run(command: Command) -> Result<()> {
 /// `activitylog append`: one input, one atomic batch.
 fn append(args: AppendArgs) -> Result<()> {
     let input = read_input(args.file.as_deref())?;
-    let store = open_writable(&args.store.dir, args.write.segment_bytes)?;
+    let store = open_writable(&args.store.dir, &args.write)?;
     store.append_json_lines(args.project, &input, args.write.durability.into())?;
     Ok(())
 }
 
-/// Opens (creating if needed) the store in `dir` for writing, with `segment_bytes` for a new
-/// store; an existing store keeps its own size, with a warning if it differs.
-pub(crate) fn open_writable(dir: &Path, segment_bytes: Option<u64>) -> Result<Store> {
-    let mut options = Options::new();
+/// Opens (creating if needed) the store in `dir` for writing, with the message limit of `write`
+/// and its segment size for a new store; an existing store keeps its own size, with a warning if
+/// it differs.
+pub(crate) fn open_writable(dir: &Path, write: &WriteArgs) -> Result<Store> {
+    let segment_bytes = write.segment_bytes;
+    let mut options = Options::new().max_message_bytes(write.max_message_bytes);
     if let Some(bytes) = segment_bytes {
         options = options.segment_bytes(bytes);
     }

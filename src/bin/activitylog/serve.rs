@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Segment size in bytes, for a store this command creates.
     #[arg(long)]
     segment_bytes: Option<u64>,
+    /// The largest message a POST may hold, in bytes after whitespace removal (at most
+    /// 16 MiB - 1); larger is 413.
+    #[arg(long, value_name = "N", default_value_t = activitylog::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
     /// Every minute, delete a project's segments whose newest message is older than this:
     /// 30d, 12h, 90m, 45s, 500ms.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -63,7 +67,9 @@ pub struct ServeArgs {
 /// `--shutdown-timeout` for them), syncs the store, releases its lock and returns.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let durability: Durability = args.durability.into();
-    let mut options = Options::new().durability(durability);
+    let mut options = Options::new()
+        .durability(durability)
+        .max_message_bytes(args.max_message_bytes);
     if let Some(bytes) = args.segment_bytes {
         options = options.segment_bytes(bytes);
     }
