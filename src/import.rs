@@ -30,6 +30,10 @@ pub struct Imported {
     pub per_project: BTreeMap<u64, u64>,
     /// Bytes of messages imported (compact JSON, `_ts` removed).
     pub bytes: u64,
+    /// Messages whose `_ts` was older than that of the line before them in their project, and
+    /// which were so stamped with that line's time: an import expects each project's lines
+    /// oldest first (as `export` writes them), and an input newest first raises nearly all.
+    pub raised: u64,
 }
 
 impl Imported {
@@ -271,8 +275,7 @@ impl Store {
                 pieces,
                 sources,
                 durability,
-                &mut stored,
-                &mut bytes,
+                (&mut stored, &mut bytes, &mut imported.raised),
             );
             imported.bytes += bytes;
             if stored > 0 {
@@ -293,15 +296,15 @@ impl Store {
 
     /// Appends one project's share of an import in batches whose stamps fit one segment,
     /// counting the messages (and their bytes) stored in `stored` and `bytes` — including a
-    /// batch that reached the log before its append failed (a failed fsync, say).
+    /// batch that reached the log before its append failed (a failed fsync, say) — and in
+    /// `raised` the stamps raised to the line before's.
     fn import_project(
         &self,
         project: u64,
         pieces: Vec<Piece>,
         sources: &[(&[u8], &[u8])],
         durability: Durability,
-        stored: &mut u64,
-        bytes_stored: &mut u64,
+        (stored, bytes_stored, raised): (&mut u64, &mut u64, &mut u64),
     ) -> Result<()> {
         let limit_bytes = self.segment_bytes();
         let mut running = 0u64;
@@ -312,6 +315,9 @@ impl Store {
         } in pieces
         {
             for stamp in &mut stamps {
+                if *stamp < running {
+                    *raised += 1;
+                }
                 running = running.max(*stamp);
                 *stamp = running;
             }
@@ -817,6 +823,30 @@ mod tests {
             .unwrap();
         let m = store.oldest_first(3).unwrap().next().unwrap().unwrap();
         assert_eq!(m.timestamp_ms(), hour_ahead);
+    }
+
+    /// Lines whose `_ts` goes back are raised to the line before's, and counted: a newest-first
+    /// input (`get --meta _ts` output, say) says so instead of collapsing its history silently.
+    #[test]
+    fn stamps_raised_to_the_line_before_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let input = b"{\"a\":1,\"_ts\":3000}\n{\"a\":2,\"_ts\":2000}\n{\"a\":3,\"_ts\":1000}\n";
+        let imported = store
+            .import_json_lines(input, ImportTarget::Project(1), Durability::Written)
+            .unwrap();
+        assert_eq!((imported.messages(), imported.raised), (3, 2));
+        let stamps: Vec<u64> = store
+            .oldest_first(1)
+            .unwrap()
+            .map(|m| m.unwrap().timestamp_ms())
+            .collect();
+        assert_eq!(stamps, [3000, 3000, 3000]);
+        let oldest_first = b"{\"_ts\":4000}\n{\"_ts\":5000}\n";
+        let imported = store
+            .import_json_lines(oldest_first, ImportTarget::Project(2), Durability::Written)
+            .unwrap();
+        assert_eq!(imported.raised, 0);
     }
 
     /// A line without `_ts` is stamped by the store's clock, which a stamp ahead of the wall

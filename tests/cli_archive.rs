@@ -440,6 +440,29 @@ fn import_takes_the_message_limit_of_the_store_it_came_from() {
     assert!(err.contains("message limit 0 is outside"), "{err}");
 }
 
+/// A newest-first input (what `get --meta _ts` prints) is imported, but not silently: the
+/// lines whose `_ts` goes back, stored at the time of the line before, are counted in a warning.
+#[test]
+fn a_newest_first_import_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("9.jl");
+    fs::write(
+        &file,
+        "{\"a\":3,\"_ts\":3000}\n{\"a\":2,\"_ts\":2000}\n{\"a\":1,\"_ts\":1000}\n",
+    )
+    .unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = ok(&["import", "--dir", s(&store), s(&file)]);
+    assert!(
+        err.contains("2 messages had a _ts older than the line before them"),
+        "{err}"
+    );
+    let oldest_first = tmp.path().join("8.jl");
+    fs::write(&oldest_first, "{\"_ts\":1000}\n{\"_ts\":2000}\n").unwrap();
+    let (_, err) = ok(&["import", "--dir", s(&store), s(&oldest_first)]);
+    assert!(!err.contains("older than the line before"), "{err}");
+}
+
 #[test]
 fn verify_a_clean_store_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();

@@ -208,6 +208,17 @@ pub fn import(args: ImportArgs) -> Result<()> {
                 return Err(e);
             }
         };
+        if imported.raised > 0 {
+            bar.suspend(|| {
+                log::warn!(
+                    "{}: {} had a _ts older than the line before them in their project and \
+                     were stored at that line's time; import expects each project's lines oldest \
+                     first, as export writes them",
+                    source.name(),
+                    count(imported.raised, "message"),
+                )
+            });
+        }
         files += 1;
         messages += imported.messages();
         bytes += input_bytes;
