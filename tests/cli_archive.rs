@@ -463,6 +463,23 @@ fn a_newest_first_import_is_warned_about() {
     assert!(!err.contains("older than the line before"), "{err}");
 }
 
+/// A first import into a new folder that stores nothing (a bad line) leaves no empty store
+/// behind; into an existing store, a failed import leaves the store as it was.
+#[test]
+fn a_failed_first_import_leaves_no_store_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("3.jl");
+    fs::write(&bad, "{\"a\":1}\nnot json\n").unwrap();
+    let store = tmp.path().join("new");
+    fails(&["import", "--dir", s(&store), s(&bad)]);
+    assert!(!store.exists());
+    let good = tmp.path().join("4.jl");
+    fs::write(&good, "{\"a\":1}\n").unwrap();
+    ok(&["import", "--dir", s(&store), s(&good)]);
+    fails(&["import", "--dir", s(&store), s(&bad)]);
+    assert_eq!(get(&store, "4"), "{\"a\":1}\n");
+}
+
 #[test]
 fn verify_a_clean_store_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();

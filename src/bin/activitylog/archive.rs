@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use activitylog::{ImportTarget, Meta, Store};
+use activitylog::{Durability, ImportTarget, Meta, Store};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use flate2::read::MultiGzDecoder;
@@ -161,14 +161,31 @@ impl<R: Read> Read for Counting<'_, R> {
 /// name order).
 pub fn import(args: ImportArgs) -> Result<()> {
     let sources = sources(&args)?;
-    let store = open_writable(&args.store.dir, &args.write)?;
-    let durability = args.write.durability.into();
+    let dir = &args.store.dir;
+    let created = !dir.exists();
+    let store = open_writable(dir, &args.write)?;
+    let result = import_sources(&store, &sources, args.write.durability.into());
+    if result.is_err() && created && store.projects().is_ok_and(|p| p.is_empty()) {
+        // A store this command made, and stored nothing in: not left behind.
+        drop(store);
+        if let Err(e) = fs::remove_dir_all(dir) {
+            log::warn!(
+                "cannot remove the empty store {} it made: {e}",
+                dir.display()
+            );
+        }
+    }
+    result
+}
+
+/// Imports `sources` into `store`, one atomic import per file, and says what it did.
+fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> Result<()> {
     let total: u64 = sources.iter().map(Source::disk_bytes).sum();
     let bar = report::bar(Some(total), Unit::Bytes, "importing");
     let started = Instant::now();
     let (mut files, mut messages, mut bytes) = (0u64, 0u64, 0u64);
     let mut projects = std::collections::BTreeSet::new();
-    for source in &sources {
+    for source in sources {
         bar.set_message(source.name());
         let read = Cell::new(0);
         let result = source.open(&read).and_then(|input| {
