@@ -258,8 +258,7 @@ pub fn index_loader(data: &[u8]) {
             .as_deref()
             .and_then(|idx| index::entries_of(idx).ok())
             .is_some_and(|e| {
-                let whole = &e[..e.len() - e.len() % index::ENTRY_BYTES];
-                let entries = index::decode_entries(whole);
+                let entries = index::decode_entries(e);
                 entries.iter().zip(&s.entries).all(|(i, s)| i == s)
             });
         let paths = (Path::new("log"), Path::new("idx"));
@@ -299,15 +298,10 @@ fn index_passes(idx: &[u8], log_len: u64) -> bool {
     let Ok(entries) = index::entries_of(idx) else {
         return false;
     };
-    let mut n = entries.len() / index::ENTRY_BYTES;
-    while n > 0 && {
-        let e = index::entry(entries, n - 1);
-        e != LOST && u64::from(e) >= log_len
-    } {
-        n -= 1;
-    }
+    let mut entries = index::decode_entries(entries);
+    index::drop_past_end(&mut entries, log_len);
     // With fewer than two entries there is nothing before the last one to trust.
-    n >= 2 && index::check(&entries[..n * index::ENTRY_BYTES], log_len).is_ok()
+    entries.len() >= 2 && index::check_offsets(&entries, log_len).is_ok()
 }
 
 /// What [`index::check`] promises of entries it accepts.

@@ -135,6 +135,17 @@ pub fn decode_entries(entries: &[u8]) -> Vec<u32> {
     out
 }
 
+/// Drops the entries at the end that point at or past a log of `log_len` bytes: the index
+/// reached the disk, the log did not (recovery, and `verify` as recovery does).
+pub fn drop_past_end(entries: &mut Vec<u32>, log_len: u64) {
+    while entries
+        .last()
+        .is_some_and(|&e| e != LOST && u64::from(e) >= log_len)
+    {
+        entries.pop();
+    }
+}
+
 /// Appends the encoding of `offsets` to `out`.
 pub fn encode_entries(out: &mut Vec<u8>, offsets: &[u32]) {
     for o in offsets {

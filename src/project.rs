@@ -1264,12 +1264,7 @@ fn recover_active(
         .map_or(&[], |e| &e[..e.len() - e.len() % ENTRY_BYTES]);
     let mut disk_entries = index::decode_entries(on_disk);
     // Entries past the log's end (the index reached disk, the log did not) are dropped first.
-    while disk_entries
-        .last()
-        .is_some_and(|&e| e != index::LOST && u64::from(e) >= log_len)
-    {
-        disk_entries.pop();
-    }
+    index::drop_past_end(&mut disk_entries, log_len);
     let index_ok = idx_header_ok && index::check_offsets(&disk_entries, log_len).is_ok();
     let mut trusted = {
         if index_ok {

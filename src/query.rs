@@ -139,9 +139,8 @@ pub struct Merged {
     retry: Option<usize>,
     /// An error to yield on the next call.
     error: Option<Error>,
-    /// The errors of projects that did not open when the query started, yielded first (the
-    /// last one of the vector first).
-    failed: Vec<Error>,
+    /// The errors of projects that did not open when the query started, yielded first.
+    failed: std::vec::IntoIter<Error>,
     left: Option<u64>,
     pcount: Option<u64>,
     filters: Filters,
@@ -162,8 +161,7 @@ impl Merged {
             heads: Vec::with_capacity(room),
             retry: None,
             error: None,
-            // In the order they came (of project ids, as listed).
-            failed: candidates.errors.into_iter().rev().collect(),
+            failed: candidates.errors.into_iter(),
             left: query.count,
             pcount: query.pcount,
             filters: Filters::new(query.filters.clone()),
@@ -221,11 +219,10 @@ impl Iterator for Merged {
     type Item = Result<Message>;
 
     fn next(&mut self) -> Option<Result<Message>> {
-        // Nothing to give: no project is opened.
-        if self.left == Some(0) || self.pcount == Some(0) {
+        if self.left == Some(0) {
             return None;
         }
-        if let Some(e) = self.error.take().or_else(|| self.failed.pop()) {
+        if let Some(e) = self.error.take().or_else(|| self.failed.next()) {
             return Some(Err(e));
         }
         if let Some(cursor) = self.retry.take() {

@@ -412,23 +412,24 @@ impl Store {
             }
             return Ok(out);
         }
-        self.with_newest(|map| {
-            out.keys = ids
-                .iter()
+        let (keys, errors) = self.with_newest(|map| {
+            ids.iter()
                 .filter_map(|&id| map.get(&id).map(|&stamp| (stamp, id, Candidates::NO_SNAP)))
-                .collect();
+                .collect()
+        })?;
+        Ok(Candidates {
+            keys,
+            snaps: Vec::new(),
+            errors,
         })
-        .map(|errors| Candidates { errors, ..out })
     }
 
     /// The newest stamp of every project, as candidates for a query.
     pub(crate) fn all_newest_stamps(&self) -> Result<Candidates> {
-        let mut keys = Vec::new();
-        let errors = self.with_newest(|map| {
-            keys = map
-                .iter()
+        let (keys, errors) = self.with_newest(|map| {
+            map.iter()
                 .map(|(&id, &stamp)| (stamp, id, Candidates::NO_SNAP))
-                .collect();
+                .collect()
         })?;
         Ok(Candidates {
             keys,
@@ -445,21 +446,19 @@ impl Store {
         }
     }
 
-    /// Gives `f` every project's newest stamp, opening the projects not known yet, and returns
-    /// the errors of those that did not open (they are not in the map). The map is kept for the
-    /// next query only when every project opened: one that does not is then asked again (and
-    /// reported again) by each query, never left out silently.
-    fn with_newest(&self, f: impl FnOnce(&HashMap<u64, u64>)) -> Result<Vec<Error>> {
+    /// What `f` makes of every project's newest stamp (opening the projects not known yet),
+    /// with the errors of those that did not open (they are not in the map). The map is kept
+    /// for the next query only when every project opened: one that does not is then asked
+    /// again (and reported again) by each query, never left out silently.
+    fn with_newest<R>(&self, f: impl FnOnce(&HashMap<u64, u64>) -> R) -> Result<(R, Vec<Error>)> {
         if let Some(map) = self.inner.newest.read().as_ref() {
-            f(map);
-            return Ok(Vec::new());
+            return Ok((f(map), Vec::new()));
         }
         // Held while scanning: appends that finish meanwhile wait to record their stamp, so the
         // map misses nothing.
         let mut guard = self.inner.newest.write();
         if let Some(map) = guard.as_ref() {
-            f(map);
-            return Ok(Vec::new());
+            return Ok((f(map), Vec::new()));
         }
         let mut map = HashMap::default();
         let mut errors = Vec::new();
@@ -472,11 +471,11 @@ impl Store {
                 Err(e) => errors.push(e),
             }
         }
-        f(&map);
+        let made = f(&map);
         if errors.is_empty() {
             *guard = Some(map);
         }
-        Ok(errors)
+        Ok((made, errors))
     }
 
     /// Appends JSON Lines (`\n` or `\r\n` line ends, blank lines skipped, no final newline

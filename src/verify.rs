@@ -279,14 +279,8 @@ pub(crate) fn check_log(
     let (vouched, floor) = match idx.map(index::entries_of) {
         Some(Ok(e)) if newest => {
             let mut e = index::decode_entries(e);
-            // As recovery does: entries past the log's end (the index reached the
-            // disk, the log did not) go first.
-            while e
-                .last()
-                .is_some_and(|&x| x != index::LOST && x as usize >= log.len())
-            {
-                e.pop();
-            }
+            // As recovery does: entries past the log's end go first.
+            index::drop_past_end(&mut e, log.len() as u64);
             if index::check_offsets(&e, log.len() as u64).is_ok() {
                 let agrees = crate::scan::agrees(&e, &s.entries);
                 (
@@ -407,8 +401,8 @@ fn log_problems(
             // before that damage which never finished, go with it.
             let mut kept = s.entries[..j].to_vec();
             let header = |at: u32| {
-                log.get(at as usize..)
-                    .and_then(|b| b.get(..FRAME_HEADER_BYTES))
+                let at = at as usize;
+                log.get(at..at + FRAME_HEADER_BYTES)
                     .and_then(|h| h.try_into().ok())
                     .ok_or(())
             };
