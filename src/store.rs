@@ -412,24 +412,24 @@ impl Store {
             }
             return Ok(out);
         }
-        let (keys, errors) = self.with_newest(|map| {
-            ids.iter()
-                .filter_map(|&id| map.get(&id).map(|&stamp| (stamp, id, Candidates::NO_SNAP)))
-                .collect()
-        })?;
-        Ok(Candidates {
-            keys,
-            snaps: Vec::new(),
-            errors,
-        })
+        self.mapped_candidates(Some(ids))
     }
 
     /// The newest stamp of every project, as candidates for a query.
     pub(crate) fn all_newest_stamps(&self) -> Result<Candidates> {
-        let (keys, errors) = self.with_newest(|map| {
-            map.iter()
-                .map(|(&id, &stamp)| (stamp, id, Candidates::NO_SNAP))
-                .collect()
+        self.mapped_candidates(None)
+    }
+
+    /// Candidates from the map of newest stamps: those of `ids` that hold messages, or every
+    /// project's.
+    fn mapped_candidates(&self, ids: Option<&[u64]>) -> Result<Candidates> {
+        let key = |(&id, &stamp): (&u64, &u64)| (stamp, id, Candidates::NO_SNAP);
+        let (keys, errors) = self.with_newest(|map| match ids {
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| map.get_key_value(id).map(key))
+                .collect(),
+            None => map.iter().map(key).collect(),
         })?;
         Ok(Candidates {
             keys,
