@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | 0 | 8 | magic `ALOGIDX\n` |
 //! | 8 | 4 | format version, `u32` = 2 |
-//! | 12 | 4 | reserved, 0 |
+//! | 12 | 4 | reserved, 0 (a header with anything else here is not used) |
 //! | 16 + 4·i | 4 | byte offset in the log of the record with `seq = first_seq + i`, or `0xFFFF_FFFF` when that record was lost to damage |
 //!
 //! Entry `i` lives at `16 + 4·i`; the newest is the last. The index is a cache of the log: it is
@@ -48,6 +48,9 @@ pub fn entries_of(file: &[u8]) -> Result<&[u8], DecodeError> {
     let version = read_u32(header, 8);
     if version != FORMAT_VERSION {
         return Err(DecodeError::Version(version));
+    }
+    if header[12..16] != [0; 4] {
+        return Err(DecodeError::Reserved);
     }
     Ok(&file[INDEX_HEADER_BYTES..])
 }
@@ -176,6 +179,27 @@ mod tests {
             && real
                 .windows(2)
                 .all(|w| w[1] >= w[0] + u64::from(MIN_FRAME_BYTES))
+    }
+
+    /// A header reads only as written: magic, this format's version and zero reserved bytes
+    /// (an index with anything else is not used, and is rebuilt from its log).
+    #[test]
+    fn a_header_reads_only_with_its_reserved_bytes_zero() {
+        let mut file = encode_header().to_vec();
+        file.extend_from_slice(&(LOG_HEADER_BYTES as u32).to_le_bytes());
+        assert_eq!(entries_of(&file), Ok(&file[INDEX_HEADER_BYTES..]));
+        for at in 12..16 {
+            let mut bad = file.clone();
+            bad[at] = 1;
+            assert_eq!(entries_of(&bad), Err(DecodeError::Reserved), "byte {at}");
+        }
+        let mut bad = file.clone();
+        bad[8] ^= 1;
+        assert_eq!(
+            entries_of(&bad),
+            Err(DecodeError::Version(FORMAT_VERSION ^ 1))
+        );
+        assert_eq!(entries_of(&file[..15]), Err(DecodeError::Truncated));
     }
 
     proptest! {

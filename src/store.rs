@@ -874,10 +874,16 @@ impl Drop for Inner {
 /// For a writable open: whether the last writer closed cleanly (it left a `CLEAN` marker, which
 /// goes, durably, before anything is written: [`Inner::before_write`]). After a clean close,
 /// every log and index file was synced, so recovery may trust the index files.
+///
+/// Only a marker exactly as this build writes it counts: one of another format version, or
+/// truncated, or longer, vouches for nothing this build knows, so the open recovers as after a
+/// crash (which costs a rescan of unsynced tails, never data).
 fn read_clean_marker(dir: &Path) -> Result<bool> {
     let path = dir.join(CLEAN_FILE);
     match fs::read(&path) {
-        Ok(bytes) => Ok(bytes.get(0..8) == Some(&CLEAN_MAGIC[..])),
+        Ok(bytes) => Ok(bytes.len() == 12
+            && bytes[..8] == CLEAN_MAGIC
+            && bytes[8..] == FORMAT_VERSION.to_le_bytes()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("reading", &path, e)),
     }
@@ -1254,6 +1260,44 @@ mod tests {
         store.append(1, [r#"{"a":1}"#]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(p.unsynced_bytes() > 0);
+    }
+
+    /// A `CLEAN` marker that is not exactly what this build writes (another format version,
+    /// cut short, or longer) does not make the open trust the index files: it recovers as after
+    /// a crash, which syncs the directory of projects once.
+    #[test]
+    fn a_clean_marker_of_another_version_or_size_is_not_trusted() {
+        use crate::fsio::sim::Recorder;
+        let mut good = CLEAN_MAGIC.to_vec();
+        good.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let mut other_version = CLEAN_MAGIC.to_vec();
+        other_version.extend_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        let mut longer = good.clone();
+        longer.push(0);
+        let cases = [
+            (good.clone(), true),
+            (other_version, false),
+            (CLEAN_MAGIC.to_vec(), false),
+            (longer, false),
+        ];
+        for (marker, trusted) in cases {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = Store::open(tmp.path()).unwrap();
+            store.append(5, [r#"{"a":1}"#]).unwrap();
+            drop(store);
+            assert_eq!(fs::read(tmp.path().join(CLEAN_FILE)).unwrap(), good);
+            fs::write(tmp.path().join(CLEAN_FILE), &marker).unwrap();
+            let rec = Recorder::register(tmp.path(), true);
+            let store = Store::open(tmp.path()).unwrap();
+            assert_eq!(store.newest_first(5).unwrap().count(), 1);
+            rec.unregister();
+            let syncs = rec
+                .take_points()
+                .iter()
+                .filter(|point| point.before == "sync of directory projects")
+                .count();
+            assert_eq!(syncs, usize::from(!trusted), "marker {marker:?}");
+        }
     }
 
     #[test]
