@@ -882,6 +882,203 @@ pub fn post_body(data: &[u8]) {
     }
 }
 
+/// The project an `import_lines` input goes to when its flags byte is even.
+const IMPORT_PROJECT: u64 = 7;
+
+/// The archive importer: JSON Lines imported whole ([`Store::import_json_lines`]) into one
+/// scratch store, and read in small pieces (as [`Store::import_json_lines_from`] reads a file)
+/// into another.
+///
+/// Input: a flags byte, then the JSON Lines. Flags: bit 0 picks the target (clear: every line
+/// to project 7; set: each line to the project its top-level field `p` names), the other bits
+/// the size of the pieces (1 to 128 bytes).
+///
+/// Asserts: both imports give the same [`crate::Imported`], or the same error; a refused input
+/// stores nothing; an import stores in each project exactly the messages it counts there, and
+/// those are the input's lines, in input order, each meaning what its line means without its
+/// top-level `_ts` (read back with serde_json), their times never going back; a line's `_ts`,
+/// where it has one, is never later than its message's time.
+pub fn import_lines(data: &[u8]) {
+    let Some((&flags, input)) = data.split_first() else {
+        return;
+    };
+    let target = if flags & 1 == 0 {
+        crate::ImportTarget::Project(IMPORT_PROJECT)
+    } else {
+        crate::ImportTarget::Field("p")
+    };
+    let piece = usize::from(flags >> 1) + 1;
+    let (Some(whole_dir), Some(pieces_dir)) = (scratch_dir(), scratch_dir()) else {
+        return;
+    };
+    let (Ok(whole), Ok(pieces)) = (
+        Store::open(whole_dir.path()),
+        Store::open(pieces_dir.path()),
+    ) else {
+        return;
+    };
+    let by_whole = whole.import_json_lines(input, target, Durability::Written);
+    let by_pieces = pieces.import_in_chunks(
+        SmallReads { input, most: piece },
+        Path::new("input.jl"),
+        target,
+        Durability::Written,
+        piece,
+    );
+    let imported = match (by_whole, by_pieces) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b, "the whole input and its pieces import alike");
+            a
+        }
+        (Err(a), Err(b)) => {
+            // The two stores' clocks may be a millisecond apart, and an error may say one.
+            assert_eq!(
+                without_clock(&a.to_string()),
+                without_clock(&b.to_string()),
+                "both refuse alike"
+            );
+            assert!(
+                !matches!(a, Error::ImportInterrupted { .. }),
+                "nothing fails while storing into a scratch store: {a}"
+            );
+            for store in [&whole, &pieces] {
+                assert_eq!(
+                    store.projects().ok(),
+                    Some(Vec::new()),
+                    "a refused input stores nothing: {a}"
+                );
+            }
+            return;
+        }
+        (a, b) => panic!("the whole input and its pieces disagree: {a:?} / {b:?}"),
+    };
+    // What each project should hold, from the lines as serde_json reads them: their members
+    // in order, duplicates kept, the last `_ts` (the one that names the time, as the last of
+    // a duplicated name is the one serde_json and filters see) taken out.
+    let mut expected: HashMap<u64, Vec<(Members, Option<u64>)>> = HashMap::new();
+    for line in json::lines(input) {
+        let mut members: Members = serde_json::from_slice(line)
+            .unwrap_or_else(|e| panic!("an imported line that serde_json refuses ({e})"));
+        let project = match target {
+            crate::ImportTarget::Project(id) => id,
+            crate::ImportTarget::Field(name) => members
+                .last(name)
+                .and_then(Value::as_u64)
+                .expect("an imported line names its project"),
+        };
+        let ts = members
+            .take_last("_ts")
+            .map(|ts| ts.as_u64().expect("an imported `_ts` is a u64"));
+        expected.entry(project).or_default().push((members, ts));
+    }
+    let mut counted: Vec<u64> = imported.per_project.keys().copied().collect();
+    let mut projects: Vec<u64> = expected.keys().copied().collect();
+    counted.sort_unstable();
+    projects.sort_unstable();
+    assert_eq!(
+        counted, projects,
+        "the projects imported are the lines' projects"
+    );
+    for store in [&whole, &pieces] {
+        let mut stored = store.projects().expect("listing the projects");
+        stored.sort_unstable();
+        assert_eq!(
+            stored, projects,
+            "the projects stored are the projects imported"
+        );
+        for (project, lines) in &expected {
+            assert_eq!(imported.per_project[project], lines.len() as u64);
+            let messages: Vec<Message> = store
+                .oldest_first(*project)
+                .expect("reading an imported project")
+                .collect::<crate::Result<_>>()
+                .expect("an imported message reads back");
+            assert_eq!(messages.len(), lines.len(), "project {project}");
+            let mut last = 0;
+            for (m, (want, ts)) in messages.iter().zip(lines) {
+                let got: Members = serde_json::from_str(m.json()).expect("a stored message parses");
+                assert_eq!(&got, want, "project {project}, record {}", m.seq());
+                assert!(
+                    m.timestamp_ms() >= last,
+                    "times go back in project {project}"
+                );
+                last = m.timestamp_ms();
+                if let Some(ts) = ts {
+                    assert!(*ts <= m.timestamp_ms(), "a `_ts` after its message's time");
+                }
+            }
+        }
+    }
+}
+
+/// An error message without the store's clock it may give (`"store's clock (N ms)"`).
+fn without_clock(message: &str) -> String {
+    const CLOCK: &str = "store's clock (";
+    match message.find(CLOCK) {
+        Some(at) => {
+            let rest = &message[at + CLOCK.len()..];
+            let after = rest.find(')').map_or("", |end| &rest[end..]);
+            format!("{}{CLOCK}{after}", &message[..at])
+        }
+        None => message.to_string(),
+    }
+}
+
+/// A JSON object's members in order, a duplicated name kept as often as it comes.
+#[derive(Debug, PartialEq)]
+struct Members(Vec<(String, Value)>);
+
+impl Members {
+    /// The value of the last member called `name`.
+    fn last(&self, name: &str) -> Option<&Value> {
+        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Removes the last member called `name`, returning its value.
+    fn take_last(&mut self, name: &str) -> Option<Value> {
+        let at = self.0.iter().rposition(|(n, _)| n == name)?;
+        Some(self.0.remove(at).1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// An input that gives at most `most` bytes per read.
+struct SmallReads<'a> {
+    input: &'a [u8],
+    most: usize,
+}
+
+impl std::io::Read for SmallReads<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.most.min(buf.len()).min(self.input.len());
+        buf[..n].copy_from_slice(&self.input[..n]);
+        self.input = &self.input[n..];
+        Ok(n)
+    }
+}
+
 /// Reads a fuzz input as a flags byte and parts, each part a little-endian `u16` length and
 /// that many bytes (fewer if the input ends first), the last part being whatever remains.
 struct Parts<'a>(&'a [u8]);
@@ -1008,6 +1205,16 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             .map(|(n, s)| (n, s.as_bytes().to_vec()))
             .collect(),
         ),
+        "import_lines" => {
+            named(vec![
+                ("export", b"\x00{\"event\":\"job:started\",\"_ts\":1700000000000}\n{\"event\":\"job:completed\",\"_ts\":1700000000500}\n".to_vec()),
+                ("by-field", b"\x09{\"p\":1,\"e\":\"a\",\"_ts\":5}\r\n\n{\"p\":2,\"_ts\":3}\n{\"p\":1,\"_ts\":4,\"k\":{\"_ts\":1}}\n{\"p\":3}".to_vec()),
+                ("no-ts", b"\x40{\"a\":1}\n  \n{ \"b\" : [1, 2] }\n".to_vec()),
+                ("ahead", b"\x02{\"_ts\":99999999999999}\n".to_vec()),
+                ("bad-field", b"\x01{\"p\":-1}\n".to_vec()),
+                ("bad-line", b"\x00{\"a\":1}\n{\"a\":\n".to_vec()),
+            ])
+        }
         "post_body" => {
             let deep = format!("{{\"a\":{}1{}}}", "[".repeat(127), "]".repeat(127));
             named(vec![

@@ -131,7 +131,7 @@ impl Store {
 
     /// [`import_json_lines_from`](Self::import_json_lines_from), reading pieces of about
     /// `chunk_bytes`.
-    fn import_in_chunks(
+    pub(crate) fn import_in_chunks(
         &self,
         mut input: impl Read,
         name: &Path,

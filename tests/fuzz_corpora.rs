@@ -69,6 +69,11 @@ fn post_body_corpus() {
     replay("post_body", fuzzing::post_body);
 }
 
+#[test]
+fn import_lines_corpus() {
+    replay("import_lines", fuzzing::import_lines);
+}
+
 /// Every target, with its function.
 fn targets() -> Vec<Target> {
     let mut t: Vec<Target> = vec![
@@ -76,6 +81,7 @@ fn targets() -> Vec<Target> {
         ("index_loader", fuzzing::index_loader),
         ("open_and_recover", fuzzing::open_and_recover),
         ("post_body", fuzzing::post_body),
+        ("import_lines", fuzzing::import_lines),
     ];
     #[cfg(feature = "server")]
     t.push(("http_query", fuzzing::http_query));
