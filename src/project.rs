@@ -439,7 +439,12 @@ impl Project {
                 let stale = last_stamp.saturating_sub(a.header.base_stamp) > MAX_STAMP_DELTA_US;
                 let full = snap.active_len + bytes > self.segment_bytes
                     || count + n > MAX_RECORDS_PER_SEGMENT;
-                stale || (count > 0 && full)
+                // An empty segment a failed batch left (its roll succeeded, its write did not)
+                // is based on that batch's stamp, which may be above the project's newest: a
+                // batch stamped below it (an import's) replaces it, as its records' stamps
+                // cannot go below their segment's base.
+                let below = count == 0 && stamp < a.header.base_stamp;
+                stale || below || (count > 0 && full)
             }
         };
         let mut snap = if needs_new {

@@ -1530,6 +1530,64 @@ mod tests {
         assert_eq!(store.newest_first(1).unwrap().count(), 1);
     }
 
+    /// A roll whose batch then failed (its write, here) leaves an empty active segment whose
+    /// base stamp is that batch's, above the project's newest message. An import's message
+    /// stamped between the two is stored with its own stamp (the empty segment is replaced),
+    /// not refused by a panic on a stamp below its segment's base.
+    #[test]
+    fn an_import_below_the_base_of_an_empty_segment_left_by_a_failed_roll_is_stored() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let old = crate::clock::now_us() - 3_600_000_000;
+        let pad = "x".repeat(2000);
+        let batch = |s: &str| -> Vec<Cow<'static, [u8]>> {
+            vec![Cow::Owned(format!(r#"{{"p":"{s}"}}"#).into_bytes())]
+        };
+        // The N-th write of the append that rolls fails: the first N that fails it after the
+        // new segment was made.
+        for n in 1..=20 {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = Options::new()
+                .segment_bytes(4096)
+                .spare_projects(0)
+                .open(tmp.path())
+                .unwrap();
+            store
+                .append_stamped(1, &batch(&pad)[..], &[old], Durability::Written)
+                .unwrap();
+            let rec = Recorder::register(tmp.path(), false);
+            rec.fail(FaultKind::Write, n);
+            let rolled = store.append(1, [format!(r#"{{"q":"{pad}"}}"#)]);
+            rec.unregister();
+            let snap = store.inner.project(1, false).unwrap().unwrap().snapshot();
+            let active = snap.active.as_ref().unwrap();
+            if rolled.is_ok() || active.header.first_seq != 2 {
+                continue;
+            }
+            assert_eq!(snap.next_seq, 2, "the failed batch stored nothing");
+            assert!(active.header.base_stamp > old + 1000);
+            let imported = store
+                .append_stamped(1, &batch("y")[..], &[old + 1000], Durability::Written)
+                .unwrap();
+            assert_eq!((imported.first_seq, imported.stamp), (2, old + 1000));
+            let stamps: Vec<u64> = store
+                .newest_first(1)
+                .unwrap()
+                .map(|m| m.unwrap().stamp())
+                .collect();
+            assert_eq!(stamps, [old + 1000, old]);
+            drop(store);
+            let store = Store::open(tmp.path()).unwrap();
+            let stamps: Vec<u64> = store
+                .newest_first(1)
+                .unwrap()
+                .map(|m| m.unwrap().stamp())
+                .collect();
+            assert_eq!(stamps, [old + 1000, old]);
+            return;
+        }
+        panic!("no write fault left the rolled segment empty");
+    }
+
     #[test]
     fn store_is_send_sync_clone() {
         fn check<T: Send + Sync + Clone>() {}
