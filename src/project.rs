@@ -23,7 +23,7 @@ use crate::record::{
     LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::{self, scan};
-use crate::segment::{self, decode_at, Active, Room, Tail};
+use crate::segment::{self, decode_at, Active, Room, Sealed, Tail};
 use crate::spares::{Spare, Spares};
 
 /// The sequence number of a project's first message.
@@ -283,6 +283,17 @@ impl Project {
         let snapshot = match recovered {
             None => Snapshot::empty(),
             Some((active, len, last_stamp, idx)) => {
+                // An active segment without records (a crash after the roll that made it, before
+                // its records reached the disk) has its base stamp, the stamp of records that
+                // are not there: the newest message is the newest sealed one, if any.
+                let last_stamp = if active.entries.read().is_empty() {
+                    match sealed.last() {
+                        None => 0,
+                        Some(&first) => newest_sealed_stamp(&dir, first).unwrap_or(last_stamp),
+                    }
+                } else {
+                    last_stamp
+                };
                 let last = active.header.first_seq;
                 let next_seq = last + active.entries.read().len() as u64;
                 if writable {
@@ -1158,6 +1169,14 @@ impl Project {
         }
         Ok(())
     }
+}
+
+/// The stamp of the newest record of the sealed segment of `dir` starting at `first`, if it
+/// reads (not otherwise: the caller keeps an upper bound).
+fn newest_sealed_stamp(dir: &Path, first: u64) -> Option<u64> {
+    let seg = Sealed::open(dir, first, false).ok()?;
+    let newest = seg.count().checked_sub(1)?;
+    seg.record(newest).ok().map(|record| record.stamp)
 }
 
 /// What [`recover_active`] returns: the segment, its committed length, its newest stamp and
