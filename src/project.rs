@@ -1115,11 +1115,13 @@ impl Project {
             state.sealed = Arc::new(state.sealed[keep_from..].to_vec());
             removed
         };
+        // Oldest first, each removal durable before the next starts: a power cut may keep any
+        // of the removals since the directory's last sync and lose the others, and the segments
+        // left must follow each other (a gap would read as records missing from the end of the
+        // segment before it).
         for &first in &removed {
             segment::remove_if_present(&segment::log_path(&self.dir, first))?;
             segment::remove_if_present(&segment::index_path(&self.dir, first))?;
-        }
-        if !removed.is_empty() {
             segment::sync_dir(&self.dir)?;
         }
         Ok(removed)
