@@ -26,7 +26,9 @@ use crate::clock::Clock;
 use crate::dirsync::DirSync;
 use crate::error::{Error, Result};
 use crate::json;
-use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
+use crate::options::{
+    Durability, Options, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+};
 use crate::project::{Appended, Project, Snapshot};
 use crate::reader::NewestFirst;
 use crate::record::{
@@ -1172,7 +1174,20 @@ pub(crate) fn read_meta(dir: &Path) -> Result<u64> {
     if read_u32(&bytes, 12) != crc32fast::hash(&bytes[16..24]) {
         return Err(Error::corrupt(&path, 12, "checksum mismatch"));
     }
-    Ok(read_u64(&bytes, 16))
+    // No store is made with another size (`Options::segment_bytes`); past 4 GiB, record
+    // offsets would not fit the index.
+    let segment_bytes = read_u64(&bytes, 16);
+    if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes) {
+        return Err(Error::corrupt(
+            &path,
+            16,
+            format!(
+                "segment size {segment_bytes} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES} \
+                 bytes"
+            ),
+        ));
+    }
+    Ok(segment_bytes)
 }
 
 #[cfg(test)]
@@ -1586,6 +1601,31 @@ mod tests {
             return;
         }
         panic!("no write fault left the rolled segment empty");
+    }
+
+    /// A `STORE` file whose checksum holds but whose segment size is outside what a store can
+    /// be made with is damage: with segments past 4 GiB, record offsets would not fit the
+    /// index's 32 bits, and acknowledged appends would not read after a reopen.
+    #[test]
+    fn a_store_file_naming_a_segment_size_out_of_range_is_corrupt() {
+        for bytes in [
+            0,
+            MIN_SEGMENT_BYTES - 1,
+            MAX_SEGMENT_BYTES + 1,
+            1 << 33,
+            u64::MAX,
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            drop(Store::open(tmp.path()).unwrap());
+            fs::write(tmp.path().join(STORE_FILE), encode_meta(bytes)).unwrap();
+            for read_only in [false, true] {
+                let opened = Options::new().read_only(read_only).open(tmp.path());
+                assert!(
+                    opened.as_ref().is_err_and(Error::is_corruption),
+                    "{bytes} read-only {read_only}: {opened:?}"
+                );
+            }
+        }
     }
 
     #[test]
