@@ -23,7 +23,7 @@ use crate::record::{
     LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::{self, scan};
-use crate::segment::{self, decode_at, Active, Room, Tail};
+use crate::segment::{self, decode_at, Active, Room, Sealed, Tail};
 use crate::spares::{Spare, Spares};
 
 /// The sequence number of a project's first message.
@@ -283,6 +283,17 @@ impl Project {
         let snapshot = match recovered {
             None => Snapshot::empty(),
             Some((active, len, last_stamp, idx)) => {
+                // An active segment without records (a crash after the roll that made it, before
+                // its records reached the disk) has its base stamp, the stamp of records that
+                // are not there: the newest message is the newest sealed one, if any.
+                let last_stamp = if active.entries.read().is_empty() {
+                    match sealed.last() {
+                        None => 0,
+                        Some(&first) => newest_sealed_stamp(&dir, first).unwrap_or(last_stamp),
+                    }
+                } else {
+                    last_stamp
+                };
                 let last = active.header.first_seq;
                 let next_seq = last + active.entries.read().len() as u64;
                 if writable {
@@ -439,7 +450,12 @@ impl Project {
                 let stale = last_stamp.saturating_sub(a.header.base_stamp) > MAX_STAMP_DELTA_US;
                 let full = snap.active_len + bytes > self.segment_bytes
                     || count + n > MAX_RECORDS_PER_SEGMENT;
-                stale || (count > 0 && full)
+                // An empty segment a failed batch left (its roll succeeded, its write did not)
+                // is based on that batch's stamp, which may be above the project's newest: a
+                // batch stamped below it (an import's) replaces it, as its records' stamps
+                // cannot go below their segment's base.
+                let below = count == 0 && stamp < a.header.base_stamp;
+                stale || below || (count > 0 && full)
             }
         };
         let mut snap = if needs_new {
@@ -1099,11 +1115,13 @@ impl Project {
             state.sealed = Arc::new(state.sealed[keep_from..].to_vec());
             removed
         };
+        // Oldest first, each removal durable before the next starts: a power cut may keep any
+        // of the removals since the directory's last sync and lose the others, and the segments
+        // left must follow each other (a gap would read as records missing from the end of the
+        // segment before it).
         for &first in &removed {
             segment::remove_if_present(&segment::log_path(&self.dir, first))?;
             segment::remove_if_present(&segment::index_path(&self.dir, first))?;
-        }
-        if !removed.is_empty() {
             segment::sync_dir(&self.dir)?;
         }
         Ok(removed)
@@ -1153,6 +1171,14 @@ impl Project {
         }
         Ok(())
     }
+}
+
+/// The stamp of the newest record of the sealed segment of `dir` starting at `first`, if it
+/// reads (not otherwise: the caller keeps an upper bound).
+fn newest_sealed_stamp(dir: &Path, first: u64) -> Option<u64> {
+    let seg = Sealed::open(dir, first, false).ok()?;
+    let newest = seg.count().checked_sub(1)?;
+    seg.record(newest).ok().map(|record| record.stamp)
 }
 
 /// What [`recover_active`] returns: the segment, its committed length, its newest stamp and

@@ -26,7 +26,9 @@ use crate::clock::Clock;
 use crate::dirsync::DirSync;
 use crate::error::{Error, Result};
 use crate::json;
-use crate::options::{Durability, Options, DEFAULT_SEGMENT_BYTES};
+use crate::options::{
+    Durability, Options, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+};
 use crate::project::{Appended, Project, Snapshot};
 use crate::reader::NewestFirst;
 use crate::record::{
@@ -1178,7 +1180,20 @@ pub(crate) fn read_meta(dir: &Path) -> Result<u64> {
     if read_u32(&bytes, 12) != crc32fast::hash(&bytes[16..24]) {
         return Err(Error::corrupt(&path, 12, "checksum mismatch"));
     }
-    Ok(read_u64(&bytes, 16))
+    // No store is made with another size (`Options::segment_bytes`); past 4 GiB, record
+    // offsets would not fit the index.
+    let segment_bytes = read_u64(&bytes, 16);
+    if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&segment_bytes) {
+        return Err(Error::corrupt(
+            &path,
+            16,
+            format!(
+                "segment size {segment_bytes} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES} \
+                 bytes"
+            ),
+        ));
+    }
+    Ok(segment_bytes)
 }
 
 #[cfg(test)]
@@ -1572,6 +1587,89 @@ mod tests {
             .append_with(1, [r#"{"a":4}"#], Durability::Sync)
             .unwrap();
         assert_eq!(store.newest_first(1).unwrap().count(), 1);
+    }
+
+    /// A roll whose batch then failed (its write, here) leaves an empty active segment whose
+    /// base stamp is that batch's, above the project's newest message. An import's message
+    /// stamped between the two is stored with its own stamp (the empty segment is replaced),
+    /// not refused by a panic on a stamp below its segment's base.
+    #[test]
+    fn an_import_below_the_base_of_an_empty_segment_left_by_a_failed_roll_is_stored() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let old = crate::clock::now_us() - 3_600_000_000;
+        let pad = "x".repeat(2000);
+        let batch = |s: &str| -> Vec<Cow<'static, [u8]>> {
+            vec![Cow::Owned(format!(r#"{{"p":"{s}"}}"#).into_bytes())]
+        };
+        // The N-th write of the append that rolls fails: the first N that fails it after the
+        // new segment was made.
+        for n in 1..=20 {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = Options::new()
+                .segment_bytes(4096)
+                .spare_projects(0)
+                .open(tmp.path())
+                .unwrap();
+            store
+                .append_stamped(1, &batch(&pad)[..], &[old], Durability::Written)
+                .unwrap();
+            let rec = Recorder::register(tmp.path(), false);
+            rec.fail(FaultKind::Write, n);
+            let rolled = store.append(1, [format!(r#"{{"q":"{pad}"}}"#)]);
+            rec.unregister();
+            let snap = store.inner.project(1, false).unwrap().unwrap().snapshot();
+            let active = snap.active.as_ref().unwrap();
+            if rolled.is_ok() || active.header.first_seq != 2 {
+                continue;
+            }
+            assert_eq!(snap.next_seq, 2, "the failed batch stored nothing");
+            assert!(active.header.base_stamp > old + 1000);
+            let imported = store
+                .append_stamped(1, &batch("y")[..], &[old + 1000], Durability::Written)
+                .unwrap();
+            assert_eq!((imported.first_seq, imported.stamp), (2, old + 1000));
+            let stamps: Vec<u64> = store
+                .newest_first(1)
+                .unwrap()
+                .map(|m| m.unwrap().stamp())
+                .collect();
+            assert_eq!(stamps, [old + 1000, old]);
+            drop(store);
+            let store = Store::open(tmp.path()).unwrap();
+            let stamps: Vec<u64> = store
+                .newest_first(1)
+                .unwrap()
+                .map(|m| m.unwrap().stamp())
+                .collect();
+            assert_eq!(stamps, [old + 1000, old]);
+            return;
+        }
+        panic!("no write fault left the rolled segment empty");
+    }
+
+    /// A `STORE` file whose checksum holds but whose segment size is outside what a store can
+    /// be made with is damage: with segments past 4 GiB, record offsets would not fit the
+    /// index's 32 bits, and acknowledged appends would not read after a reopen.
+    #[test]
+    fn a_store_file_naming_a_segment_size_out_of_range_is_corrupt() {
+        for bytes in [
+            0,
+            MIN_SEGMENT_BYTES - 1,
+            MAX_SEGMENT_BYTES + 1,
+            1 << 33,
+            u64::MAX,
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            drop(Store::open(tmp.path()).unwrap());
+            fs::write(tmp.path().join(STORE_FILE), encode_meta(bytes)).unwrap();
+            for read_only in [false, true] {
+                let opened = Options::new().read_only(read_only).open(tmp.path());
+                assert!(
+                    opened.as_ref().is_err_and(Error::is_corruption),
+                    "{bytes} read-only {read_only}: {opened:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -303,3 +303,40 @@ fn a_tail_overwritten_with_garbage_at_every_byte_is_cut() {
         });
     }
 }
+
+/// A crash that left the active segment with nothing but its header (its records never
+/// reached the disk): the project's newest stamp is that of its newest message, in the sealed
+/// segment before, not the empty segment's base stamp (the stamp of records that are not
+/// there), whether the store reports it (`stats`) or an empty batch answers it.
+#[test]
+fn an_empty_active_segment_does_not_lend_its_base_stamp_to_the_newest_message() {
+    let fx = Fixture::new();
+    let copy = scratch();
+    copy_dir(fx.dir.path(), copy.path());
+    truncate(&fx.active_log(copy.path()), common::LOG_HEADER_BYTES);
+    truncate(
+        &common::idx_path(copy.path(), P, fx.active),
+        common::INDEX_HEADER_BYTES,
+    );
+    let _ = fs::remove_file(copy.path().join("CLEAN"));
+    let newest = fx
+        .all
+        .iter()
+        .find(|m| m.seq() < fx.active)
+        .expect("messages in the sealed segments")
+        .stamp();
+    for read_only in [true, false] {
+        let store = if read_only {
+            open_read_only(copy.path())
+        } else {
+            Store::open(copy.path()).unwrap()
+        };
+        assert_eq!(read_all(&store, P)[0].stamp(), newest);
+        let stats = store.stats(P).unwrap().unwrap();
+        assert_eq!(stats.newest_stamp, Some(newest), "read-only {read_only}");
+        if !read_only {
+            let none: [&str; 0] = [];
+            assert_eq!(store.append(P, none).unwrap().stamp, newest);
+        }
+    }
+}
