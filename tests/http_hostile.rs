@@ -189,3 +189,45 @@ async fn a_body_that_stops_arriving_is_408_with_our_sentence() {
     );
     assert_eq!(store.projects().unwrap(), Vec::<u64>::new());
 }
+
+/// A client that stops reading a big response holds no blocking thread: with the runtime's
+/// only blocking thread, a POST is still answered while such a response waits for its reader.
+/// (Each streamed response used to keep a blocking thread waiting to hand over its next chunk,
+/// so as many stalled readers as the runtime has blocking threads, 512 by default, hung every
+/// other request.)
+#[test]
+fn a_client_that_stops_reading_holds_no_blocking_thread() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // 4 MiB: far more than the chunks a response keeps ready for its reader.
+        let line = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+        store.append(1, vec![line.as_str(); 4096]).unwrap();
+        let app = router(store.clone(), ApiConfig::new());
+        let stalled = app
+            .clone()
+            .oneshot(Request::get("/activity/1").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let post = send(
+            &app,
+            Request::post("/activity/2")
+                .body(Body::from("{\"after\":1}"))
+                .unwrap(),
+        );
+        // A deadlock guard, not a measure of speed: the POST needs the blocking thread.
+        let (status, text) = tokio::time::timeout(std::time::Duration::from_secs(60), post)
+            .await
+            .expect("the POST waited for the blocking thread a stalled response held");
+        assert_eq!(status, StatusCode::OK, "{text}");
+        // The stalled response is still whole when its reader comes back.
+        let body = to_bytes(stalled.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(body.len(), 4096 * (line.len() + 1));
+    });
+}

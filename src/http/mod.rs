@@ -63,7 +63,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::f
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes gathered before a chunk of a streamed response is handed to the connection.
 const CHUNK_BYTES: usize = 64 << 10;
-/// Chunks buffered between the reader thread and the connection; bounds a response's memory.
+/// Chunks made ahead of the connection (each on a blocking thread); bounds a response's memory.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// How the API behaves: authentication, limits, durability of POSTs.
@@ -530,7 +530,7 @@ async fn respond(
         Body::from(chunk)
     } else {
         let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-        tokio::task::spawn_blocking(move || rest.stream_into(&tx));
+        tokio::spawn(rest.stream_into(tx));
         // `poll_recv` keeps answering `None` once the channel is drained, as a fused stream must.
         let rest = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
         Body::from_stream(futures_util::StreamExt::chain(
@@ -590,19 +590,35 @@ impl ResponseBody {
         Ok(Bytes::from(buf))
     }
 
-    /// Sends the remaining chunks into `tx`; stops early when the client goes away. A read
-    /// error ends the stream with an error, so the client sees a broken response rather than
-    /// silently missing messages.
-    fn stream_into(mut self, tx: &mpsc::Sender<Result<Bytes, std::io::Error>>) {
-        while !self.done {
-            let item = self.next_chunk().map_err(|e| {
-                log::error!("while streaming a response: {e}");
-                std::io::Error::other(e.to_string())
-            });
-            let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
+    /// Sends the remaining chunks into `tx`, each made on a blocking thread once `tx` has room
+    /// for it; stops early when the client goes away. A client that reads slowly, or not at
+    /// all, holds no thread while it does not read (as many stalled readers as the runtime has
+    /// blocking threads would otherwise hold them all, and every other request would wait).
+    /// A read error, or a panic while making a chunk, ends the stream with an error, so the
+    /// client sees a broken response rather than silently missing messages.
+    async fn stream_into(self, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) {
+        let mut body = self;
+        while !body.done {
+            let Ok(room) = tx.reserve().await else {
                 return;
-            }
+            };
+            let made = tokio::task::spawn_blocking(move || {
+                let chunk = body.next_chunk();
+                (chunk, body)
+            })
+            .await;
+            let failure = match made {
+                Ok((Ok(chunk), rest)) => {
+                    room.send(Ok(chunk));
+                    body = rest;
+                    continue;
+                }
+                Ok((Err(e), _)) => e.to_string(),
+                Err(join) => format!("internal error: {join}"),
+            };
+            log::error!("while streaming a response: {failure}");
+            room.send(Err(std::io::Error::other(failure)));
+            return;
         }
     }
 }

@@ -39,6 +39,14 @@ assert newest["counter"] == 19 and isinstance(newest["_ts"], int) and newest["_t
 got = p1.activity.list(count=2, filter='["counter", ">", [5]]')
 assert [e["counter"] for e in got] == [19, 18], got
 
+# Several filters as the client sends a list of them (one `filter` parameter each): all must
+# match. And meta as a list (one `meta` parameter each), in the order given.
+got = p1.activity.list(filter=[("counter", ">", [5]), ["counter", "<", [8]]])
+assert [e["counter"] for e in got] == [7, 6], got
+newest = p1.activity.list(count=1, meta=["_project", "_key"])[0]
+assert list(newest)[-2:] == ["_project", "_key"], newest
+assert newest["_project"] == 1111111 and newest["_key"].startswith("1111111/"), newest
+
 # The multi-project query through the client's generic request helper.
 for foo in (2, 3, 4):
     p1.activity.add([{"foo": foo}])
