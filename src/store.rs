@@ -279,6 +279,8 @@ impl Store {
     /// All messages get consecutive sequence numbers and the same stamp. Errors:
     /// [`Error::InvalidMessage`] or [`Error::TooLarge`] naming the first bad message (nothing
     /// stored), [`Error::BatchTooLarge`], [`Error::ReadOnly`], [`Error::Poisoned`], I/O errors.
+    /// A failed write stores nothing (it is taken back); after a failed fsync the batch was
+    /// written but not acknowledged, and may read back (the log is then poisoned).
     pub fn append_with<I>(
         &self,
         project: u64,
