@@ -825,15 +825,44 @@ impl Project {
                     path.clone()
                 },
                 true,
-            )?;
-            (new_log, file)
+            );
+            match file {
+                Ok(file) => (new_log, file),
+                Err(e) => return Err(self.unmake_segment(header.first_seq, new_log, e)),
+            }
         };
         let idx_path = segment::index_path(&self.dir, header.first_seq);
         let idx = OpenOptions::new()
             .write(true)
             .open(&idx_path)
-            .map_err(|e| Error::io("opening", &idx_path, e))?;
-        Ok((new_log, path, file, idx))
+            .map_err(|e| Error::io("opening", &idx_path, e));
+        match idx {
+            Ok(idx) => Ok((new_log, path, file, idx)),
+            Err(e) if spare.is_none() => Err(self.unmake_segment(header.first_seq, new_log, e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes back the files of a segment starting at `first_seq` that [`segment::create`] made
+    /// but that could not be opened (out of file handles, say), and returns `error`. Left on
+    /// disk, that segment would outlive the failure: the appends that follow go to the older
+    /// segment, still active, and a reopen would take the newer, empty one for the active
+    /// segment and its first sequence number for the end of the older one's records,
+    /// misreading every message acknowledged since. The removal is synced before anything else
+    /// is acknowledged; if it cannot be, the project is poisoned. A project's first log
+    /// (`new_log`) has no older segment, and is replaced when it is made again.
+    fn unmake_segment(&self, first_seq: u64, new_log: bool, error: Error) -> Error {
+        if new_log {
+            return error;
+        }
+        let removed = segment::remove_if_present(&segment::log_path(&self.dir, first_seq))
+            .and_then(|()| segment::remove_if_present(&segment::index_path(&self.dir, first_seq)))
+            .and_then(|()| segment::sync_dir(&self.dir));
+        if let Err(e) = removed {
+            log::warn!("cannot take back a segment that failed to open ({e}); poisoning");
+            self.poisoned.store(true, Ordering::Release);
+        }
+        error
     }
 
     /// Writes pending index entries of records that are synced. Failures are logged, not
