@@ -226,13 +226,24 @@ pub(crate) fn sync_data(file: &File) -> io::Result<()> {
     file.sync_data()
 }
 
+/// How a directory sync failed ([`sync_dir`]).
+#[derive(Debug)]
+pub(crate) enum DirSyncError {
+    /// The directory did not open (out of file handles, say): no sync started, so nothing was
+    /// lost and a later sync can do it.
+    Open(io::Error),
+    /// The fsync itself failed.
+    Sync(io::Error),
+}
+
 /// Makes the creations, renames and removals of entries in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), DirSyncError> {
     #[cfg(test)]
     if let Some(r) = sim::recorder_for_path(dir) {
-        return r.sync_dir(dir);
+        return r.sync_dir(dir).map_err(DirSyncError::Sync);
     }
-    File::open(dir).and_then(|d| d.sync_all())
+    let handle = File::open(dir).map_err(DirSyncError::Open)?;
+    handle.sync_all().map_err(DirSyncError::Sync)
 }
 
 #[cfg(test)]

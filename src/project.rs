@@ -848,16 +848,33 @@ impl Project {
     /// disk, that segment would outlive the failure: the appends that follow go to the older
     /// segment, still active, and a reopen would take the newer, empty one for the active
     /// segment and its first sequence number for the end of the older one's records,
-    /// misreading every message acknowledged since. The removal is synced before anything else
-    /// is acknowledged; if it cannot be, the project is poisoned. A project's first log
-    /// (`new_log`) has no older segment, and is replaced when it is made again.
+    /// misreading every message acknowledged since. The removal is synced now, or, if the
+    /// directory does not open either, by the sync that comes before anything else is
+    /// acknowledged as durable (the directory counts as changed); if the files cannot be
+    /// removed, or the sync fails, the project is poisoned. A project's first log (`new_log`)
+    /// has no older segment, and is replaced when it is made again.
     fn unmake_segment(&self, first_seq: u64, new_log: bool, error: Error) -> Error {
         if new_log {
             return error;
         }
         let removed = segment::remove_if_present(&segment::log_path(&self.dir, first_seq))
             .and_then(|()| segment::remove_if_present(&segment::index_path(&self.dir, first_seq)))
-            .and_then(|()| segment::sync_dir(&self.dir));
+            .and_then(|()| {
+                let created = {
+                    let mut s = self.sync.lock();
+                    s.dir_created += 1;
+                    s.dir_created
+                };
+                match segment::sync_dir(&self.dir) {
+                    Ok(()) => {
+                        let mut s = self.sync.lock();
+                        s.dir_synced = s.dir_synced.max(created);
+                        Ok(())
+                    }
+                    Err(e) if segment::sync_not_started(&e) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            });
         if let Err(e) = removed {
             log::warn!("cannot take back a segment that failed to open ({e}); poisoning");
             self.poisoned.store(true, Ordering::Release);
@@ -1022,7 +1039,9 @@ impl Project {
                     self.writer_clean_if(covered);
                 }
                 Err(e) => {
-                    self.poisoned.store(true, Ordering::Release);
+                    if !segment::sync_not_started(&e) {
+                        self.poisoned.store(true, Ordering::Release);
+                    }
                     self.synced.notify_all();
                     return Err(e);
                 }
@@ -1035,7 +1054,8 @@ impl Project {
     /// then syncs the project's directory if a segment was created in it since its last sync,
     /// and its parent if the project's directory is new: then the files synced so far are found
     /// after a power cut. Unless `full`, leaves what [`Deferred`] says may wait. A
-    /// failure poisons the log, like a failed fsync of the log.
+    /// failure poisons the log, like a failed fsync of the log, but for a directory that did
+    /// not open ([`segment::sync_not_started`]): what it was to sync is synced next time.
     fn sync_dirs(&self, synced: Option<&Arc<Active>>, full: bool) -> Result<()> {
         let result = (|| {
             let deferred = if full {
@@ -1071,7 +1091,10 @@ impl Project {
             }
             Ok(())
         })();
-        if result.is_err() {
+        if result
+            .as_ref()
+            .is_err_and(|e| !segment::sync_not_started(e))
+        {
             self.poisoned.store(true, Ordering::Release);
         }
         result

@@ -193,8 +193,24 @@ pub(crate) fn index_vouches(path: &Path) -> Result<bool> {
     }
 }
 
+/// Syncs the entries of `dir` ([`fsio::sync_dir`]); an error names the directory, and says
+/// whether the sync started ([`sync_not_started`]).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    fsio::sync_dir(dir).map_err(|e| Error::io("syncing directory", dir, e))
+    fsio::sync_dir(dir).map_err(|e| match e {
+        fsio::DirSyncError::Open(e) => Error::io(OPENING_TO_SYNC, dir, e),
+        fsio::DirSyncError::Sync(e) => Error::io("syncing directory", dir, e),
+    })
+}
+
+/// What [`sync_dir`] was doing when the directory did not open.
+const OPENING_TO_SYNC: &str = "opening directory";
+
+/// Whether `error` is a directory sync that never started: the directory did not open (out of
+/// file handles, say). Unlike a failed fsync, which may have dropped what it was to write, it
+/// lost nothing, so it does not poison a log: what was to be synced stays unsynced, and the
+/// next sync does it.
+pub(crate) fn sync_not_started(error: &Error) -> bool {
+    matches!(error, Error::Io { op, .. } if *op == OPENING_TO_SYNC)
 }
 
 /// Writes `bytes` to `path` atomically: a synced temporary file renamed into place, then the

@@ -815,10 +815,20 @@ impl Inner {
         let excess = (map.len() - cap + cap / 10).min(idle.len());
         for (_, id) in idle.into_iter().take(excess) {
             if let Some(p) = map.remove(&id) {
-                if let Err(e) = p.close() {
-                    log::error!("closing project {id}: {e}");
-                    self.close_failed.store(true, Ordering::Release);
-                    self.failed_closes.lock().insert(id);
+                match p.close() {
+                    Ok(()) => {}
+                    // A directory that did not open (out of file handles, say) was not synced,
+                    // and nothing was lost: the project stays open, and its close is tried
+                    // again when next it is evicted, or when the store closes.
+                    Err(e) if segment::sync_not_started(&e) => {
+                        log::warn!("closing project {id}: {e}; keeping it open");
+                        map.insert(id, p);
+                    }
+                    Err(e) => {
+                        log::error!("closing project {id}: {e}");
+                        self.close_failed.store(true, Ordering::Release);
+                        self.failed_closes.lock().insert(id);
+                    }
                 }
             }
         }
