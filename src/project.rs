@@ -1314,10 +1314,27 @@ fn recover_active(
             format!("the header says the segment starts at {}", header.first_seq),
         ));
     }
+    // The index before the log's length: a read-only open beside a writer must not find
+    // entries for records the writer wrote, synced and indexed after the length was measured
+    // (the length would end inside them, and they would read as damage the index vouches for).
+    // Entries are written only once their records are synced, so every entry read here points
+    // at bytes the length measured next takes in whole.
+    let idx_path = segment::index_path(dir, first_seq);
+    let idx_image = match fs::read(&idx_path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("reading", &idx_path, e)),
+    };
     let log_len = file
         .metadata()
         .map_err(|e| Error::io("reading metadata of", &path, e))?
         .len();
+    #[cfg(test)]
+    tests::AFTER_LOG_LEN.with(|hook| {
+        if let Some(hook) = hook.borrow_mut().as_mut() {
+            hook(&path);
+        }
+    });
     if log_len > u64::from(u32::MAX) {
         return Err(Error::corrupt(
             &path,
@@ -1325,12 +1342,6 @@ fn recover_active(
             "the log is larger than 4 GiB",
         ));
     }
-    let idx_path = segment::index_path(dir, first_seq);
-    let idx_image = match fs::read(&idx_path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("reading", &idx_path, e)),
-    };
     let idx_header_ok = idx_image
         .as_deref()
         .is_some_and(|b| index::entries_of(b).is_ok());
@@ -1621,6 +1632,81 @@ fn rewrite_index(
 mod tests {
     use super::*;
     use crate::record::{encode_frame, Frame};
+    use std::cell::RefCell;
+
+    /// A test's hook into this thread's recoveries: called with the log's path just after
+    /// [`recover_active`] measured its length, it may act as a writer in another process could
+    /// at that moment.
+    type AfterLogLen = RefCell<Option<Box<dyn FnMut(&Path)>>>;
+
+    thread_local! {
+        /// The hook, if one is set.
+        pub(super) static AFTER_LOG_LEN: AfterLogLen = const { RefCell::new(None) };
+    }
+
+    /// A read-only open beside a writer may measure the active log while a batch is being
+    /// written, the writer then finishing, syncing and indexing it before the open reads the
+    /// index. The open sees none of that batch: not part of it, and not its records as damage
+    /// that the index vouches for (the index is read before the log is measured). A refresh
+    /// then sees the whole batch.
+    #[test]
+    fn a_read_only_open_ignores_a_batch_indexed_after_it_measured_the_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = crate::Options::new()
+            .spare_projects(0)
+            .open(tmp.path())
+            .unwrap();
+        let batch = |tag: &str| -> Vec<String> {
+            let pad = "x".repeat(100);
+            (0..3)
+                .map(|k| format!(r#"{{"{tag}":{k},"pad":"{pad}"}}"#))
+                .collect()
+        };
+        let read = |store: &crate::Store| -> Vec<String> {
+            store
+                .newest_first(1)
+                .unwrap()
+                .map(|m| match m {
+                    Ok(m) => m.into_json()[..8].to_string(),
+                    Err(e) => format!("error: {e}"),
+                })
+                .collect()
+        };
+        // Each sync cuts the log back to its last record and writes the index entries.
+        writer.append(1, batch("a")).unwrap();
+        writer.sync().unwrap();
+        let dir = tmp.path().join("projects/1");
+        let (log, idx) = (segment::log_path(&dir, 1), segment::index_path(&dir, 1));
+        let (log_a, idx_a) = (fs::read(&log).unwrap(), fs::read(&idx).unwrap());
+        writer.append(1, batch("b")).unwrap();
+        writer.sync().unwrap();
+        let (log_b, idx_b) = (fs::read(&log).unwrap(), fs::read(&idx).unwrap());
+        assert!(idx_b.len() > idx_a.len());
+        // Batch b half written, not yet indexed: what the writer leaves while it writes.
+        let half = log_a.len() + (log_b.len() - log_a.len()) / 2;
+        fs::write(&log, &log_b[..half]).unwrap();
+        fs::write(&idx, &idx_a).unwrap();
+        // The writer finishes once the open has measured the log.
+        AFTER_LOG_LEN.with(|hook| {
+            let (log, idx) = (log.clone(), idx.clone());
+            *hook.borrow_mut() = Some(Box::new(move |path: &Path| {
+                if path == log {
+                    fs::write(&log, &log_b).unwrap();
+                    fs::write(&idx, &idx_b).unwrap();
+                }
+            }));
+        });
+        let reader = crate::Options::new()
+            .read_only(true)
+            .open(tmp.path())
+            .unwrap();
+        let first = read(&reader);
+        AFTER_LOG_LEN.with(|hook| hook.borrow_mut().take());
+        assert_eq!(first, [r#"{"a":2,""#, r#"{"a":1,""#, r#"{"a":0,""#]);
+        reader.refresh();
+        assert_eq!(read(&reader), read(&writer));
+        assert_eq!(read(&reader).len(), 6);
+    }
 
     /// Opens project 1 at `dir` (1 MiB segments), as after a crash when `crashed`.
     fn open_project(dir: &Path, writable: bool, crashed: bool) -> Project {
