@@ -29,7 +29,7 @@ use crate::json;
 use crate::options::{
     Durability, Options, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
 };
-use crate::project::{Appended, Project, Snapshot};
+use crate::project::{Appended, Project, Snapshot, FIRST_SEQ};
 use crate::reader::NewestFirst;
 use crate::record::{
     frame_len, read_u32, read_u64, Batch, FORMAT_VERSION, FRAME_OVERHEAD_BYTES, MAX_PAYLOAD_BYTES,
@@ -458,10 +458,11 @@ impl Store {
         if let Some(map) = self.inner.newest.read().as_ref() {
             return Ok((f(map), Vec::new()));
         }
-        // Held while scanning: appends that finish meanwhile wait to record their stamp, so the
-        // map misses nothing.
-        let mut guard = self.inner.newest.write();
-        if let Some(map) = guard.as_ref() {
+        // A writer's is held while scanning: appends that finish meanwhile wait to record their
+        // stamp, so the map misses nothing. A read-only store has no appends to wait for, and
+        // the projects it opens raise the map ([`Inner::project`]): it scans without the lock.
+        let mut guard = (!self.is_read_only()).then(|| self.inner.newest.write());
+        if let Some(map) = guard.as_ref().and_then(|g| g.as_ref()) {
             return Ok((f(map), Vec::new()));
         }
         let mut map = HashMap::default();
@@ -477,7 +478,17 @@ impl Store {
         }
         let made = f(&map);
         if errors.is_empty() {
-            *guard = Some(map);
+            match guard.as_mut() {
+                Some(guard) => **guard = Some(map),
+                // Another thread may have made the map meanwhile: the higher stamps win.
+                None => {
+                    let mut known = self.inner.newest.write();
+                    match known.as_mut() {
+                        Some(known) => raise_newest(known, map),
+                        None => *known = Some(map),
+                    }
+                }
+            }
         }
         Ok((made, errors))
     }
@@ -767,6 +778,21 @@ impl Inner {
         if map.len() > self.options.max_open_projects {
             self.evict_projects(&mut map);
         }
+        drop(map);
+        if self.clock.is_none() {
+            // A read-only store reads the project as it is now, perhaps newer than the stamp
+            // the map holds for it (loaded from `NEWEST` when the store opened, or learnt before
+            // an eviction), or than no stamp at all (a project made since): raised, so that a
+            // query never leaves out what a read of the project shows. (A writer raises it
+            // before it publishes each batch.)
+            let newest = p.snapshot();
+            if newest.next_seq > FIRST_SEQ {
+                if let Some(known) = self.newest.write().as_mut() {
+                    let stamp = known.entry(id).or_insert(0);
+                    *stamp = (*stamp).max(newest.last_stamp);
+                }
+            }
+        }
         Ok(Some(p))
     }
 
@@ -916,6 +942,15 @@ fn encode_newest(map: &HashMap<u64, u64>) -> Vec<u8> {
     let crc = crc32fast::hash(&out[16..]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Raises each stamp of `known` to the one `learnt` holds for the project, adding the projects
+/// `known` lacks.
+fn raise_newest(known: &mut HashMap<u64, u64>, learnt: HashMap<u64, u64>) {
+    for (id, stamp) in learnt {
+        let newest = known.entry(id).or_insert(0);
+        *newest = (*newest).max(stamp);
+    }
 }
 
 /// Reads the `NEWEST` file a clean close left. A writer removes it before its first write (it
