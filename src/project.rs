@@ -248,16 +248,19 @@ impl Project {
             snap: None,
             unchecked: 0,
         };
-        // A read-only open beside a writer may open a new project's first log just after the
-        // writer named it: it then lists again.
-        let mut attempts = 0;
+        // A read-only open beside a writer may open a log that is gone since it was listed: a
+        // new project's first log, which the writer named meanwhile, or the newest segment,
+        // which the writer rolled past and retention removed. It then lists again, as long as
+        // the listing names another log (each time, the writer has moved on).
+        let mut missing = None;
         let (seqs, second_name, recovered) = loop {
-            attempts += 1;
             let logs = if dir.is_dir() {
                 segment::list_logs(&dir)?
             } else {
                 segment::Logs::default()
             };
+            #[cfg(test)]
+            tests::hook(tests::Point::Listed, &dir);
             let (seqs, new_log) = (logs.seqs, logs.new_log);
             let last = if new_log {
                 Some(FIRST_SEQ)
@@ -269,10 +272,12 @@ impl Project {
             };
             match recover_active(&dir, last, new_log, writable, crashed, before_write) {
                 Err(Error::Io { source, .. })
-                    if new_log
-                        && !writable
-                        && attempts < 3
-                        && source.kind() == std::io::ErrorKind::NotFound => {}
+                    if !writable
+                        && source.kind() == std::io::ErrorKind::NotFound
+                        && missing != Some((last, new_log)) =>
+                {
+                    missing = Some((last, new_log));
+                }
                 result => break (seqs, logs.second_name, result?),
             }
         };
@@ -1330,11 +1335,7 @@ fn recover_active(
         .map_err(|e| Error::io("reading metadata of", &path, e))?
         .len();
     #[cfg(test)]
-    tests::AFTER_LOG_LEN.with(|hook| {
-        if let Some(hook) = hook.borrow_mut().as_mut() {
-            hook(&path);
-        }
-    });
+    tests::hook(tests::Point::Measured, &path);
     if log_len > u64::from(u32::MAX) {
         return Err(Error::corrupt(
             &path,
@@ -1634,14 +1635,41 @@ mod tests {
     use crate::record::{encode_frame, Frame};
     use std::cell::RefCell;
 
-    /// A test's hook into this thread's recoveries: called with the log's path just after
-    /// [`recover_active`] measured its length, it may act as a writer in another process could
-    /// at that moment.
-    type AfterLogLen = RefCell<Option<Box<dyn FnMut(&Path)>>>;
+    /// Where a project's open calls the test hook ([`hook`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Point {
+        /// [`Project::open`] listed the project's logs (the path is its directory).
+        Listed,
+        /// [`recover_active`] measured the log's length (the path is the log's).
+        Measured,
+    }
+
+    /// A test's hook into this thread's project opens, called at each [`Point`] with its path:
+    /// it may act as a writer in another process could at that moment.
+    type HookFn = Box<dyn FnMut(Point, &Path)>;
+
+    /// This thread's hook, if one is set.
+    type Hook = RefCell<Option<HookFn>>;
 
     thread_local! {
         /// The hook, if one is set.
-        pub(super) static AFTER_LOG_LEN: AfterLogLen = const { RefCell::new(None) };
+        static HOOK: Hook = const { RefCell::new(None) };
+    }
+
+    /// Calls this thread's hook, if one is set (not again from inside it: opens it makes, as a
+    /// writer's, do not call it).
+    pub(super) fn hook(point: Point, path: &Path) {
+        if let Some(mut f) = HOOK.with(|h| h.borrow_mut().take()) {
+            f(point, path);
+            HOOK.with(|h| {
+                h.borrow_mut().get_or_insert(f);
+            });
+        }
+    }
+
+    /// Sets this thread's hook (`None`: none).
+    fn set_hook(f: Option<HookFn>) {
+        HOOK.with(|h| *h.borrow_mut() = f);
     }
 
     /// A read-only open beside a writer may measure the active log while a batch is being
@@ -1687,25 +1715,88 @@ mod tests {
         fs::write(&log, &log_b[..half]).unwrap();
         fs::write(&idx, &idx_a).unwrap();
         // The writer finishes once the open has measured the log.
-        AFTER_LOG_LEN.with(|hook| {
-            let (log, idx) = (log.clone(), idx.clone());
-            *hook.borrow_mut() = Some(Box::new(move |path: &Path| {
-                if path == log {
-                    fs::write(&log, &log_b).unwrap();
-                    fs::write(&idx, &idx_b).unwrap();
-                }
-            }));
-        });
+        let (log2, idx2) = (log.clone(), idx.clone());
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point == Point::Measured && path == log2 {
+                fs::write(&log2, &log_b).unwrap();
+                fs::write(&idx2, &idx_b).unwrap();
+            }
+        })));
         let reader = crate::Options::new()
             .read_only(true)
             .open(tmp.path())
             .unwrap();
         let first = read(&reader);
-        AFTER_LOG_LEN.with(|hook| hook.borrow_mut().take());
+        set_hook(None);
         assert_eq!(first, [r#"{"a":2,""#, r#"{"a":1,""#, r#"{"a":0,""#]);
         reader.refresh();
         assert_eq!(read(&reader), read(&writer));
         assert_eq!(read(&reader).len(), 6);
+    }
+
+    /// A read-only open beside a writer may list a project's logs, the writer then rolling
+    /// past the newest and retention removing it before the open opens it: the open lists
+    /// again and reads the project as it is then, not an error for a file it could not find.
+    #[test]
+    fn a_read_only_open_lists_again_when_retention_removed_the_log_it_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = crate::Options::new()
+            .segment_bytes(4096)
+            .spare_projects(0)
+            .open(tmp.path())
+            .unwrap();
+        let pad = "x".repeat(1500);
+        let mut n = 0;
+        let mut append = move |writer: &crate::Store| {
+            n += 1;
+            writer
+                .append(1, [format!(r#"{{"n":{n},"pad":"{pad}"}}"#)])
+                .unwrap();
+        };
+        for _ in 0..5 {
+            append(&writer);
+        }
+        let dir = tmp.path().join("projects/1");
+        let listed = segment::list(&dir).unwrap();
+        assert!(listed.len() > 1, "{listed:?}");
+        let writer2 = writer.clone();
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, _: &Path| {
+            if point != Point::Listed || std::mem::replace(&mut done, true) {
+                return;
+            }
+            // The segment listed newest is sealed, and goes.
+            while segment::list(&dir).unwrap().last() == listed.last() {
+                append(&writer2);
+            }
+            writer2
+                .apply_retention(&crate::Retention::new().max_messages(1))
+                .unwrap();
+            assert!(!segment::log_path(&dir, *listed.last().unwrap()).exists());
+        })));
+        let reader = crate::Options::new()
+            .read_only(true)
+            .open(tmp.path())
+            .unwrap();
+        let read = |store: &crate::Store| -> Vec<String> {
+            store
+                .newest_first(1)
+                .map(|it| {
+                    // `{"n":7` of each message, without its padding.
+                    it.map(|m| {
+                        m.map_or_else(
+                            |e| format!("error: {e}"),
+                            |m| m.json().split(',').next().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+                })
+                .unwrap_or_else(|e| vec![format!("error opening: {e}")])
+        };
+        let got = read(&reader);
+        set_hook(None);
+        assert_eq!(got, read(&writer));
+        assert!(!got.is_empty());
     }
 
     /// Opens project 1 at `dir` (1 MiB segments), as after a crash when `crashed`.
