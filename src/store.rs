@@ -564,26 +564,39 @@ impl Store {
         } else {
             Vec::new()
         };
+        // The snapshot's segments: a listing made now may also hold newer ones (a read-only
+        // store's snapshot may predate the writer's latest rolls), and the snapshot's active
+        // segment reads on through its open file even once it is not listed (a new project's
+        // first log, listed once named; one the writer rolled past and retention removed).
         let active = snap.active.as_ref().map(|a| a.header.first_seq);
-        // A new project's first log is not listed until it is named at its first sync.
-        if let Some(first) = active.filter(|_| seqs.is_empty()) {
-            seqs.push(first);
-        }
-        let mut bytes = 0;
-        let size = |path: PathBuf| -> Result<u64> {
-            fs::metadata(&path)
-                .map(|m| m.len())
-                .map_err(|e| Error::io("reading metadata of", &path, e))
+        seqs.retain(|&first| active.is_some_and(|active| first < active));
+        seqs.extend(active);
+        let size = |path: PathBuf| -> Result<Option<u64>> {
+            match fs::metadata(&path) {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io("reading metadata of", &path, e)),
+            }
         };
-        for &first in &seqs {
-            // The active log counts up to its committed end, not the room ahead of it.
-            bytes += if active == Some(first) {
-                snap.active_len
+        let mut bytes = 0;
+        let mut removed = 0;
+        for (i, &first) in seqs.iter().enumerate() {
+            let log = if active == Some(first) {
+                // The active log counts up to its committed end, not the room ahead of it.
+                Some(snap.active_len)
             } else {
                 size(segment::log_path(&dir, first))?
             };
-            bytes += size(segment::index_path(&dir, first))?;
+            let Some(log) = log else {
+                // Retention removed it since it was listed, and every older one before it.
+                removed = i + 1;
+                bytes = 0;
+                continue;
+            };
+            // (An index is a cache: a missing one takes no room.)
+            bytes += log + size(segment::index_path(&dir, first))?.unwrap_or(0);
         }
+        seqs.drain(..removed);
         let oldest_seq = seqs.first().copied().unwrap_or(snap.next_seq);
         let messages = snap.next_seq - oldest_seq;
         // The first message that reads; damaged ones are verify's business.

@@ -71,3 +71,34 @@ fn a_read_only_query_includes_what_the_store_has_read_since_newest_was_loaded() 
         answer(&writer, &Query::new().pcount(1))
     );
 }
+
+/// `stats` of a read-only store describes the project as the store reads it, though the
+/// writer has rolled many segments past it and retention removed the ones it had read.
+#[test]
+fn read_only_stats_describe_the_snapshot_after_the_writer_moved_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = common::open_small(dir.path());
+    let pad = "x".repeat(1500);
+    let mut n = 0;
+    let mut append = |count: usize| {
+        for _ in 0..count {
+            n += 1;
+            writer
+                .append(1, [format!(r#"{{"n":{n},"pad":"{pad}"}}"#)])
+                .unwrap();
+        }
+    };
+    append(10);
+    let reader = open_read_only(dir.path());
+    let before = reader.stats(1).unwrap().unwrap();
+    assert_eq!(before.messages, 10);
+    append(30);
+    writer
+        .apply_retention(&activitylog::Retention::new().max_messages(1))
+        .unwrap();
+    let after = reader.stats(1).unwrap().unwrap();
+    let readable = common::read_all(&reader, 1).len() as u64;
+    assert!(after.messages <= before.messages, "{after:?}");
+    assert_eq!(after.messages, readable, "{after:?}");
+    assert!(after.segments <= before.segments, "{after:?}");
+}
