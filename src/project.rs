@@ -1630,15 +1630,16 @@ fn rewrite_index(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::{encode_frame, Frame};
     use std::cell::RefCell;
 
-    /// Where a project's open calls the test hook ([`hook`]).
+    /// Where a project's open (or `verify`) calls the test hook ([`hook`]).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(super) enum Point {
-        /// [`Project::open`] listed the project's logs (the path is its directory).
+    pub(crate) enum Point {
+        /// [`Project::open`] (or `verify`) listed the project's logs (the path is its
+        /// directory).
         Listed,
         /// [`recover_active`] measured the log's length (the path is the log's).
         Measured,
@@ -1646,7 +1647,7 @@ mod tests {
 
     /// A test's hook into this thread's project opens, called at each [`Point`] with its path:
     /// it may act as a writer in another process could at that moment.
-    type HookFn = Box<dyn FnMut(Point, &Path)>;
+    pub(crate) type HookFn = Box<dyn FnMut(Point, &Path)>;
 
     /// This thread's hook, if one is set.
     type Hook = RefCell<Option<HookFn>>;
@@ -1658,7 +1659,7 @@ mod tests {
 
     /// Calls this thread's hook, if one is set (not again from inside it: opens it makes, as a
     /// writer's, do not call it).
-    pub(super) fn hook(point: Point, path: &Path) {
+    pub(crate) fn hook(point: Point, path: &Path) {
         if let Some(mut f) = HOOK.with(|h| h.borrow_mut().take()) {
             f(point, path);
             HOOK.with(|h| {
@@ -1668,7 +1669,7 @@ mod tests {
     }
 
     /// Sets this thread's hook (`None`: none).
-    fn set_hook(f: Option<HookFn>) {
+    pub(crate) fn set_hook(f: Option<HookFn>) {
         HOOK.with(|h| *h.borrow_mut() = f);
     }
 
