@@ -248,16 +248,19 @@ impl Project {
             snap: None,
             unchecked: 0,
         };
-        // A read-only open beside a writer may open a new project's first log just after the
-        // writer named it: it then lists again.
-        let mut attempts = 0;
+        // A read-only open beside a writer may open a log that is gone since it was listed: a
+        // new project's first log, which the writer named meanwhile, or the newest segment,
+        // which the writer rolled past and retention removed. It then lists again, as long as
+        // the listing names another log (each time, the writer has moved on).
+        let mut missing = None;
         let (seqs, second_name, recovered) = loop {
-            attempts += 1;
             let logs = if dir.is_dir() {
                 segment::list_logs(&dir)?
             } else {
                 segment::Logs::default()
             };
+            #[cfg(test)]
+            tests::hook(tests::Point::Listed, &dir);
             let (seqs, new_log) = (logs.seqs, logs.new_log);
             let last = if new_log {
                 Some(FIRST_SEQ)
@@ -269,10 +272,12 @@ impl Project {
             };
             match recover_active(&dir, last, new_log, writable, crashed, before_write) {
                 Err(Error::Io { source, .. })
-                    if new_log
-                        && !writable
-                        && attempts < 3
-                        && source.kind() == std::io::ErrorKind::NotFound => {}
+                    if !writable
+                        && source.kind() == std::io::ErrorKind::NotFound
+                        && missing != Some((last, new_log)) =>
+                {
+                    missing = Some((last, new_log));
+                }
                 result => break (seqs, logs.second_name, result?),
             }
         };
@@ -1314,10 +1319,23 @@ fn recover_active(
             format!("the header says the segment starts at {}", header.first_seq),
         ));
     }
+    // The index before the log's length: a read-only open beside a writer must not find
+    // entries for records the writer wrote, synced and indexed after the length was measured
+    // (the length would end inside them, and they would read as damage the index vouches for).
+    // Entries are written only once their records are synced, so every entry read here points
+    // at bytes the length measured next takes in whole.
+    let idx_path = segment::index_path(dir, first_seq);
+    let idx_image = match fs::read(&idx_path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("reading", &idx_path, e)),
+    };
     let log_len = file
         .metadata()
         .map_err(|e| Error::io("reading metadata of", &path, e))?
         .len();
+    #[cfg(test)]
+    tests::hook(tests::Point::Measured, &path);
     if log_len > u64::from(u32::MAX) {
         return Err(Error::corrupt(
             &path,
@@ -1325,12 +1343,6 @@ fn recover_active(
             "the log is larger than 4 GiB",
         ));
     }
-    let idx_path = segment::index_path(dir, first_seq);
-    let idx_image = match fs::read(&idx_path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io("reading", &idx_path, e)),
-    };
     let idx_header_ok = idx_image
         .as_deref()
         .is_some_and(|b| index::entries_of(b).is_ok());
@@ -1618,9 +1630,175 @@ fn rewrite_index(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::record::{encode_frame, Frame};
+    use std::cell::RefCell;
+
+    /// Where a project's open (or `verify`) calls the test hook ([`hook`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Point {
+        /// [`Project::open`] (or `verify`) listed the project's logs (the path is its
+        /// directory).
+        Listed,
+        /// [`recover_active`] measured the log's length (the path is the log's).
+        Measured,
+    }
+
+    /// A test's hook into this thread's project opens, called at each [`Point`] with its path:
+    /// it may act as a writer in another process could at that moment.
+    pub(crate) type HookFn = Box<dyn FnMut(Point, &Path)>;
+
+    /// This thread's hook, if one is set.
+    type Hook = RefCell<Option<HookFn>>;
+
+    thread_local! {
+        /// The hook, if one is set.
+        static HOOK: Hook = const { RefCell::new(None) };
+    }
+
+    /// Calls this thread's hook, if one is set (not again from inside it: opens it makes, as a
+    /// writer's, do not call it).
+    pub(crate) fn hook(point: Point, path: &Path) {
+        if let Some(mut f) = HOOK.with(|h| h.borrow_mut().take()) {
+            f(point, path);
+            HOOK.with(|h| {
+                h.borrow_mut().get_or_insert(f);
+            });
+        }
+    }
+
+    /// Sets this thread's hook (`None`: none).
+    pub(crate) fn set_hook(f: Option<HookFn>) {
+        HOOK.with(|h| *h.borrow_mut() = f);
+    }
+
+    /// A read-only open beside a writer may measure the active log while a batch is being
+    /// written, the writer then finishing, syncing and indexing it before the open reads the
+    /// index. The open sees none of that batch: not part of it, and not its records as damage
+    /// that the index vouches for (the index is read before the log is measured). A refresh
+    /// then sees the whole batch.
+    #[test]
+    fn a_read_only_open_ignores_a_batch_indexed_after_it_measured_the_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = crate::Options::new()
+            .spare_projects(0)
+            .open(tmp.path())
+            .unwrap();
+        let batch = |tag: &str| -> Vec<String> {
+            let pad = "x".repeat(100);
+            (0..3)
+                .map(|k| format!(r#"{{"{tag}":{k},"pad":"{pad}"}}"#))
+                .collect()
+        };
+        let read = |store: &crate::Store| -> Vec<String> {
+            store
+                .newest_first(1)
+                .unwrap()
+                .map(|m| match m {
+                    Ok(m) => m.into_json()[..8].to_string(),
+                    Err(e) => format!("error: {e}"),
+                })
+                .collect()
+        };
+        // Each sync cuts the log back to its last record and writes the index entries.
+        writer.append(1, batch("a")).unwrap();
+        writer.sync().unwrap();
+        let dir = tmp.path().join("projects/1");
+        let (log, idx) = (segment::log_path(&dir, 1), segment::index_path(&dir, 1));
+        let (log_a, idx_a) = (fs::read(&log).unwrap(), fs::read(&idx).unwrap());
+        writer.append(1, batch("b")).unwrap();
+        writer.sync().unwrap();
+        let (log_b, idx_b) = (fs::read(&log).unwrap(), fs::read(&idx).unwrap());
+        assert!(idx_b.len() > idx_a.len());
+        // Batch b half written, not yet indexed: what the writer leaves while it writes.
+        let half = log_a.len() + (log_b.len() - log_a.len()) / 2;
+        fs::write(&log, &log_b[..half]).unwrap();
+        fs::write(&idx, &idx_a).unwrap();
+        // The writer finishes once the open has measured the log.
+        let (log2, idx2) = (log.clone(), idx.clone());
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point == Point::Measured && path == log2 {
+                fs::write(&log2, &log_b).unwrap();
+                fs::write(&idx2, &idx_b).unwrap();
+            }
+        })));
+        let reader = crate::Options::new()
+            .read_only(true)
+            .open(tmp.path())
+            .unwrap();
+        let first = read(&reader);
+        set_hook(None);
+        assert_eq!(first, [r#"{"a":2,""#, r#"{"a":1,""#, r#"{"a":0,""#]);
+        reader.refresh();
+        assert_eq!(read(&reader), read(&writer));
+        assert_eq!(read(&reader).len(), 6);
+    }
+
+    /// A read-only open beside a writer may list a project's logs, the writer then rolling
+    /// past the newest and retention removing it before the open opens it: the open lists
+    /// again and reads the project as it is then, not an error for a file it could not find.
+    #[test]
+    fn a_read_only_open_lists_again_when_retention_removed_the_log_it_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = crate::Options::new()
+            .segment_bytes(4096)
+            .spare_projects(0)
+            .open(tmp.path())
+            .unwrap();
+        let pad = "x".repeat(1500);
+        let mut n = 0;
+        let mut append = move |writer: &crate::Store| {
+            n += 1;
+            writer
+                .append(1, [format!(r#"{{"n":{n},"pad":"{pad}"}}"#)])
+                .unwrap();
+        };
+        for _ in 0..5 {
+            append(&writer);
+        }
+        let dir = tmp.path().join("projects/1");
+        let listed = segment::list(&dir).unwrap();
+        assert!(listed.len() > 1, "{listed:?}");
+        let writer2 = writer.clone();
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, _: &Path| {
+            if point != Point::Listed || std::mem::replace(&mut done, true) {
+                return;
+            }
+            // The segment listed newest is sealed, and goes.
+            while segment::list(&dir).unwrap().last() == listed.last() {
+                append(&writer2);
+            }
+            writer2
+                .apply_retention(&crate::Retention::new().max_messages(1))
+                .unwrap();
+            assert!(!segment::log_path(&dir, *listed.last().unwrap()).exists());
+        })));
+        let reader = crate::Options::new()
+            .read_only(true)
+            .open(tmp.path())
+            .unwrap();
+        let read = |store: &crate::Store| -> Vec<String> {
+            store
+                .newest_first(1)
+                .map(|it| {
+                    // `{"n":7` of each message, without its padding.
+                    it.map(|m| {
+                        m.map_or_else(
+                            |e| format!("error: {e}"),
+                            |m| m.json().split(',').next().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+                })
+                .unwrap_or_else(|e| vec![format!("error opening: {e}")])
+        };
+        let got = read(&reader);
+        set_hook(None);
+        assert_eq!(got, read(&writer));
+        assert!(!got.is_empty());
+    }
 
     /// Opens project 1 at `dir` (1 MiB segments), as after a crash when `crashed`.
     fn open_project(dir: &Path, writable: bool, crashed: bool) -> Project {

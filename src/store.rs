@@ -29,7 +29,7 @@ use crate::json;
 use crate::options::{
     Durability, Options, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
 };
-use crate::project::{Appended, Project, Snapshot};
+use crate::project::{Appended, Project, Snapshot, FIRST_SEQ};
 use crate::reader::NewestFirst;
 use crate::record::{
     frame_len, read_u32, read_u64, Batch, FORMAT_VERSION, FRAME_OVERHEAD_BYTES, MAX_PAYLOAD_BYTES,
@@ -458,10 +458,11 @@ impl Store {
         if let Some(map) = self.inner.newest.read().as_ref() {
             return Ok((f(map), Vec::new()));
         }
-        // Held while scanning: appends that finish meanwhile wait to record their stamp, so the
-        // map misses nothing.
-        let mut guard = self.inner.newest.write();
-        if let Some(map) = guard.as_ref() {
+        // A writer's is held while scanning: appends that finish meanwhile wait to record their
+        // stamp, so the map misses nothing. A read-only store has no appends to wait for, and
+        // the projects it opens raise the map ([`Inner::project`]): it scans without the lock.
+        let mut guard = (!self.is_read_only()).then(|| self.inner.newest.write());
+        if let Some(map) = guard.as_ref().and_then(|g| g.as_ref()) {
             return Ok((f(map), Vec::new()));
         }
         let mut map = HashMap::default();
@@ -477,7 +478,17 @@ impl Store {
         }
         let made = f(&map);
         if errors.is_empty() {
-            *guard = Some(map);
+            match guard.as_mut() {
+                Some(guard) => **guard = Some(map),
+                // Another thread may have made the map meanwhile: the higher stamps win.
+                None => {
+                    let mut known = self.inner.newest.write();
+                    match known.as_mut() {
+                        Some(known) => raise_newest(known, map),
+                        None => *known = Some(map),
+                    }
+                }
+            }
         }
         Ok((made, errors))
     }
@@ -553,26 +564,39 @@ impl Store {
         } else {
             Vec::new()
         };
+        // The snapshot's segments: a listing made now may also hold newer ones (a read-only
+        // store's snapshot may predate the writer's latest rolls), and the snapshot's active
+        // segment reads on through its open file even once it is not listed (a new project's
+        // first log, listed once named; one the writer rolled past and retention removed).
         let active = snap.active.as_ref().map(|a| a.header.first_seq);
-        // A new project's first log is not listed until it is named at its first sync.
-        if let Some(first) = active.filter(|_| seqs.is_empty()) {
-            seqs.push(first);
-        }
-        let mut bytes = 0;
-        let size = |path: PathBuf| -> Result<u64> {
-            fs::metadata(&path)
-                .map(|m| m.len())
-                .map_err(|e| Error::io("reading metadata of", &path, e))
+        seqs.retain(|&first| active.is_some_and(|active| first < active));
+        seqs.extend(active);
+        let size = |path: PathBuf| -> Result<Option<u64>> {
+            match fs::metadata(&path) {
+                Ok(m) => Ok(Some(m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::io("reading metadata of", &path, e)),
+            }
         };
-        for &first in &seqs {
-            // The active log counts up to its committed end, not the room ahead of it.
-            bytes += if active == Some(first) {
-                snap.active_len
+        let mut bytes = 0;
+        let mut removed = 0;
+        for (i, &first) in seqs.iter().enumerate() {
+            let log = if active == Some(first) {
+                // The active log counts up to its committed end, not the room ahead of it.
+                Some(snap.active_len)
             } else {
                 size(segment::log_path(&dir, first))?
             };
-            bytes += size(segment::index_path(&dir, first))?;
+            let Some(log) = log else {
+                // Retention removed it since it was listed, and every older one before it.
+                removed = i + 1;
+                bytes = 0;
+                continue;
+            };
+            // (An index is a cache: a missing one takes no room.)
+            bytes += log + size(segment::index_path(&dir, first))?.unwrap_or(0);
         }
+        seqs.drain(..removed);
         let oldest_seq = seqs.first().copied().unwrap_or(snap.next_seq);
         let messages = snap.next_seq - oldest_seq;
         // The first message that reads; damaged ones are verify's business.
@@ -767,6 +791,21 @@ impl Inner {
         if map.len() > self.options.max_open_projects {
             self.evict_projects(&mut map);
         }
+        drop(map);
+        if self.clock.is_none() {
+            // A read-only store reads the project as it is now, perhaps newer than the stamp
+            // the map holds for it (loaded from `NEWEST` when the store opened, or learnt before
+            // an eviction), or than no stamp at all (a project made since): raised, so that a
+            // query never leaves out what a read of the project shows. (A writer raises it
+            // before it publishes each batch.)
+            let newest = p.snapshot();
+            if newest.next_seq > FIRST_SEQ {
+                if let Some(known) = self.newest.write().as_mut() {
+                    let stamp = known.entry(id).or_insert(0);
+                    *stamp = (*stamp).max(newest.last_stamp);
+                }
+            }
+        }
         Ok(Some(p))
     }
 
@@ -916,6 +955,15 @@ fn encode_newest(map: &HashMap<u64, u64>) -> Vec<u8> {
     let crc = crc32fast::hash(&out[16..]);
     out[12..16].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Raises each stamp of `known` to the one `learnt` holds for the project, adding the projects
+/// `known` lacks.
+fn raise_newest(known: &mut HashMap<u64, u64>, learnt: HashMap<u64, u64>) {
+    for (id, stamp) in learnt {
+        let newest = known.entry(id).or_insert(0);
+        *newest = (*newest).max(stamp);
+    }
 }
 
 /// Reads the `NEWEST` file a clean close left. A writer removes it before its first write (it

@@ -127,6 +127,8 @@ pub fn verify(
         out.projects += 1;
         // A new project's first log, not yet synced, is read under its temporary name.
         let logs = segment::list_logs(&pdir)?;
+        #[cfg(test)]
+        crate::project::tests::hook(crate::project::tests::Point::Listed, &pdir);
         let new_log = logs.new_log;
         let seqs = if new_log { vec![FIRST_SEQ] } else { logs.seqs };
         let mut expected_first: Option<u64> = None;
@@ -142,8 +144,20 @@ pub fn verify(
                 segment::log_path(&pdir, first)
             };
             let idx_path = segment::index_path(&pdir, first);
+            // The index before the log: beside a writer, entries written after the log was read
+            // would vouch for records past its end (damage, where the writer was appending).
+            // Retention removes a segment's log before its index: one whose index is gone and
+            // whose log then reads lost the index some other way.
+            let idx = match fs::read(&idx_path) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io("reading", &idx_path, e)),
+            };
             let Some(mut log) = read_log(&pdir, &mut log_path)? else {
-                // A new log removed by a writable open's recovery meanwhile.
+                // Removed since it was listed, by retention or (a new log) a writable open's
+                // recovery: nothing of it is missing. Nor, then, are the records before the
+                // next segment.
+                expected_first = None;
                 continue;
             };
             out.segments += 1;
@@ -221,17 +235,13 @@ pub fn verify(
                 // Perhaps a writer is mid-append: look again once it had time to finish.
                 std::thread::sleep(SETTLE);
                 let Some(again) = read_log(&pdir, &mut log_path)? else {
+                    expected_first = None;
                     continue;
                 };
                 log = again;
                 s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
             }
             out.records += s.entries.iter().filter(|&&e| e != index::LOST).count() as u64;
-            let idx = match fs::read(&idx_path) {
-                Ok(b) => Some(b),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(Error::io("reading", &idx_path, e)),
-            };
             if let Some(idx) = &idx {
                 on_bytes(idx.len() as u64);
                 out.bytes += idx.len() as u64;
@@ -326,7 +336,8 @@ pub(crate) fn check_log(
 
 /// Reads a log. A new project's first log ([`segment::new_log_path`]) that is gone was named
 /// by its writer meanwhile, and is read under its name (`path` then says so) — or removed by
-/// a writable open's recovery, or is being replaced: `None`.
+/// a writable open's recovery, or is being replaced: `None`. Any other log that is gone was
+/// listed a moment ago: retention removed it since (`None`).
 fn read_log(pdir: &Path, path: &mut PathBuf) -> Result<Option<Vec<u8>>> {
     let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     match fs::read(&*path) {
@@ -340,6 +351,7 @@ fn read_log(pdir: &Path, path: &mut PathBuf) -> Result<Option<Vec<u8>>> {
                 }
             }
         }
+        Err(e) if not_found(&e) => Ok(None),
         read => read.map(Some).map_err(|e| Error::io("reading", path, e)),
     }
 }
@@ -573,5 +585,53 @@ mod tests {
         fs::write(segment::log_path(&pdir, first), &log).unwrap();
         let verified = verify(tmp.path(), None, |_| {}, |_| {}).unwrap();
         assert_eq!(verified.records, 2);
+    }
+
+    /// `verify` beside a writer that applies retention: segments removed after the listing
+    /// were removed on purpose, not lost; they are skipped, and what remains is checked, with
+    /// no problem and no error.
+    #[test]
+    fn segments_retention_removes_while_verify_runs_are_skipped() {
+        use crate::project::tests::{set_hook, Point};
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = crate::Options::new()
+            .segment_bytes(4096)
+            .spare_projects(0)
+            .open(tmp.path())
+            .unwrap();
+        let pad = "x".repeat(1500);
+        let mut n = 0;
+        let mut append = move |writer: &crate::Store| {
+            n += 1;
+            writer
+                .append(1, [format!(r#"{{"n":{n},"pad":"{pad}"}}"#)])
+                .unwrap();
+        };
+        for _ in 0..8 {
+            append(&writer);
+        }
+        let pdir = store::project_dir_in(tmp.path(), 1);
+        let listed = segment::list(&pdir).unwrap();
+        assert!(listed.len() > 2, "{listed:?}");
+        let writer2 = writer.clone();
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, _: &Path| {
+            if point != Point::Listed || std::mem::replace(&mut done, true) {
+                return;
+            }
+            // Every segment listed goes, the newest once the writer rolled past it.
+            while segment::list(&pdir).unwrap().last() == listed.last() {
+                append(&writer2);
+            }
+            writer2
+                .apply_retention(&crate::Retention::new().max_messages(1))
+                .unwrap();
+        })));
+        let mut problems = Vec::new();
+        let verified = verify(tmp.path(), None, |p| problems.push(p.to_string()), |_| {});
+        set_hook(None);
+        let verified = verified.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!((verified.projects, verified.problems), (1, 0));
     }
 }

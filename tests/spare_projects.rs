@@ -157,6 +157,33 @@ fn a_project_whose_rename_a_crash_lost_is_renamed_into_place_on_open() {
     );
 }
 
+/// A read-only store opened after the crash reads the project in the spare. A writable open
+/// beside it then renames the spare into place and appends: the reader reads the project there
+/// after a refresh (it looks for a spare's project again only where the project's directory is
+/// missing), also the messages appended since, and so does a second reader opened after.
+/// Nothing else can put a project's log in a spare: its header is written after the rename, so
+/// only a power cut, which ends the readers too, loses that rename; a store's open is the one
+/// place to look.
+#[test]
+fn a_read_only_store_follows_a_project_from_a_spare_into_place() {
+    let copy = tempfile::tempdir().unwrap();
+    let crashed = copy.path().join("store");
+    crashed_with_project_in_a_spare(&crashed);
+    let reader = Options::new().read_only(true).open(&crashed).unwrap();
+    assert_eq!(json(&reader, 2), [r#"{"p":2,"n":2}"#, r#"{"p":2,"n":1}"#]);
+    let store = open(&crashed);
+    assert!(!crashed.join("projects/.spare-9").exists());
+    store.append(2, [r#"{"p":2,"n":3}"#]).unwrap();
+    // Until the refresh, the reader keeps the project as it read it.
+    assert_eq!(json(&reader, 2).len(), 2);
+    reader.refresh();
+    assert_eq!(reader.projects().unwrap(), [1, 2]);
+    assert_eq!(json(&reader, 2), json(&store, 2));
+    assert_eq!(json(&reader, 2).len(), 3);
+    let second = Options::new().read_only(true).open(&crashed).unwrap();
+    assert_eq!(json(&second, 2), json(&store, 2));
+}
+
 #[test]
 fn a_spare_naming_a_project_that_has_a_directory_is_left_alone() {
     let copy = tempfile::tempdir().unwrap();
