@@ -232,6 +232,24 @@ fn import_a_folder_takes_its_json_lines_files_in_name_order() {
     assert_eq!(ok(&["projects", "--dir", s(&store)]).0.lines().count(), 4);
 }
 
+/// A folder's `*.jl` file whose name is not UTF-8 is one of its files all the same: imported
+/// with `--project`, never left out without a word.
+#[cfg(unix)]
+#[test]
+fn a_folder_file_whose_name_is_not_utf8_is_imported() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("archive");
+    fs::create_dir(&folder).unwrap();
+    let latin1 = folder.join(std::ffi::OsStr::from_bytes(b"caf\xe9.jl"));
+    fs::write(&latin1, "{\"n\":1}\n").unwrap();
+    fs::write(folder.join("d.jl"), "{\"n\":2}\n").unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = ok(&["import", "--dir", s(&store), "--project", "3", s(&folder)]);
+    assert!(err.contains("(2 files into 1 project)"), "{err:?}");
+    assert_eq!(get(&store, "3"), "{\"n\":2}\n{\"n\":1}\n");
+}
+
 #[test]
 fn a_file_whose_project_cannot_be_told_is_named_and_nothing_is_imported() {
     let tmp = tempfile::tempdir().unwrap();

@@ -270,10 +270,12 @@ fn sources(args: &ImportArgs) -> Result<Vec<Source>> {
             fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?;
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
+            // Judged by its bytes: a name that is not UTF-8 is still a `*.jl` file to import
+            // (or, without --project, one whose project cannot be told), never left out.
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+            let name = name.to_string_lossy();
             // Hidden files include an export's unfinished temporary files.
-            if name.starts_with('.') || json_lines_stem(name).is_none() {
+            if name.starts_with('.') || json_lines_stem(&name).is_none() {
                 continue;
             }
             let file = entry.path();
