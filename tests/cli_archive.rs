@@ -481,6 +481,31 @@ fn a_newest_first_import_is_warned_about() {
     assert!(!err.contains("older than the line before"), "{err}");
 }
 
+/// Files given out of order lose their history as a newest-first file does (their messages are
+/// stored at the newest time the project holds), and are warned about as it is.
+#[test]
+fn an_import_older_than_the_project_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let day2 = tmp.path().join("day2.jl");
+    let day1 = tmp.path().join("day1.jl");
+    fs::write(&day2, "{\"a\":3,\"_ts\":3000}\n{\"a\":4,\"_ts\":4000}\n").unwrap();
+    fs::write(&day1, "{\"a\":1,\"_ts\":1000}\n{\"a\":2,\"_ts\":2000}\n").unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = ok(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--project",
+        "1",
+        s(&day2),
+        s(&day1),
+    ]);
+    assert!(
+        err.contains("day1.jl: 2 messages had a _ts older than"),
+        "{err}"
+    );
+}
+
 /// A first import into a new folder that stores nothing (a bad line) leaves no empty store
 /// behind; into an existing store, a failed import leaves the store as it was.
 #[test]

@@ -228,9 +228,10 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
         if imported.raised > 0 {
             bar.suspend(|| {
                 log::warn!(
-                    "{}: {} had a _ts older than the line before them in their project and \
-                     were stored at that line's time; import expects each project's lines oldest \
-                     first, as export writes them",
+                    "{}: {} had a _ts older than the line before them in their project, or \
+                     than its newest message in the store, and were stored at that time; import \
+                     expects each project's lines oldest first, as export writes them, and newer \
+                     than what the project holds",
                     source.name(),
                     count(imported.raised, "message"),
                 )
