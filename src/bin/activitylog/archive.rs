@@ -14,7 +14,7 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::report::{self, count, Unit};
-use crate::{chosen_projects, open_read_only, open_writable, StoreArgs, WriteArgs};
+use crate::{chosen_projects, open_read_only, write_to, StoreArgs, WriteArgs};
 
 /// Arguments of `activitylog import`.
 #[derive(Debug, Args)]
@@ -161,21 +161,10 @@ impl<R: Read> Read for Counting<'_, R> {
 /// name order).
 pub fn import(args: ImportArgs) -> Result<()> {
     let sources = sources(&args)?;
-    let dir = &args.store.dir;
-    let created = !dir.exists();
-    let store = open_writable(dir, &args.write)?;
-    let result = import_sources(&store, &sources, args.write.durability.into());
-    if result.is_err() && created && store.projects().is_ok_and(|p| p.is_empty()) {
-        // A store this command made, and stored nothing in: not left behind.
-        drop(store);
-        if let Err(e) = fs::remove_dir_all(dir) {
-            log::warn!(
-                "cannot remove the empty store {} it made: {e}",
-                dir.display()
-            );
-        }
-    }
-    result
+    // A store this command made, and stored nothing in, is not left behind.
+    write_to(&args.store.dir, &args.write, |store| {
+        import_sources(store, &sources, args.write.durability.into())
+    })
 }
 
 /// Imports `sources` into `store`, one atomic import per file, and says what it did.

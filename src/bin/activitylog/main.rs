@@ -334,9 +334,33 @@ fn run(command: Command) -> Result<()> {
 /// `activitylog append`: one input, one atomic batch.
 fn append(args: AppendArgs) -> Result<()> {
     let input = read_input(args.file.as_deref())?;
-    let store = open_writable(&args.store.dir, &args.write)?;
-    store.append_json_lines(args.project, &input, args.write.durability.into())?;
-    Ok(())
+    write_to(&args.store.dir, &args.write, |store| {
+        store.append_json_lines(args.project, &input, args.write.durability.into())?;
+        Ok(())
+    })
+}
+
+/// Runs `write` on the store in `dir`, opened as [`open_writable`] does. A store that this
+/// call made and that holds no project when `write` fails is removed: a failed first write
+/// into a folder that did not exist leaves no empty store behind.
+pub(crate) fn write_to(
+    dir: &Path,
+    write: &WriteArgs,
+    f: impl FnOnce(&Store) -> Result<()>,
+) -> Result<()> {
+    let created = !dir.exists();
+    let store = open_writable(dir, write)?;
+    let result = f(&store);
+    if result.is_err() && created && store.projects().is_ok_and(|p| p.is_empty()) {
+        drop(store);
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            log::warn!(
+                "cannot remove the empty store {} it made: {e}",
+                dir.display()
+            );
+        }
+    }
+    result
 }
 
 /// Opens (creating if needed) the store in `dir` for writing, with the message limit of `write`
