@@ -612,6 +612,24 @@ fn verify_names_a_synced_record_cut_short_as_damage() {
     );
 }
 
+/// A problem of the whole store (its `CLOCK`) is one problem, however many projects `-p` names.
+#[test]
+fn verify_of_several_projects_reports_a_store_problem_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 20);
+    let two = tmp.path().join("2.jl");
+    fs::write(&two, lines(3, Some(1_700_000_000_000))).unwrap();
+    ok(&["import", "--dir", s(&store), s(&two)]);
+    fs::write(store.join("CLOCK"), "not a clock").unwrap();
+    let (out, err) = fails(&["verify", "--dir", s(&store), "-p", "1", "-p", "2"]);
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    assert!(out.contains("CLOCK"), "{out:?}");
+    assert!(
+        err.contains("2 projects") && err.ends_with("error: 1 problem found\n"),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn verify_names_a_deleted_index() {
     let tmp = tempfile::tempdir().unwrap();
