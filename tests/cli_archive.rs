@@ -737,6 +737,44 @@ fn tail_prints_the_last_n_oldest_to_newest() {
     assert_eq!(ok(&["tail", "--dir", s(&store), "2"]).0, "");
 }
 
+/// Retention (a server's, say) that removes records a `tail` is about to print leaves a gap the
+/// read goes on past: a warning names it, and the newest messages are still printed.
+#[test]
+fn tail_goes_on_past_records_retention_removed_while_it_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 5000);
+    let mut child = Command::new(BIN)
+        .args(["tail", "--dir", s(&store), "-n", "5000", "1"])
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Once a line has come, the tail is under way; a full pipe (its 650 KB do not fit) keeps it
+    // from reading past its first few hundred records until the rest is read.
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("\"i\":0,"), "{first:?}");
+    let writer = Store::open(&store).unwrap();
+    let removed = writer
+        .apply_retention(&activitylog::Retention::new().max_messages(100))
+        .unwrap();
+    assert!(removed.messages > 4000, "{removed:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ") && stderr.contains("removed by retention"),
+        "{stderr}"
+    );
+    let last = rest.lines().last().unwrap_or_default();
+    assert!(last.contains("\"i\":4999,"), "{last:?}");
+}
+
 /// Spawns `tail --follow` on project 1 with stdout piped; its lines arrive on the channel.
 fn follow(store: &Path, n: &str) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)

@@ -14,7 +14,7 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::report::{self, count, Unit};
-use crate::{chosen_projects, open_read_only, write_to, StoreArgs, WriteArgs};
+use crate::{chosen_projects, open_read_only, past_retention, write_to, StoreArgs, WriteArgs};
 
 /// Arguments of `activitylog import`.
 #[derive(Debug, Args)]
@@ -431,7 +431,10 @@ fn write_project(
     let (mut messages, mut bytes) = (0u64, 0u64);
     let mut line = Vec::with_capacity(4096);
     for message in store.oldest_first(id)? {
-        let message = message.with_context(|| format!("cannot export project {id}"))?;
+        let message = bar.suspend(|| past_retention(message));
+        let Some(message) = message.with_context(|| format!("cannot export project {id}"))? else {
+            continue;
+        };
         line.clear();
         message.write_with_meta(&[Meta::Ts], &mut line);
         line.push(b'\n');
@@ -450,6 +453,67 @@ fn write_project(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Output that has retention applied to the store (as a server beside the export would)
+    /// when the first line is written.
+    struct RetainOnFirstWrite {
+        writer: Option<Store>,
+        written: Vec<u8>,
+    }
+
+    impl Write for RetainOnFirstWrite {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Some(writer) = self.writer.take() {
+                let r = activitylog::Retention::new().max_messages(100);
+                assert!(writer.apply_retention(&r).unwrap().messages > 1000);
+            }
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Records that retention removed while an export read its project leave a gap the export
+    /// goes on past (with a warning): the export of a store a retaining server writes succeeds.
+    #[test]
+    fn an_export_goes_on_past_records_retention_removed_while_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = activitylog::Options::new()
+            .segment_bytes(4096)
+            .open(dir.path())
+            .unwrap();
+        let lines: String = (0..2000)
+            .map(|i| {
+                format!(
+                    "{{\"i\":{i},\"pad\":\"{}\",\"_ts\":{}}}\n",
+                    "x".repeat(90),
+                    1000 + i
+                )
+            })
+            .collect();
+        writer
+            .import_json_lines(
+                lines.as_bytes(),
+                ImportTarget::Project(1),
+                Durability::Written,
+            )
+            .unwrap();
+        let reader = open_read_only(dir.path()).unwrap();
+        let mut out = RetainOnFirstWrite {
+            writer: Some(writer),
+            written: Vec::new(),
+        };
+        let bar = indicatif::ProgressBar::hidden();
+        let (messages, _) = write_project(&reader, 1, &mut out, &bar, Path::new("1.jl")).unwrap();
+        let text = String::from_utf8(out.written).unwrap();
+        assert_eq!(text.lines().count() as u64, messages);
+        assert!(text.starts_with("{\"i\":0,"), "{text:?}");
+        assert!(text.lines().last().unwrap().starts_with("{\"i\":1999,"));
+        assert!(messages < 2000);
+    }
 
     #[test]
     fn projects_from_file_names() {

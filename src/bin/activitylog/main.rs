@@ -467,6 +467,22 @@ fn read_stdin(input: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
+/// A message of an oldest-first read, or `None` where retention removed records the read was
+/// about to reach (another process applied it, a server with `--retain-*` say): the read goes
+/// on after them, so the gap is told in a warning rather than ending the command.
+pub(crate) fn past_retention(
+    message: activitylog::Result<activitylog::Message>,
+) -> activitylog::Result<Option<activitylog::Message>> {
+    match message {
+        Ok(message) => Ok(Some(message)),
+        Err(e @ activitylog::Error::RemovedWhileRead { .. }) => {
+            log::warn!("{e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether output to stdout may go on. A closed pipe (`activitylog get … | head`) is not an
 /// error: the reader has all it wants, so output stops quietly.
 pub(crate) fn written(result: io::Result<()>) -> Result<bool> {
