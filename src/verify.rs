@@ -143,7 +143,10 @@ pub fn verify(
             };
             let idx_path = segment::index_path(&pdir, first);
             let Some(mut log) = read_log(&pdir, &mut log_path)? else {
-                // A new log removed by a writable open's recovery meanwhile.
+                // Removed meanwhile: a new log by a writable open's recovery, or a sealed
+                // segment by retention, which removes the oldest first, so the records before
+                // the next segment are not missing.
+                expected_first = None;
                 continue;
             };
             out.segments += 1;
@@ -229,6 +232,12 @@ pub fn verify(
             out.records += s.entries.iter().filter(|&&e| e != index::LOST).count() as u64;
             let idx = match fs::read(&idx_path) {
                 Ok(b) => Some(b),
+                // Retention removes a segment's log, then its index: both gone since the log
+                // was read is a segment removed, not an index missing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !log_path.exists() => {
+                    expected_first = None;
+                    continue;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(Error::io("reading", &idx_path, e)),
             };
@@ -326,7 +335,8 @@ pub(crate) fn check_log(
 
 /// Reads a log. A new project's first log ([`segment::new_log_path`]) that is gone was named
 /// by its writer meanwhile, and is read under its name (`path` then says so) — or removed by
-/// a writable open's recovery, or is being replaced: `None`.
+/// a writable open's recovery, or is being replaced: `None`. Another log that is gone since
+/// its directory was listed was removed by retention meanwhile: `None` too.
 fn read_log(pdir: &Path, path: &mut PathBuf) -> Result<Option<Vec<u8>>> {
     let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     match fs::read(&*path) {
@@ -340,6 +350,7 @@ fn read_log(pdir: &Path, path: &mut PathBuf) -> Result<Option<Vec<u8>>> {
                 }
             }
         }
+        Err(e) if not_found(&e) => Ok(None),
         read => read.map(Some).map_err(|e| Error::io("reading", path, e)),
     }
 }
@@ -544,6 +555,49 @@ fn index_problems(
 mod tests {
     use super::*;
     use crate::record::{encode_frame, Frame};
+
+    /// Verifies a store of 40 segments while the writer's retention removes all but the newest
+    /// few after the `after`-th file read (as a server's may, beside `activitylog verify`): a
+    /// segment removed meanwhile is neither an error nor a problem.
+    fn verify_while_retention_removes(after: u64) -> (Verified, Vec<String>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::Options::new()
+            .segment_bytes(4096)
+            .open(tmp.path())
+            .unwrap();
+        let pad = "x".repeat(90);
+        for i in 0..1200 {
+            store
+                .append(1, [format!("{{\"i\":{i},\"pad\":\"{pad}\"}}")])
+                .unwrap();
+        }
+        let mut reads = 0;
+        let mut store = Some(store);
+        let mut problems = Vec::new();
+        let verified = verify(
+            tmp.path(),
+            None,
+            |p| problems.push(p.to_string()),
+            |_| {
+                reads += 1;
+                if reads == after {
+                    let r = crate::Retention::new().max_messages(50);
+                    let store = store.take().unwrap();
+                    assert!(store.apply_retention(&r).unwrap().segments > 30);
+                }
+            },
+        )
+        .unwrap();
+        (verified, problems)
+    }
+
+    #[test]
+    fn segments_removed_by_retention_while_verify_reads_are_no_problem() {
+        // After the first log: the segments after it are gone when verify reaches them.
+        assert_eq!(verify_while_retention_removes(1).1, Vec::<String>::new());
+        // After a log, before its index: both are gone by the time the index is read.
+        assert_eq!(verify_while_retention_removes(3).1, Vec::<String>::new());
+    }
 
     /// Found by fuzzing (`open_and_recover`): a segment whose header (checksum intact) names a
     /// first record near `u64::MAX` made verify overflow computing where the next one starts.
