@@ -1,12 +1,15 @@
 //! `activitylog`: the command line tool for an activitylog store.
 //!
 //! ```text
-//! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]... [--api-keys FILE]
-//!                      [--retain-max-age DURATION] [--retain-max-bytes SIZE] [--retain-max-messages N]
-//! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] PROJECT [FILE]
+//! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]...
+//!                      [--api-keys FILE] [--max-body-bytes N] [--max-message-bytes N] [--segment-bytes N]
+//!                      [--shutdown-timeout D] [--retain-max-age D] [--retain-max-bytes S] [--retain-max-messages N]
+//! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] [--max-message-bytes N]
+//!                      PROJECT [FILE]
 //! activitylog get      --dir DIR [--count N] [--meta NAME]... [--filter JSON]... PROJECT
 //! activitylog projects --dir DIR [-p ID]... [--count N] [--pcount N] [--meta NAME]... [--filter JSON]...
-//! activitylog import   --dir DIR [--project ID | --project-field NAME] [--segment-bytes N] [--durability written|sync] PATH...
+//! activitylog import   --dir DIR [--project ID | --project-field NAME] [--segment-bytes N]
+//!                      [--durability written|sync] [--max-message-bytes N] PATH...
 //! activitylog export   --dir DIR --out DIR [-p ID]... [--gzip]
 //! activitylog verify   --dir DIR [-p ID]...
 //! activitylog stats    --dir DIR [-p ID]... [--json]
