@@ -19,7 +19,7 @@ pub enum ImportTarget<'a> {
     /// Every message goes to this project.
     Project(u64),
     /// Each message goes to the project named by this top-level field (an unsigned integer),
-    /// which stays in the message.
+    /// which stays in the message. It cannot be `_ts`, which carries the message's time.
     Field(&'a str),
 }
 
@@ -221,6 +221,14 @@ impl Store {
     /// What the lines of an import into this store are checked against: now is a stamp of the
     /// store's clock, not the wall clock, which may be behind it.
     fn import_check<'t>(&self, target: ImportTarget<'t>) -> Result<Check<'t>> {
+        if let ImportTarget::Field(TS_FIELD) = target {
+            // It would be cut from each message as its time, not stay in it naming its project.
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "the project field cannot be {TS_FIELD}, which carries each message's time"
+                ),
+            });
+        }
         Ok(Check {
             limit: self.max_message_bytes(),
             target,
@@ -861,6 +869,23 @@ mod tests {
             .import_json_lines(oldest_first, ImportTarget::Project(2), Durability::Written)
             .unwrap();
         assert_eq!(imported.raised, 0);
+    }
+
+    /// `_ts` carries each message's time and is cut from it: it cannot name its project too (the
+    /// field naming it stays in the message), so such an import is refused and stores nothing.
+    #[test]
+    fn the_project_field_cannot_be_ts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let err = store
+            .import_json_lines(
+                b"{\"a\":1,\"_ts\":1000}\n",
+                ImportTarget::Field(TS_FIELD),
+                Durability::Written,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidOptions { .. }), "{err:?}");
+        assert_eq!(store.projects().unwrap(), Vec::<u64>::new());
     }
 
     /// A `_ts` older than the project's newest message is raised to it and counted too, as one

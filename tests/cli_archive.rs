@@ -211,6 +211,27 @@ fn import_with_project_field_routes_each_line() {
     assert!(err.contains("mixed.jl: line 2 is invalid"), "{err:?}");
 }
 
+/// `--project-field _ts` is refused: `_ts` is each message's time, cut from the message, so it
+/// cannot also name the project (the field that does stays in the message).
+#[test]
+fn the_project_field_cannot_be_ts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("events.jl");
+    fs::write(&file, "{\"p\":1,\"_ts\":1000}\n").unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = fails(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--project-field",
+        "_ts",
+        s(&file),
+    ]);
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.contains("cannot be _ts"), "{err:?}");
+    assert!(!store.exists());
+}
+
 #[test]
 fn import_a_folder_takes_its_json_lines_files_in_name_order() {
     let tmp = tempfile::tempdir().unwrap();

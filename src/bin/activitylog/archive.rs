@@ -27,7 +27,7 @@ pub struct ImportArgs {
     project: Option<u64>,
 
     /// Take each message's project from this top-level field (an unsigned integer), which stays
-    /// in the message.
+    /// in the message (so it cannot be `_ts`).
     #[arg(long, value_name = "NAME")]
     project_field: Option<String>,
 
