@@ -425,6 +425,21 @@ fn export_of_chosen_projects_replaces_files_and_leaves_no_temporary_files() {
 
 /// Exported again in the other form, a project's earlier file goes: an import of the folder
 /// would otherwise store its messages twice.
+/// An export that fails (a damaged record) into a folder it made leaves no empty folder behind.
+#[test]
+fn a_failed_export_leaves_no_folder_it_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let log = logs(&store, 1)[1].clone();
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[300] ^= 0x01;
+    fs::write(&log, bytes).unwrap();
+    let out = tmp.path().join("out");
+    let (_, err) = fails(&["export", "--dir", s(&store), "--out", s(&out)]);
+    assert!(err.contains("cannot export project 1"), "{err:?}");
+    assert!(!out.exists());
+}
+
 #[test]
 fn export_in_the_other_form_replaces_the_earlier_file() {
     let tmp = tempfile::tempdir().unwrap();

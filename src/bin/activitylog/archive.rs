@@ -336,6 +336,12 @@ pub fn export(args: ExportArgs) -> Result<()> {
             None => bail!("project {id} is not in the store {}", dir.display()),
         }
     }
+    // The folders this export makes: taken back, when empty, if it fails.
+    let made: Vec<&Path> = args
+        .out
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists())
+        .collect();
     fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let bar = report::bar(Some(total), Unit::Messages, "exporting");
@@ -352,6 +358,12 @@ pub fn export(args: ExportArgs) -> Result<()> {
             }
             Err(e) => {
                 bar.finish_and_clear();
+                // Only empty folders go: the files of projects exported before stay.
+                for dir in &made {
+                    if fs::remove_dir(dir).is_err() {
+                        break;
+                    }
+                }
                 return Err(e);
             }
         }
