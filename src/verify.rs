@@ -591,6 +591,8 @@ mod tests {
         (verified, problems)
     }
 
+    /// Retention beside a verification: segments gone before verify reached them, and a
+    /// segment whose log was read and whose index was then gone, are passed over.
     #[test]
     fn segments_removed_by_retention_while_verify_reads_are_no_problem() {
         // After the first log: the segments after it are gone when verify reaches them.
