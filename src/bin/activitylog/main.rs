@@ -343,8 +343,8 @@ fn append(args: AppendArgs) -> Result<()> {
     })
 }
 
-/// Runs `write` on the store in `dir`, opened as [`open_writable`] does. A store that this
-/// call made and that holds no project when `write` fails is removed: a failed first write
+/// Runs `f` on the store in `dir`, opened as [`open_writable`] does with `write`. A store that
+/// this call made and that holds no project when `f` fails is removed: a failed first write
 /// into a folder that did not exist leaves no empty store behind.
 pub(crate) fn write_to(
     dir: &Path,
