@@ -19,7 +19,7 @@ pub enum ImportTarget<'a> {
     /// Every message goes to this project.
     Project(u64),
     /// Each message goes to the project named by this top-level field (an unsigned integer),
-    /// which stays in the message.
+    /// which stays in the message. It cannot be `_ts`, which carries the message's time.
     Field(&'a str),
 }
 
@@ -30,9 +30,11 @@ pub struct Imported {
     pub per_project: BTreeMap<u64, u64>,
     /// Bytes of messages imported (compact JSON, `_ts` removed).
     pub bytes: u64,
-    /// Messages whose `_ts` was older than that of the line before them in their project, and
-    /// which were so stamped with that line's time: an import expects each project's lines
-    /// oldest first (as `export` writes them), and an input newest first raises nearly all.
+    /// Messages whose `_ts` was older than that of the line before them in their project, or
+    /// than the project's newest message in the store (by the millisecond, as `_ts` has it),
+    /// and which were so stamped with that time: an import expects each project's lines oldest
+    /// first (as `export` writes them) and newer than what the project holds, and an input
+    /// newest first, files given out of order or an archive imported twice raise nearly all.
     pub raised: u64,
 }
 
@@ -58,7 +60,8 @@ impl Store {
     /// Every line is checked before anything is stored, so a bad line (named in the error)
     /// imports nothing. A failure while storing (an I/O error, say) after some batches were
     /// stored is [`Error::ImportInterrupted`], which says what was. Times never go backwards within a project: a `_ts` older than the
-    /// project's newest message (or than the line before) is raised to it. A project's
+    /// project's newest message (or than the line before) is raised to it, and counted in
+    /// [`Imported::raised`]. A project's
     /// messages are appended in batches; a crash in the middle of an import can leave a prefix
     /// of each project's share, never a part of a batch.
     pub fn import_json_lines(
@@ -218,6 +221,14 @@ impl Store {
     /// What the lines of an import into this store are checked against: now is a stamp of the
     /// store's clock, not the wall clock, which may be behind it.
     fn import_check<'t>(&self, target: ImportTarget<'t>) -> Result<Check<'t>> {
+        if let ImportTarget::Field(TS_FIELD) = target {
+            // It would be cut from each message as its time, not stay in it naming its project.
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "the project field cannot be {TS_FIELD}, which carries each message's time"
+                ),
+            });
+        }
         Ok(Check {
             limit: self.max_message_bytes(),
             target,
@@ -298,7 +309,7 @@ impl Store {
     /// Appends one project's share of an import in batches whose stamps fit one segment,
     /// counting the messages (and their bytes) stored in `stored` and `bytes` — including a
     /// batch that reached the log before its append failed (a failed fsync, say) — and in
-    /// `raised` the stamps raised to the line before's.
+    /// `raised` the stamps raised to the line before's or the project's newest.
     fn import_project(
         &self,
         project: u64,
@@ -308,7 +319,13 @@ impl Store {
         (stored, bytes_stored, raised): (&mut u64, &mut u64, &mut u64),
     ) -> Result<()> {
         let limit_bytes = self.segment_bytes();
-        let mut running = 0u64;
+        // The project's newest message counts as the line before the first: the append would
+        // raise an older stamp to it anyway, and it is counted so that nothing loses its
+        // history silently.
+        let mut running = self
+            .inner()
+            .project(project, false)?
+            .map_or(0, |p| p.snapshot().last_stamp);
         for Piece {
             source,
             mut stamps,
@@ -316,7 +333,8 @@ impl Store {
         } in pieces
         {
             for stamp in &mut stamps {
-                if *stamp < running {
+                // Within the millisecond, the `_ts` an export gives back is the same.
+                if *stamp / 1000 < running / 1000 {
                     *raised += 1;
                 }
                 running = running.max(*stamp);
@@ -851,6 +869,49 @@ mod tests {
             .import_json_lines(oldest_first, ImportTarget::Project(2), Durability::Written)
             .unwrap();
         assert_eq!(imported.raised, 0);
+    }
+
+    /// `_ts` carries each message's time and is cut from it: it cannot name its project too (the
+    /// field naming it stays in the message), so such an import is refused and stores nothing.
+    #[test]
+    fn the_project_field_cannot_be_ts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let err = store
+            .import_json_lines(
+                b"{\"a\":1,\"_ts\":1000}\n",
+                ImportTarget::Field(TS_FIELD),
+                Durability::Written,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidOptions { .. }), "{err:?}");
+        assert_eq!(store.projects().unwrap(), Vec::<u64>::new());
+    }
+
+    /// A `_ts` older than the project's newest message is raised to it and counted too, as one
+    /// older than the line before is: files imported out of order (or an archive older than
+    /// what the project holds) must not lose their history silently.
+    #[test]
+    fn stamps_raised_to_the_projects_newest_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().open(dir.path()).unwrap();
+        let import = |input: &[u8]| {
+            store
+                .import_json_lines(input, ImportTarget::Project(1), Durability::Written)
+                .unwrap()
+        };
+        let later = import(b"{\"a\":3,\"_ts\":3000}\n{\"a\":4,\"_ts\":4000}\n");
+        assert_eq!(later.raised, 0);
+        let earlier = import(b"{\"a\":1,\"_ts\":1000}\n{\"a\":2,\"_ts\":2000}\n");
+        assert_eq!((earlier.messages(), earlier.raised), (2, 2));
+        let stamps: Vec<u64> = store
+            .oldest_first(1)
+            .unwrap()
+            .map(|m| m.unwrap().timestamp_ms())
+            .collect();
+        assert_eq!(stamps, [3000, 4000, 4000, 4000]);
+        // A stamp in the same millisecond as the newest is stored as it would be exported.
+        assert_eq!(import(b"{\"a\":5,\"_ts\":4000}\n").raised, 0);
     }
 
     /// A line without `_ts` is stamped by the store's clock, which a stamp ahead of the wall

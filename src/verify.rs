@@ -557,6 +557,51 @@ mod tests {
     use super::*;
     use crate::record::{encode_frame, Frame};
 
+    /// Verifies a store of 40 segments while the writer's retention removes all but the newest
+    /// few after the `after`-th file read (as a server's may, beside `activitylog verify`): a
+    /// segment removed meanwhile is neither an error nor a problem.
+    fn verify_while_retention_removes(after: u64) -> (Verified, Vec<String>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::Options::new()
+            .segment_bytes(4096)
+            .open(tmp.path())
+            .unwrap();
+        let pad = "x".repeat(90);
+        for i in 0..1200 {
+            store
+                .append(1, [format!("{{\"i\":{i},\"pad\":\"{pad}\"}}")])
+                .unwrap();
+        }
+        let mut reads = 0;
+        let mut store = Some(store);
+        let mut problems = Vec::new();
+        let verified = verify(
+            tmp.path(),
+            None,
+            |p| problems.push(p.to_string()),
+            |_| {
+                reads += 1;
+                if reads == after {
+                    let r = crate::Retention::new().max_messages(50);
+                    let store = store.take().unwrap();
+                    assert!(store.apply_retention(&r).unwrap().segments > 30);
+                }
+            },
+        )
+        .unwrap();
+        (verified, problems)
+    }
+
+    /// Retention beside a verification: segments gone before verify reached them, and a
+    /// segment whose log was read and whose index was then gone, are passed over.
+    #[test]
+    fn segments_removed_by_retention_while_verify_reads_are_no_problem() {
+        // After the first log: the segments after it are gone when verify reaches them.
+        assert_eq!(verify_while_retention_removes(1).1, Vec::<String>::new());
+        // After a log, before its index: both are gone by the time the index is read.
+        assert_eq!(verify_while_retention_removes(3).1, Vec::<String>::new());
+    }
+
     /// Found by fuzzing (`open_and_recover`): a segment whose header (checksum intact) names a
     /// first record near `u64::MAX` made verify overflow computing where the next one starts.
     #[test]

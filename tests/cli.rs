@@ -143,6 +143,19 @@ fn an_invalid_line_in_a_new_project_leaves_it_empty() {
     assert_eq!(get(tmp.path(), "4"), "");
 }
 
+/// An append that stores nothing into a folder that did not exist leaves no empty store there,
+/// as a failed first import does not.
+#[test]
+fn a_failed_first_append_leaves_no_store_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("new");
+    fails(
+        &["append", "--dir", path(&store), "4"],
+        Some(b"{\"a\":1}\nnope\n"),
+    );
+    assert!(!store.exists());
+}
+
 #[test]
 fn a_line_over_the_size_limit_is_named() {
     let tmp = tempfile::tempdir().unwrap();

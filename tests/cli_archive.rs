@@ -211,6 +211,27 @@ fn import_with_project_field_routes_each_line() {
     assert!(err.contains("mixed.jl: line 2 is invalid"), "{err:?}");
 }
 
+/// `--project-field _ts` is refused: `_ts` is each message's time, cut from the message, so it
+/// cannot also name the project (the field that does stays in the message).
+#[test]
+fn the_project_field_cannot_be_ts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("events.jl");
+    fs::write(&file, "{\"p\":1,\"_ts\":1000}\n").unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = fails(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--project-field",
+        "_ts",
+        s(&file),
+    ]);
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.contains("cannot be _ts"), "{err:?}");
+    assert!(!store.exists());
+}
+
 #[test]
 fn import_a_folder_takes_its_json_lines_files_in_name_order() {
     let tmp = tempfile::tempdir().unwrap();
@@ -230,6 +251,24 @@ fn import_a_folder_takes_its_json_lines_files_in_name_order() {
     assert_eq!(get(&store, "3"), "{\"n\":3}\n{\"n\":2}\n{\"n\":1}\n");
     assert_eq!(get(&store, "4"), "{\"m\":1}\n");
     assert_eq!(ok(&["projects", "--dir", s(&store)]).0.lines().count(), 4);
+}
+
+/// A folder's `*.jl` file whose name is not UTF-8 is one of its files all the same: imported
+/// with `--project`, never left out without a word.
+#[cfg(unix)]
+#[test]
+fn a_folder_file_whose_name_is_not_utf8_is_imported() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("archive");
+    fs::create_dir(&folder).unwrap();
+    let latin1 = folder.join(std::ffi::OsStr::from_bytes(b"caf\xe9.jl"));
+    fs::write(&latin1, "{\"n\":1}\n").unwrap();
+    fs::write(folder.join("d.jl"), "{\"n\":2}\n").unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = ok(&["import", "--dir", s(&store), "--project", "3", s(&folder)]);
+    assert!(err.contains("(2 files into 1 project)"), "{err:?}");
+    assert_eq!(get(&store, "3"), "{\"n\":2}\n{\"n\":1}\n");
 }
 
 #[test]
@@ -386,6 +425,21 @@ fn export_of_chosen_projects_replaces_files_and_leaves_no_temporary_files() {
 
 /// Exported again in the other form, a project's earlier file goes: an import of the folder
 /// would otherwise store its messages twice.
+/// An export that fails (a damaged record) into a folder it made leaves no empty folder behind.
+#[test]
+fn a_failed_export_leaves_no_folder_it_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 200);
+    let log = logs(&store, 1)[1].clone();
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[300] ^= 0x01;
+    fs::write(&log, bytes).unwrap();
+    let out = tmp.path().join("out");
+    let (_, err) = fails(&["export", "--dir", s(&store), "--out", s(&out)]);
+    assert!(err.contains("cannot export project 1"), "{err:?}");
+    assert!(!out.exists());
+}
+
 #[test]
 fn export_in_the_other_form_replaces_the_earlier_file() {
     let tmp = tempfile::tempdir().unwrap();
@@ -461,6 +515,31 @@ fn a_newest_first_import_is_warned_about() {
     fs::write(&oldest_first, "{\"_ts\":1000}\n{\"_ts\":2000}\n").unwrap();
     let (_, err) = ok(&["import", "--dir", s(&store), s(&oldest_first)]);
     assert!(!err.contains("older than the line before"), "{err}");
+}
+
+/// Files given out of order lose their history as a newest-first file does (their messages are
+/// stored at the newest time the project holds), and are warned about as it is.
+#[test]
+fn an_import_older_than_the_project_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let day2 = tmp.path().join("day2.jl");
+    let day1 = tmp.path().join("day1.jl");
+    fs::write(&day2, "{\"a\":3,\"_ts\":3000}\n{\"a\":4,\"_ts\":4000}\n").unwrap();
+    fs::write(&day1, "{\"a\":1,\"_ts\":1000}\n{\"a\":2,\"_ts\":2000}\n").unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = ok(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--project",
+        "1",
+        s(&day2),
+        s(&day1),
+    ]);
+    assert!(
+        err.contains("day1.jl: 2 messages had a _ts older than"),
+        "{err}"
+    );
 }
 
 /// A first import into a new folder that stores nothing (a bad line) leaves no empty store
@@ -569,6 +648,24 @@ fn verify_names_a_synced_record_cut_short_as_damage() {
     );
 }
 
+/// A problem of the whole store (its `CLOCK`) is one problem, however many projects `-p` names.
+#[test]
+fn verify_of_several_projects_reports_a_store_problem_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 20);
+    let two = tmp.path().join("2.jl");
+    fs::write(&two, lines(3, Some(1_700_000_000_000))).unwrap();
+    ok(&["import", "--dir", s(&store), s(&two)]);
+    fs::write(store.join("CLOCK"), "not a clock").unwrap();
+    let (out, err) = fails(&["verify", "--dir", s(&store), "-p", "1", "-p", "2"]);
+    assert_eq!(out.lines().count(), 1, "{out:?}");
+    assert!(out.contains("CLOCK"), "{out:?}");
+    assert!(
+        err.contains("2 projects") && err.ends_with("error: 1 problem found\n"),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn verify_names_a_deleted_index() {
     let tmp = tempfile::tempdir().unwrap();
@@ -674,6 +771,44 @@ fn tail_prints_the_last_n_oldest_to_newest() {
     assert!(out.ends_with(",\"_ts\":1700000000199}\n"), "{out:?}");
     assert_eq!(ok(&["tail", "--dir", s(&store), "-n", "0", "1"]).0, "");
     assert_eq!(ok(&["tail", "--dir", s(&store), "2"]).0, "");
+}
+
+/// Retention (a server's, say) that removes records a `tail` is about to print leaves a gap the
+/// read goes on past: a warning names it, and the newest messages are still printed.
+#[test]
+fn tail_goes_on_past_records_retention_removed_while_it_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = small_store(tmp.path(), 5000);
+    let mut child = Command::new(BIN)
+        .args(["tail", "--dir", s(&store), "-n", "5000", "1"])
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Once a line has come, the tail is under way; a full pipe (its 650 KB do not fit) keeps it
+    // from reading past its first few hundred records until the rest is read.
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("\"i\":0,"), "{first:?}");
+    let writer = Store::open(&store).unwrap();
+    let removed = writer
+        .apply_retention(&activitylog::Retention::new().max_messages(100))
+        .unwrap();
+    assert!(removed.messages > 4000, "{removed:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("warning: ") && stderr.contains("removed by retention"),
+        "{stderr}"
+    );
+    let last = rest.lines().last().unwrap_or_default();
+    assert!(last.contains("\"i\":4999,"), "{last:?}");
 }
 
 /// Spawns `tail --follow` on project 1 with stdout piped; its lines arrive on the channel.

@@ -14,7 +14,7 @@ use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::report::{self, count, Unit};
-use crate::{chosen_projects, open_read_only, open_writable, StoreArgs, WriteArgs};
+use crate::{chosen_projects, open_read_only, past_retention, write_to, StoreArgs, WriteArgs};
 
 /// Arguments of `activitylog import`.
 #[derive(Debug, Args)]
@@ -27,7 +27,7 @@ pub struct ImportArgs {
     project: Option<u64>,
 
     /// Take each message's project from this top-level field (an unsigned integer), which stays
-    /// in the message.
+    /// in the message (so it cannot be `_ts`).
     #[arg(long, value_name = "NAME")]
     project_field: Option<String>,
 
@@ -161,21 +161,10 @@ impl<R: Read> Read for Counting<'_, R> {
 /// name order).
 pub fn import(args: ImportArgs) -> Result<()> {
     let sources = sources(&args)?;
-    let dir = &args.store.dir;
-    let created = !dir.exists();
-    let store = open_writable(dir, &args.write)?;
-    let result = import_sources(&store, &sources, args.write.durability.into());
-    if result.is_err() && created && store.projects().is_ok_and(|p| p.is_empty()) {
-        // A store this command made, and stored nothing in: not left behind.
-        drop(store);
-        if let Err(e) = fs::remove_dir_all(dir) {
-            log::warn!(
-                "cannot remove the empty store {} it made: {e}",
-                dir.display()
-            );
-        }
-    }
-    result
+    // A store this command made, and stored nothing in, is not left behind.
+    write_to(&args.store.dir, &args.write, |store| {
+        import_sources(store, &sources, args.write.durability.into())
+    })
 }
 
 /// Imports `sources` into `store`, one atomic import per file, and says what it did.
@@ -228,9 +217,10 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
         if imported.raised > 0 {
             bar.suspend(|| {
                 log::warn!(
-                    "{}: {} had a _ts older than the line before them in their project and \
-                     were stored at that line's time; import expects each project's lines oldest \
-                     first, as export writes them",
+                    "{}: {} had a _ts older than the line before them in their project, or \
+                     than its newest message in the store, and were stored at that time; import \
+                     expects each project's lines oldest first, as export writes them, and newer \
+                     than what the project holds",
                     source.name(),
                     count(imported.raised, "message"),
                 )
@@ -270,10 +260,12 @@ fn sources(args: &ImportArgs) -> Result<Vec<Source>> {
             fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?;
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot read {}", path.display()))?;
+            // Judged by its bytes: a name that is not UTF-8 is still a `*.jl` file to import
+            // (or, without --project, one whose project cannot be told), never left out.
             let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
+            let name = name.to_string_lossy();
             // Hidden files include an export's unfinished temporary files.
-            if name.starts_with('.') || json_lines_stem(name).is_none() {
+            if name.starts_with('.') || json_lines_stem(&name).is_none() {
                 continue;
             }
             let file = entry.path();
@@ -344,6 +336,12 @@ pub fn export(args: ExportArgs) -> Result<()> {
             None => bail!("project {id} is not in the store {}", dir.display()),
         }
     }
+    // The folders this export makes: taken back, when empty, if it fails.
+    let made: Vec<&Path> = args
+        .out
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists())
+        .collect();
     fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let bar = report::bar(Some(total), Unit::Messages, "exporting");
@@ -360,6 +358,12 @@ pub fn export(args: ExportArgs) -> Result<()> {
             }
             Err(e) => {
                 bar.finish_and_clear();
+                // Only empty folders go: the files of projects exported before stay.
+                for dir in &made {
+                    if fs::remove_dir(dir).is_err() {
+                        break;
+                    }
+                }
                 return Err(e);
             }
         }
@@ -439,7 +443,10 @@ fn write_project(
     let (mut messages, mut bytes) = (0u64, 0u64);
     let mut line = Vec::with_capacity(4096);
     for message in store.oldest_first(id)? {
-        let message = message.with_context(|| format!("cannot export project {id}"))?;
+        let message = bar.suspend(|| past_retention(message));
+        let Some(message) = message.with_context(|| format!("cannot export project {id}"))? else {
+            continue;
+        };
         line.clear();
         message.write_with_meta(&[Meta::Ts], &mut line);
         line.push(b'\n');
@@ -458,6 +465,67 @@ fn write_project(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Output that has retention applied to the store (as a server beside the export would)
+    /// when the first line is written.
+    struct RetainOnFirstWrite {
+        writer: Option<Store>,
+        written: Vec<u8>,
+    }
+
+    impl Write for RetainOnFirstWrite {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if let Some(writer) = self.writer.take() {
+                let r = activitylog::Retention::new().max_messages(100);
+                assert!(writer.apply_retention(&r).unwrap().messages > 1000);
+            }
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Records that retention removed while an export read its project leave a gap the export
+    /// goes on past (with a warning): the export of a store a retaining server writes succeeds.
+    #[test]
+    fn an_export_goes_on_past_records_retention_removed_while_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = activitylog::Options::new()
+            .segment_bytes(4096)
+            .open(dir.path())
+            .unwrap();
+        let lines: String = (0..2000)
+            .map(|i| {
+                format!(
+                    "{{\"i\":{i},\"pad\":\"{}\",\"_ts\":{}}}\n",
+                    "x".repeat(90),
+                    1000 + i
+                )
+            })
+            .collect();
+        writer
+            .import_json_lines(
+                lines.as_bytes(),
+                ImportTarget::Project(1),
+                Durability::Written,
+            )
+            .unwrap();
+        let reader = open_read_only(dir.path()).unwrap();
+        let mut out = RetainOnFirstWrite {
+            writer: Some(writer),
+            written: Vec::new(),
+        };
+        let bar = indicatif::ProgressBar::hidden();
+        let (messages, _) = write_project(&reader, 1, &mut out, &bar, Path::new("1.jl")).unwrap();
+        let text = String::from_utf8(out.written).unwrap();
+        assert_eq!(text.lines().count() as u64, messages);
+        assert!(text.starts_with("{\"i\":0,"), "{text:?}");
+        assert!(text.lines().last().unwrap().starts_with("{\"i\":1999,"));
+        assert!(messages < 2000);
+    }
 
     #[test]
     fn projects_from_file_names() {

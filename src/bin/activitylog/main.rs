@@ -1,12 +1,15 @@
 //! `activitylog`: the command line tool for an activitylog store.
 //!
 //! ```text
-//! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]... [--api-keys FILE]
-//!                      [--retain-max-age DURATION] [--retain-max-bytes SIZE] [--retain-max-messages N]
-//! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] PROJECT [FILE]
+//! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]...
+//!                      [--api-keys FILE] [--max-body-bytes N] [--max-message-bytes N] [--segment-bytes N]
+//!                      [--shutdown-timeout D] [--retain-max-age D] [--retain-max-bytes S] [--retain-max-messages N]
+//! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] [--max-message-bytes N]
+//!                      PROJECT [FILE]
 //! activitylog get      --dir DIR [--count N] [--meta NAME]... [--filter JSON]... PROJECT
 //! activitylog projects --dir DIR [-p ID]... [--count N] [--pcount N] [--meta NAME]... [--filter JSON]...
-//! activitylog import   --dir DIR [--project ID | --project-field NAME] [--segment-bytes N] [--durability written|sync] PATH...
+//! activitylog import   --dir DIR [--project ID | --project-field NAME] [--segment-bytes N]
+//!                      [--durability written|sync] [--max-message-bytes N] PATH...
 //! activitylog export   --dir DIR --out DIR [-p ID]... [--gzip]
 //! activitylog verify   --dir DIR [-p ID]...
 //! activitylog stats    --dir DIR [-p ID]... [--json]
@@ -334,9 +337,33 @@ fn run(command: Command) -> Result<()> {
 /// `activitylog append`: one input, one atomic batch.
 fn append(args: AppendArgs) -> Result<()> {
     let input = read_input(args.file.as_deref())?;
-    let store = open_writable(&args.store.dir, &args.write)?;
-    store.append_json_lines(args.project, &input, args.write.durability.into())?;
-    Ok(())
+    write_to(&args.store.dir, &args.write, |store| {
+        store.append_json_lines(args.project, &input, args.write.durability.into())?;
+        Ok(())
+    })
+}
+
+/// Runs `f` on the store in `dir`, opened as [`open_writable`] does with `write`. A store that
+/// this call made and that holds no project when `f` fails is removed: a failed first write
+/// into a folder that did not exist leaves no empty store behind.
+pub(crate) fn write_to(
+    dir: &Path,
+    write: &WriteArgs,
+    f: impl FnOnce(&Store) -> Result<()>,
+) -> Result<()> {
+    let created = !dir.exists();
+    let store = open_writable(dir, write)?;
+    let result = f(&store);
+    if result.is_err() && created && store.projects().is_ok_and(|p| p.is_empty()) {
+        drop(store);
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            log::warn!(
+                "cannot remove the empty store {} it made: {e}",
+                dir.display()
+            );
+        }
+    }
+    result
 }
 
 /// Opens (creating if needed) the store in `dir` for writing, with the message limit of `write`
@@ -441,6 +468,22 @@ fn read_stdin(input: &mut Vec<u8>) -> Result<()> {
         .read_to_end(input)
         .context("cannot read standard input")?;
     Ok(())
+}
+
+/// A message of an oldest-first read, or `None` where retention removed records the read was
+/// about to reach (another process applied it, a server with `--retain-*` say): the read goes
+/// on after them, so the gap is told in a warning rather than ending the command.
+pub(crate) fn past_retention(
+    message: activitylog::Result<activitylog::Message>,
+) -> activitylog::Result<Option<activitylog::Message>> {
+    match message {
+        Ok(message) => Ok(Some(message)),
+        Err(e @ activitylog::Error::RemovedWhileRead { .. }) => {
+            log::warn!("{e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether output to stdout may go on. A closed pipe (`activitylog get … | head`) is not an

@@ -8,7 +8,7 @@ use activitylog::Meta;
 use anyhow::Result;
 use clap::Args;
 
-use crate::{open_read_only, parse_meta, written, StoreArgs};
+use crate::{open_read_only, parse_meta, past_retention, written, StoreArgs};
 
 /// How often `--follow` looks for new messages.
 const POLL: Duration = Duration::from_millis(200);
@@ -70,8 +70,11 @@ fn print(
     line: &mut Vec<u8>,
 ) -> Result<bool> {
     for message in messages {
+        let Some(message) = past_retention(message)? else {
+            continue;
+        };
         line.clear();
-        message?.write_with_meta(meta, line);
+        message.write_with_meta(meta, line);
         line.push(b'\n');
         if !written(out.write_all(line))? {
             return Ok(false);
