@@ -1735,25 +1735,32 @@ pub(crate) mod tests {
         assert_eq!(read(&reader).len(), 6);
     }
 
+    /// A writer of 4 KiB segments (no spares) into `dir`, and an appender of 1.5 KB messages
+    /// to project 1, numbered from 1: about two to a segment, so that a few appends roll.
+    pub(crate) fn small_segment_writer(dir: &Path) -> (crate::Store, impl FnMut(&crate::Store)) {
+        let writer = crate::Options::new()
+            .segment_bytes(4096)
+            .spare_projects(0)
+            .open(dir)
+            .unwrap();
+        let pad = "x".repeat(1500);
+        let mut n = 0;
+        let append = move |writer: &crate::Store| {
+            n += 1;
+            writer
+                .append(1, [format!(r#"{{"n":{n},"pad":"{pad}"}}"#)])
+                .unwrap();
+        };
+        (writer, append)
+    }
+
     /// A read-only open beside a writer may list a project's logs, the writer then rolling
     /// past the newest and retention removing it before the open opens it: the open lists
     /// again and reads the project as it is then, not an error for a file it could not find.
     #[test]
     fn a_read_only_open_lists_again_when_retention_removed_the_log_it_listed() {
         let tmp = tempfile::tempdir().unwrap();
-        let writer = crate::Options::new()
-            .segment_bytes(4096)
-            .spare_projects(0)
-            .open(tmp.path())
-            .unwrap();
-        let pad = "x".repeat(1500);
-        let mut n = 0;
-        let mut append = move |writer: &crate::Store| {
-            n += 1;
-            writer
-                .append(1, [format!(r#"{{"n":{n},"pad":"{pad}"}}"#)])
-                .unwrap();
-        };
+        let (writer, mut append) = small_segment_writer(tmp.path());
         for _ in 0..5 {
             append(&writer);
         }

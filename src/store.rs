@@ -1337,6 +1337,14 @@ mod tests {
         assert!(p.unsynced_bytes() > 0);
     }
 
+    /// How many syncs of the directory of projects `rec` recorded.
+    fn projects_dir_syncs(rec: &crate::fsio::sim::Recorder) -> usize {
+        rec.take_points()
+            .iter()
+            .filter(|point| point.before == "sync of directory projects")
+            .count()
+    }
+
     /// A `CLEAN` marker that is not exactly what this build writes (another format version,
     /// cut short, or longer) does not make the open trust the index files: it recovers as after
     /// a crash, which syncs the directory of projects once.
@@ -1366,11 +1374,7 @@ mod tests {
             let store = Store::open(tmp.path()).unwrap();
             assert_eq!(store.newest_first(5).unwrap().count(), 1);
             rec.unregister();
-            let syncs = rec
-                .take_points()
-                .iter()
-                .filter(|point| point.before == "sync of directory projects")
-                .count();
+            let syncs = projects_dir_syncs(&rec);
             assert_eq!(syncs, usize::from(!trusted), "marker {marker:?}");
         }
     }
@@ -1394,11 +1398,7 @@ mod tests {
                 assert_eq!(store.newest_first(p).unwrap().count(), 1);
             }
             rec.unregister();
-            let syncs = rec
-                .take_points()
-                .iter()
-                .filter(|point| point.before == "sync of directory projects")
-                .count();
+            let syncs = projects_dir_syncs(&rec);
             assert_eq!(syncs, usize::from(crashed), "crashed {crashed}");
             drop(store);
         }

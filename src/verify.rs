@@ -639,19 +639,7 @@ mod tests {
     fn segments_retention_removes_while_verify_runs_are_skipped() {
         use crate::project::tests::{set_hook, Point};
         let tmp = tempfile::tempdir().unwrap();
-        let writer = crate::Options::new()
-            .segment_bytes(4096)
-            .spare_projects(0)
-            .open(tmp.path())
-            .unwrap();
-        let pad = "x".repeat(1500);
-        let mut n = 0;
-        let mut append = move |writer: &crate::Store| {
-            n += 1;
-            writer
-                .append(1, [format!(r#"{{"n":{n},"pad":"{pad}"}}"#)])
-                .unwrap();
-        };
+        let (writer, mut append) = crate::project::tests::small_segment_writer(tmp.path());
         for _ in 0..8 {
             append(&writer);
         }
