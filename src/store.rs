@@ -1688,20 +1688,16 @@ mod tests {
                 .append_stamped(1, &batch("y")[..], &[old + 1000], Durability::Written)
                 .unwrap();
             assert_eq!((imported.first_seq, imported.stamp), (2, old + 1000));
-            let stamps: Vec<u64> = store
-                .newest_first(1)
-                .unwrap()
-                .map(|m| m.unwrap().stamp())
-                .collect();
-            assert_eq!(stamps, [old + 1000, old]);
+            let stamps = |store: &Store| -> Vec<u64> {
+                store
+                    .newest_first(1)
+                    .unwrap()
+                    .map(|m| m.unwrap().stamp())
+                    .collect()
+            };
+            assert_eq!(stamps(&store), [old + 1000, old]);
             drop(store);
-            let store = Store::open(tmp.path()).unwrap();
-            let stamps: Vec<u64> = store
-                .newest_first(1)
-                .unwrap()
-                .map(|m| m.unwrap().stamp())
-                .collect();
-            assert_eq!(stamps, [old + 1000, old]);
+            assert_eq!(stamps(&Store::open(tmp.path()).unwrap()), [old + 1000, old]);
             return;
         }
         panic!("no write fault left the rolled segment empty");
