@@ -137,6 +137,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A writable open was asked to make a new store in a folder that holds something a store
+    /// does not (a typo in a path, say): a new store is made only in an empty or new folder,
+    /// and nothing was written.
+    ForeignFolder {
+        /// The folder.
+        dir: PathBuf,
+        /// One entry of it that no store has.
+        entry: String,
+    },
     /// An option is out of range.
     InvalidOptions {
         /// What is wrong.
@@ -196,6 +205,13 @@ impl fmt::Display for Error {
             Error::Io { op, path, source } => {
                 write!(f, "{op} {} failed: {source}", path.display())
             }
+            Error::ForeignFolder { dir, entry } => write!(
+                f,
+                "{} holds {}, which is not part of an activitylog store: a new store is made \
+                 only in an empty or new folder",
+                dir.display(),
+                quoted(entry)
+            ),
             Error::Locked { dir } => write!(
                 f,
                 "the store {} is locked by another process that has it open for writing",

@@ -161,7 +161,9 @@ impl Options {
         self
     }
 
-    /// Creates or opens the store in `dir`.
+    /// Creates or opens the store in `dir`. A new store is made only in a new or empty folder
+    /// (or in what a first open cut short left): a folder holding anything else is refused with
+    /// [`Error::ForeignFolder`], and nothing is written to it.
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
         self.check()?;
         Store::open_with(dir.as_ref(), self)

@@ -132,7 +132,8 @@ pub(crate) struct Inner {
 }
 
 impl Store {
-    /// Creates or opens the store in `dir` with default [`Options`].
+    /// Creates or opens the store in `dir` with default [`Options`]. A new store is made only
+    /// in a new or empty folder ([`Options::open`]).
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
@@ -148,6 +149,9 @@ impl Store {
         let (lock, segment_bytes) = if options.read_only {
             (None, read_meta(dir)?)
         } else {
+            if !dir.join(STORE_FILE).exists() {
+                refuse_foreign_entries(dir)?;
+            }
             fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
             let lock_path = dir.join(LOCK_FILE);
             let lock = OpenOptions::new()
@@ -924,6 +928,40 @@ impl Drop for Inner {
     }
 }
 
+/// Before a new store is made in `dir`: refuses a folder that holds anything a store does not
+/// ([`Error::ForeignFolder`]), so that a mistyped path does not turn a folder of other files into a
+/// store. What a store's first open leaves if it is cut short (its lock, `projects/`, a
+/// temporary file) is a store's.
+fn refuse_foreign_entries(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("listing", dir, e)),
+    };
+    for entry in entries {
+        let name = entry.map_err(|e| Error::io("listing", dir, e))?.file_name();
+        let ours = name.to_str().is_some_and(|name| {
+            [
+                STORE_FILE,
+                LOCK_FILE,
+                CLOCK_FILE,
+                PROJECTS_DIR,
+                NEWEST_FILE,
+                CLEAN_FILE,
+            ]
+            .contains(&name)
+                || name.starts_with(".tmp-")
+        });
+        if !ours {
+            return Err(Error::ForeignFolder {
+                dir: dir.to_path_buf(),
+                entry: name.to_string_lossy().into_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// For a writable open: whether the last writer closed cleanly (it left a `CLEAN` marker, which
 /// goes, durably, before anything is written: [`Inner::before_write`]). After a clean close,
 /// every log and index file was synced, so recovery may trust the index files.
@@ -1343,6 +1381,45 @@ mod tests {
             .iter()
             .filter(|point| point.before == "sync of directory projects")
             .count()
+    }
+
+    /// A new store is made in a new or empty folder, or in what a first open cut short left;
+    /// not in a folder of other files, where the open writes nothing.
+    #[test]
+    fn a_new_store_is_not_made_among_other_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let foreign = tmp.path().join("notes");
+        fs::create_dir(&foreign).unwrap();
+        fs::write(foreign.join("todo.txt"), "x").unwrap();
+        let refused = Store::open(&foreign).map(drop).unwrap_err();
+        assert!(
+            matches!(&refused, Error::ForeignFolder { entry, .. } if entry == "todo.txt"),
+            "{refused:?}"
+        );
+        let left: Vec<_> = fs::read_dir(&foreign)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["todo.txt"], "the refused open wrote nothing");
+        // A first open cut short after its lock and `projects/`: the store is made.
+        let cut = tmp.path().join("cut");
+        fs::create_dir_all(cut.join(PROJECTS_DIR)).unwrap();
+        fs::write(cut.join(LOCK_FILE), "").unwrap();
+        Store::open(&cut)
+            .unwrap()
+            .append(1, [r#"{"a":1}"#])
+            .unwrap();
+        // An existing store opens whatever sits beside it.
+        fs::write(cut.join("README"), "x").unwrap();
+        assert_eq!(
+            Store::open(&cut).unwrap().newest_first(1).unwrap().count(),
+            1
+        );
+        // As do an empty folder and a new one.
+        let empty = tmp.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        drop(Store::open(&empty).unwrap());
+        drop(Store::open(tmp.path().join("new/deeper")).unwrap());
     }
 
     /// A `CLEAN` marker that is not exactly what this build writes (another format version,

@@ -156,6 +156,25 @@ fn a_failed_first_append_leaves_no_store_behind() {
     assert!(!store.exists());
 }
 
+/// An append into a folder of other files (a mistyped `--dir`, say) is refused in one
+/// sentence that names a file there, and the folder is left as it was, no store made in it.
+#[test]
+fn an_append_into_a_folder_of_other_files_makes_no_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("photo.jpg"), "x").unwrap();
+    let stderr = fails(
+        &["append", "--dir", path(tmp.path()), "4"],
+        Some(b"{\"a\":1}\n"),
+    );
+    assert!(stderr.contains("photo.jpg"), "stderr: {stderr:?}");
+    assert!(stderr.contains("empty or new folder"), "stderr: {stderr:?}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["photo.jpg"]);
+}
+
 #[test]
 fn a_line_over_the_size_limit_is_named() {
     let tmp = tempfile::tempdir().unwrap();
