@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::record::MAX_PAYLOAD_BYTES;
+
 use crate::store::Store;
 
 /// How far an append has travelled when `append` returns.
@@ -48,6 +48,10 @@ pub const DEFAULT_MAX_MAPPED_SEGMENTS: usize = 1024;
 pub const DEFAULT_SPARE_PROJECTS: usize = 8;
 /// The most spare project directories a store may keep ready.
 pub const MAX_SPARE_PROJECTS: usize = 1024;
+
+/// The largest message a store may be set to take ([`Options::max_message_bytes`]):
+/// 16 MiB − 1, what a record's length field holds.
+pub const MAX_MESSAGE_BYTES: usize = crate::record::MAX_PAYLOAD_BYTES;
 
 /// The smallest allowed segment size: 4 KiB.
 pub const MIN_SEGMENT_BYTES: u64 = 4 << 10;
@@ -179,10 +183,10 @@ impl Options {
                 });
             }
         }
-        if self.max_message_bytes == 0 || self.max_message_bytes > MAX_PAYLOAD_BYTES {
+        if self.max_message_bytes == 0 || self.max_message_bytes > MAX_MESSAGE_BYTES {
             return Err(Error::InvalidOptions {
                 reason: format!(
-                    "message limit {} is outside 1..={MAX_PAYLOAD_BYTES} bytes",
+                    "message limit {} is outside 1..={MAX_MESSAGE_BYTES} bytes",
                     self.max_message_bytes
                 ),
             });

@@ -240,6 +240,17 @@ fn usage_errors_exit_with_2() {
         &["append", "1"],
         &["append", "--dir", dir, "--segment-bytes", "100", "1"],
         &["append", "--dir", dir, "--durability", "maybe", "1"],
+        &["append", "--dir", dir, "--max-message-bytes", "0", "1"],
+        &[
+            "import",
+            "--dir",
+            dir,
+            "--max-message-bytes",
+            "16777216",
+            "x.jl",
+        ],
+        &["serve", "--dir", dir, "--segment-bytes", "100"],
+        &["serve", "--dir", dir, "--max-message-bytes", "0"],
         &["get", "--dir", dir],
         &["frobnicate"],
     ] {

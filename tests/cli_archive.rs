@@ -483,7 +483,8 @@ fn import_takes_the_message_limit_of_the_store_it_came_from() {
     ]);
     let copied = get(&copy, "4");
     assert_eq!(copied.trim_end(), big);
-    let (_, err) = fails(&[
+    // A limit no store can have is a usage error, as every out-of-range option is.
+    let refused = run(&[
         "import",
         "--dir",
         s(&copy),
@@ -491,7 +492,9 @@ fn import_takes_the_message_limit_of_the_store_it_came_from() {
         "0",
         s(&out),
     ]);
-    assert!(err.contains("message limit 0 is outside"), "{err}");
+    let err = String::from_utf8(refused.stderr).unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("0 is not in 1..=16777215"), "{err}");
 }
 
 /// A newest-first input (what `get --meta _ts` prints) is imported, but not silently: the

@@ -82,8 +82,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use activitylog::{
-    Durability, Filter, Meta, Options, Query, Store, DEFAULT_MAX_MESSAGE_BYTES, MAX_SEGMENT_BYTES,
-    MIN_SEGMENT_BYTES,
+    Durability, Filter, Meta, Options, Query, Store, DEFAULT_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES,
+    MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
 };
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -160,7 +160,7 @@ pub(crate) struct WriteArgs {
     #[arg(
         long,
         value_name = "N",
-        value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES)
+        value_parser = segment_bytes()
     )]
     pub(crate) segment_bytes: Option<u64>,
 
@@ -170,7 +170,12 @@ pub(crate) struct WriteArgs {
 
     /// The largest message accepted, in bytes after whitespace removal (at most 16 MiB - 1):
     /// as large as the store's writer allowed, to take back its export.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_MESSAGE_BYTES,
+        value_parser = message_bytes()
+    )]
     pub(crate) max_message_bytes: usize,
 }
 
@@ -364,6 +369,17 @@ pub(crate) fn write_to(
         }
     }
     result
+}
+
+/// The parser of `--max-message-bytes`: 1 to [`MAX_MESSAGE_BYTES`], a usage error otherwise.
+pub(crate) fn message_bytes() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_MESSAGE_BYTES as u64)
+}
+
+/// The parser of `--segment-bytes`: [`MIN_SEGMENT_BYTES`] to [`MAX_SEGMENT_BYTES`], a usage
+/// error otherwise.
+pub(crate) fn segment_bytes() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES)
 }
 
 /// Opens (creating if needed) the store in `dir` for writing, with the message limit of `write`

@@ -39,11 +39,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = http::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Segment size in bytes, for a store this command creates.
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = crate::segment_bytes())]
     segment_bytes: Option<u64>,
     /// The largest message a POST may hold, in bytes after whitespace removal (at most
     /// 16 MiB - 1); larger is 413.
-    #[arg(long, value_name = "N", default_value_t = activitylog::DEFAULT_MAX_MESSAGE_BYTES)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = activitylog::DEFAULT_MAX_MESSAGE_BYTES,
+        value_parser = crate::message_bytes()
+    )]
     max_message_bytes: usize,
     /// Every minute, delete a project's segments whose newest message is older than this:
     /// 30d, 12h, 90m, 45s, 500ms.
