@@ -33,6 +33,8 @@ struct Reply {
     status: StatusCode,
     content_type: String,
     cors: String,
+    /// Every `Vary` header, joined by ", ".
+    vary: String,
     body: String,
 }
 
@@ -48,11 +50,19 @@ impl Api {
         };
         let content_type = header(header::CONTENT_TYPE);
         let cors = header(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+        let vary = resp
+            .headers()
+            .get_all(header::VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
         let body = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
         Reply {
             status,
             content_type,
             cors,
+            vary,
             body: String::from_utf8(body.to_vec()).unwrap(),
         }
     }
@@ -302,6 +312,26 @@ async fn json_format_and_accept_header_give_one_array() {
         api.get("/activity/4?format=xml").await.status,
         StatusCode::BAD_REQUEST
     );
+}
+
+/// A GET's format follows its `Accept` header, so its responses say so (`Vary: Accept`), and
+/// a cache keeps JSON and JSON Lines apart.
+#[tokio::test]
+async fn a_get_varies_by_accept() {
+    let api = api();
+    api.post("/activity/4", "{\"a\":1}").await;
+    for uri in ["/activity/4", "/activity/projects/?p=4"] {
+        let r = api.get(uri).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            r.vary
+                .to_ascii_lowercase()
+                .split(", ")
+                .any(|v| v == "accept"),
+            "{uri}: Vary {:?}",
+            r.vary
+        );
+    }
 }
 
 #[tokio::test]

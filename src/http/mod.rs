@@ -538,7 +538,15 @@ async fn respond(
             rest,
         ))
     };
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+    // The format may come from `Accept`: a cache must not answer one format with the other.
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::VARY, "Accept"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// A response body being produced from a query, chunk by chunk, on a blocking thread.
