@@ -853,36 +853,23 @@ impl Project {
     /// disk, that segment would outlive the failure: the appends that follow go to the older
     /// segment, still active, and a reopen would take the newer, empty one for the active
     /// segment and its first sequence number for the end of the older one's records,
-    /// misreading every message acknowledged since. The removal is synced now, or, if the
-    /// directory does not open either, by the sync that comes before anything else is
-    /// acknowledged as durable (the directory counts as changed); if the files cannot be
-    /// removed, or the sync fails, the project is poisoned. A project's first log (`new_log`)
-    /// has no older segment, and is replaced when it is made again.
+    /// misreading every message acknowledged since. The removal is made durable as every entry
+    /// change of the directory is: the directory counts as changed, and the next sync of the
+    /// project syncs it before anything after it is acknowledged as durable. If the files cannot
+    /// be removed, the project is poisoned. A project's first log (`new_log`) has no older
+    /// segment, and is replaced when it is made again.
     fn unmake_segment(&self, first_seq: u64, new_log: bool, error: Error) -> Error {
         if new_log {
             return error;
         }
         let removed = segment::remove_if_present(&segment::log_path(&self.dir, first_seq))
-            .and_then(|()| segment::remove_if_present(&segment::index_path(&self.dir, first_seq)))
-            .and_then(|()| {
-                let created = {
-                    let mut s = self.sync.lock();
-                    s.dir_created += 1;
-                    s.dir_created
-                };
-                match segment::sync_dir(&self.dir) {
-                    Ok(()) => {
-                        let mut s = self.sync.lock();
-                        s.dir_synced = s.dir_synced.max(created);
-                        Ok(())
-                    }
-                    Err(e) if segment::sync_not_started(&e) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            });
-        if let Err(e) = removed {
-            log::warn!("cannot take back a segment that failed to open ({e}); poisoning");
-            self.poisoned.store(true, Ordering::Release);
+            .and_then(|()| segment::remove_if_present(&segment::index_path(&self.dir, first_seq)));
+        match removed {
+            Ok(()) => self.sync.lock().dir_created += 1,
+            Err(e) => {
+                log::warn!("cannot take back a segment that failed to open ({e}); poisoning");
+                self.poisoned.store(true, Ordering::Release);
+            }
         }
         error
     }
@@ -1754,6 +1741,32 @@ pub(crate) mod tests {
         (writer, append)
     }
 
+    /// Sets this thread's hook to act as `writer` at the first listing of a project's logs:
+    /// it appends (with `append`) until the writer has rolled past the newest of `listed`, the
+    /// logs listed in `dir`, then applies retention, which removes every one of them.
+    pub(crate) fn retain_all_listed_at_first_listing(
+        writer: crate::Store,
+        mut append: impl FnMut(&crate::Store) + 'static,
+        dir: PathBuf,
+        listed: Vec<u64>,
+    ) {
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, _: &Path| {
+            if point != Point::Listed || std::mem::replace(&mut done, true) {
+                return;
+            }
+            while segment::list(&dir).unwrap().last() == listed.last() {
+                append(&writer);
+            }
+            writer
+                .apply_retention(&crate::Retention::new().max_messages(1))
+                .unwrap();
+            for first in &listed {
+                assert!(!segment::log_path(&dir, *first).exists());
+            }
+        })));
+    }
+
     /// A read-only open beside a writer may list a project's logs, the writer then rolling
     /// past the newest and retention removing it before the open opens it: the open lists
     /// again and reads the project as it is then, not an error for a file it could not find.
@@ -1767,21 +1780,7 @@ pub(crate) mod tests {
         let dir = tmp.path().join("projects/1");
         let listed = segment::list(&dir).unwrap();
         assert!(listed.len() > 1, "{listed:?}");
-        let writer2 = writer.clone();
-        let mut done = false;
-        set_hook(Some(Box::new(move |point, _: &Path| {
-            if point != Point::Listed || std::mem::replace(&mut done, true) {
-                return;
-            }
-            // The segment listed newest is sealed, and goes.
-            while segment::list(&dir).unwrap().last() == listed.last() {
-                append(&writer2);
-            }
-            writer2
-                .apply_retention(&crate::Retention::new().max_messages(1))
-                .unwrap();
-            assert!(!segment::log_path(&dir, *listed.last().unwrap()).exists());
-        })));
+        retain_all_listed_at_first_listing(writer.clone(), append, dir, listed);
         let reader = crate::Options::new()
             .read_only(true)
             .open(tmp.path())

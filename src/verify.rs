@@ -637,7 +637,7 @@ mod tests {
     /// no problem and no error.
     #[test]
     fn segments_retention_removes_while_verify_runs_are_skipped() {
-        use crate::project::tests::{set_hook, Point};
+        use crate::project::tests::set_hook;
         let tmp = tempfile::tempdir().unwrap();
         let (writer, mut append) = crate::project::tests::small_segment_writer(tmp.path());
         for _ in 0..8 {
@@ -646,20 +646,13 @@ mod tests {
         let pdir = store::project_dir_in(tmp.path(), 1);
         let listed = segment::list(&pdir).unwrap();
         assert!(listed.len() > 2, "{listed:?}");
-        let writer2 = writer.clone();
-        let mut done = false;
-        set_hook(Some(Box::new(move |point, _: &Path| {
-            if point != Point::Listed || std::mem::replace(&mut done, true) {
-                return;
-            }
-            // Every segment listed goes, the newest once the writer rolled past it.
-            while segment::list(&pdir).unwrap().last() == listed.last() {
-                append(&writer2);
-            }
-            writer2
-                .apply_retention(&crate::Retention::new().max_messages(1))
-                .unwrap();
-        })));
+        // Every segment listed goes, the newest once the writer rolled past it.
+        crate::project::tests::retain_all_listed_at_first_listing(
+            writer.clone(),
+            append,
+            pdir,
+            listed,
+        );
         let mut problems = Vec::new();
         let verified = verify(tmp.path(), None, |p| problems.push(p.to_string()), |_| {});
         set_hook(None);
