@@ -1398,6 +1398,14 @@ fn recover_active(
         image = read_from(start)?;
         s = scan(&image, start, 0);
     }
+    if !writable && !s.damaged.is_empty() {
+        (image, s) = settle(&path, start, trusted as u32, (image, s), |delay| {
+            std::thread::sleep(delay);
+            #[cfg(test)]
+            tests::hook(tests::Point::Settling, &path);
+            read_from(start)
+        })?;
+    }
     for range in &s.damaged {
         log::error!(
             "{} is damaged at bytes {}..{}; the records on both sides stay readable",
@@ -1573,6 +1581,51 @@ fn recover_active(
     Ok(Some((active, committed, last_stamp, idx)))
 }
 
+/// How long a read-only open waits before it reads again a log that looks damaged.
+const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How many times a read-only open reads a log again while what looks damaged keeps changing.
+const SETTLE_LOOKS: usize = 8;
+
+/// What a read-only open takes for an active log whose scan (`s`, of `image`) found damage.
+/// Beside a live writer in another process, that may be a batch being copied into the writer's
+/// room: a copy may store a batch's end before its start, so that a reader sees a broken frame
+/// with valid ones after it. Only bytes the writer has not published can be in flight, and it
+/// publishes a batch as soon as its copy is done: the log is read again (`again`, given a delay
+/// to wait first) until the damage reads the same twice — then it is damage, reported as on any
+/// open — or is gone. Damage that keeps changing is a writer at work: after [`SETTLE_LOOKS`]
+/// reads the log is taken to end where the damage starts, as if it were a torn tail.
+fn settle(
+    path: &Path,
+    start: u64,
+    first_delta: u32,
+    (mut image, mut s): (Vec<u8>, scan::Scan),
+    mut read_again: impl FnMut(std::time::Duration) -> Result<Vec<u8>>,
+) -> Result<(Vec<u8>, scan::Scan)> {
+    for _ in 0..SETTLE_LOOKS {
+        let again = read_again(SETTLE_DELAY)?;
+        let s2 = scan(&again, start, first_delta);
+        // The same damage, over the same bytes (and those before it).
+        let unchanged = s2.damaged == s.damaged
+            && s.damaged.last().is_some_and(|r| {
+                let end = (r.end - start) as usize;
+                image.get(..end) == again.get(..end)
+            });
+        (image, s) = (again, s2);
+        if unchanged || s.damaged.is_empty() {
+            return Ok((image, s));
+        }
+    }
+    let end = (s.damaged[0].start - start) as usize;
+    log::debug!(
+        "what looks damaged in {} keeps changing (a writer is appending): reading it up to byte {}",
+        path.display(),
+        s.damaged[0].start
+    );
+    let s = scan(&image[..end], start, first_delta);
+    Ok((image, s))
+}
+
 /// Brings an active segment's index file in line with `entries`, writing only what differs.
 fn rewrite_index(
     path: &Path,
@@ -1630,6 +1683,9 @@ pub(crate) mod tests {
         Listed,
         /// [`recover_active`] measured the log's length (the path is the log's).
         Measured,
+        /// A read-only [`recover_active`] is about to read again a log that looked damaged
+        /// (the path is the log's).
+        Settling,
     }
 
     /// A test's hook into this thread's project opens, called at each [`Point`] with its path:
@@ -1720,6 +1776,121 @@ pub(crate) mod tests {
         reader.refresh();
         assert_eq!(read(&reader), read(&writer));
         assert_eq!(read(&reader).len(), 6);
+    }
+
+    /// A store with two synced batches of three records in project 1 (`a` then `b`), and its
+    /// log's path and bytes, and the offset of batch `b`. The index is left vouching for batch
+    /// `a` only, as while `b` was being written.
+    pub(crate) fn two_batches(dir: &Path) -> (crate::Store, PathBuf, Vec<u8>, usize) {
+        let writer = crate::Options::new().spare_projects(0).open(dir).unwrap();
+        let batch = |tag: &str| -> Vec<String> {
+            (0..3)
+                .map(|k| format!(r#"{{"{tag}":{k},"pad":"{}"}}"#, "x".repeat(100)))
+                .collect()
+        };
+        writer.append(1, batch("a")).unwrap();
+        writer.sync().unwrap();
+        let pdir = dir.join("projects/1");
+        let (log, idx) = (segment::log_path(&pdir, 1), segment::index_path(&pdir, 1));
+        let (b_at, idx_a) = (
+            fs::metadata(&log).unwrap().len() as usize,
+            fs::read(&idx).unwrap(),
+        );
+        writer.append(1, batch("b")).unwrap();
+        writer.sync().unwrap();
+        fs::write(&idx, idx_a).unwrap();
+        let bytes = fs::read(&log).unwrap();
+        (writer, log, bytes, b_at)
+    }
+
+    /// What a read-only open of `dir` reads of project 1, newest first (the first 8 bytes of
+    /// each message, or the error), and how often it read its log again.
+    fn read_only_read(
+        dir: &Path,
+        mut settling: impl FnMut(&Path) + 'static,
+    ) -> (Vec<String>, usize) {
+        let looks = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = looks.clone();
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point == Point::Settling {
+                counted.set(counted.get() + 1);
+                settling(path);
+            }
+        })));
+        let reader = crate::Options::new().read_only(true).open(dir).unwrap();
+        let read = reader
+            .newest_first(1)
+            .unwrap()
+            .map(|m| match m {
+                Ok(m) => m.into_json()[..8].to_string(),
+                Err(e) => format!("error: {e}"),
+            })
+            .collect();
+        set_hook(None);
+        (read, looks.get())
+    }
+
+    /// A read-only open beside a writer in another process may read a batch while the writer
+    /// copies it into its room, the copy having stored the batch's end but not yet its start:
+    /// the first frame is broken, the later ones valid. The open reads the log again, finds the
+    /// batch whole, and reads it, with no damage.
+    #[test]
+    fn a_read_only_open_reads_again_a_batch_being_copied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_writer, log, whole, b_at) = two_batches(tmp.path());
+        let mut copying = whole.clone();
+        copying[b_at..b_at + FRAME_HEADER_BYTES].fill(0);
+        fs::write(&log, &copying).unwrap();
+        let (read, looks) =
+            read_only_read(tmp.path(), move |path| fs::write(path, &whole).unwrap());
+        assert_eq!(looks, 1);
+        assert_eq!(
+            read,
+            [
+                r#"{"b":2,""#,
+                r#"{"b":1,""#,
+                r#"{"b":0,""#,
+                r#"{"a":2,""#,
+                r#"{"a":1,""#,
+                r#"{"a":0,""#
+            ]
+        );
+    }
+
+    /// Damage that reads the same a second time is damage: a read-only open reports it as any
+    /// open does, after one look again.
+    #[test]
+    fn a_read_only_open_reports_damage_that_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_writer, log, mut bytes, b_at) = two_batches(tmp.path());
+        bytes[b_at..b_at + FRAME_HEADER_BYTES].fill(0);
+        fs::write(&log, &bytes).unwrap();
+        let (read, looks) = read_only_read(tmp.path(), |_| {});
+        assert_eq!(looks, 1);
+        assert_eq!(read.len(), 6, "{read:?}");
+        assert_eq!(read[..2], [r#"{"b":2,""#, r#"{"b":1,""#]);
+        assert!(
+            read[2].starts_with("error: ") && read[2].contains(&format!("{b_at}")),
+            "{read:?}"
+        );
+        assert_eq!(read[3..], [r#"{"a":2,""#, r#"{"a":1,""#, r#"{"a":0,""#]);
+    }
+
+    /// Damage that changes every time it is read is a writer at work: after a few looks, a
+    /// read-only open takes the log to end where the damage starts, reporting nothing.
+    #[test]
+    fn a_read_only_open_reads_up_to_damage_that_keeps_changing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_writer, log, mut bytes, b_at) = two_batches(tmp.path());
+        bytes[b_at..b_at + FRAME_HEADER_BYTES].fill(0);
+        fs::write(&log, &bytes).unwrap();
+        let (read, looks) = read_only_read(tmp.path(), move |path| {
+            // Still no frame there, but other bytes.
+            bytes[b_at] = bytes[b_at].wrapping_add(1);
+            fs::write(path, &bytes).unwrap();
+        });
+        assert_eq!(looks, SETTLE_LOOKS);
+        assert_eq!(read, [r#"{"a":2,""#, r#"{"a":1,""#, r#"{"a":0,""#]);
     }
 
     /// A writer of 4 KiB segments (no spares) into `dir`, and an appender of 1.5 KB messages

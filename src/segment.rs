@@ -1009,6 +1009,10 @@ impl Active {
 /// made, as written bytes are: it survives the process being killed, and an fsync of the file
 /// covers it.
 ///
+/// Readers in this process see a batch only once the writer publishes it, after its copy. A
+/// reader in another process reads the file, so it may see a copy in flight, in any order of
+/// its bytes: read-only opens read again what looks damaged (`project::settle`).
+///
 /// The writer owns its room and drops it before anything shrinks the file; the log is cut back
 /// to its committed length when the segment is sealed, the store synced or the project closed,
 /// and recovery cuts a tail of zeros after a crash as it cuts any unfinished tail (see

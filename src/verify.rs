@@ -4,7 +4,8 @@
 //!
 //! Verification reads the files with plain reads (no maps, no locks), so it works beside a
 //! running writer. The writer may be in the middle of an append: an unfinished tail on the
-//! newest segment is read again after a pause before it is reported.
+//! newest segment (or damage in it, which a batch being copied may look like) is read again
+//! after a pause before it is reported.
 
 use std::fs;
 use std::ops::Range;
@@ -231,9 +232,17 @@ pub fn verify(
                 }
             }
             let mut s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
-            if newest && (s.torn(log_end(&log, &s, newest)) || s.open_batch.is_some()) {
-                // Perhaps a writer is mid-append: look again once it had time to finish.
+            if newest
+                && (s.torn(log_end(&log, &s, newest))
+                    || s.open_batch.is_some()
+                    || !s.damaged.is_empty())
+            {
+                // Perhaps a writer is mid-append: look again once it had time to finish. (A
+                // batch being copied into the writer's room may show its end before its start:
+                // a broken frame with valid ones after it, which reads as damage.)
                 std::thread::sleep(SETTLE);
+                #[cfg(test)]
+                crate::project::tests::hook(crate::project::tests::Point::Settling, &log_path);
                 let Some(again) = read_log(&pdir, &mut log_path)? else {
                     expected_first = None;
                     continue;
@@ -630,6 +639,30 @@ mod tests {
         fs::write(segment::log_path(&pdir, first), &log).unwrap();
         let verified = verify(tmp.path(), None, |_| {}, |_| {}).unwrap();
         assert_eq!(verified.records, 2);
+    }
+
+    /// `verify` beside a writer copying a batch into its room, the copy having stored the
+    /// batch's end but not yet its start: what reads as damage in the newest segment is read
+    /// again, whole, and is no problem.
+    #[test]
+    fn a_batch_being_copied_is_read_again() {
+        use crate::project::tests::{set_hook, two_batches, Point};
+        let tmp = tempfile::tempdir().unwrap();
+        let (_writer, log, whole, b_at) = two_batches(tmp.path());
+        let mut copying = whole.clone();
+        copying[b_at..b_at + FRAME_HEADER_BYTES].fill(0);
+        fs::write(&log, &copying).unwrap();
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point == Point::Settling {
+                fs::write(path, &whole).unwrap();
+            }
+        })));
+        let mut problems = Vec::new();
+        let verified = verify(tmp.path(), None, |p| problems.push(p.to_string()), |_| {});
+        set_hook(None);
+        let verified = verified.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!((verified.records, verified.problems), (6, 0));
     }
 
     /// `verify` beside a writer that applies retention: segments removed after the listing
