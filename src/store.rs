@@ -784,11 +784,13 @@ impl Inner {
         .with_parent_sync(self.projects_sync.clone())
         .with_room(self.room);
         let p = Arc::new(if close_failed { p.poisoned() } else { p });
-        if writable {
-            self.recovered.lock().insert(id);
-        }
         if let Some(clock) = &self.clock {
             clock.observe(p.snapshot().last_stamp)?;
+        }
+        // Only a project kept open counts as recovered: one dropped on an error above is
+        // recovered again (after a crash, with the syncs that go with it) when next opened.
+        if writable {
+            self.recovered.lock().insert(id);
         }
         p.last_used.store(self.touch(), Ordering::Relaxed);
         map.insert(id, p.clone());
