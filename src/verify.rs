@@ -4,8 +4,8 @@
 //!
 //! Verification reads the files with plain reads (no maps, no locks), so it works beside a
 //! running writer. The writer may be in the middle of an append: an unfinished tail on the
-//! newest segment (or damage in it, which a batch being copied may look like) is read again
-//! after a pause before it is reported.
+//! newest segment (or damage past what its index vouches for, which a batch being copied may
+//! look like) is read again after a pause before it is reported.
 
 use std::fs;
 use std::ops::Range;
@@ -232,14 +232,22 @@ pub fn verify(
                 }
             }
             let mut s = scan(&log[LOG_HEADER_BYTES..], LOG_HEADER_BYTES as u64, 0);
+            // A batch being copied into a writer's room may show its end before its start: a
+            // broken frame with valid ones after it, which reads as damage. Only records past
+            // those the index vouches for can be in flight.
+            let in_flight = || {
+                let indexed = idx
+                    .as_deref()
+                    .and_then(|b| index::entries_of(b).ok())
+                    .map(index::decode_entries)
+                    .and_then(|e| e.into_iter().rev().find(|&e| e != index::LOST))
+                    .map_or(0, u64::from);
+                s.damaged.last().is_some_and(|r| r.start > indexed)
+            };
             if newest
-                && (s.torn(log_end(&log, &s, newest))
-                    || s.open_batch.is_some()
-                    || !s.damaged.is_empty())
+                && (s.torn(log_end(&log, &s, newest)) || s.open_batch.is_some() || in_flight())
             {
-                // Perhaps a writer is mid-append: look again once it had time to finish. (A
-                // batch being copied into the writer's room may show its end before its start:
-                // a broken frame with valid ones after it, which reads as damage.)
+                // Perhaps a writer is mid-append: look again once it had time to finish.
                 std::thread::sleep(SETTLE);
                 #[cfg(test)]
                 crate::project::tests::hook(crate::project::tests::Point::Settling, &log_path);
