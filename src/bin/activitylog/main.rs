@@ -234,7 +234,8 @@ struct ProjectsArgs {
 /// What to add to and filter out of printed messages.
 #[derive(Debug, Args)]
 struct OutputArgs {
-    /// A meta field to add to each message: _ts, _project or _key (repeatable, in order).
+    /// A meta field to add to each message: _ts, _project or _key (repeatable, in order; a
+    /// name repeated counts once).
     #[arg(long, value_name = "NAME", value_parser = parse_meta)]
     meta: Vec<Meta>,
 
