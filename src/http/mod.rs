@@ -65,6 +65,14 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks made ahead of the connection (each on a blocking thread); bounds a response's memory.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// The longest request URI the API reads (its path and query), in bytes: 60 KiB; longer is 414.
+/// hyper answers 414 itself, without a body, to a URI over 65,534 bytes: one that grows a little
+/// at a time (another `p`, another filter) meets this limit first, and gets a sentence.
+const MAX_URI_BYTES: usize = 60 << 10;
+/// The most bytes of header fields a request may carry (each name and value, plus 4 bytes for
+/// `: ` and the line end): 64 KiB; more is 431. hyper answers 431 itself, without a body, to a
+/// request head over its buffer (about 400 KB) or with over 100 header fields.
+const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// How the API behaves: authentication, limits, durability of POSTs.
 #[derive(Debug, Clone)]
@@ -127,7 +135,8 @@ struct AppState {
 
 type Shared = State<Arc<AppState>>;
 
-/// The Activity API router over `store`.
+/// The Activity API router over `store`. It answers a URI over 60 KiB with 414 and header
+/// fields over 64 KiB with 431, each with a sentence, whatever server it is mounted in.
 pub fn router(store: Store, config: ApiConfig) -> Router {
     let limit = config.max_body_bytes;
     let state = Arc::new(AppState { store, config });
@@ -141,6 +150,7 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn(within_limits))
         .layer(middleware::from_fn(common_headers))
         .with_state(state)
 }
@@ -157,6 +167,40 @@ async fn require_key(State(state): Shared, request: Request, next: Next) -> Resp
                 return r;
             }
         }
+    }
+    next.run(request).await
+}
+
+/// A request whose URI or header fields are over the API's limits ([`MAX_URI_BYTES`],
+/// [`MAX_HEADER_BYTES`]) is 414 or 431 with a sentence, before its key is looked at, as hyper's
+/// own answers to larger ones are.
+async fn within_limits(request: Request, next: Next) -> Response {
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return plain(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "the request URI is {uri_bytes} bytes, over the limit of {MAX_URI_BYTES}; \
+                 ask for fewer projects or filters at a time"
+            ),
+        );
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request's header fields are {header_bytes} bytes, over the limit of \
+                 {MAX_HEADER_BYTES}"
+            ),
+        );
     }
     next.run(request).await
 }
