@@ -366,3 +366,102 @@ async fn over_long_uris_and_header_fields_get_a_sentence_over_a_socket() {
         );
     }
 }
+
+/// A store whose project 1 holds 24 MiB: far more than socket buffers and the chunks a response
+/// makes ahead hold. Its size in bytes as JSON Lines.
+fn a_big_project(store: &Store) -> usize {
+    let line = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+    for _ in 0..24 {
+        store.append(1, vec![line.as_str(); 1024]).unwrap();
+    }
+    24 * 1024 * (line.len() + 1)
+}
+
+/// A connection that asks for project 1 and reads its first bytes, with a small receive buffer
+/// (so the kernel does not grow it to hold the whole response).
+async fn a_reader_of_project_1(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    conn.write_all(&get_with("/activity/1", "")).await.unwrap();
+    let mut first = [0; 1024];
+    assert!(conn.read(&mut first).await.unwrap() > 0);
+    conn
+}
+
+/// Everything until the server closes the connection (or resets it); a deadlock guard of 60 s.
+async fn the_rest(mut conn: tokio::net::TcpStream) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0; 1 << 20];
+    let mut total = 0;
+    let read_all = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read_all)
+        .await
+        .expect("the connection was neither finished nor closed");
+    total
+}
+
+/// A client that stops reading a big GET has its connection closed once the socket has taken
+/// nothing for `write_timeout`, so what the response made ahead is freed; the server answers
+/// others meanwhile. (Such a connection was kept as long as the client stayed connected.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let size = a_big_project(&store);
+    store.append(2, [r#"{"b":2}"#]).unwrap();
+    let timeout = std::time::Duration::from_millis(200);
+    let addr = serving(&store, ApiConfig::new().write_timeout(timeout)).await;
+    let stalled = a_reader_of_project_1(addr).await;
+    let (head, body) = raw(addr, &get_with("/activity/2", "")).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert_eq!(body, "{\"b\":2}\n");
+    // A generous bound: 15 times the timeout. The server fills the socket's buffers, then waits
+    // for the reader.
+    tokio::time::sleep(timeout * 15).await;
+    let rest = the_rest(stalled).await;
+    assert!(
+        rest < size / 2,
+        "the stalled response went on: {rest} of {size} bytes after the pause"
+    );
+    let (head, body) = raw(addr, &get_with("/activity/2", "")).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert_eq!(body, "{\"b\":2}\n");
+}
+
+/// The write timeout counts from the socket's last progress, not from the response's start: a
+/// reader that pauses for less than it, again and again, gets the whole response. (Between its
+/// pauses it reads 3 MiB: the socket takes more of the response only once the reader took a good
+/// part of what its send buffer holds, up to 4 MiB on Linux.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_pauses_less_than_the_write_timeout_gets_everything() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let size = a_big_project(&store);
+    let timeout = std::time::Duration::from_secs(2);
+    let addr = serving(&store, ApiConfig::new().write_timeout(timeout)).await;
+    let mut conn = a_reader_of_project_1(addr).await;
+    // Six pauses of a quarter of the timeout: 1.5 times the timeout in all.
+    let mut burst = vec![0; 3 << 20];
+    let mut read = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(timeout / 4).await;
+        read += conn.read_exact(&mut burst).await.unwrap();
+    }
+    let rest = the_rest(conn).await;
+    // The whole body, with its chunk framing around it.
+    assert!(
+        read + rest > size,
+        "cut short: {} of {size} bytes",
+        read + rest
+    );
+}

@@ -33,6 +33,7 @@
 )]
 
 mod auth;
+mod deadline;
 /// The query-string parser (crate-visible for the fuzz harness).
 pub(crate) mod params;
 
@@ -59,6 +60,9 @@ use crate::{Durability, Error, Merged, Meta, Query, Store};
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// Default time [`serve`] waits for requests in flight once shutdown began: 10 s.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default time [`serve`] lets a response wait for its client to take a byte before closing the
+/// connection: 60 s.
+pub const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long a client may take to send a request body before the request fails.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes gathered before a chunk of a streamed response is handed to the connection.
@@ -81,6 +85,7 @@ pub struct ApiConfig {
     max_body_bytes: usize,
     durability: Option<Durability>,
     shutdown_timeout: std::time::Duration,
+    write_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -90,6 +95,7 @@ impl Default for ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             durability: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -124,6 +130,18 @@ impl ApiConfig {
     /// [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub fn shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long [`serve`] lets a connection wait for its client to take a byte of a response
+    /// before closing it: a client that stops reading a big GET would otherwise hold the
+    /// connection and what was made ahead for it as long as it stays connected. Only the
+    /// socket's progress counts: a response that takes longer in all, or waits for the store,
+    /// is not cut. The socket takes more once the client has read a good part of its send
+    /// buffer (up to 4 MiB on Linux), so a reader slower than that per timeout is cut too.
+    /// `Duration::MAX` sets no deadline. Default: [`DEFAULT_WRITE_TIMEOUT`].
+    pub fn write_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 }
@@ -210,13 +228,16 @@ async fn within_limits(request: Request, next: Next) -> Response {
 ///
 /// Requests still in flight after the config's
 /// [`shutdown_timeout`](ApiConfig::shutdown_timeout) are not waited for: their connections'
-/// tasks (and the store handles they hold) end when the runtime shuts down.
+/// tasks (and the store handles they hold) end when the runtime shuts down. A connection whose
+/// client takes no byte of a response for the config's
+/// [`write_timeout`](ApiConfig::write_timeout) is closed.
 pub async fn serve(
     store: Store,
     config: ApiConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = deadline::DeadlineListener::new(listener, config.write_timeout);
     let deadline = config.shutdown_timeout;
     let app = router(store.clone(), config)
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
