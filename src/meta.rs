@@ -3,7 +3,8 @@
 //! Stored messages are compact JSON objects, so the closing `}` is the last byte: meta fields are
 //! written in front of it, after the message's own fields, in the order requested. Nothing is
 //! parsed or re-serialised. A message that already has a field of that name gets the meta field
-//! appended anyway (JSON parsers keep the last).
+//! appended anyway (JSON parsers keep the last). A meta field asked for twice is written once, at
+//! its first place: duplicate keys the server wrote itself would only trouble parsers.
 
 use std::fmt;
 use std::io::Write;
@@ -60,7 +61,8 @@ impl FromStr for Meta {
 }
 
 impl Message {
-    /// Appends the message to `out` with the `meta` fields spliced in, in the order given.
+    /// Appends the message to `out` with the `meta` fields spliced in, in the order given; a
+    /// field that `meta` names more than once is written once, where it first appears.
     pub fn write_with_meta(&self, meta: &[Meta], out: &mut Vec<u8>) {
         let json = self.json().as_bytes();
         if meta.is_empty() {
@@ -72,7 +74,14 @@ impl Message {
         let body = &json[..json.len() - 1];
         out.extend_from_slice(body);
         let mut need_comma = body.len() > 1;
+        // One bit per variant: the fields already written.
+        let mut written = 0u8;
         for m in meta {
+            let bit = 1u8 << *m as u8;
+            if written & bit != 0 {
+                continue;
+            }
+            written |= bit;
             if need_comma {
                 out.push(b',');
             }
@@ -87,7 +96,8 @@ impl Message {
         out.push(b'}');
     }
 
-    /// The message with the `meta` fields spliced in, as a string.
+    /// The message with the `meta` fields spliced in, as a string (see
+    /// [`write_with_meta`](Self::write_with_meta)).
     pub fn json_with_meta(&self, meta: &[Meta]) -> String {
         let mut out = Vec::with_capacity(self.json().len() + 48);
         self.write_with_meta(meta, &mut out);

@@ -251,6 +251,16 @@ fn usage_errors_exit_with_2() {
         ],
         &["serve", "--dir", dir, "--segment-bytes", "100"],
         &["serve", "--dir", dir, "--max-message-bytes", "0"],
+        // The empty key fails the run (exit 1) should the zero timeout be taken: no server starts.
+        &[
+            "serve",
+            "--dir",
+            dir,
+            "--api-key",
+            "",
+            "--write-timeout",
+            "0s",
+        ],
         &["get", "--dir", dir],
         &["frobnicate"],
     ] {

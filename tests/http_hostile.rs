@@ -231,3 +231,237 @@ fn a_client_that_stops_reading_holds_no_blocking_thread() {
         assert_eq!(body.len(), 4096 * (line.len() + 1));
     });
 }
+
+/// `serve` on an ephemeral port of this runtime, until the runtime ends; its address.
+async fn serving(store: &Store, config: ApiConfig) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(activitylog::http::serve(
+        store.clone(),
+        config,
+        listener,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// A raw exchange on a connection of its own: `request` (which should say `Connection: close`),
+/// then everything until the server closes, split into head (lowercased) and body.
+async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    // A deadlock guard, not a measure of speed.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        conn.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server did not close the connection")
+    .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {answer:?}"));
+    (head.to_lowercase(), body.to_owned())
+}
+
+fn get_with(uri: &str, headers: &str) -> Vec<u8> {
+    format!("GET {uri} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n").into_bytes()
+}
+
+/// Over a socket, a URI or header fields over the API's limits get 414 or 431 with a sentence
+/// (and the CORS header a page needs to read it), not hyper's empty answer, even before the key;
+/// what is within the limits, 1,000 `p` of 20 digits among it, is served. Far past them, hyper
+/// answers by itself, without a body (docs/http.md, Limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_long_uris_and_header_fields_get_a_sentence_over_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(1, [r#"{"a":1}"#]).unwrap();
+    let keys = activitylog::http::ApiKeys::new().allow_all("KEY");
+    let addr = serving(&store, ApiConfig::new().keys(keys)).await;
+    let key = "apikey=KEY";
+    let sentence = |what: &str, head: &str, body: &str| {
+        assert!(
+            head.contains("content-type: text/plain; charset=utf-8"),
+            "{what}: {head}"
+        );
+        assert!(
+            head.contains("access-control-allow-origin: *"),
+            "{what}: {head}"
+        );
+        assert!(
+            body.ends_with('\n') && body.trim_end().lines().count() == 1 && body.len() < 200,
+            "{what}: one sentence, got {body:?}"
+        );
+    };
+    // 62 KiB: over the API's 60 KiB, within hyper's 65,534 bytes.
+    let pad = "x".repeat(62 << 10);
+    for uri in [
+        format!("/activity/1?{key}&pad={pad}"),
+        format!("/activity/1?pad={pad}"),
+    ] {
+        let (head, body) = raw(addr, &get_with(&uri, "")).await;
+        assert!(head.starts_with("http/1.1 414 "), "{head}");
+        sentence("a long URI", &head, &body);
+        assert!(body.contains("URI"), "{body}");
+    }
+    // 80 KB of header fields: over the API's 64 KiB, within hyper's buffer and header count.
+    let fields: String = (0..20)
+        .map(|i| format!("X-Pad-{i}: {}\r\n", "y".repeat(4000)))
+        .collect();
+    for uri in [format!("/activity/1?{key}"), "/activity/1".to_owned()] {
+        let (head, body) = raw(addr, &get_with(&uri, &fields)).await;
+        assert!(head.starts_with("http/1.1 431 "), "{head}");
+        sentence("large header fields", &head, &body);
+        assert!(body.contains("header fields"), "{body}");
+    }
+    // Within the limits: served.
+    let half: String = (0..10)
+        .map(|i| format!("X-Pad-{i}: {}\r\n", "y".repeat(4000)))
+        .collect();
+    let ps: String = (0..999).map(|i| format!("&p={}", u64::MAX - i)).collect();
+    let within = [
+        (
+            format!("/activity/1?{key}&pad={}", "x".repeat(59 << 10)),
+            "",
+        ),
+        (format!("/activity/projects?{key}{ps}&p=1"), ""),
+        (format!("/activity/1?{key}"), half.as_str()),
+    ];
+    for (uri, headers) in within {
+        let (head, body) = raw(addr, &get_with(&uri, headers)).await;
+        assert!(head.starts_with("http/1.1 200 "), "{head}");
+        assert_eq!(body, "{\"a\":1}\n");
+    }
+    // Past hyper's own limits: its answer, with no body.
+    let too_many: String = (0..101).map(|i| format!("X-{i}: 1\r\n")).collect();
+    for (what, request, status) in [
+        (
+            "a URI over 65,534 bytes",
+            get_with(&format!("/activity/1?pad={}", "x".repeat(70_000)), ""),
+            "414",
+        ),
+        (
+            "101 header fields",
+            get_with("/activity/1", &too_many),
+            "431",
+        ),
+        (
+            "a malformed request line",
+            b"GET / HTTP/9\r\n\r\n".to_vec(),
+            "400",
+        ),
+    ] {
+        let (head, body) = raw(addr, &request).await;
+        assert!(
+            head.starts_with(&format!("http/1.1 {status} ")),
+            "{what}: {head}"
+        );
+        assert_eq!(
+            body, "",
+            "{what}: hyper now sends a body; docs/http.md says it does not"
+        );
+    }
+}
+
+/// A store whose project 1 holds 24 MiB: far more than socket buffers and the chunks a response
+/// makes ahead hold. Its size in bytes as JSON Lines.
+fn a_big_project(store: &Store) -> usize {
+    let line = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+    for _ in 0..24 {
+        store.append(1, vec![line.as_str(); 1024]).unwrap();
+    }
+    24 * 1024 * (line.len() + 1)
+}
+
+/// A connection that asks for project 1 and reads its first bytes, with a small receive buffer
+/// (so the kernel does not grow it to hold the whole response).
+async fn a_reader_of_project_1(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    conn.write_all(&get_with("/activity/1", "")).await.unwrap();
+    let mut first = [0; 1024];
+    assert!(conn.read(&mut first).await.unwrap() > 0);
+    conn
+}
+
+/// Everything until the server closes the connection (or resets it); a deadlock guard of 60 s.
+async fn the_rest(mut conn: tokio::net::TcpStream) -> usize {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0; 1 << 20];
+    let mut total = 0;
+    let read_all = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read_all)
+        .await
+        .expect("the connection was neither finished nor closed");
+    total
+}
+
+/// A client that stops reading a big GET has its connection closed once the socket has taken
+/// nothing for `write_timeout`, so what the response made ahead is freed; the server answers
+/// others meanwhile. (Such a connection was kept as long as the client stayed connected.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let size = a_big_project(&store);
+    store.append(2, [r#"{"b":2}"#]).unwrap();
+    let timeout = std::time::Duration::from_millis(200);
+    let addr = serving(&store, ApiConfig::new().write_timeout(timeout)).await;
+    let stalled = a_reader_of_project_1(addr).await;
+    let (head, body) = raw(addr, &get_with("/activity/2", "")).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert_eq!(body, "{\"b\":2}\n");
+    // A generous bound: 15 times the timeout. The server fills the socket's buffers, then waits
+    // for the reader.
+    tokio::time::sleep(timeout * 15).await;
+    let rest = the_rest(stalled).await;
+    assert!(
+        rest < size / 2,
+        "the stalled response went on: {rest} of {size} bytes after the pause"
+    );
+    let (head, body) = raw(addr, &get_with("/activity/2", "")).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert_eq!(body, "{\"b\":2}\n");
+}
+
+/// The write timeout counts from the socket's last progress, not from the response's start: a
+/// reader that pauses for less than it, again and again, gets the whole response. (Between its
+/// pauses it reads 3 MiB: the socket takes more of the response only once the reader took a good
+/// part of what its send buffer holds, up to 4 MiB on Linux.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_pauses_less_than_the_write_timeout_gets_everything() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let size = a_big_project(&store);
+    let timeout = std::time::Duration::from_secs(2);
+    let addr = serving(&store, ApiConfig::new().write_timeout(timeout)).await;
+    let mut conn = a_reader_of_project_1(addr).await;
+    // Six pauses of a quarter of the timeout: 1.5 times the timeout in all.
+    let mut burst = vec![0; 3 << 20];
+    let mut read = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(timeout / 4).await;
+        read += conn.read_exact(&mut burst).await.unwrap();
+    }
+    let rest = the_rest(conn).await;
+    // The whole body, with its chunk framing around it.
+    assert!(
+        read + rest > size,
+        "cut short: {} of {size} bytes",
+        read + rest
+    );
+}

@@ -223,6 +223,41 @@ async fn meta_fields_are_spliced_after_own_fields() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+/// A meta name given more than once is added once, where it first appears: a JSON object with
+/// the same key twice is an error or a silent loss for most parsers.
+#[tokio::test]
+async fn a_meta_name_repeated_counts_once() {
+    let api = api();
+    api.post("/activity/12", "{\"a\": 1}").await;
+    api.post("/activity/13", "{\"b\": 2}").await;
+    let projects = "/activity/projects?p=12&p=13&meta=_project&meta=_project";
+    let r = api.get(projects).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        lines(&r.body),
+        [r#"{"b":2,"_project":13}"#, r#"{"a":1,"_project":12}"#]
+    );
+    let r = api.get(&format!("{projects}&format=json")).await;
+    assert_eq!(r.body, r#"[{"b":2,"_project":13},{"a":1,"_project":12}]"#);
+    let repeated = "meta=_key&meta=_ts&meta=_key&meta=_ts&".repeat(500);
+    for format in ["jl", "json"] {
+        let r = api
+            .get(&format!("/activity/12?{repeated}format={format}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let object = r.body.trim_start_matches('[').trim_end_matches(['\n', ']']);
+        assert!(
+            object.starts_with(r#"{"a":1,"_key":"12/1","_ts":"#),
+            "{format}: {object}"
+        );
+        assert_eq!(object.matches("\"_ts\"").count(), 1, "{format}: {object}");
+        assert_eq!(object.matches("\"_key\"").count(), 1, "{format}: {object}");
+        let parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(object).unwrap();
+        assert_eq!(parsed.len(), 3, "{format}: {object}");
+    }
+}
+
 #[tokio::test]
 async fn filters_apply_before_count() {
     let api = api();

@@ -85,6 +85,41 @@ fn every_meta_combination_on_every_shape() {
     }
 }
 
+/// A field named more than once in the list is spliced once, at its first place, through the
+/// library's API as through the server's parameters.
+#[test]
+fn a_meta_field_named_twice_is_spliced_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(7, [r#"{"a":1}"#]).unwrap();
+    store.append(7, ["{}"]).unwrap();
+    for m in store.newest_first(7).unwrap() {
+        let m = m.unwrap();
+        for (meta, once) in [
+            (vec![Meta::Ts, Meta::Ts], vec![Meta::Ts]),
+            (
+                vec![Meta::Project, Meta::Key, Meta::Project, Meta::Key],
+                vec![Meta::Project, Meta::Key],
+            ),
+            (
+                vec![Meta::Key, Meta::Ts, Meta::Ts, Meta::Project, Meta::Key],
+                vec![Meta::Key, Meta::Ts, Meta::Project],
+            ),
+        ] {
+            let out = m.json_with_meta(&meta);
+            assert_eq!(out, m.json_with_meta(&once), "{meta:?}");
+            let mut written = Vec::new();
+            m.write_with_meta(&meta, &mut written);
+            assert_eq!(written, out.as_bytes());
+            for field in &once {
+                let key = format!("\"{}\"", field.name());
+                assert_eq!(out.matches(&key).count(), 1, "{meta:?}: {out}");
+            }
+            serde_json::from_str::<Map<String, Value>>(&out).unwrap();
+        }
+    }
+}
+
 #[test]
 fn unknown_meta_names_are_an_error() {
     let err = "_foo".parse::<Meta>().unwrap_err();

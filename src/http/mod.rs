@@ -33,6 +33,7 @@
 )]
 
 mod auth;
+mod deadline;
 /// The query-string parser (crate-visible for the fuzz harness).
 pub(crate) mod params;
 
@@ -59,12 +60,23 @@ use crate::{Durability, Error, Merged, Meta, Query, Store};
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// Default time [`serve`] waits for requests in flight once shutdown began: 10 s.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default time [`serve`] lets a response wait for its client to take a byte before closing the
+/// connection: 60 s.
+pub const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// How long a client may take to send a request body before the request fails.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes gathered before a chunk of a streamed response is handed to the connection.
 const CHUNK_BYTES: usize = 64 << 10;
 /// Chunks made ahead of the connection (each on a blocking thread); bounds a response's memory.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// The longest request URI the API reads (its path and query), in bytes: 60 KiB; longer is 414.
+/// hyper answers 414 itself, without a body, to a URI over 65,534 bytes: one that grows a little
+/// at a time (another `p`, another filter) meets this limit first, and gets a sentence.
+const MAX_URI_BYTES: usize = 60 << 10;
+/// The most bytes of header fields a request may carry (each name and value, plus 4 bytes for
+/// `: ` and the line end): 64 KiB; more is 431. hyper answers 431 itself, without a body, to a
+/// request head over its buffer (about 400 KB) or with over 100 header fields.
+const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// How the API behaves: authentication, limits, durability of POSTs.
 #[derive(Debug, Clone)]
@@ -73,6 +85,7 @@ pub struct ApiConfig {
     max_body_bytes: usize,
     durability: Option<Durability>,
     shutdown_timeout: std::time::Duration,
+    write_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -82,6 +95,7 @@ impl Default for ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             durability: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -118,6 +132,18 @@ impl ApiConfig {
         self.shutdown_timeout = timeout;
         self
     }
+
+    /// How long [`serve`] lets a connection wait for its client to take a byte of a response
+    /// before closing it: a client that stops reading a big GET would otherwise hold the
+    /// connection and what was made ahead for it as long as it stays connected. Only the
+    /// socket's progress counts: a response that takes longer in all, or waits for the store,
+    /// is not cut. The socket takes more once the client has read a good part of its send
+    /// buffer (up to 4 MiB on Linux), so a reader slower than that per timeout is cut too.
+    /// `Duration::MAX` sets no deadline. Default: [`DEFAULT_WRITE_TIMEOUT`].
+    pub fn write_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
 }
 
 struct AppState {
@@ -127,7 +153,8 @@ struct AppState {
 
 type Shared = State<Arc<AppState>>;
 
-/// The Activity API router over `store`.
+/// The Activity API router over `store`. It answers a URI over 60 KiB with 414 and header
+/// fields over 64 KiB with 431, each with a sentence, whatever server it is mounted in.
 pub fn router(store: Store, config: ApiConfig) -> Router {
     let limit = config.max_body_bytes;
     let state = Arc::new(AppState { store, config });
@@ -141,6 +168,7 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .layer(middleware::from_fn(within_limits))
         .layer(middleware::from_fn(common_headers))
         .with_state(state)
 }
@@ -161,18 +189,55 @@ async fn require_key(State(state): Shared, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
+/// A request whose URI or header fields are over the API's limits ([`MAX_URI_BYTES`],
+/// [`MAX_HEADER_BYTES`]) is 414 or 431 with a sentence, before its key is looked at, as hyper's
+/// own answers to larger ones are.
+async fn within_limits(request: Request, next: Next) -> Response {
+    let uri_bytes = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if uri_bytes > MAX_URI_BYTES {
+        return plain(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "the request URI is {uri_bytes} bytes, over the limit of {MAX_URI_BYTES}; \
+                 ask for fewer projects or filters at a time"
+            ),
+        );
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "the request's header fields are {header_bytes} bytes, over the limit of \
+                 {MAX_HEADER_BYTES}"
+            ),
+        );
+    }
+    next.run(request).await
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight,
 /// syncs the store and returns.
 ///
 /// Requests still in flight after the config's
 /// [`shutdown_timeout`](ApiConfig::shutdown_timeout) are not waited for: their connections'
-/// tasks (and the store handles they hold) end when the runtime shuts down.
+/// tasks (and the store handles they hold) end when the runtime shuts down. A connection whose
+/// client takes no byte of a response for the config's
+/// [`write_timeout`](ApiConfig::write_timeout) is closed.
 pub async fn serve(
     store: Store,
     config: ApiConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = deadline::DeadlineListener::new(listener, config.write_timeout);
     let deadline = config.shutdown_timeout;
     let app = router(store.clone(), config)
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))

@@ -25,6 +25,7 @@ pub(crate) struct Params {
     pub(crate) count: Option<u64>,
     pub(crate) pcount: Option<u64>,
     pub(crate) projects: Option<Vec<u64>>,
+    /// Each meta field once, in the order first asked for.
     pub(crate) meta: Vec<Meta>,
     pub(crate) filters: Vec<Filter>,
     pub(crate) format: Option<String>,
@@ -55,9 +56,13 @@ impl Params {
                     }
                     ps.push(id);
                 }
-                "meta" => params
-                    .meta
-                    .push(value.parse::<Meta>().map_err(|e| bad(e.to_string()))?),
+                "meta" => {
+                    let meta = value.parse::<Meta>().map_err(|e| bad(e.to_string()))?;
+                    // A name repeated counts once, at its first place (as `p`'s duplicates do).
+                    if !params.meta.contains(&meta) {
+                        params.meta.push(meta);
+                    }
+                }
                 "filter" => params
                     .filters
                     .push(Filter::parse(&value).map_err(|e| bad(e.to_string()))?),

@@ -3,7 +3,8 @@
 //! ```text
 //! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]...
 //!                      [--api-keys FILE] [--max-body-bytes N] [--max-message-bytes N] [--segment-bytes N]
-//!                      [--shutdown-timeout D] [--retain-max-age D] [--retain-max-bytes S] [--retain-max-messages N]
+//!                      [--shutdown-timeout D] [--write-timeout D] [--retain-max-age D] [--retain-max-bytes S]
+//!                      [--retain-max-messages N]
 //! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] [--max-message-bytes N]
 //!                      PROJECT [FILE]
 //! activitylog get      --dir DIR [--count N] [--meta NAME]... [--filter JSON]... PROJECT
@@ -234,7 +235,8 @@ struct ProjectsArgs {
 /// What to add to and filter out of printed messages.
 #[derive(Debug, Args)]
 struct OutputArgs {
-    /// A meta field to add to each message: _ts, _project or _key (repeatable, in order).
+    /// A meta field to add to each message: _ts, _project or _key (repeatable, in order; a
+    /// name repeated counts once).
     #[arg(long, value_name = "NAME", value_parser = parse_meta)]
     meta: Vec<Meta>,
 

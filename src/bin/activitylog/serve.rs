@@ -66,6 +66,11 @@ pub struct ServeArgs {
     /// connections: 10s, 500ms, ...
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     shutdown_timeout: Duration,
+    /// Close a connection whose socket takes no byte of a response for this long: its client
+    /// stopped reading, or reads less than a good part of the socket's send buffer (up to
+    /// 4 MiB) in that time. 60s, 500ms, ...
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, default_value = "60s")]
+    write_timeout: Duration,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then finishes requests in flight (waiting at most
@@ -95,7 +100,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ApiConfig::new()
         .max_body_bytes(args.max_body_bytes)
         .durability(durability)
-        .shutdown_timeout(args.shutdown_timeout);
+        .shutdown_timeout(args.shutdown_timeout)
+        .write_timeout(args.write_timeout);
     if !keys.is_empty() {
         config = config.keys(keys);
     }
@@ -142,6 +148,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     served?;
     say("stopped");
     Ok(())
+}
+
+/// A duration above zero (a zero write timeout would close every connection whose client is a
+/// moment behind).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err(format!("{s:?} is no time: give a duration above zero")),
+        d => Ok(d),
+    }
 }
 
 /// Applies `retention` now and every [`RETENTION_EVERY`] until `stop` turns true, logging what

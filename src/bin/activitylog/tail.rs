@@ -27,7 +27,8 @@ pub struct TailArgs {
     #[arg(short = 'f', long)]
     follow: bool,
 
-    /// A meta field to add to each message: _ts, _project or _key (repeatable, in order).
+    /// A meta field to add to each message: _ts, _project or _key (repeatable, in order; a
+    /// name repeated counts once).
     #[arg(long, value_name = "NAME", value_parser = parse_meta)]
     meta: Vec<Meta>,
 
