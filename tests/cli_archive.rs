@@ -124,6 +124,97 @@ fn import_plain_and_gzipped_files_named_by_project() {
     assert_eq!(ts, "{\"a\":2,\"_ts\":2000}\n{\"a\":1,\"_ts\":1000}\n");
 }
 
+/// Zero bytes after the last gzip member (padding to a block size, which tape tools and some
+/// archivers leave) are ignored as gzip(1) ignores them, with one warning per file; a file of
+/// two members is read whole, padded or not, and so is padded standard input.
+#[test]
+fn gzip_input_padded_with_zero_bytes_is_imported_with_one_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut padded = gzip(lines(300, Some(1_700_000_000_000)).as_bytes());
+    // More than one read buffer of zeros.
+    padded.extend(std::iter::repeat_n(0u8, 200_000));
+    let one = tmp.path().join("1.jl.gz");
+    fs::write(&one, &padded).unwrap();
+    let mut members = gzip(b"{\"m\":1}\n");
+    members.extend(gzip(b"{\"m\":2}\n"));
+    members.extend([0u8; 512]);
+    let two = tmp.path().join("2.jl.gz");
+    fs::write(&two, &members).unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = ok(&["import", "--dir", s(&store), s(&one), s(&two)]);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "warning: {}: ignored 200000 zero bytes after the end of its gzip data",
+                s(&one)
+            ),
+            format!(
+                "warning: {}: ignored 512 zero bytes after the end of its gzip data",
+                s(&two)
+            ),
+        ],
+        "{err}"
+    );
+    assert!(err.contains("imported 302 messages ("), "{err}");
+    assert_eq!(get(&store, "1").lines().count(), 300);
+    assert_eq!(get(&store, "2"), "{\"m\":2}\n{\"m\":1}\n");
+
+    let mut child = Command::new(BIN)
+        .args(["import", "--dir", s(&store), "--project", "3", "-"])
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&members).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.starts_with(
+            "warning: standard input: ignored 512 zero bytes after the end of its gzip data\n"
+        ),
+        "{err}"
+    );
+    assert_eq!(get(&store, "3"), "{\"m\":2}\n{\"m\":1}\n");
+}
+
+/// Other bytes after gzip data (garbage, or garbage after zeros) and a member cut short are
+/// still errors that name the file, and nothing of it is stored.
+#[test]
+fn gzip_input_with_trailing_garbage_or_cut_short_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = gzip(lines(50, None).as_bytes());
+    let mut garbage = good.clone();
+    garbage.extend(b"garbage\n");
+    let mut zeros_then_garbage = good.clone();
+    zeros_then_garbage.extend([0u8; 100]);
+    zeros_then_garbage.push(7);
+    let cut = good[..good.len() - 10].to_vec();
+    let neither = "bytes after the end of the gzip data are neither another gzip member nor zero \
+                   padding";
+    for (name, bytes, says) in [
+        ("garbage", garbage, neither),
+        ("zeros-then-garbage", zeros_then_garbage, neither),
+        ("cut", cut, ""),
+    ] {
+        let file = tmp.path().join("4.jl.gz");
+        fs::write(&file, bytes).unwrap();
+        let store = tmp.path().join(name);
+        let (_, err) = fails(&["import", "--dir", s(&store), s(&file)]);
+        let last = err.lines().last().unwrap();
+        assert!(
+            last.starts_with(&format!("error: {}: ", s(&file))) && last.contains(says),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("warning"), "{name}: {err}");
+        // The store this import made, with nothing in it, is not left behind.
+        assert!(!store.exists(), "{name}");
+    }
+}
+
 /// A pipe may hand over a gzipped input's first byte on its own: the input is still read as
 /// gzip (telling by the first read alone took it for JSON and refused line 1).
 #[test]

@@ -10,7 +10,7 @@ use std::time::Instant;
 use activitylog::{Durability, ImportTarget, Meta, Store};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::report::{self, count, Unit};
@@ -93,9 +93,10 @@ impl Source {
             .map_or(0, |m| m.len())
     }
 
-    /// Its contents, decompressed if gzipped, counting the bytes read (decompressed) in
-    /// `count`.
-    fn open<'c>(&self, count: &'c Cell<u64>) -> Result<Box<dyn Read + 'c>> {
+    /// Its contents, decompressed if gzipped, counting the bytes read (decompressed) and any
+    /// zero padding after the gzip data in `read`.
+    fn open<'c>(&self, read: &'c ReadCounts) -> Result<Box<dyn Read + 'c>> {
+        let count = &read.bytes;
         let raw: Box<dyn Read> = match &self.path {
             Some(path) => Box::new(
                 File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -116,7 +117,7 @@ impl Source {
             let whole = io::Cursor::new(head).chain(raw);
             return Ok(if gzipped {
                 Box::new(Counting {
-                    inner: MultiGzDecoder::new(whole),
+                    inner: GzipMembers::new(whole, &read.zero_padding),
                     count,
                 })
             } else {
@@ -128,7 +129,7 @@ impl Source {
         }
         // Gzip by content, not by name: JSON never starts with these bytes.
         if start.starts_with(&GZIP_MAGIC) {
-            let inner = MultiGzDecoder::new(raw);
+            let inner = GzipMembers::new(raw, &read.zero_padding);
             return Ok(Box::new(Counting { inner, count }));
         }
         match &self.path {
@@ -141,6 +142,80 @@ impl Source {
             None => Ok(Box::new(Counting { inner: raw, count })),
         }
     }
+}
+
+/// What was read of one input.
+#[derive(Default)]
+struct ReadCounts {
+    /// Bytes read (decompressed).
+    bytes: Cell<u64>,
+    /// Zero bytes found after the end of gzipped data, and ignored.
+    zero_padding: Cell<u64>,
+}
+
+/// The decompressed contents of gzip data of one or more members, read as gzip(1) reads them:
+/// zero bytes after the last member (padding to a block size, which tape tools and some
+/// archivers leave) are skipped and counted; other bytes after it that do not start another
+/// member are an error, as is a member cut short.
+struct GzipMembers<'c, R> {
+    /// The member being read; `None` once the data has ended.
+    member: Option<GzDecoder<R>>,
+    /// Where skipped zero bytes are counted.
+    zero_padding: &'c Cell<u64>,
+}
+
+impl<'c, R: BufRead> GzipMembers<'c, R> {
+    fn new(input: R, zero_padding: &'c Cell<u64>) -> Self {
+        GzipMembers {
+            member: Some(GzDecoder::new(input)),
+            zero_padding,
+        }
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = &mut self.member else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended whole (a member cut short is an error of its decoder).
+            let Some(mut rest) = self.member.take().map(GzDecoder::into_inner) else {
+                return Ok(0);
+            };
+            let next = rest.fill_buf()?;
+            match next.first() {
+                None => return Ok(0),
+                Some(0) => loop {
+                    let next = rest.fill_buf()?;
+                    if next.is_empty() {
+                        return Ok(0);
+                    }
+                    let zeros = next.iter().take_while(|&&b| b == 0).count();
+                    if zeros < next.len() {
+                        return Err(trailing_garbage());
+                    }
+                    rest.consume(zeros);
+                    self.zero_padding
+                        .set(self.zero_padding.get() + zeros as u64);
+                },
+                Some(&first) if first != GZIP_MAGIC[0] => return Err(trailing_garbage()),
+                Some(_) => self.member = Some(GzDecoder::new(rest)),
+            }
+        }
+    }
+}
+
+/// The error for bytes after gzip data that are neither another member nor zero padding.
+fn trailing_garbage() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "bytes after the end of the gzip data are neither another gzip member nor zero padding",
+    )
 }
 
 /// A reader that counts the bytes read through it.
@@ -176,7 +251,7 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
     let mut projects = std::collections::BTreeSet::new();
     for source in sources {
         bar.set_message(source.name());
-        let read = Cell::new(0);
+        let read = ReadCounts::default();
         let result = source.open(&read).and_then(|input| {
             let target = match &source.target {
                 Target::Project(id) => ImportTarget::Project(*id),
@@ -186,7 +261,7 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
             let imported = store
                 .import_json_lines_from(input, &name, target, durability)
                 .with_context(|| source.name())?;
-            Ok((imported, read.get()))
+            Ok((imported, read.bytes.get()))
         });
         let (imported, input_bytes) = match result {
             Ok(r) => r,
@@ -214,6 +289,17 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
                 return Err(e);
             }
         };
+        let padding = read.zero_padding.get();
+        if padding > 0 {
+            // As gzip(1) takes them: decompression OK, trailing zero bytes ignored.
+            bar.suspend(|| {
+                log::warn!(
+                    "{}: ignored {} after the end of its gzip data",
+                    source.name(),
+                    count(padding, "zero byte"),
+                )
+            });
+        }
         if imported.raised > 0 {
             bar.suspend(|| {
                 log::warn!(

@@ -36,7 +36,9 @@
 //!   a total `--count` and a per-project `--pcount`; read-only too.
 //!
 //! Archives:
-//! - `import` reads JSON Lines files, plain or gzipped (recognised by content), and folders of
+//! - `import` reads JSON Lines files, plain or gzipped (recognised by content; zero bytes after
+//!   the gzip data, padding some tools leave, are ignored with a warning, any other bytes there
+//!   are an error), and folders of
 //!   them (their `*.jl`, `*.jsonl`, `*.jl.gz`, `*.jsonl.gz` files in name order, not
 //!   recursively). A file named `<project id>.jl` (or `.jsonl`, optionally `.gz`) goes to that
 //!   project; `--project` sends every file to one project; `--project-field` takes each
