@@ -1203,3 +1203,139 @@ fn serve_applies_retention_and_tail_follows_the_server() {
     // The retention task let go of the store: it opens for writing.
     drop(Store::open(&store).unwrap());
 }
+
+/// Sends `signal` (`INT` or `TERM`) to the process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SIGINT (or SIGTERM) while an import reads its second file, a FIFO still open: the import
+/// stops before storing anything of it, the first file stays imported, and one sentence on
+/// stderr says how many messages were stored and where; the exit status is 128 + the signal.
+#[test]
+fn a_signal_during_an_import_stops_it_and_says_exactly_what_was_stored() {
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = tmp.path().join("1.jl");
+        fs::write(&first, lines(1000, Some(1_700_000_000_000))).unwrap();
+        let fifo = tmp.path().join("2.jl");
+        assert!(Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let store = tmp.path().join("store");
+        let child = Command::new(BIN)
+            .args(["import", "--dir", s(&store), s(&first), s(&fifo)])
+            .env_remove("ACTIVITYLOG_LOG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Opens once the import opens the FIFO, after the first file (and its handlers).
+        let mut writer = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        writer.write_all(lines(10, None).as_bytes()).unwrap();
+        signal(child.id(), sig);
+        // What comes after the signal, and the end of the input, must not be stored either.
+        let _ = writer.write_all(lines(10, None).as_bytes());
+        drop(writer);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(code), "SIG{sig}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: stopped by SIG{sig} after storing 1000 messages: 1 file whole (1000 \
+                 messages); nothing of {} or any file after it\n",
+                s(&fifo)
+            )
+        );
+        assert_eq!(get(&store, "1").lines().count(), 1000);
+        assert_eq!(get(&store, "2"), "");
+    }
+}
+
+/// SIGINT while an export writes a project: its temporary file goes, the files of projects
+/// it finished stay whole, an `--out` folder it made and left empty goes too, and one sentence
+/// says what was exported; exit status 130.
+#[test]
+fn sigint_during_an_export_leaves_no_temporary_file_and_says_what_was_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let small = tmp.path().join("1.jl");
+    fs::write(&small, lines(10, Some(1_700_000_000_000))).unwrap();
+    // Big enough that its gzipped export takes far longer than the step from seeing its
+    // temporary file to the signal.
+    let big = tmp.path().join("2.jl");
+    fs::write(&big, lines(800_000, Some(1_700_000_000_000))).unwrap();
+    ok(&["import", "--dir", s(&store), s(&small), s(&big)]);
+    let whole = tmp.path().join("whole");
+    export(&store, &whole, &["--gzip", "-p", "1"]);
+
+    for (projects, exported) in [(&["-p", "1", "-p", "2"][..], 1), (&["-p", "2"][..], 0)] {
+        let out = tmp.path().join(format!("new-{exported}/out"));
+        let mut child = Command::new(BIN)
+            .args(["export", "--dir", s(&store), "--out", s(&out), "--gzip"])
+            .args(projects)
+            .env_remove("ACTIVITYLOG_LOG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Waits (without a time limit) for project 2's temporary file.
+        loop {
+            let writing = fs::read_dir(&out).ok().is_some_and(|entries| {
+                entries.flatten().any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with(".2.jl.gz.") && name.ends_with(".tmp")
+                })
+            });
+            if writing {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the export ended before its temporary file was seen"
+            );
+            std::thread::yield_now();
+        }
+        signal(child.id(), "INT");
+        let output = child.wait_with_output().unwrap();
+        let err = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(130), "{err}");
+        let (total, messages, removed) = match exported {
+            1 => ("2 projects", "10 messages", ""),
+            _ => (
+                "1 project",
+                "0 messages",
+                " (and removing the folder it had made)",
+            ),
+        };
+        assert_eq!(
+            err,
+            format!(
+                "error: stopped by SIGINT after exporting {exported} of {total} ({messages}) to \
+                 {}, leaving no unfinished file{removed}\n",
+                s(&out)
+            )
+        );
+        if exported == 1 {
+            let names: Vec<String> = fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, ["1.jl.gz"]);
+            assert_eq!(
+                fs::read(out.join("1.jl.gz")).unwrap(),
+                fs::read(whole.join("1.jl.gz")).unwrap()
+            );
+        } else {
+            // Both folders it made, empty, are gone.
+            assert!(!out.parent().unwrap().exists());
+        }
+    }
+}

@@ -5,6 +5,7 @@ use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use activitylog::{Durability, ImportTarget, Meta, Store};
@@ -14,6 +15,7 @@ use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::report::{self, count, Unit};
+use crate::stop::Stop;
 use crate::{chosen_projects, open_read_only, past_retention, write_to, StoreArgs, WriteArgs};
 
 /// Arguments of `activitylog import`.
@@ -235,21 +237,32 @@ impl<R: Read> Read for Counting<'_, R> {
 /// `activitylog import`: one atomic import per file, files in the order given (a folder's in
 /// name order).
 pub fn import(args: ImportArgs) -> Result<()> {
+    let stop = Stop::install()?;
     let sources = sources(&args)?;
     // A store this command made, and stored nothing in, is not left behind.
     write_to(&args.store.dir, &args.write, |store| {
-        import_sources(store, &sources, args.write.durability.into())
+        import_sources(store, &sources, args.write.durability.into(), &stop)
     })
 }
 
-/// Imports `sources` into `store`, one atomic import per file, and says what it did.
-fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> Result<()> {
+/// Imports `sources` into `store`, one atomic import per file, and says what it did. Once
+/// `stop` is set it stops between two batches (or two files) and says exactly what it stored.
+fn import_sources(
+    store: &Store,
+    sources: &[Source],
+    durability: Durability,
+    stop: &Stop,
+) -> Result<()> {
     let total: u64 = sources.iter().map(Source::disk_bytes).sum();
     let bar = report::bar(Some(total), Unit::Bytes, "importing");
     let started = Instant::now();
     let (mut files, mut messages, mut bytes) = (0u64, 0u64, 0u64);
     let mut projects = std::collections::BTreeSet::new();
     for source in sources {
+        if stop.requested() {
+            bar.finish_and_clear();
+            return Err(stopped_import(stop, (files, messages), source, 0));
+        }
         bar.set_message(source.name());
         let read = ReadCounts::default();
         let result = source.open(&read).and_then(|input| {
@@ -259,7 +272,7 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
             };
             let name = PathBuf::from(source.name());
             let imported = store
-                .import_json_lines_from(input, &name, target, durability)
+                .import_json_lines_from_until(input, &name, target, durability, stop.flag())
                 .with_context(|| source.name())?;
             Ok((imported, read.bytes.get()))
         });
@@ -267,6 +280,18 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
             Ok(r) => r,
             Err(e) => {
                 bar.finish_and_clear();
+                let stopped_after = e.chain().find_map(|c| match c.downcast_ref() {
+                    Some(activitylog::Error::Stopped) => Some(0),
+                    Some(activitylog::Error::ImportInterrupted { stored, source })
+                        if matches!(**source, activitylog::Error::Stopped) =>
+                    {
+                        Some(stored.messages())
+                    }
+                    _ => None,
+                });
+                if let Some(stored) = stopped_after {
+                    return Err(stopped_import(stop, (files, messages), source, stored));
+                }
                 let partial = e.chain().any(|c| {
                     matches!(
                         c.downcast_ref(),
@@ -326,6 +351,48 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
         count(projects.len() as u64, "project"),
     ));
     Ok(())
+}
+
+/// The error of an import that `stop` stopped after `done` (whole files, their messages) and
+/// `stored` messages of `source`: one sentence with the messages stored in all and where.
+fn stopped_import(stop: &Stop, done: (u64, u64), source: &Source, stored: u64) -> anyhow::Error {
+    let (files, messages) = done;
+    let mut parts = Vec::new();
+    if files > 0 {
+        parts.push(format!(
+            "{} whole ({})",
+            count(files, "file"),
+            count(messages, "message")
+        ));
+    }
+    if stored > 0 {
+        parts.push(match source.target {
+            Target::Project(_) => {
+                format!(
+                    "the first {} of {}",
+                    count(stored, "message"),
+                    source.name()
+                )
+            }
+            // Stored project by project: each project's oldest in the file, not a prefix.
+            Target::Field(_) => format!(
+                "{} of {} (each project's oldest in it)",
+                count(stored, "message"),
+                source.name()
+            ),
+        });
+    }
+    let rest = if stored > 0 {
+        "nothing of the rest".to_string()
+    } else {
+        format!("nothing of {} or any file after it", source.name())
+    };
+    let mut what = format!("storing {}", count(messages + stored, "message"));
+    if !parts.is_empty() {
+        what.push_str(": ");
+        what.push_str(&parts.join(" and "));
+    }
+    stop.stopped(format!("{what}; {rest}"))
 }
 
 /// The files to import with their projects, all worked out before anything is imported.
@@ -412,6 +479,7 @@ fn project_of_file_name(path: &Path) -> Option<u64> {
 /// `activitylog export`: each project to its own file, oldest first, with `_ts`; each file
 /// written under a temporary name and renamed when complete.
 pub fn export(args: ExportArgs) -> Result<()> {
+    let stop = Stop::install()?;
     let dir = &args.store.dir;
     let store = open_read_only(dir)?;
     let ids = chosen_projects(&store, &args.projects)?;
@@ -433,10 +501,14 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let bar = report::bar(Some(total), Unit::Messages, "exporting");
     let started = Instant::now();
     let (mut messages, mut bytes) = (0, 0);
-    for &id in &ids {
+    for (done, &id) in ids.iter().enumerate() {
         let name = format!("{id}.jl{}", if args.gzip { ".gz" } else { "" });
         bar.set_message(name.clone());
-        let result = export_project(&store, id, &args.out, &name, args.gzip, &bar);
+        let result = if stop.requested() {
+            Err(activitylog::Error::Stopped.into())
+        } else {
+            export_project(&store, id, &args.out, &name, args.gzip, &bar, stop.flag())
+        };
         match result {
             Ok((m, b)) => {
                 messages += m;
@@ -450,7 +522,21 @@ pub fn export(args: ExportArgs) -> Result<()> {
                         break;
                     }
                 }
-                return Err(e);
+                if !matches!(e.downcast_ref(), Some(activitylog::Error::Stopped)) {
+                    return Err(e);
+                }
+                // The unfinished file went with its temporary file's handle.
+                let mut what = format!(
+                    "exporting {} of {} ({}) to {}, leaving no unfinished file",
+                    done,
+                    count(ids.len() as u64, "project"),
+                    count(messages, "message"),
+                    args.out.display()
+                );
+                if !made.is_empty() && !args.out.exists() {
+                    what.push_str(" (and removing the folder it had made)");
+                }
+                return Err(stop.stopped(what));
             }
         }
     }
@@ -469,6 +555,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
 }
 
 /// Writes project `id` to `out/name`; returns the messages and (uncompressed) bytes written.
+/// Once `stop` is set it fails with [`activitylog::Error::Stopped`], leaving no file behind.
 fn export_project(
     store: &Store,
     id: u64,
@@ -476,6 +563,7 @@ fn export_project(
     name: &str,
     gzip: bool,
     bar: &indicatif::ProgressBar,
+    stop: &AtomicBool,
 ) -> Result<(u64, u64)> {
     let target = out.join(name);
     let prefix = format!(".{name}.");
@@ -491,14 +579,14 @@ fn export_project(
     let buffered = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
     let (messages, bytes) = if gzip {
         let mut gz = GzEncoder::new(buffered, flate2::Compression::default());
-        let counts = write_project(store, id, &mut gz, bar, &target)?;
+        let counts = write_project(store, id, &mut gz, bar, &target, stop)?;
         gz.finish()
             .and_then(|mut b| b.flush())
             .with_context(writing)?;
         counts
     } else {
         let mut buffered = buffered;
-        let counts = write_project(store, id, &mut buffered, bar, &target)?;
+        let counts = write_project(store, id, &mut buffered, bar, &target, stop)?;
         buffered.flush().with_context(writing)?;
         counts
     };
@@ -517,18 +605,23 @@ fn export_project(
     Ok((messages, bytes))
 }
 
-/// Writes project `id` oldest first, one message with its `_ts` per line.
+/// Writes project `id` oldest first, one message with its `_ts` per line; fails with
+/// [`activitylog::Error::Stopped`] once `stop` is set.
 fn write_project(
     store: &Store,
     id: u64,
     out: &mut impl Write,
     bar: &indicatif::ProgressBar,
     target: &Path,
+    stop: &AtomicBool,
 ) -> Result<(u64, u64)> {
     const TICK: u64 = 1024;
     let (mut messages, mut bytes) = (0u64, 0u64);
     let mut line = Vec::with_capacity(4096);
     for message in store.oldest_first(id)? {
+        if stop.load(Ordering::Relaxed) {
+            return Err(activitylog::Error::Stopped.into());
+        }
         let message = bar.suspend(|| past_retention(message));
         let Some(message) = message.with_context(|| format!("cannot export project {id}"))? else {
             continue;
@@ -605,7 +698,9 @@ mod tests {
             written: Vec::new(),
         };
         let bar = indicatif::ProgressBar::hidden();
-        let (messages, _) = write_project(&reader, 1, &mut out, &bar, Path::new("1.jl")).unwrap();
+        let never = AtomicBool::new(false);
+        let (messages, _) =
+            write_project(&reader, 1, &mut out, &bar, Path::new("1.jl"), &never).unwrap();
         let text = String::from_utf8(out.written).unwrap();
         assert_eq!(text.lines().count() as u64, messages);
         assert!(text.starts_with("{\"i\":0,"), "{text:?}");
