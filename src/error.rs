@@ -151,6 +151,11 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An import was stopped by its caller (see
+    /// [`Store::import_json_lines_from_until`](crate::Store::import_json_lines_from_until))
+    /// before it stored anything of its input; inside [`Error::ImportInterrupted`], after it
+    /// stored what that says.
+    Stopped,
     /// An import failed (an I/O error, say) after part of its input was stored: for each
     /// project, its oldest messages in the input, in whole batches.
     ImportInterrupted {
@@ -280,6 +285,7 @@ impl fmt::Display for Error {
             ),
             Error::InvalidQuery { reason } => f.write_str(reason),
             Error::InvalidOptions { reason } => write!(f, "invalid options: {reason}"),
+            Error::Stopped => f.write_str("the import was stopped before it finished"),
             Error::ImportInterrupted { stored, source } => write!(
                 f,
                 "{source}, after {} of the input's messages were stored (each project's oldest)",

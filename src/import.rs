@@ -116,7 +116,7 @@ impl Store {
             .zip(&arenas)
             .map(|(range, arena)| (&input[range.clone()], &arena[..]))
             .collect();
-        self.store_checked(located, &sources, target, durability)
+        self.store_checked(located, &sources, target, durability, &|| false)
     }
 
     /// Imports JSON Lines read from `input` as [`import_json_lines`](Self::import_json_lines)
@@ -132,15 +132,49 @@ impl Store {
         self.import_in_chunks(input, name, target, durability, READ_CHUNK_BYTES)
     }
 
+    /// Imports as [`import_json_lines_from`](Self::import_json_lines_from) does, stopping early
+    /// once `stop` is set (by a signal handler, say): while reading, it stops before the next
+    /// piece of about 8 MiB and stores nothing ([`Error::Stopped`]); while storing, it stops
+    /// before the next batch, and what it stored is whole batches, each project's oldest
+    /// messages, counted in [`Error::ImportInterrupted`] (whose source is [`Error::Stopped`]).
+    /// A read that waits on a pipe or terminal is not cut short: the stop comes when it returns.
+    pub fn import_json_lines_from_until(
+        &self,
+        input: impl Read,
+        name: &Path,
+        target: ImportTarget<'_>,
+        durability: Durability,
+        stop: &AtomicBool,
+    ) -> Result<Imported> {
+        let stopping = || stop.load(Ordering::Relaxed);
+        self.import_stoppable(input, name, target, durability, READ_CHUNK_BYTES, &stopping)
+    }
+
     /// [`import_json_lines_from`](Self::import_json_lines_from), reading pieces of about
     /// `chunk_bytes`.
     pub(crate) fn import_in_chunks(
+        &self,
+        input: impl Read,
+        name: &Path,
+        target: ImportTarget<'_>,
+        durability: Durability,
+        chunk_bytes: usize,
+    ) -> Result<Imported> {
+        self.import_stoppable(input, name, target, durability, chunk_bytes, &|| false)
+    }
+
+    /// [`import_in_chunks`](Self::import_in_chunks), asking `stopping` before each piece it
+    /// reads after the first, once all is read, and before each batch it stores, and stopping
+    /// (with [`Error::Stopped`], or [`Error::ImportInterrupted`] once something is stored) at
+    /// the first `true`.
+    fn import_stoppable(
         &self,
         mut input: impl Read,
         name: &Path,
         target: ImportTarget<'_>,
         durability: Durability,
         chunk_bytes: usize,
+        stopping: &dyn Fn() -> bool,
     ) -> Result<Imported> {
         let check = self.import_check(target)?;
         let mut chunks = Chunks {
@@ -190,7 +224,7 @@ impl Store {
                 while let Ok(Some(bytes)) = next {
                     let _ = to_check.send((index, bytes));
                     index += 1;
-                    if bad.load(Ordering::Relaxed) {
+                    if bad.load(Ordering::Relaxed) || stopping() {
                         next = Ok(None);
                         break;
                     }
@@ -204,6 +238,9 @@ impl Store {
             checked = finished.into_iter().collect();
             checked.sort_unstable_by_key(|chunk| chunk.0);
         }
+        if stopping() {
+            return Err(Error::Stopped);
+        }
         let mut results = Vec::with_capacity(checked.len());
         let mut sources = Vec::with_capacity(checked.len());
         for (_, bytes, arena, result) in checked {
@@ -215,7 +252,7 @@ impl Store {
             .iter()
             .map(|(bytes, arena)| (&bytes[..], &arena[..]))
             .collect();
-        self.store_checked(located, &sources, target, durability)
+        self.store_checked(located, &sources, target, durability, stopping)
     }
 
     /// What the lines of an import into this store are checked against: now is a stamp of the
@@ -236,13 +273,15 @@ impl Store {
         })
     }
 
-    /// Stores the checked parts of an input, `sources` holding each part's lines and arena.
+    /// Stores the checked parts of an input, `sources` holding each part's lines and arena,
+    /// asking `stopping` before each batch.
     fn store_checked(
         &self,
         located: Vec<Located>,
         sources: &[(&[u8], &[u8])],
         target: ImportTarget<'_>,
         durability: Durability,
+        stopping: &dyn Fn() -> bool,
     ) -> Result<Imported> {
         // Each project's messages in input order, in pieces (of one part each).
         let mut per_project: BTreeMap<u64, Vec<Piece>> = BTreeMap::new();
@@ -287,6 +326,7 @@ impl Store {
                 pieces,
                 sources,
                 durability,
+                stopping,
                 (&mut stored, &mut bytes, &mut imported.raised),
             );
             imported.bytes += bytes;
@@ -309,13 +349,15 @@ impl Store {
     /// Appends one project's share of an import in batches whose stamps fit one segment,
     /// counting the messages (and their bytes) stored in `stored` and `bytes` — including a
     /// batch that reached the log before its append failed (a failed fsync, say) — and in
-    /// `raised` the stamps raised to the line before's or the project's newest.
+    /// `raised` the stamps raised to the line before's or the project's newest. It returns
+    /// [`Error::Stopped`] before a batch when `stopping` says so.
     fn import_project(
         &self,
         project: u64,
         pieces: Vec<Piece>,
         sources: &[(&[u8], &[u8])],
         durability: Durability,
+        stopping: &dyn Fn() -> bool,
         (stored, bytes_stored, raised): (&mut u64, &mut u64, &mut u64),
     ) -> Result<()> {
         let limit_bytes = self.segment_bytes();
@@ -349,6 +391,9 @@ impl Store {
             let all = messages(0..places.len());
             let mut start = 0;
             while start < places.len() {
+                if stopping() {
+                    return Err(Error::Stopped);
+                }
                 let mut end = start;
                 let mut bytes = 0u64;
                 while end < places.len()
@@ -717,6 +762,64 @@ fn parse_u64(bytes: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::Options;
+
+    /// An import asked to stop while it stores stops before its next batch: what it stored is
+    /// whole batches, the input's first messages, and the error counts exactly them.
+    #[test]
+    fn a_stopped_import_stores_whole_batches_and_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .segment_bytes(crate::MIN_SEGMENT_BYTES)
+            .open(dir.path())
+            .unwrap();
+        let input: String = (0..1000)
+            .map(|i| format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "x".repeat(80)))
+            .collect();
+        // Asked once all is read, then before each batch: the fourth answer stops it after
+        // two batches.
+        let asked = std::cell::Cell::new(0);
+        let stopping = || {
+            asked.set(asked.get() + 1);
+            asked.get() == 4
+        };
+        let err = store
+            .import_stoppable(
+                input.as_bytes(),
+                Path::new("input.jl"),
+                ImportTarget::Project(1),
+                Durability::Written,
+                READ_CHUNK_BYTES,
+                &stopping,
+            )
+            .unwrap_err();
+        let Error::ImportInterrupted { stored, source } = err else {
+            panic!("{err:?}");
+        };
+        assert!(matches!(*source, Error::Stopped), "{source:?}");
+        let held: Vec<String> = store
+            .newest_first(1)
+            .unwrap()
+            .map(|m| m.unwrap().json().to_string())
+            .collect();
+        let n = stored.messages() as usize;
+        assert_eq!(held.len(), n);
+        assert!(n > 1 && n < 500, "two batches of 4 KiB segments: {n}");
+        let first: Vec<&str> = input.lines().take(n).collect();
+        assert_eq!(held.iter().rev().collect::<Vec<_>>(), first);
+        // Set before it stores anything, the stop stores nothing.
+        let stop = AtomicBool::new(true);
+        let err = store
+            .import_json_lines_from_until(
+                input.as_bytes(),
+                Path::new("input.jl"),
+                ImportTarget::Project(2),
+                Durability::Written,
+                &stop,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Stopped), "{err:?}");
+        assert!(store.stats(2).unwrap().is_none_or(|s| s.messages == 0));
+    }
 
     /// Big inputs are checked on several threads; the error must still name the first bad line
     /// (by its line number in the input, blank lines included), and nothing may be stored.

@@ -293,6 +293,8 @@ fn write_index_header(dir: &Path, first_seq: u64) -> Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
+        // Private to the user, as the logs it indexes are.
+        .mode(0o600)
         .open(&idx_path)
         .and_then(|f| fsio::write_at(&f, &index::encode_header(), 0))
         .map_err(|e| Error::io("creating", &idx_path, e))

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -158,6 +159,8 @@ impl Store {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                // Private to the user, as every file of the store is.
+                .mode(0o600)
                 .open(&lock_path)
                 .map_err(|e| Error::io("opening", &lock_path, e))?;
             match lock.try_lock() {

@@ -124,6 +124,97 @@ fn import_plain_and_gzipped_files_named_by_project() {
     assert_eq!(ts, "{\"a\":2,\"_ts\":2000}\n{\"a\":1,\"_ts\":1000}\n");
 }
 
+/// Zero bytes after the last gzip member (padding to a block size, which tape tools and some
+/// archivers leave) are ignored as gzip(1) ignores them, with one warning per file; a file of
+/// two members is read whole, padded or not, and so is padded standard input.
+#[test]
+fn gzip_input_padded_with_zero_bytes_is_imported_with_one_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut padded = gzip(lines(300, Some(1_700_000_000_000)).as_bytes());
+    // More than one read buffer of zeros.
+    padded.extend(std::iter::repeat_n(0u8, 200_000));
+    let one = tmp.path().join("1.jl.gz");
+    fs::write(&one, &padded).unwrap();
+    let mut members = gzip(b"{\"m\":1}\n");
+    members.extend(gzip(b"{\"m\":2}\n"));
+    members.extend([0u8; 512]);
+    let two = tmp.path().join("2.jl.gz");
+    fs::write(&two, &members).unwrap();
+    let store = tmp.path().join("store");
+    let (_, err) = ok(&["import", "--dir", s(&store), s(&one), s(&two)]);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(
+        warnings,
+        [
+            format!(
+                "warning: {}: ignored 200000 zero bytes after the end of its gzip data",
+                s(&one)
+            ),
+            format!(
+                "warning: {}: ignored 512 zero bytes after the end of its gzip data",
+                s(&two)
+            ),
+        ],
+        "{err}"
+    );
+    assert!(err.contains("imported 302 messages ("), "{err}");
+    assert_eq!(get(&store, "1").lines().count(), 300);
+    assert_eq!(get(&store, "2"), "{\"m\":2}\n{\"m\":1}\n");
+
+    let mut child = Command::new(BIN)
+        .args(["import", "--dir", s(&store), "--project", "3", "-"])
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&members).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.starts_with(
+            "warning: standard input: ignored 512 zero bytes after the end of its gzip data\n"
+        ),
+        "{err}"
+    );
+    assert_eq!(get(&store, "3"), "{\"m\":2}\n{\"m\":1}\n");
+}
+
+/// Other bytes after gzip data (garbage, or garbage after zeros) and a member cut short are
+/// still errors that name the file, and nothing of it is stored.
+#[test]
+fn gzip_input_with_trailing_garbage_or_cut_short_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = gzip(lines(50, None).as_bytes());
+    let mut garbage = good.clone();
+    garbage.extend(b"garbage\n");
+    let mut zeros_then_garbage = good.clone();
+    zeros_then_garbage.extend([0u8; 100]);
+    zeros_then_garbage.push(7);
+    let cut = good[..good.len() - 10].to_vec();
+    let neither = "bytes after the end of the gzip data are neither another gzip member nor zero \
+                   padding";
+    for (name, bytes, says) in [
+        ("garbage", garbage, neither),
+        ("zeros-then-garbage", zeros_then_garbage, neither),
+        ("cut", cut, ""),
+    ] {
+        let file = tmp.path().join("4.jl.gz");
+        fs::write(&file, bytes).unwrap();
+        let store = tmp.path().join(name);
+        let (_, err) = fails(&["import", "--dir", s(&store), s(&file)]);
+        let last = err.lines().last().unwrap();
+        assert!(
+            last.starts_with(&format!("error: {}: ", s(&file))) && last.contains(says),
+            "{name}: {err}"
+        );
+        assert!(!err.contains("warning"), "{name}: {err}");
+        // The store this import made, with nothing in it, is not left behind.
+        assert!(!store.exists(), "{name}");
+    }
+}
+
 /// A pipe may hand over a gzipped input's first byte on its own: the input is still read as
 /// gzip (telling by the first read alone took it for JSON and refused line 1).
 #[test]
@@ -1111,4 +1202,140 @@ fn serve_applies_retention_and_tail_follows_the_server() {
     assert!(server.wait().unwrap().success());
     // The retention task let go of the store: it opens for writing.
     drop(Store::open(&store).unwrap());
+}
+
+/// Sends `signal` (`INT` or `TERM`) to the process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SIGINT (or SIGTERM) while an import reads its second file, a FIFO still open: the import
+/// stops before storing anything of it, the first file stays imported, and one sentence on
+/// stderr says how many messages were stored and where; the exit status is 128 + the signal.
+#[test]
+fn a_signal_during_an_import_stops_it_and_says_exactly_what_was_stored() {
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = tmp.path().join("1.jl");
+        fs::write(&first, lines(1000, Some(1_700_000_000_000))).unwrap();
+        let fifo = tmp.path().join("2.jl");
+        assert!(Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let store = tmp.path().join("store");
+        let child = Command::new(BIN)
+            .args(["import", "--dir", s(&store), s(&first), s(&fifo)])
+            .env_remove("ACTIVITYLOG_LOG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Opens once the import opens the FIFO, after the first file (and its handlers).
+        let mut writer = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        writer.write_all(lines(10, None).as_bytes()).unwrap();
+        signal(child.id(), sig);
+        // What comes after the signal, and the end of the input, must not be stored either.
+        let _ = writer.write_all(lines(10, None).as_bytes());
+        drop(writer);
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(code), "SIG{sig}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "error: stopped by SIG{sig} after storing 1000 messages: 1 file whole (1000 \
+                 messages); nothing of {} or any file after it\n",
+                s(&fifo)
+            )
+        );
+        assert_eq!(get(&store, "1").lines().count(), 1000);
+        assert_eq!(get(&store, "2"), "");
+    }
+}
+
+/// SIGINT while an export writes a project: its temporary file goes, the files of projects
+/// it finished stay whole, an `--out` folder it made and left empty goes too, and one sentence
+/// says what was exported; exit status 130.
+#[test]
+fn sigint_during_an_export_leaves_no_temporary_file_and_says_what_was_exported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let small = tmp.path().join("1.jl");
+    fs::write(&small, lines(10, Some(1_700_000_000_000))).unwrap();
+    // Big enough that its gzipped export takes far longer than the step from seeing its
+    // temporary file to the signal.
+    let big = tmp.path().join("2.jl");
+    fs::write(&big, lines(800_000, Some(1_700_000_000_000))).unwrap();
+    ok(&["import", "--dir", s(&store), s(&small), s(&big)]);
+    let whole = tmp.path().join("whole");
+    export(&store, &whole, &["--gzip", "-p", "1"]);
+
+    for (projects, exported) in [(&["-p", "1", "-p", "2"][..], 1), (&["-p", "2"][..], 0)] {
+        let out = tmp.path().join(format!("new-{exported}/out"));
+        let mut child = Command::new(BIN)
+            .args(["export", "--dir", s(&store), "--out", s(&out), "--gzip"])
+            .args(projects)
+            .env_remove("ACTIVITYLOG_LOG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Waits (without a time limit) for project 2's temporary file.
+        loop {
+            let writing = fs::read_dir(&out).ok().is_some_and(|entries| {
+                entries.flatten().any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with(".2.jl.gz.") && name.ends_with(".tmp")
+                })
+            });
+            if writing {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the export ended before its temporary file was seen"
+            );
+            std::thread::yield_now();
+        }
+        signal(child.id(), "INT");
+        let output = child.wait_with_output().unwrap();
+        let err = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(130), "{err}");
+        let (total, messages, removed) = match exported {
+            1 => ("2 projects", "10 messages", ""),
+            _ => (
+                "1 project",
+                "0 messages",
+                " (and removing the folder it had made)",
+            ),
+        };
+        assert_eq!(
+            err,
+            format!(
+                "error: stopped by SIGINT after exporting {exported} of {total} ({messages}) to \
+                 {}, leaving no unfinished file{removed}\n",
+                s(&out)
+            )
+        );
+        if exported == 1 {
+            let names: Vec<String> = fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, ["1.jl.gz"]);
+            assert_eq!(
+                fs::read(out.join("1.jl.gz")).unwrap(),
+                fs::read(whole.join("1.jl.gz")).unwrap()
+            );
+        } else {
+            // Both folders it made, empty, are gone.
+            assert!(!out.parent().unwrap().exists());
+        }
+    }
 }

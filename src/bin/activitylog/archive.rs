@@ -5,15 +5,17 @@ use std::cell::Cell;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use activitylog::{Durability, ImportTarget, Meta, Store};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use flate2::read::MultiGzDecoder;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 
 use crate::report::{self, count, Unit};
+use crate::stop::Stop;
 use crate::{chosen_projects, open_read_only, past_retention, write_to, StoreArgs, WriteArgs};
 
 /// Arguments of `activitylog import`.
@@ -93,9 +95,10 @@ impl Source {
             .map_or(0, |m| m.len())
     }
 
-    /// Its contents, decompressed if gzipped, counting the bytes read (decompressed) in
-    /// `count`.
-    fn open<'c>(&self, count: &'c Cell<u64>) -> Result<Box<dyn Read + 'c>> {
+    /// Its contents, decompressed if gzipped, counting the bytes read (decompressed) and any
+    /// zero padding after the gzip data in `read`.
+    fn open<'c>(&self, read: &'c ReadCounts) -> Result<Box<dyn Read + 'c>> {
+        let count = &read.bytes;
         let raw: Box<dyn Read> = match &self.path {
             Some(path) => Box::new(
                 File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -116,7 +119,7 @@ impl Source {
             let whole = io::Cursor::new(head).chain(raw);
             return Ok(if gzipped {
                 Box::new(Counting {
-                    inner: MultiGzDecoder::new(whole),
+                    inner: GzipMembers::new(whole, &read.zero_padding),
                     count,
                 })
             } else {
@@ -128,7 +131,7 @@ impl Source {
         }
         // Gzip by content, not by name: JSON never starts with these bytes.
         if start.starts_with(&GZIP_MAGIC) {
-            let inner = MultiGzDecoder::new(raw);
+            let inner = GzipMembers::new(raw, &read.zero_padding);
             return Ok(Box::new(Counting { inner, count }));
         }
         match &self.path {
@@ -141,6 +144,80 @@ impl Source {
             None => Ok(Box::new(Counting { inner: raw, count })),
         }
     }
+}
+
+/// What was read of one input.
+#[derive(Default)]
+struct ReadCounts {
+    /// Bytes read (decompressed).
+    bytes: Cell<u64>,
+    /// Zero bytes found after the end of gzipped data, and ignored.
+    zero_padding: Cell<u64>,
+}
+
+/// The decompressed contents of gzip data of one or more members, read as gzip(1) reads them:
+/// zero bytes after the last member (padding to a block size, which tape tools and some
+/// archivers leave) are skipped and counted; other bytes after it that do not start another
+/// member are an error, as is a member cut short.
+struct GzipMembers<'c, R> {
+    /// The member being read; `None` once the data has ended.
+    member: Option<GzDecoder<R>>,
+    /// Where skipped zero bytes are counted.
+    zero_padding: &'c Cell<u64>,
+}
+
+impl<'c, R: BufRead> GzipMembers<'c, R> {
+    fn new(input: R, zero_padding: &'c Cell<u64>) -> Self {
+        GzipMembers {
+            member: Some(GzDecoder::new(input)),
+            zero_padding,
+        }
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(member) = &mut self.member else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // The member ended whole (a member cut short is an error of its decoder).
+            let Some(mut rest) = self.member.take().map(GzDecoder::into_inner) else {
+                return Ok(0);
+            };
+            let next = rest.fill_buf()?;
+            match next.first() {
+                None => return Ok(0),
+                Some(0) => loop {
+                    let next = rest.fill_buf()?;
+                    if next.is_empty() {
+                        return Ok(0);
+                    }
+                    let zeros = next.iter().take_while(|&&b| b == 0).count();
+                    if zeros < next.len() {
+                        return Err(trailing_garbage());
+                    }
+                    rest.consume(zeros);
+                    self.zero_padding
+                        .set(self.zero_padding.get() + zeros as u64);
+                },
+                Some(&first) if first != GZIP_MAGIC[0] => return Err(trailing_garbage()),
+                Some(_) => self.member = Some(GzDecoder::new(rest)),
+            }
+        }
+    }
+}
+
+/// The error for bytes after gzip data that are neither another member nor zero padding.
+fn trailing_garbage() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "bytes after the end of the gzip data are neither another gzip member nor zero padding",
+    )
 }
 
 /// A reader that counts the bytes read through it.
@@ -160,23 +237,34 @@ impl<R: Read> Read for Counting<'_, R> {
 /// `activitylog import`: one atomic import per file, files in the order given (a folder's in
 /// name order).
 pub fn import(args: ImportArgs) -> Result<()> {
+    let stop = Stop::install()?;
     let sources = sources(&args)?;
     // A store this command made, and stored nothing in, is not left behind.
     write_to(&args.store.dir, &args.write, |store| {
-        import_sources(store, &sources, args.write.durability.into())
+        import_sources(store, &sources, args.write.durability.into(), &stop)
     })
 }
 
-/// Imports `sources` into `store`, one atomic import per file, and says what it did.
-fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> Result<()> {
+/// Imports `sources` into `store`, one atomic import per file, and says what it did. Once
+/// `stop` is set it stops between two batches (or two files) and says exactly what it stored.
+fn import_sources(
+    store: &Store,
+    sources: &[Source],
+    durability: Durability,
+    stop: &Stop,
+) -> Result<()> {
     let total: u64 = sources.iter().map(Source::disk_bytes).sum();
     let bar = report::bar(Some(total), Unit::Bytes, "importing");
     let started = Instant::now();
     let (mut files, mut messages, mut bytes) = (0u64, 0u64, 0u64);
     let mut projects = std::collections::BTreeSet::new();
     for source in sources {
+        if stop.requested() {
+            bar.finish_and_clear();
+            return Err(stopped_import(stop, (files, messages), source, 0));
+        }
         bar.set_message(source.name());
-        let read = Cell::new(0);
+        let read = ReadCounts::default();
         let result = source.open(&read).and_then(|input| {
             let target = match &source.target {
                 Target::Project(id) => ImportTarget::Project(*id),
@@ -184,14 +272,26 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
             };
             let name = PathBuf::from(source.name());
             let imported = store
-                .import_json_lines_from(input, &name, target, durability)
+                .import_json_lines_from_until(input, &name, target, durability, stop.flag())
                 .with_context(|| source.name())?;
-            Ok((imported, read.get()))
+            Ok((imported, read.bytes.get()))
         });
         let (imported, input_bytes) = match result {
             Ok(r) => r,
             Err(e) => {
                 bar.finish_and_clear();
+                let stopped_after = e.chain().find_map(|c| match c.downcast_ref() {
+                    Some(activitylog::Error::Stopped) => Some(0),
+                    Some(activitylog::Error::ImportInterrupted { stored, source })
+                        if matches!(**source, activitylog::Error::Stopped) =>
+                    {
+                        Some(stored.messages())
+                    }
+                    _ => None,
+                });
+                if let Some(stored) = stopped_after {
+                    return Err(stopped_import(stop, (files, messages), source, stored));
+                }
                 let partial = e.chain().any(|c| {
                     matches!(
                         c.downcast_ref(),
@@ -214,6 +314,17 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
                 return Err(e);
             }
         };
+        let padding = read.zero_padding.get();
+        if padding > 0 {
+            // As gzip(1) takes them: decompression OK, trailing zero bytes ignored.
+            bar.suspend(|| {
+                log::warn!(
+                    "{}: ignored {} after the end of its gzip data",
+                    source.name(),
+                    count(padding, "zero byte"),
+                )
+            });
+        }
         if imported.raised > 0 {
             bar.suspend(|| {
                 log::warn!(
@@ -240,6 +351,48 @@ fn import_sources(store: &Store, sources: &[Source], durability: Durability) -> 
         count(projects.len() as u64, "project"),
     ));
     Ok(())
+}
+
+/// The error of an import that `stop` stopped after `done` (whole files, their messages) and
+/// `stored` messages of `source`: one sentence with the messages stored in all and where.
+fn stopped_import(stop: &Stop, done: (u64, u64), source: &Source, stored: u64) -> anyhow::Error {
+    let (files, messages) = done;
+    let mut parts = Vec::new();
+    if files > 0 {
+        parts.push(format!(
+            "{} whole ({})",
+            count(files, "file"),
+            count(messages, "message")
+        ));
+    }
+    if stored > 0 {
+        parts.push(match source.target {
+            Target::Project(_) => {
+                format!(
+                    "the first {} of {}",
+                    count(stored, "message"),
+                    source.name()
+                )
+            }
+            // Stored project by project: each project's oldest in the file, not a prefix.
+            Target::Field(_) => format!(
+                "{} of {} (each project's oldest in it)",
+                count(stored, "message"),
+                source.name()
+            ),
+        });
+    }
+    let rest = if stored > 0 {
+        "nothing of the rest".to_string()
+    } else {
+        format!("nothing of {} or any file after it", source.name())
+    };
+    let mut what = format!("storing {}", count(messages + stored, "message"));
+    if !parts.is_empty() {
+        what.push_str(": ");
+        what.push_str(&parts.join(" and "));
+    }
+    stop.stopped(format!("{what}; {rest}"))
 }
 
 /// The files to import with their projects, all worked out before anything is imported.
@@ -326,6 +479,7 @@ fn project_of_file_name(path: &Path) -> Option<u64> {
 /// `activitylog export`: each project to its own file, oldest first, with `_ts`; each file
 /// written under a temporary name and renamed when complete.
 pub fn export(args: ExportArgs) -> Result<()> {
+    let stop = Stop::install()?;
     let dir = &args.store.dir;
     let store = open_read_only(dir)?;
     let ids = chosen_projects(&store, &args.projects)?;
@@ -347,10 +501,14 @@ pub fn export(args: ExportArgs) -> Result<()> {
     let bar = report::bar(Some(total), Unit::Messages, "exporting");
     let started = Instant::now();
     let (mut messages, mut bytes) = (0, 0);
-    for &id in &ids {
+    for (done, &id) in ids.iter().enumerate() {
         let name = format!("{id}.jl{}", if args.gzip { ".gz" } else { "" });
         bar.set_message(name.clone());
-        let result = export_project(&store, id, &args.out, &name, args.gzip, &bar);
+        let result = if stop.requested() {
+            Err(activitylog::Error::Stopped.into())
+        } else {
+            export_project(&store, id, &args.out, &name, args.gzip, &bar, stop.flag())
+        };
         match result {
             Ok((m, b)) => {
                 messages += m;
@@ -364,7 +522,21 @@ pub fn export(args: ExportArgs) -> Result<()> {
                         break;
                     }
                 }
-                return Err(e);
+                if !matches!(e.downcast_ref(), Some(activitylog::Error::Stopped)) {
+                    return Err(e);
+                }
+                // The unfinished file went with its temporary file's handle.
+                let mut what = format!(
+                    "exporting {} of {} ({}) to {}, leaving no unfinished file",
+                    done,
+                    count(ids.len() as u64, "project"),
+                    count(messages, "message"),
+                    args.out.display()
+                );
+                if !made.is_empty() && !args.out.exists() {
+                    what.push_str(" (and removing the folder it had made)");
+                }
+                return Err(stop.stopped(what));
             }
         }
     }
@@ -383,6 +555,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
 }
 
 /// Writes project `id` to `out/name`; returns the messages and (uncompressed) bytes written.
+/// Once `stop` is set it fails with [`activitylog::Error::Stopped`], leaving no file behind.
 fn export_project(
     store: &Store,
     id: u64,
@@ -390,6 +563,7 @@ fn export_project(
     name: &str,
     gzip: bool,
     bar: &indicatif::ProgressBar,
+    stop: &AtomicBool,
 ) -> Result<(u64, u64)> {
     let target = out.join(name);
     let prefix = format!(".{name}.");
@@ -405,14 +579,14 @@ fn export_project(
     let buffered = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
     let (messages, bytes) = if gzip {
         let mut gz = GzEncoder::new(buffered, flate2::Compression::default());
-        let counts = write_project(store, id, &mut gz, bar, &target)?;
+        let counts = write_project(store, id, &mut gz, bar, &target, stop)?;
         gz.finish()
             .and_then(|mut b| b.flush())
             .with_context(writing)?;
         counts
     } else {
         let mut buffered = buffered;
-        let counts = write_project(store, id, &mut buffered, bar, &target)?;
+        let counts = write_project(store, id, &mut buffered, bar, &target, stop)?;
         buffered.flush().with_context(writing)?;
         counts
     };
@@ -431,18 +605,23 @@ fn export_project(
     Ok((messages, bytes))
 }
 
-/// Writes project `id` oldest first, one message with its `_ts` per line.
+/// Writes project `id` oldest first, one message with its `_ts` per line; fails with
+/// [`activitylog::Error::Stopped`] once `stop` is set.
 fn write_project(
     store: &Store,
     id: u64,
     out: &mut impl Write,
     bar: &indicatif::ProgressBar,
     target: &Path,
+    stop: &AtomicBool,
 ) -> Result<(u64, u64)> {
     const TICK: u64 = 1024;
     let (mut messages, mut bytes) = (0u64, 0u64);
     let mut line = Vec::with_capacity(4096);
     for message in store.oldest_first(id)? {
+        if stop.load(Ordering::Relaxed) {
+            return Err(activitylog::Error::Stopped.into());
+        }
         let message = bar.suspend(|| past_retention(message));
         let Some(message) = message.with_context(|| format!("cannot export project {id}"))? else {
             continue;
@@ -519,7 +698,9 @@ mod tests {
             written: Vec::new(),
         };
         let bar = indicatif::ProgressBar::hidden();
-        let (messages, _) = write_project(&reader, 1, &mut out, &bar, Path::new("1.jl")).unwrap();
+        let never = AtomicBool::new(false);
+        let (messages, _) =
+            write_project(&reader, 1, &mut out, &bar, Path::new("1.jl"), &never).unwrap();
         let text = String::from_utf8(out.written).unwrap();
         assert_eq!(text.lines().count() as u64, messages);
         assert!(text.starts_with("{\"i\":0,"), "{text:?}");

@@ -37,7 +37,9 @@
 //!   a total `--count` and a per-project `--pcount`; read-only too.
 //!
 //! Archives:
-//! - `import` reads JSON Lines files, plain or gzipped (recognised by content), and folders of
+//! - `import` reads JSON Lines files, plain or gzipped (recognised by content; zero bytes after
+//!   the gzip data, padding some tools leave, are ignored with a warning, any other bytes there
+//!   are an error), and folders of
 //!   them (their `*.jl`, `*.jsonl`, `*.jl.gz`, `*.jsonl.gz` files in name order, not
 //!   recursively). A file named `<project id>.jl` (or `.jsonl`, optionally `.gz`) goes to that
 //!   project; `--project` sends every file to one project; `--project-field` takes each
@@ -68,8 +70,15 @@
 //! bar when stderr is a terminal, and end with a one-line summary on stderr (messages, bytes,
 //! seconds, rate).
 //!
+//! SIGINT (Ctrl-C) or SIGTERM stops `import` between two batches and `export` between two
+//! messages: what `import` stored stays stored, `export` removes its unfinished temporary file
+//! (and an `--out` folder it made and left empty), and either says in one sentence what it did
+//! (`error: stopped by SIGINT after storing N messages: …`) and exits with 128 + the signal's
+//! number (130 for SIGINT, 143 for SIGTERM). A stop comes when a read waiting on a pipe or
+//! terminal returns; a second signal ends the process at once.
+//!
 //! Exit status: 0 on success, 1 when the operation fails (`error: …` on stderr) or `verify`
-//! found a problem, 2 for a usage error. A closed stdout (`activitylog get … | head`) ends
+//! found a problem, 2 for a usage error, 128 + its number after a signal. A closed stdout (`activitylog get … | head`) ends
 //! output quietly with status 0. Diagnostics from the engine (such as a torn tail repaired on
 //! open) go to stderr at the level set by `--log` or `ACTIVITYLOG_LOG` (default `warn`).
 //!
@@ -96,6 +105,7 @@ mod report;
 mod retain;
 #[cfg(feature = "server")]
 mod serve;
+mod stop;
 mod tail;
 mod units;
 
@@ -306,7 +316,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(io::stderr().lock(), "error: {}", one_line(&e));
-            ExitCode::FAILURE
+            match e.downcast_ref::<stop::Stopped>() {
+                Some(stopped) => ExitCode::from(stopped.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
