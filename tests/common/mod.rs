@@ -274,8 +274,9 @@ pub fn spares(dir: &Path) -> Vec<(String, u64)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            name.starts_with(".spare-")
-                .then(|| (name, e.metadata().unwrap().ino()))
+            // One the spare thread renamed since the listing has no metadata: not listed.
+            let ino = e.metadata().ok()?.ino();
+            name.starts_with(".spare-").then_some((name, ino))
         })
         .collect();
     out.sort();
