@@ -1602,8 +1602,13 @@ fn settle(
     (mut image, mut s): (Vec<u8>, scan::Scan),
     mut read_again: impl FnMut(std::time::Duration) -> Result<Vec<u8>>,
 ) -> Result<(Vec<u8>, scan::Scan)> {
+    let delay = if crate::fuzzing::LOOK_AGAIN_AT_ONCE.load(std::sync::atomic::Ordering::Relaxed) {
+        std::time::Duration::ZERO
+    } else {
+        SETTLE_DELAY
+    };
     for _ in 0..SETTLE_LOOKS {
-        let again = read_again(SETTLE_DELAY)?;
+        let again = read_again(delay)?;
         let s2 = scan(&again, start, first_delta);
         // The same damage, over the same bytes (and those before it).
         let unchanged = s2.damaged == s.damaged

@@ -248,7 +248,9 @@ pub fn verify(
                 && (s.torn(log_end(&log, &s, newest)) || s.open_batch.is_some() || in_flight())
             {
                 // Perhaps a writer is mid-append: look again once it had time to finish.
-                std::thread::sleep(SETTLE);
+                if !crate::fuzzing::LOOK_AGAIN_AT_ONCE.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(SETTLE);
+                }
                 #[cfg(test)]
                 crate::project::tests::hook(crate::project::tests::Point::Settling, &log_path);
                 let Some(again) = read_log(&pdir, &mut log_path)? else {
