@@ -19,6 +19,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,9 @@ const APPENDERS: u64 = 4;
 const READERS: u64 = 2;
 /// The default run, in seconds.
 const CI_SECONDS: u64 = 3;
+/// How long one phase may take, with its checks and reopen (a second or two), before the test
+/// takes it for a deadlock and aborts, rather than hang the test run.
+const STUCK: Duration = Duration::from_secs(120);
 /// Messages in a batch big enough (over 4 MiB) that the store hands its project to the
 /// background syncer.
 const HUGE_BATCH: usize = 1100;
@@ -491,6 +495,54 @@ fn check_reopened(
     gone
 }
 
+/// After a clean close (the drop of phase `phase`), as the next open trusts it to be: every log
+/// is named and ends with its last record (the room ahead of the active logs was cut), and every
+/// index holds an entry for each record of its log.
+fn check_closed_files(dir: &Path, phase: u64) {
+    for p in 0..PROJECTS {
+        let new_log = common::project_dir(dir, p).join("00000000000000000001.log.new");
+        assert!(
+            !new_log.exists(),
+            "phase {phase}: {} is left",
+            new_log.display()
+        );
+        for first in common::segments(dir, p) {
+            let path = common::log_path(dir, p, first);
+            let log = fs::read(&path).unwrap();
+            let frames = common::frames(&log);
+            assert_eq!(
+                frames.last().map_or(common::LOG_HEADER_BYTES, |f| f.end),
+                log.len(),
+                "phase {phase}: {} does not end with its last record",
+                path.display()
+            );
+            let idx = common::idx_path(dir, p, first);
+            assert!(
+                fs::read(&idx).unwrap() == common::expected_index(&frames),
+                "phase {phase}: {} is not complete",
+                idx.display()
+            );
+        }
+    }
+}
+
+/// Aborts the process once `STUCK` has passed since the time `progress` holds (milliseconds
+/// after `start`); returns once it holds `u64::MAX`.
+fn watchdog(start: Instant, progress: Arc<AtomicU64>) {
+    loop {
+        thread::sleep(Duration::from_millis(200));
+        let last = progress.load(Ordering::Acquire);
+        if last == u64::MAX {
+            return;
+        }
+        let now = start.elapsed().as_millis() as u64;
+        if now.saturating_sub(last) > STUCK.as_millis() as u64 {
+            eprintln!("a phase has run for {STUCK:?}: a deadlock; aborting");
+            std::process::abort();
+        }
+    }
+}
+
 /// Opens the store at `dir` with small segments, and room for 2 to 4 of the projects open.
 fn open(dir: &Path, rng: &mut Rng) -> Store {
     Options::new()
@@ -535,7 +587,13 @@ fn projects_closed_and_reopened_under_load_lose_nothing_acknowledged() {
     let mut counts = Counts::default();
     let mut next_batch = vec![0u64; APPENDERS as usize + 1];
     let start = Instant::now();
+    let progress = Arc::new(AtomicU64::new(0));
+    let dog = {
+        let progress = progress.clone();
+        thread::spawn(move || watchdog(start, progress))
+    };
     while counts.phases < 2 || start.elapsed() < Duration::from_secs(seconds) {
+        progress.store(start.elapsed().as_millis() as u64, Ordering::Release);
         let store = open(dir, &mut rng);
         shared.stop.store(false, Ordering::Release);
         let appenders: Vec<_> = (0..APPENDERS)
@@ -654,6 +712,7 @@ fn projects_closed_and_reopened_under_load_lose_nothing_acknowledged() {
             "phase {}: the store did not close cleanly",
             counts.phases
         );
+        check_closed_files(dir, counts.phases);
         let mut problems = Vec::new();
         activitylog::verify(dir, None, |p| problems.push(p.to_string()), |_| {}).unwrap();
         assert!(
@@ -670,6 +729,8 @@ fn projects_closed_and_reopened_under_load_lose_nothing_acknowledged() {
         );
         drop(store);
     }
+    progress.store(u64::MAX, Ordering::Release);
+    dog.join().unwrap();
     eprintln!("{counts:?} in {:.1} s", start.elapsed().as_secs_f64());
     assert!(counts.retained > 0, "retention removed segments");
     assert!(counts.huge > 0, "{counts:?}");
