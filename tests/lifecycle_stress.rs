@@ -327,24 +327,36 @@ fn read_newest_first(store: &Store, shared: &Shared, rng: &mut Rng, p: u64, who:
             None => break,
         }
     }
-    if newest > 0 {
-        assert_eq!(msgs.first().map(Message::seq), Some(newest), "{who}: {p}");
-    }
     check_run(&msgs, true, true, who);
-    if let Some(oldest) = msgs.last().map(Message::seq).filter(|&s| s > 1) {
-        // It ended above seq 1: retention removed what was before, for good.
-        let now = store
-            .oldest_first(p)
-            .unwrap()
-            .next()
-            .expect("a project keeps its active segment")
-            .unwrap_or_else(|e| panic!("{who}: project {p}: {e}"));
+    match (msgs.first(), msgs.last()) {
+        (Some(first), Some(last)) => {
+            assert_eq!(
+                first.seq(),
+                newest,
+                "{who}: project {p} read from its newest"
+            );
+            // It ended above seq 1: retention removed what was before.
+            gone_for_good(store, p, last.seq(), who);
+        }
+        // Retention removed every message of the snapshot: its newest was in the newest sealed
+        // segment, the active one empty (rolled for a batch not written yet).
+        _ => gone_for_good(store, p, newest + 1, who),
+    }
+}
+
+/// A read of project `p` found no message below `seq` (retention removed them while it read, or
+/// before): none reads now either.
+fn gone_for_good(store: &Store, p: u64, seq: u64, who: &str) {
+    let now = store.oldest_first(p).unwrap().next();
+    if let Some(now) = now {
+        let now = now.unwrap_or_else(|e| panic!("{who}: project {p}: {e}"));
         assert!(
-            now.seq() >= oldest,
-            "{who}: project {p}'s read ended at {oldest}, but {} still reads",
+            now.seq() >= seq,
+            "{who}: project {p}: a read found nothing below {seq}, but {} reads",
             now.seq()
         );
     }
+    // (None: all gone, the active segment empty — rolled for a batch not written yet.)
 }
 
 /// An oldest-first read of project `p`: rising by one, but where retention removed segments
@@ -357,10 +369,17 @@ fn read_oldest_first(store: &Store, shared: &Shared, p: u64, who: &str) {
     assert!(newest >= acked, "{who}: project {p}: {newest} < {acked}");
     let mut run = Vec::new();
     let mut last = None;
+    // What the read met, for a failure's report: its first message and the gaps it reported.
+    let mut first_read = None;
+    let mut gaps = Vec::new();
     for m in &mut it {
         match m {
-            Ok(m) => run.push(m),
-            Err(Error::RemovedWhileRead { next, .. }) => {
+            Ok(m) => {
+                first_read.get_or_insert(m.seq());
+                run.push(m);
+            }
+            Err(Error::RemovedWhileRead { first, next, .. }) => {
+                gaps.push((first, next));
                 check_run(&run, false, true, who);
                 last = run.last().map(Message::seq).or(last);
                 run.clear();
@@ -372,8 +391,15 @@ fn read_oldest_first(store: &Store, shared: &Shared, p: u64, who: &str) {
     }
     check_run(&run, false, true, who);
     let end = run.last().map(Message::seq).or(last);
-    if newest > 0 {
-        assert_eq!(end, Some(newest), "{who}: project {p} read to its newest");
+    if end != Some(newest) {
+        // The messages after `end` are gone: retention removed the segments they were in, up
+        // to the snapshot's active one, empty (rolled for a batch not written yet). The read
+        // said so with a gap to the end, or found them gone before it read anything.
+        assert!(
+            gaps.last().is_some_and(|&(_, next)| next > newest) || first_read.is_none(),
+            "{who}: project {p} read to {end:?} of {newest}, gaps {gaps:?}"
+        );
+        gone_for_good(store, p, newest + 1, who);
     }
 }
 
