@@ -1691,6 +1691,9 @@ pub(crate) mod tests {
         /// A read-only [`recover_active`] is about to read again a log that looked damaged
         /// (the path is the log's).
         Settling,
+        /// The store mapped a sealed segment that its map cache did not hold, and has not
+        /// cached it yet (`Inner::sealed`; the path is the log's).
+        SealedMapped,
     }
 
     /// A test's hook into this thread's project opens, called at each [`Point`] with its path:

@@ -830,7 +830,16 @@ impl Inner {
             first_seq,
             self.clock.is_some(),
         )?);
+        #[cfg(test)]
+        crate::project::tests::hook(crate::project::tests::Point::SealedMapped, seg.path());
         let mut cache = self.sealed.lock();
+        // Retention may have removed the segment since it was mapped, and forgotten it before
+        // it was cached: a removed segment is cached by no one, or its map would keep the
+        // files' blocks taken until the cache fills up. Retention forgets a segment under this
+        // lock after removing its files, so a log found here is forgotten after this insert.
+        if !seg.path().exists() {
+            return Ok(seg);
+        }
         cache.insert(key, (seg.clone(), self.touch()));
         let cap = self.options.max_mapped_segments;
         if cache.len() > cap {
@@ -1357,6 +1366,49 @@ mod tests {
             store.append(p, [r#"{"a":1}"#]).unwrap();
         }
         assert!(!store.inner.projects.read().contains_key(&1));
+    }
+
+    /// A sealed segment that retention removes while a reader is mapping it does not stay in
+    /// the map cache (retention forgets the segments it removed, but this one was not cached
+    /// yet): no later read asks for it, so the cache would keep the removed files' blocks taken
+    /// until it fills up — with the default 1024 maps, for good in most stores. The read goes
+    /// on with its map.
+    #[test]
+    fn a_segment_removed_while_a_reader_maps_it_does_not_stay_in_the_cache() {
+        use crate::project::tests::{set_hook, Point};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+        let pad = "x".repeat(1000);
+        for i in 0..20 {
+            store
+                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
+                .unwrap();
+        }
+        let project = project_dir_in(dir.path(), 1);
+        let oldest = segment::list(&project).unwrap()[0];
+        let mut reader = store.oldest_first(1).unwrap();
+        // Retention runs while the reader maps the oldest segment, before the map is cached.
+        let retainer = store.clone();
+        let mut ran = false;
+        set_hook(Some(Box::new(move |point, _| {
+            if point == Point::SealedMapped && !std::mem::replace(&mut ran, true) {
+                let removed = retainer
+                    .apply_retention(&crate::Retention::new().max_messages(2))
+                    .unwrap();
+                assert!(removed.segments > 0);
+            }
+        })));
+        let first = reader.next();
+        set_hook(None);
+        assert_eq!(first.unwrap().unwrap().seq(), oldest);
+        assert!(!segment::log_path(&project, oldest).exists(), "removed");
+        let cached: Vec<u64> = store.inner.sealed.lock().keys().map(|k| k.1).collect();
+        for first in cached {
+            assert!(
+                segment::log_path(&project, first).exists(),
+                "segment {first} was removed but stays mapped in the cache"
+            );
+        }
     }
 
     /// A `Written` project with 4 MiB unsynced is synced by the background syncer, without
