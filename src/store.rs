@@ -126,11 +126,18 @@ pub(crate) struct Inner {
     marks_pending: AtomicBool,
     marks: Mutex<()>,
     /// The background syncer of `Written` projects (started on first need): the appending
-    /// thread hands it a project once 4 MiB are unsynced, and goes on.
-    syncer: Mutex<Option<std::sync::mpsc::Sender<Arc<Project>>>>,
+    /// thread hands it a project once 4 MiB are unsynced, and goes on. Its thread, joined when
+    /// the store is dropped.
+    syncer: Mutex<Option<Syncer>>,
     /// Held for the store's lifetime: dropping it releases the lock.
     _lock: Option<File>,
 }
+
+/// The background syncer's queue and thread (see [`Inner::sync_ahead`]).
+type Syncer = (
+    std::sync::mpsc::Sender<Arc<Project>>,
+    std::thread::JoinHandle<()>,
+);
 
 impl Store {
     /// Creates or opens the store in `dir` with default [`Options`]. A new store is made only
@@ -695,7 +702,7 @@ impl Inner {
     fn sync_ahead(&self, p: Arc<Project>) {
         let mut syncer = self.syncer.lock();
         let p = match syncer.as_ref() {
-            Some(tx) => match tx.send(p) {
+            Some((tx, _)) => match tx.send(p) {
                 Ok(()) => return,
                 Err(std::sync::mpsc::SendError(p)) => p,
             },
@@ -711,9 +718,9 @@ impl Inner {
                 }
             });
         match started {
-            Ok(_) => {
+            Ok(thread) => {
                 let _ = tx.send(p);
-                *syncer = Some(tx);
+                *syncer = Some((tx, thread));
             }
             Err(e) => {
                 log::warn!("cannot start the background syncer ({e}); syncing in place");
@@ -894,6 +901,15 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // The background syncer finishes what it was handed, and ends, before the projects
+        // close and the lock is released: it holds projects of its own, and must not sync (or
+        // name a new project's first log) once another store may have opened them.
+        if let Some((tx, thread)) = self.syncer.get_mut().take() {
+            drop(tx);
+            if thread.join().is_err() {
+                log::error!("the background syncer panicked");
+            }
+        }
         if let Some(spares) = &self.spares {
             spares.close();
         }
