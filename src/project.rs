@@ -1694,6 +1694,9 @@ pub(crate) mod tests {
         /// The store mapped a sealed segment that its map cache did not hold, and has not
         /// cached it yet (`Inner::sealed`; the path is the log's).
         SealedMapped,
+        /// An eviction is about to close a project it took out of the store's map
+        /// (`Inner::close_evicted`; the path is the project's directory).
+        Closing,
     }
 
     /// A test's hook into this thread's project opens, called at each [`Point`] with its path:

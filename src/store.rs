@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::clock::Clock;
 use crate::dirsync::DirSync;
@@ -120,6 +120,11 @@ pub(crate) struct Inner {
     close_failed: AtomicBool,
     /// Evicted projects whose closing failed, until they are opened (and recovered) again.
     failed_closes: Mutex<foldhash::HashSet<u64>>,
+    /// Projects an eviction took out of the map and is closing, outside the map's lock (a close
+    /// syncs): such a project is opened again, or counted by [`Store::sync`], only once closed.
+    closing: Mutex<foldhash::HashSet<u64>>,
+    /// Notified each time a project leaves `closing`.
+    closed: Condvar,
     /// `CLEAN` or `NEWEST` may still be on disk: they must go (durably) before anything is
     /// written ([`Inner::before_write`]). Until then the store is as the clean close left it, so
     /// opening one to read from it costs no fsync.
@@ -253,6 +258,8 @@ impl Store {
                 recovered: Mutex::new(foldhash::HashSet::default()),
                 close_failed: AtomicBool::new(false),
                 failed_closes: Mutex::new(foldhash::HashSet::default()),
+                closing: Mutex::new(foldhash::HashSet::default()),
+                closed: Condvar::new(),
                 marks_pending: AtomicBool::new(marks_pending),
                 marks: Mutex::new(()),
                 syncer: Mutex::new(None),
@@ -638,7 +645,16 @@ impl Store {
     /// under [`Options::max_open_projects`](crate::Options::max_open_projects): what that
     /// project wrote may not be durable, and no later fsync can say so.
     pub fn sync(&self) -> Result<()> {
-        let projects: Vec<Arc<Project>> = self.inner.projects.read().values().cloned().collect();
+        // Every project is open or being closed by an eviction (which syncs it): the two are
+        // read together, an eviction moving projects from one to the other under the map's lock.
+        let (projects, closing) = {
+            let map = self.inner.projects.read();
+            let closing: Vec<u64> = self.inner.closing.lock().iter().copied().collect();
+            (
+                map.values().cloned().collect::<Vec<Arc<Project>>>(),
+                closing,
+            )
+        };
         // Every project is synced, whichever fails: the first error is returned after.
         let mut first_error = None;
         for p in &projects {
@@ -649,6 +665,14 @@ impl Store {
         if let Some(e) = first_error {
             return Err(e);
         }
+        // The evicted ones are synced once closed (a failed close is in `failed_closes`).
+        let mut now = self.inner.closing.lock();
+        for id in closing {
+            while now.contains(&id) {
+                self.inner.closed.wait(&mut now);
+            }
+        }
+        drop(now);
         match self.inner.failed_closes.lock().iter().min() {
             Some(&project) => Err(Error::Poisoned { project }),
             None => Ok(()),
@@ -771,12 +795,23 @@ impl Inner {
             p.last_used.store(self.touch(), Ordering::Relaxed);
             return Ok(Some(p.clone()));
         }
-        // Opening happens under the write lock, so a project is never opened twice.
-        let mut map = self.projects.write();
-        if let Some(p) = map.get(&id) {
-            p.last_used.store(self.touch(), Ordering::Relaxed);
-            return Ok(Some(p.clone()));
-        }
+        // Opening happens under the write lock, so a project is never opened twice; nor while
+        // an eviction closes it.
+        let mut map = loop {
+            let map = self.projects.write();
+            if let Some(p) = map.get(&id) {
+                p.last_used.store(self.touch(), Ordering::Relaxed);
+                return Ok(Some(p.clone()));
+            }
+            let mut closing = self.closing.lock();
+            if !closing.contains(&id) {
+                break map;
+            }
+            drop(map);
+            while closing.contains(&id) {
+                self.closed.wait(&mut closing);
+            }
+        };
         let dir = self.project_dir(id);
         if !create && !dir.is_dir() {
             return Ok(None);
@@ -804,10 +839,13 @@ impl Inner {
         }
         p.last_used.store(self.touch(), Ordering::Relaxed);
         map.insert(id, p.clone());
-        if map.len() > self.options.max_open_projects {
-            self.evict_projects(&mut map);
-        }
+        let evicted = if map.len() > self.options.max_open_projects {
+            self.evict_projects(&mut map)
+        } else {
+            Vec::new()
+        };
         drop(map);
+        self.close_evicted(evicted);
         if self.clock.is_none() {
             // A read-only store reads the project as it is now, perhaps newer than the stamp
             // the map holds for it (loaded from `NEWEST` when the store opened, or learnt before
@@ -863,12 +901,11 @@ impl Inner {
 }
 
 impl Inner {
-    /// Closes the least recently used idle projects (nobody holds them or a snapshot of their
-    /// active segment), down to below the cap. A failure to close one is remembered: the store
-    /// will not count as cleanly closed, [`Store::sync`] fails, and the project refuses writes
-    /// until the store is reopened (what it wrote may not be durable, nor the names of its
-    /// files; the next open recovers it as after a crash).
-    fn evict_projects(&self, map: &mut HashMap<u64, Arc<Project>>) {
+    /// Takes the least recently used idle projects (nobody holds them or a snapshot of their
+    /// active segment) out of `map`, under its write lock, down to below the cap, and marks
+    /// them closing; [`close_evicted`](Self::close_evicted) closes them once the lock is
+    /// released, so that a close's syncs hold up no other project's lookups.
+    fn evict_projects(&self, map: &mut HashMap<u64, Arc<Project>>) -> Vec<(u64, Arc<Project>)> {
         let cap = self.options.max_open_projects;
         let mut idle: Vec<(u64, u64)> = map
             .iter()
@@ -877,25 +914,60 @@ impl Inner {
             .collect();
         idle.sort_unstable();
         let excess = (map.len() - cap + cap / 10).min(idle.len());
-        for (_, id) in idle.into_iter().take(excess) {
-            if let Some(p) = map.remove(&id) {
-                match p.close() {
-                    Ok(()) => {}
-                    // A directory that did not open (out of file handles, say) was not synced,
-                    // and nothing was lost: the project stays open, and its close is tried
-                    // again when next it is evicted, or when the store closes.
-                    Err(e) if segment::sync_not_started(&e) => {
-                        log::warn!("closing project {id}: {e}; keeping it open");
-                        map.insert(id, p);
-                    }
-                    Err(e) => {
-                        log::error!("closing project {id}: {e}");
-                        self.close_failed.store(true, Ordering::Release);
-                        self.failed_closes.lock().insert(id);
-                    }
+        let mut closing = self.closing.lock();
+        idle.into_iter()
+            .take(excess)
+            .filter_map(|(_, id)| {
+                let p = map.remove(&id)?;
+                closing.insert(id);
+                Some((id, p))
+            })
+            .collect()
+    }
+
+    /// Closes the projects [`evict_projects`](Self::evict_projects) took out of the map, each
+    /// leaving `closing` (and waking whoever waits to open it) once closed. A failure to close
+    /// one is remembered: the store will not count as cleanly closed, [`Store::sync`] fails,
+    /// and the project refuses writes until the store is reopened (what it wrote may not be
+    /// durable, nor the names of its files; the next open recovers it as after a crash).
+    fn close_evicted(&self, evicted: Vec<(u64, Arc<Project>)>) {
+        for (id, p) in evicted {
+            // Leaves `closing` even should the close panic: no open waits for it for ever.
+            let _closed = Closed { inner: self, id };
+            #[cfg(test)]
+            crate::project::tests::hook(
+                crate::project::tests::Point::Closing,
+                &self.project_dir(id),
+            );
+            match p.close() {
+                Ok(()) => {}
+                // A directory that did not open (out of file handles, say) was not synced,
+                // and nothing was lost: the project stays open, and its close is tried
+                // again when next it is evicted, or when the store closes.
+                Err(e) if segment::sync_not_started(&e) => {
+                    log::warn!("closing project {id}: {e}; keeping it open");
+                    self.projects.write().insert(id, p);
+                }
+                Err(e) => {
+                    log::error!("closing project {id}: {e}");
+                    self.close_failed.store(true, Ordering::Release);
+                    self.failed_closes.lock().insert(id);
                 }
             }
         }
+    }
+}
+
+/// Takes a project out of [`Inner::closing`] when dropped, waking those who wait for it.
+struct Closed<'a> {
+    inner: &'a Inner,
+    id: u64,
+}
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        self.inner.closing.lock().remove(&self.id);
+        self.inner.closed.notify_all();
     }
 }
 
@@ -1424,6 +1496,93 @@ mod tests {
                 segment::log_path(&project, first).exists(),
                 "segment {first} was removed but stays mapped in the cache"
             );
+        }
+    }
+
+    /// An eviction closes the projects it takes out of the map after it released the map's
+    /// lock (a close syncs): meanwhile a read of another project goes on, while an open of the
+    /// project being closed, and a sync of the store, wait until it is closed.
+    #[test]
+    fn an_eviction_closes_projects_without_holding_up_other_lookups() {
+        use crate::project::tests::{set_hook, Point};
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .max_open_projects(2)
+            .spare_projects(0)
+            .open(dir.path())
+            .unwrap();
+        store.append(1, [r#"{"p":1}"#]).unwrap();
+        store.append(2, [r#"{"p":2}"#]).unwrap();
+        let (reopened_tx, reopened) = channel();
+        let waiting = Arc::new(AtomicBool::new(false));
+        let sync_returned = Arc::new(AtomicBool::new(false));
+        let sync_checked = sync_returned.clone();
+        let hooked = store.clone();
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point != Point::Closing || std::mem::replace(&mut done, true) {
+                return;
+            }
+            assert!(
+                path.ends_with("1"),
+                "{path:?}: the least recently used is project 1"
+            );
+            // Another project's read answers while project 1 is being closed (it waited for
+            // the map's lock while the close synced).
+            let (tx, rx) = channel();
+            let reader = hooked.clone();
+            std::thread::spawn(move || {
+                let read: Vec<String> = reader
+                    .newest_first(2)
+                    .unwrap()
+                    .map(|m| m.unwrap().into_json())
+                    .collect();
+                tx.send(read).unwrap();
+            });
+            let read = rx.recv_timeout(Duration::from_secs(30));
+            assert_eq!(read.as_deref(), Ok(&[r#"{"p":2}"#.to_string()][..]));
+            // An open of project 1 waits for its close to end.
+            let opener = hooked.clone();
+            let (tx, answered) = (reopened_tx.clone(), waiting.clone());
+            std::thread::spawn(move || {
+                let read: Vec<String> = opener
+                    .newest_first(1)
+                    .unwrap()
+                    .map(|m| m.unwrap().into_json())
+                    .collect();
+                answered.store(true, Ordering::SeqCst);
+                tx.send(read).unwrap();
+            });
+            // So does a sync of the store: the close syncs project 1.
+            let (syncer, synced) = (hooked.clone(), sync_returned.clone());
+            std::thread::spawn(move || {
+                syncer.sync().unwrap();
+                synced.store(true, Ordering::SeqCst);
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                !waiting.load(Ordering::SeqCst),
+                "project 1 opened while being closed"
+            );
+            assert!(
+                !sync_returned.load(Ordering::SeqCst),
+                "a sync returned before the close"
+            );
+        })));
+        // A third project: project 1, the least recently used, is evicted.
+        store.append(3, [r#"{"p":3}"#]).unwrap();
+        set_hook(None);
+        let read = reopened.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(read, [r#"{"p":1}"#]);
+        let waited = std::time::Instant::now();
+        while !sync_checked.load(Ordering::SeqCst) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the sync never returned"
+            );
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
