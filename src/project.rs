@@ -712,7 +712,8 @@ impl Project {
                 }
             });
             if spare.is_none() {
-                fs::create_dir_all(&self.dir).map_err(|e| Error::io("creating", &self.dir, e))?;
+                segment::create_dir_private(&self.dir, true)
+                    .map_err(|e| Error::io("creating", &self.dir, e))?;
             }
             // Synced with the first sync of a record (`sync_dirs`), or by any sync of the
             // directory of projects that starts after this mark; set before anything else can

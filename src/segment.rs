@@ -286,6 +286,17 @@ pub(crate) fn create_spare(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("creating", &path, e))
 }
 
+/// Makes the directory `path` (with its missing parents when `parents`), private to the user
+/// (mode 0700, whatever the umask allows more of), as the files the store keeps in it are.
+/// Directories already there are left as they are.
+pub(crate) fn create_dir_private(path: &Path, parents: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(parents)
+        .mode(0o700)
+        .create(path)
+}
+
 /// Writes a new index file holding only its header (not synced: the index is a cache).
 fn write_index_header(dir: &Path, first_seq: u64) -> Result<()> {
     let idx_path = index_path(dir, first_seq);

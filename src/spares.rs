@@ -281,7 +281,7 @@ impl Spares {
     /// process's spare that could not be removed).
     fn make(&self, name: u64) -> Result<Option<Spare>> {
         let path = self.dir.join(format!("{PREFIX}{name}"));
-        match fs::create_dir(&path) {
+        match segment::create_dir_private(&path, false) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
             Err(e) => return Err(Error::io("creating", &path, e)),

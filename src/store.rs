@@ -165,7 +165,7 @@ impl Store {
             if !dir.join(STORE_FILE).exists() {
                 refuse_foreign_entries(dir)?;
             }
-            fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+            segment::create_dir_private(dir, true).map_err(|e| Error::io("creating", dir, e))?;
             let lock_path = dir.join(LOCK_FILE);
             let lock = OpenOptions::new()
                 .write(true)
@@ -189,7 +189,8 @@ impl Store {
             } else {
                 let bytes = options.segment_bytes.unwrap_or(DEFAULT_SEGMENT_BYTES);
                 let projects = dir.join(PROJECTS_DIR);
-                fs::create_dir_all(&projects).map_err(|e| Error::io("creating", &projects, e))?;
+                segment::create_dir_private(&projects, true)
+                    .map_err(|e| Error::io("creating", &projects, e))?;
                 segment::write_atomically(&dir.join(STORE_FILE), &encode_meta(bytes))?;
                 bytes
             };
