@@ -1400,8 +1400,8 @@ fn recover_active(
         s = scan(&image, start, 0);
     }
     if !writable && !s.damaged.is_empty() {
-        (image, s) = settle(&path, start, trusted as u32, (image, s), |delay| {
-            std::thread::sleep(delay);
+        (image, s) = settle(&path, start, trusted as u32, (image, s), || {
+            wait_for_writer(SETTLE_DELAY);
             #[cfg(test)]
             tests::hook(tests::Point::Settling, &path);
             read_from(start)
@@ -1588,12 +1588,21 @@ const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 /// How many times a read-only open reads a log again while what looks damaged keeps changing.
 const SETTLE_LOOKS: usize = 8;
 
+/// Gives a writer in another process `delay` to finish what it was writing, before a read-only
+/// open or `verify` reads a file again; at once under the fuzzer, beside which no writer runs
+/// ([`LOOK_AGAIN_AT_ONCE`](crate::fuzzing::LOOK_AGAIN_AT_ONCE)).
+pub(crate) fn wait_for_writer(delay: std::time::Duration) {
+    if !crate::fuzzing::LOOK_AGAIN_AT_ONCE.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(delay);
+    }
+}
+
 /// What a read-only open takes for an active log whose scan (`s`, of `image`) found damage.
 /// Beside a live writer in another process, that may be a batch being copied into the writer's
 /// room: a copy may store a batch's end before its start, so that a reader sees a broken frame
 /// with valid ones after it. Only bytes the writer has not published can be in flight, and it
-/// publishes a batch as soon as its copy is done: the log is read again (`again`, given a delay
-/// to wait first) until the damage reads the same twice — then it is damage, reported as on any
+/// publishes a batch as soon as its copy is done: the log is read again (`read_again`, which
+/// waits first) until the damage reads the same twice — then it is damage, reported as on any
 /// open — or is gone. Damage that keeps changing is a writer at work: after [`SETTLE_LOOKS`]
 /// reads the log is taken to end where the damage starts, as if it were a torn tail.
 fn settle(
@@ -1601,15 +1610,10 @@ fn settle(
     start: u64,
     first_delta: u32,
     (mut image, mut s): (Vec<u8>, scan::Scan),
-    mut read_again: impl FnMut(std::time::Duration) -> Result<Vec<u8>>,
+    mut read_again: impl FnMut() -> Result<Vec<u8>>,
 ) -> Result<(Vec<u8>, scan::Scan)> {
-    let delay = if crate::fuzzing::LOOK_AGAIN_AT_ONCE.load(std::sync::atomic::Ordering::Relaxed) {
-        std::time::Duration::ZERO
-    } else {
-        SETTLE_DELAY
-    };
     for _ in 0..SETTLE_LOOKS {
-        let again = read_again(delay)?;
+        let again = read_again()?;
         let s2 = scan(&again, start, first_delta);
         // The same damage, over the same bytes (and those before it).
         let unchanged = s2.damaged == s.damaged

@@ -236,21 +236,15 @@ pub fn verify(
             // broken frame with valid ones after it, which reads as damage. Only records past
             // those the index vouches for can be in flight.
             let in_flight = || {
-                let indexed = idx
-                    .as_deref()
-                    .and_then(|b| index::entries_of(b).ok())
-                    .map(index::decode_entries)
-                    .and_then(|e| e.into_iter().rev().find(|&e| e != index::LOST))
-                    .map_or(0, u64::from);
-                s.damaged.last().is_some_and(|r| r.start > indexed)
+                s.damaged
+                    .last()
+                    .is_some_and(|r| r.start > last_indexed(idx.as_deref()))
             };
             if newest
                 && (s.torn(log_end(&log, &s, newest)) || s.open_batch.is_some() || in_flight())
             {
                 // Perhaps a writer is mid-append: look again once it had time to finish.
-                if !crate::fuzzing::LOOK_AGAIN_AT_ONCE.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(SETTLE);
-                }
+                crate::project::wait_for_writer(SETTLE);
                 #[cfg(test)]
                 crate::project::tests::hook(crate::project::tests::Point::Settling, &log_path);
                 let Some(again) = read_log(&pdir, &mut log_path)? else {
@@ -279,6 +273,19 @@ pub fn verify(
         }
     }
     Ok(out)
+}
+
+/// The offset of the last record an index file vouches for (its last entry not lost), 0 for
+/// none or an index that does not read.
+fn last_indexed(idx: Option<&[u8]>) -> u64 {
+    let Some(entries) = idx.and_then(|b| index::entries_of(b).ok()) else {
+        return 0;
+    };
+    (0..entries.len() / ENTRY_BYTES)
+        .rev()
+        .map(|i| index::entry(entries, i))
+        .find(|&e| e != index::LOST)
+        .map_or(0, u64::from)
 }
 
 /// What [`check_log`] found of one segment.
