@@ -134,9 +134,10 @@ impl Options {
     }
 
     /// How many projects keep their active segment open at once; the least recently used are
-    /// closed beyond this. A close syncs the project; it holds up no other project's reads or
-    /// appends, only an open of that project and [`Store::sync`](crate::Store::sync), which wait
-    /// for it. Default: [`DEFAULT_MAX_OPEN_PROJECTS`] (1024).
+    /// closed beyond this. A close syncs the project, and an open reads its files (and after a
+    /// crash recovers and syncs them); neither holds up other projects' reads or appends, only
+    /// lookups of that project (and, for a close, [`Store::sync`](crate::Store::sync)), which
+    /// wait for it. Default: [`DEFAULT_MAX_OPEN_PROJECTS`] (1024).
     pub fn max_open_projects(mut self, n: usize) -> Self {
         self.max_open_projects = n;
         self

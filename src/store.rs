@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 
 use crate::clock::Clock;
 use crate::dirsync::DirSync;
@@ -106,9 +106,9 @@ pub(crate) struct Inner {
     projects: RwLock<HashMap<u64, Arc<Project>>>,
     sealed: Mutex<SealedCache>,
     tick: AtomicU64,
-    /// Each project's newest stamp, once known for all projects (`None` until then). Lets a
-    /// query over all projects skip those that cannot contribute without opening them.
-    newest: RwLock<Option<HashMap<u64, u64>>>,
+    /// Each project's newest stamp, known for all projects once complete. Lets a query over all
+    /// projects skip those that cannot contribute without opening them.
+    newest: RwLock<Newest>,
     /// Whether the last writer closed cleanly (it left `CLEAN` after syncing every log and
     /// index): true for a read-only store. Otherwise each project's first open is a recovery
     /// after a crash (see `project::recover_active`).
@@ -120,11 +120,14 @@ pub(crate) struct Inner {
     close_failed: AtomicBool,
     /// Evicted projects whose closing failed, until they are opened (and recovered) again.
     failed_closes: Mutex<foldhash::HashSet<u64>>,
-    /// Projects an eviction took out of the map and is closing, outside the map's lock (a close
-    /// syncs): such a project is opened again, or counted by [`Store::sync`], only once closed.
-    closing: Mutex<foldhash::HashSet<u64>>,
-    /// Notified each time a project leaves `closing`.
-    closed: Condvar,
+    /// Projects being opened or closed outside the map's lock (an open reads files, and after a
+    /// crash recovers and syncs them; a close syncs).
+    transit: Mutex<Transit>,
+    /// Notified each time a project leaves `transit`.
+    settled: Condvar,
+    /// How many times [`Store::refresh`] forgot every project: an open that began before one
+    /// does not keep its project.
+    refreshes: AtomicU64,
     /// `CLEAN` or `NEWEST` may still be on disk: they must go (durably) before anything is
     /// written ([`Inner::before_write`]). Until then the store is as the clean close left it, so
     /// opening one to read from it costs no fsync.
@@ -159,8 +162,8 @@ impl Store {
     }
 
     pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Store> {
-        let (lock, segment_bytes) = if options.read_only {
-            (None, read_meta(dir)?)
+        let (lock, segment_bytes, created) = if options.read_only {
+            (None, read_meta(dir)?, false)
         } else {
             if !dir.join(STORE_FILE).exists() {
                 refuse_foreign_entries(dir)?;
@@ -184,7 +187,8 @@ impl Store {
                 }
                 Err(TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
             }
-            let segment_bytes = if dir.join(STORE_FILE).exists() {
+            let created = !dir.join(STORE_FILE).exists();
+            let segment_bytes = if !created {
                 read_meta(dir)?
             } else {
                 let bytes = options.segment_bytes.unwrap_or(DEFAULT_SEGMENT_BYTES);
@@ -194,7 +198,7 @@ impl Store {
                 segment::write_atomically(&dir.join(STORE_FILE), &encode_meta(bytes))?;
                 bytes
             };
-            (Some(lock), segment_bytes)
+            (Some(lock), segment_bytes, created)
         };
         let clock = match lock {
             Some(_) => Some(Arc::new(Clock::open(&dir.join(CLOCK_FILE))?)),
@@ -233,7 +237,17 @@ impl Store {
                 }
             }
         }
-        let newest = read_newest(dir)?;
+        let newest = match read_newest(dir)? {
+            Some(map) => Newest {
+                map,
+                complete: true,
+            },
+            // A store made now has no projects: every stamp is known from the start.
+            None => Newest {
+                map: HashMap::default(),
+                complete: created,
+            },
+        };
         // Asked where the logs are: `projects/` may be a mount or a link of its own.
         let room = clock.is_some()
             && crate::fsio::room_is_safe(if projects_dir.is_dir() {
@@ -259,8 +273,9 @@ impl Store {
                 recovered: Mutex::new(foldhash::HashSet::default()),
                 close_failed: AtomicBool::new(false),
                 failed_closes: Mutex::new(foldhash::HashSet::default()),
-                closing: Mutex::new(foldhash::HashSet::default()),
-                closed: Condvar::new(),
+                transit: Mutex::new(Transit::default()),
+                settled: Condvar::new(),
+                refreshes: AtomicU64::new(0),
                 marks_pending: AtomicBool::new(marks_pending),
                 marks: Mutex::new(()),
                 syncer: Mutex::new(None),
@@ -382,12 +397,9 @@ impl Store {
         // The newest-stamp map must never be below what readers can see, or a merged query
         // running meanwhile would skip this project's newest messages: it is raised before the
         // batch is published.
-        let publish = |stamp: u64| {
-            if let Some(map) = self.inner.newest.write().as_mut() {
-                let newest = map.entry(project).or_insert(0);
-                *newest = (*newest).max(stamp);
-            }
-        };
+        // Raised whether complete or not, so that a scan learning every project's stamp needs
+        // no lock while it runs ([`Store::with_newest`]).
+        let publish = |stamp: u64| self.inner.newest.write().raise(project, stamp);
         let appended = p.append(clock, batch, stamps, durability, &publish);
         if let Some(spares) = &self.inner.spares {
             // After the append's syncs, even a failed one (it may have taken a spare).
@@ -409,7 +421,7 @@ impl Store {
     pub(crate) fn newest_stamps(&self, ids: &[u64]) -> Result<Candidates> {
         const FEW: usize = 64;
         let mut out = Candidates::default();
-        if ids.len() <= FEW && self.inner.newest.read().is_none() {
+        if ids.len() <= FEW && !self.inner.newest.read().complete {
             // For a few projects, opening them is cheaper than learning about all of them; the
             // snapshot taken to learn the stamp is the one the query reads.
             out.keys.reserve(ids.len());
@@ -473,46 +485,41 @@ impl Store {
     }
 
     /// What `f` makes of every project's newest stamp (opening the projects not known yet),
-    /// with the errors of those that did not open (they are not in the map). The map is kept
-    /// for the next query only when every project opened: one that does not is then asked
-    /// again (and reported again) by each query, never left out silently.
+    /// with the errors of those that did not open. The map is complete, and kept for the next
+    /// query, only when every project opened: one that does not is then asked again (and
+    /// reported again) by each query, never left out silently.
+    ///
+    /// The projects are scanned without a lock, appends going on: each append raises its
+    /// project's stamp in the map before it publishes its batch, complete or not. A scan's stamp
+    /// for a project covers the appends published before it looked; those published after raised
+    /// the map themselves. So once the scan's stamps are added in, every project's is at least
+    /// its newest published message's. (A read-only store has no appends, and raises the map for
+    /// each project it opens, [`Inner::project`].)
     fn with_newest<R>(&self, f: impl FnOnce(&HashMap<u64, u64>) -> R) -> Result<(R, Vec<Error>)> {
-        if let Some(map) = self.inner.newest.read().as_ref() {
-            return Ok((f(map), Vec::new()));
+        {
+            let known = self.inner.newest.read();
+            if known.complete {
+                return Ok((f(&known.map), Vec::new()));
+            }
         }
-        // A writer's is held while scanning: appends that finish meanwhile wait to record their
-        // stamp, so the map misses nothing. A read-only store has no appends to wait for, and
-        // the projects it opens raise the map ([`Inner::project`]): it scans without the lock.
-        let mut guard = (!self.is_read_only()).then(|| self.inner.newest.write());
-        if let Some(map) = guard.as_ref().and_then(|g| g.as_ref()) {
-            return Ok((f(map), Vec::new()));
-        }
-        let mut map = HashMap::default();
+        let mut learnt = HashMap::default();
         let mut errors = Vec::new();
         for id in self.projects()? {
             match self.inner.project(id, false) {
                 Ok(Some(p)) => {
-                    map.insert(id, p.snapshot().last_stamp);
+                    learnt.insert(id, p.snapshot().last_stamp);
                 }
                 Ok(None) => {}
                 Err(e) => errors.push(e),
             }
         }
-        let made = f(&map);
-        if errors.is_empty() {
-            match guard.as_mut() {
-                Some(guard) => **guard = Some(map),
-                // Another thread may have made the map meanwhile: the higher stamps win.
-                None => {
-                    let mut known = self.inner.newest.write();
-                    match known.as_mut() {
-                        Some(known) => raise_newest(known, map),
-                        None => *known = Some(map),
-                    }
-                }
-            }
+        let mut known = self.inner.newest.write();
+        for (id, stamp) in learnt {
+            known.raise(id, stamp);
         }
-        Ok((made, errors))
+        known.complete |= errors.is_empty();
+        let known = RwLockWriteGuard::downgrade(known);
+        Ok((f(&known.map), errors))
     }
 
     /// Appends JSON Lines (`\n` or `\r\n` line ends, blank lines skipped, no final newline
@@ -650,7 +657,7 @@ impl Store {
         // read together, an eviction moving projects from one to the other under the map's lock.
         let (projects, closing) = {
             let map = self.inner.projects.read();
-            let closing: Vec<u64> = self.inner.closing.lock().iter().copied().collect();
+            let closing: Vec<u64> = self.inner.transit.lock().closing.iter().copied().collect();
             (
                 map.values().cloned().collect::<Vec<Arc<Project>>>(),
                 closing,
@@ -667,10 +674,10 @@ impl Store {
             return Err(e);
         }
         // The evicted ones are synced once closed (a failed close is in `failed_closes`).
-        let mut now = self.inner.closing.lock();
+        let mut now = self.inner.transit.lock();
         for id in closing {
-            while now.contains(&id) {
-                self.inner.closed.wait(&mut now);
+            while now.closing.contains(&id) {
+                self.inner.settled.wait(&mut now);
             }
         }
         drop(now);
@@ -684,8 +691,10 @@ impl Store {
     /// the writing process has appended since. A no-op on a writable store.
     pub fn refresh(&self) {
         if self.is_read_only() {
-            self.inner.projects.write().clear();
-            *self.inner.newest.write() = None;
+            let mut map = self.inner.projects.write();
+            self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            map.clear();
+            *self.inner.newest.write() = Newest::default();
         }
     }
 }
@@ -796,22 +805,30 @@ impl Inner {
             p.last_used.store(self.touch(), Ordering::Relaxed);
             return Ok(Some(p.clone()));
         }
-        // Opening happens under the write lock, so a project is never opened twice; nor while
-        // an eviction closes it.
-        let mut map = loop {
-            let map = self.projects.write();
+        // Opened outside the map's lock, so that lookups of other projects go on meanwhile (an
+        // open reads files, and after a crash recovers and syncs them); marked in transit under
+        // it, so that a project is never opened twice, nor while an eviction closes it.
+        let refreshes = loop {
+            let map = self.projects.read();
             if let Some(p) = map.get(&id) {
                 p.last_used.store(self.touch(), Ordering::Relaxed);
                 return Ok(Some(p.clone()));
             }
-            let mut closing = self.closing.lock();
-            if !closing.contains(&id) {
-                break map;
+            let mut transit = self.transit.lock();
+            if !transit.opening.contains(&id) && !transit.closing.contains(&id) {
+                transit.opening.insert(id);
+                break self.refreshes.load(Ordering::Relaxed);
             }
             drop(map);
-            while closing.contains(&id) {
-                self.closed.wait(&mut closing);
+            while transit.opening.contains(&id) || transit.closing.contains(&id) {
+                self.settled.wait(&mut transit);
             }
+        };
+        // Leaves `opening` even should the open fail or panic: no other open waits for ever.
+        let opened = Settled {
+            inner: self,
+            id,
+            closing: false,
         };
         let dir = self.project_dir(id);
         if !create && !dir.is_dir() {
@@ -839,6 +856,12 @@ impl Inner {
             self.recovered.lock().insert(id);
         }
         p.last_used.store(self.touch(), Ordering::Relaxed);
+        let mut map = self.projects.write();
+        // A read-only store refreshed meanwhile may have read the project as it was before:
+        // the caller reads it, the next lookup opens it again.
+        if self.refreshes.load(Ordering::Relaxed) != refreshes {
+            return Ok(Some(p));
+        }
         map.insert(id, p.clone());
         let evicted = if map.len() > self.options.max_open_projects {
             self.evict_projects(&mut map)
@@ -846,6 +869,7 @@ impl Inner {
             Vec::new()
         };
         drop(map);
+        drop(opened);
         self.close_evicted(evicted);
         if self.clock.is_none() {
             // A read-only store reads the project as it is now, perhaps newer than the stamp
@@ -855,10 +879,7 @@ impl Inner {
             // before it publishes each batch.)
             let newest = p.snapshot();
             if newest.next_seq > FIRST_SEQ {
-                if let Some(known) = self.newest.write().as_mut() {
-                    let stamp = known.entry(id).or_insert(0);
-                    *stamp = (*stamp).max(newest.last_stamp);
-                }
+                self.newest.write().raise(id, newest.last_stamp);
             }
         }
         Ok(Some(p))
@@ -915,12 +936,12 @@ impl Inner {
             .collect();
         idle.sort_unstable();
         let excess = (map.len() - cap + cap / 10).min(idle.len());
-        let mut closing = self.closing.lock();
+        let mut transit = self.transit.lock();
         idle.into_iter()
             .take(excess)
             .filter_map(|(_, id)| {
                 let p = map.remove(&id)?;
-                closing.insert(id);
+                transit.closing.insert(id);
                 Some((id, p))
             })
             .collect()
@@ -934,7 +955,11 @@ impl Inner {
     fn close_evicted(&self, evicted: Vec<(u64, Arc<Project>)>) {
         for (id, p) in evicted {
             // Leaves `closing` even should the close panic: no open waits for it for ever.
-            let _closed = Closed { inner: self, id };
+            let _closed = Settled {
+                inner: self,
+                id,
+                closing: true,
+            };
             #[cfg(test)]
             crate::project::tests::hook(
                 crate::project::tests::Point::Closing,
@@ -959,16 +984,35 @@ impl Inner {
     }
 }
 
-/// Takes a project out of [`Inner::closing`] when dropped, waking those who wait for it.
-struct Closed<'a> {
-    inner: &'a Inner,
-    id: u64,
+/// The projects between the store's map and their files.
+#[derive(Default)]
+struct Transit {
+    /// Being opened by [`Inner::project`], outside the map's lock: another lookup of the
+    /// project waits for the open to end.
+    opening: foldhash::HashSet<u64>,
+    /// Taken out of the map by an eviction and being closed, outside the map's lock: such a
+    /// project is opened again, or counted by [`Store::sync`], only once closed.
+    closing: foldhash::HashSet<u64>,
 }
 
-impl Drop for Closed<'_> {
+/// Takes a project out of [`Inner::transit`] when dropped, waking those who wait for it.
+struct Settled<'a> {
+    inner: &'a Inner,
+    id: u64,
+    /// Out of `closing`, else out of `opening`.
+    closing: bool,
+}
+
+impl Drop for Settled<'_> {
     fn drop(&mut self) {
-        self.inner.closing.lock().remove(&self.id);
-        self.inner.closed.notify_all();
+        let mut transit = self.inner.transit.lock();
+        if self.closing {
+            transit.closing.remove(&self.id);
+        } else {
+            transit.opening.remove(&self.id);
+        }
+        drop(transit);
+        self.inner.settled.notify_all();
     }
 }
 
@@ -996,7 +1040,7 @@ impl Drop for Inner {
         if *self.marks_pending.get_mut() {
             // Nothing was written since the clean close that left CLEAN: it holds, and so does
             // NEWEST (written now if that close could not leave it and this store learned it).
-            if let (Some(_), Some(map)) = (&self.clock, self.newest.get_mut()) {
+            if let (Some(_), Some(map)) = (&self.clock, self.newest.get_mut().known()) {
                 let path = self.dir.join(NEWEST_FILE);
                 if !path.exists() {
                     if let Err(e) = segment::write_atomically(&path, &encode_newest(map)) {
@@ -1006,7 +1050,7 @@ impl Drop for Inner {
             }
             return;
         }
-        if let (true, Some(_), Some(map)) = (clean, &self.clock, self.newest.get_mut()) {
+        if let (true, Some(_), Some(map)) = (clean, &self.clock, self.newest.get_mut().known()) {
             if let Err(e) =
                 segment::write_atomically(&self.dir.join(NEWEST_FILE), &encode_newest(map))
             {
@@ -1098,12 +1142,26 @@ fn encode_newest(map: &HashMap<u64, u64>) -> Vec<u8> {
     out
 }
 
-/// Raises each stamp of `known` to the one `learnt` holds for the project, adding the projects
-/// `known` lacks.
-fn raise_newest(known: &mut HashMap<u64, u64>, learnt: HashMap<u64, u64>) {
-    for (id, stamp) in learnt {
-        let newest = known.entry(id).or_insert(0);
+/// Each project's newest stamp, as far as the store knows it: every project's once complete.
+#[derive(Default)]
+struct Newest {
+    map: HashMap<u64, u64>,
+    /// Set when the map holds every project (loaded from `NEWEST`, or learnt by a scan of every
+    /// project, [`Store::with_newest`]); until then it holds the projects appended to (or, in a
+    /// read-only store, opened) since the store opened.
+    complete: bool,
+}
+
+impl Newest {
+    /// Raises project `id`'s stamp to `stamp`, adding the project if it lacks one.
+    fn raise(&mut self, id: u64, stamp: u64) {
+        let newest = self.map.entry(id).or_insert(0);
         *newest = (*newest).max(stamp);
+    }
+
+    /// The map, if complete.
+    fn known(&self) -> Option<&HashMap<u64, u64>> {
+        self.complete.then_some(&self.map)
     }
 }
 
@@ -1503,6 +1561,107 @@ mod tests {
     /// An eviction closes the projects it takes out of the map after it released the map's
     /// lock (a close syncs): meanwhile a read of another project goes on, while an open of the
     /// project being closed, and a sync of the store, wait until it is closed.
+    #[test]
+    fn an_open_holds_up_lookups_of_its_project_only() {
+        use crate::project::tests::{set_hook, Point};
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.append(1, [r#"{"p":1}"#]).unwrap();
+            store.append(2, [r#"{"p":2}"#]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        store.append(1, [r#"{"p":1,"again":true}"#]).unwrap();
+        let (second_tx, second) = channel();
+        let hooked = store.clone();
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point != Point::Listed || !path.ends_with("2") || std::mem::replace(&mut done, true)
+            {
+                return;
+            }
+            // While project 2 is being opened, project 1 is read and appended to.
+            let (tx, rx) = channel();
+            let other = hooked.clone();
+            std::thread::spawn(move || {
+                other.append(1, [r#"{"p":1,"third":true}"#]).unwrap();
+                tx.send(other.newest_first(1).unwrap().count()).unwrap();
+            });
+            assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(3));
+            // A second lookup of project 2 waits for this open, and gets what it opens.
+            let (tx, waiting) = (second_tx.clone(), hooked.clone());
+            std::thread::spawn(move || tx.send(waiting.inner.project(2, false)).unwrap());
+            std::thread::sleep(Duration::from_millis(200));
+        })));
+        let first = store.inner.project(2, false).unwrap().unwrap();
+        set_hook(None);
+        let second = second.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &second.unwrap().unwrap()),
+            "project 2 was opened twice"
+        );
+    }
+
+    #[test]
+    fn appends_go_on_while_a_query_learns_every_projects_newest_stamp() {
+        use crate::project::tests::{set_hook, Point};
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for p in 1..=3 {
+                store.append(p, [format!(r#"{{"p":{p}}}"#)]).unwrap();
+            }
+        }
+        // Without the stamps a clean close saves, the first query over every project opens
+        // each one to learn its newest stamp.
+        fs::remove_file(dir.path().join(NEWEST_FILE)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let appender = store.clone();
+        let appended = Arc::new(AtomicBool::new(false));
+        let done = appended.clone();
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point != Point::Listed || !path.ends_with("3") || done.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            // Projects 1 and 2 are learnt, project 3 is being opened: an append to project 1
+            // is acknowledged meanwhile (it waited for the whole scan).
+            let (tx, rx) = channel();
+            let appender = appender.clone();
+            std::thread::spawn(move || {
+                tx.send(appender.append(1, [r#"{"p":1,"late":true}"#]).is_ok())
+                    .unwrap();
+            });
+            assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(true));
+        })));
+        let newest = |store: &Store| -> Vec<String> {
+            let mut newest: Vec<String> = store
+                .query(&crate::Query::new().pcount(1))
+                .unwrap()
+                .map(|m| m.unwrap().into_json())
+                .collect();
+            newest.sort();
+            newest
+        };
+        let first = newest(&store);
+        set_hook(None);
+        assert!(
+            appended.load(Ordering::SeqCst),
+            "the query learnt the stamps without opening project 3"
+        );
+        // The append after the scan looked at project 1 is in the map: no query leaves it out.
+        let expected = [r#"{"p":1,"late":true}"#, r#"{"p":2}"#, r#"{"p":3}"#];
+        assert_eq!(newest(&store), expected);
+        assert!(store.inner.newest.read().complete);
+        assert!(first == expected || first[0] == r#"{"p":1}"#, "{first:?}");
+        drop(store);
+        // The stamps a clean close saves hold it too.
+        assert_eq!(newest(&Store::open(dir.path()).unwrap()), expected);
+    }
+
     #[test]
     fn an_eviction_closes_projects_without_holding_up_other_lookups() {
         use crate::project::tests::{set_hook, Point};

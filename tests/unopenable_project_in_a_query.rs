@@ -8,9 +8,9 @@ use std::path::Path;
 use activitylog::{Query, Store};
 
 /// Projects 1 and 2 with two messages each, then the header of project 1's log damaged.
-/// With `save_stamps`, a query of all projects before the close makes the store learn every
-/// project's newest stamp, which the clean close saves (`NEWEST`); without, the next store
-/// learns them anew.
+/// A store made anew knows every project's newest stamp from its start, and its clean close
+/// saves them (`NEWEST`); without `save_stamps` they are removed, as a crash would leave them,
+/// and the next store learns them anew.
 fn store_with_a_damaged_project(dir: &Path, save_stamps: bool) {
     let store = Store::open(dir).unwrap();
     store
@@ -19,11 +19,10 @@ fn store_with_a_damaged_project(dir: &Path, save_stamps: bool) {
     store
         .append(2, [r#"{"p":2,"i":0}"#, r#"{"p":2,"i":1}"#])
         .unwrap();
-    if save_stamps {
-        assert_eq!(store.query(&Query::new()).unwrap().count(), 4);
-    }
     drop(store);
-    assert_eq!(dir.join("NEWEST").exists(), save_stamps);
+    if !save_stamps {
+        fs::remove_file(dir.join("NEWEST")).unwrap();
+    }
     let log = dir.join("projects/1/00000000000000000001.log");
     let mut bytes = fs::read(&log).unwrap();
     bytes[20] ^= 0x01;
