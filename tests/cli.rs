@@ -261,6 +261,15 @@ fn usage_errors_exit_with_2() {
             "--write-timeout",
             "0s",
         ],
+        &[
+            "serve",
+            "--dir",
+            dir,
+            "--api-key",
+            "",
+            "--header-read-timeout",
+            "0s",
+        ],
         &["get", "--dir", dir],
         &["frobnicate"],
     ] {

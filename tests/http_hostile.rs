@@ -465,3 +465,264 @@ async fn a_reader_that_pauses_less_than_the_write_timeout_gets_everything() {
         read + rest
     );
 }
+
+/// How long a test waits for the server to close a connection it should close: far more than
+/// any header read timeout below, so that a server that never closes fails the test.
+const CLOSE_GUARD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads `conn` until the server closes it (or resets it): what it sent, and how long after
+/// `since` the close came. Panics if the connection is still open after [`CLOSE_GUARD`].
+async fn until_closed(
+    conn: &mut tokio::net::TcpStream,
+    since: tokio::time::Instant,
+) -> (Vec<u8>, std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut sent = Vec::new();
+    let mut buf = [0; 4096];
+    let read_all = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => sent.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(CLOSE_GUARD, read_all)
+        .await
+        .unwrap_or_else(|_| panic!("the connection was still open after {CLOSE_GUARD:?}"));
+    (sent, since.elapsed())
+}
+
+/// One response on a keep-alive connection, framed by its `Content-Length`: its head
+/// (lowercased) and body. A deadlock guard of [`CLOSE_GUARD`].
+async fn one_response(conn: &mut tokio::net::TcpStream) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut got = Vec::new();
+        let mut buf = [0; 4096];
+        let end = loop {
+            if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before a whole head: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8(got[..end].to_vec())
+            .unwrap()
+            .to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap_or_else(|| panic!("no content-length in {head}"))
+            .trim()
+            .parse()
+            .unwrap();
+        while got.len() < end + length {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before a whole body");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got.len(), end + length, "more than one response");
+        let body = String::from_utf8(got[end..].to_vec()).unwrap();
+        (head, body)
+    };
+    tokio::time::timeout(CLOSE_GUARD, read)
+        .await
+        .expect("no whole response in time")
+}
+
+/// A store whose project 2 holds one message, served with `header_read_timeout`.
+async fn serving_with_header_read_timeout(
+    timeout: std::time::Duration,
+) -> (tempfile::TempDir, std::net::SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(2, [r#"{"b":2}"#]).unwrap();
+    let addr = serving(&store, ApiConfig::new().header_read_timeout(timeout)).await;
+    (dir, addr)
+}
+
+/// A client that sends half a request head and then nothing is disconnected once the timeout
+/// has passed since it connected, without an answer. (Such a connection was kept as long as the
+/// client stayed connected.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_half_a_request_head_is_cut_off_after_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = std::time::Duration::from_millis(300);
+    let (_dir, addr) = serving_with_header_read_timeout(timeout).await;
+    let since = tokio::time::Instant::now();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /activity/2 HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (sent, after) = until_closed(&mut conn, since).await;
+    assert_eq!(
+        sent,
+        b"",
+        "the server answered: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    assert!(
+        after >= timeout * 9 / 10,
+        "closed after {after:?}, before the timeout"
+    );
+    // A generous bound: the server closes the connection when its timer fires.
+    assert!(after < timeout * 10, "closed only after {after:?}");
+}
+
+/// A client that connects and sends nothing is disconnected once the timeout has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_nothing_is_cut_off_after_the_header_read_timeout() {
+    let timeout = std::time::Duration::from_millis(300);
+    let (_dir, addr) = serving_with_header_read_timeout(timeout).await;
+    let since = tokio::time::Instant::now();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sent, after) = until_closed(&mut conn, since).await;
+    assert_eq!(
+        sent,
+        b"",
+        "the server answered: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    assert!(
+        after >= timeout * 9 / 10,
+        "closed after {after:?}, before the timeout"
+    );
+    // A generous bound: the server closes the connection when its timer fires.
+    assert!(after < timeout * 10, "closed only after {after:?}");
+}
+
+/// A client that keeps sending its head a byte at a time (slowloris), each byte well within
+/// the timeout, is disconnected once the timeout has passed since it connected: the timeout
+/// bounds the whole head, not the pauses between its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_trickles_its_head_is_cut_off_after_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = std::time::Duration::from_millis(300);
+    let (_dir, addr) = serving_with_header_read_timeout(timeout).await;
+    let since = tokio::time::Instant::now();
+    let conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reading, mut writing) = conn.into_split();
+    // A head that never ends, a byte every 20 ms, until the server closes.
+    let trickle = tokio::spawn(async move {
+        let head = b"GET /activity/2 HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+            if writing.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    let read_all = async {
+        use tokio::io::AsyncReadExt;
+        let mut sent = Vec::new();
+        let _ = reading.read_to_end(&mut sent).await;
+        sent
+    };
+    let sent = tokio::time::timeout(CLOSE_GUARD, read_all)
+        .await
+        .unwrap_or_else(|_| panic!("the connection was still open after {CLOSE_GUARD:?}"));
+    let after = since.elapsed();
+    trickle.abort();
+    assert_eq!(
+        sent,
+        b"",
+        "the server answered: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    assert!(
+        after >= timeout * 9 / 10,
+        "closed after {after:?}, before the timeout"
+    );
+    // A generous bound: the server closes the connection when its timer fires.
+    assert!(after < timeout * 10, "closed only after {after:?}");
+}
+
+/// A head sent in pieces with pauses between them, all of it within the timeout, is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_slowly_within_the_header_read_timeout_is_answered() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = std::time::Duration::from_secs(2);
+    let (_dir, addr) = serving_with_header_read_timeout(timeout).await;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Ten pieces, 100 ms apart: half the timeout in all.
+    let head = get_with("/activity/2", "");
+    for piece in head.chunks(head.len().div_ceil(10)) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        conn.write_all(piece).await.unwrap();
+    }
+    let (sent, _) = until_closed(&mut conn, tokio::time::Instant::now()).await;
+    let sent = String::from_utf8(sent).unwrap();
+    assert!(sent.starts_with("HTTP/1.1 200 "), "{sent}");
+    assert!(sent.ends_with("\r\n\r\n{\"b\":2}\n"), "{sent}");
+}
+
+/// On a keep-alive connection, the timeout counts from the previous response, not from the
+/// connection's start: requests each sent half the timeout after the previous response are
+/// all answered, on one connection that lives longer than the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_requests_within_the_header_read_timeout_of_the_last_response_are_answered() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = std::time::Duration::from_secs(2);
+    let (_dir, addr) = serving_with_header_read_timeout(timeout).await;
+    let since = tokio::time::Instant::now();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /activity/2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    for i in 0..4 {
+        if i > 0 {
+            tokio::time::sleep(timeout / 2).await;
+        }
+        conn.write_all(request).await.unwrap();
+        let (head, body) = one_response(&mut conn).await;
+        assert!(head.starts_with("http/1.1 200 "), "request {i}: {head}");
+        assert_eq!(body, "{\"b\":2}\n", "request {i}");
+    }
+    assert!(
+        since.elapsed() > timeout,
+        "the connection lived less than the timeout"
+    );
+}
+
+/// An idle keep-alive connection is closed once the timeout has passed since its last
+/// response: waiting for the next request head is reading a head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_the_header_read_timeout_after_its_last_response() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = std::time::Duration::from_millis(300);
+    let (_dir, addr) = serving_with_header_read_timeout(timeout).await;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /activity/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = one_response(&mut conn).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert_eq!(body, "{\"b\":2}\n");
+    let answered = tokio::time::Instant::now();
+    let (sent, after) = until_closed(&mut conn, answered).await;
+    assert_eq!(
+        sent,
+        b"",
+        "the server sent more: {:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    // hyper starts the timer once the response is flushed, a moment before it arrives here.
+    assert!(
+        after >= timeout * 8 / 10,
+        "closed {after:?} after the response, before the timeout"
+    );
+    assert!(
+        after < timeout * 10,
+        "closed only {after:?} after the response"
+    );
+}
+
+/// `Duration::MAX` is no header read timeout (hyper adds the timeout to the clock's now, which
+/// would overflow): requests are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_header_read_timeout_is_none() {
+    let (_dir, addr) = serving_with_header_read_timeout(std::time::Duration::MAX).await;
+    let (head, body) = raw(addr, &get_with("/activity/2", "")).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert_eq!(body, "{\"b\":2}\n");
+}

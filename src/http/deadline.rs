@@ -8,42 +8,12 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
-
-/// A listener whose connections fail their writes once the socket has taken nothing for
-/// `timeout`; the server then closes them.
-pub(crate) struct DeadlineListener {
-    listener: TcpListener,
-    timeout: Duration,
-}
-
-impl DeadlineListener {
-    pub(crate) fn new(listener: TcpListener, timeout: Duration) -> Self {
-        DeadlineListener { listener, timeout }
-    }
-}
-
-impl axum::serve::Listener for DeadlineListener {
-    type Io = WriteDeadline<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // axum's own accept: it retries, and waits a moment after errors such as EMFILE.
-        let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
-        (WriteDeadline::new(io, self.timeout), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
 
 /// A connection whose writes fail with [`io::ErrorKind::TimedOut`] once one has waited
 /// `timeout` for the socket to take a byte; reads pass through.
@@ -57,7 +27,9 @@ pub(crate) struct WriteDeadline<I> {
 }
 
 impl<I> WriteDeadline<I> {
-    fn new(io: I, timeout: Duration) -> Self {
+    /// `io`, whose writes fail once one has waited `timeout` for it to take a byte;
+    /// `Duration::MAX` is no deadline.
+    pub(crate) fn new(io: I, timeout: Duration) -> Self {
         WriteDeadline {
             io,
             timeout,

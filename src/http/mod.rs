@@ -15,6 +15,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Mounted in a server of your own, the API has that server's timeouts: [`serve`] closes a
+//! connection whose client takes too long to send a request head
+//! ([`ApiConfig::header_read_timeout`]) or to take a response ([`ApiConfig::write_timeout`]),
+//! and fails a request whose body stops arriving for 30 s; `axum::serve` does none of these.
+//!
 //! Endpoints (each also with a trailing slash):
 //!
 //! | method | path | what |
@@ -63,6 +68,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::f
 /// Default time [`serve`] lets a response wait for its client to take a byte before closing the
 /// connection: 60 s.
 pub const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Default time [`serve`] waits for a whole request head before closing the connection: 30 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a client may take to send a request body before the request fails.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes gathered before a chunk of a streamed response is handed to the connection.
@@ -86,6 +93,7 @@ pub struct ApiConfig {
     durability: Option<Durability>,
     shutdown_timeout: std::time::Duration,
     write_timeout: std::time::Duration,
+    header_read_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -96,6 +104,7 @@ impl Default for ApiConfig {
             durability: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -142,6 +151,19 @@ impl ApiConfig {
     /// `Duration::MAX` sets no deadline. Default: [`DEFAULT_WRITE_TIMEOUT`].
     pub fn write_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.write_timeout = timeout;
+        self
+    }
+
+    /// How long [`serve`] waits for a request's head (its request line and header fields)
+    /// before closing the connection without an answer: from when the connection is accepted,
+    /// and on a keep-alive connection from when the previous response was written, so it is also
+    /// how long such a connection may stay idle. It bounds the whole head, however steadily its
+    /// bytes come: a client that sends nothing, part of a head, or a head a byte at a time would
+    /// otherwise hold its connection and task as long as it stays connected. The body is not
+    /// counted: a POST body that stops arriving for 30 s is 408. `Duration::MAX` sets no
+    /// timeout. Default: [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub fn header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.header_read_timeout = timeout;
         self
     }
 }
@@ -226,18 +248,27 @@ async fn within_limits(request: Request, next: Next) -> Response {
 /// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight,
 /// syncs the store and returns.
 ///
-/// Requests still in flight after the config's
-/// [`shutdown_timeout`](ApiConfig::shutdown_timeout) are not waited for: their connections'
-/// tasks (and the store handles they hold) end when the runtime shuts down. A connection whose
-/// client takes no byte of a response for the config's
-/// [`write_timeout`](ApiConfig::write_timeout) is closed.
+/// Once `shutdown` completes, no connection is accepted; each open connection is closed once its
+/// request in flight is answered, an idle one at once. Requests still in flight after the
+/// config's [`shutdown_timeout`](ApiConfig::shutdown_timeout) are not waited for: their
+/// connections' tasks (and the store handles they hold) end when the runtime shuts down. A
+/// connection whose client takes no byte of a response for the config's
+/// [`write_timeout`](ApiConfig::write_timeout) is closed, and so is, without an answer, one
+/// whose client has not sent a whole request head the config's
+/// [`header_read_timeout`](ApiConfig::header_read_timeout) after it opened or after its
+/// previous response. An error accepting a connection does not end the server: one that
+/// concerns that connection alone is skipped, others (out of file handles) are logged and
+/// accepting resumes a second later.
 pub async fn serve(
     store: Store,
     config: ApiConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = deadline::DeadlineListener::new(listener, config.write_timeout);
+    let write_timeout = config.write_timeout;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(hyper_timeout(config.header_read_timeout));
     let deadline = config.shutdown_timeout;
     let app = router(store.clone(), config)
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
@@ -246,21 +277,24 @@ pub async fn serve(
             BODY_TIMEOUT,
         ))
         .layer(middleware::from_fn(log_request));
-    let (began, mut beginning) = tokio::sync::watch::channel(false);
-    let shutdown = async move {
-        shutdown.await;
-        let _ = began.send(true);
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let deadline_passed = async move {
-        if beginning.wait_for(|&began| began).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep(deadline).await;
-    };
+    // Every connection holds a receiver until it ends: the sender is closed once all have.
+    let (began, _) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let socket = tokio::select! {
+            socket = accept(&listener) => socket,
+            () = &mut shutdown => break,
+        };
+        let io = hyper_util::rt::TokioIo::new(deadline::WriteDeadline::new(socket, write_timeout));
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(io, service);
+        tokio::spawn(serve_connection(connection, began.subscribe()));
+    }
+    drop(listener);
+    began.send_replace(true);
     tokio::select! {
-        served = std::future::IntoFuture::into_future(server) => served?,
-        () = deadline_passed => log::warn!(
+        () = began.closed() => {}
+        () = tokio::time::sleep(deadline) => log::warn!(
             "requests still in flight {deadline:?} after shutdown began are dropped"
         ),
     }
@@ -269,6 +303,76 @@ pub async fn serve(
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)
 }
+
+/// `timeout` as hyper takes it, `None` being none. hyper adds it to the clock's now for each
+/// head: a timeout so long that this could overflow (`Duration::MAX`) is none. One whose double
+/// fits now leaves room for the server to run longer than the timeout itself.
+fn hyper_timeout(timeout: std::time::Duration) -> Option<std::time::Duration> {
+    std::time::Instant::now()
+        .checked_add(timeout.saturating_mul(2))
+        .map(|_| timeout)
+}
+
+/// How long [`accept`] waits after an error such as running out of file handles (axum::serve
+/// and hyper 0.14's server waited as long).
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The next connection on `listener`. An error that concerns one connection (its client gave
+/// up before it was accepted) is skipped; any other (out of file handles: `EMFILE`, `ENFILE`;
+/// out of memory) is logged, and accepting resumes after [`ACCEPT_RETRY`], when connections that
+/// ended may have freed what it lacked.
+async fn accept(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    use std::io::ErrorKind;
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => return socket,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionAborted
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionRefused
+                ) => {}
+            Err(e) => {
+                log::error!("cannot accept a connection, trying again in {ACCEPT_RETRY:?}: {e}");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Drives `connection` to its end; once `began` turns true (shutdown began), it ends after its
+/// request in flight, at once when idle. Holds `began` until then: [`serve`] waits for every
+/// connection's receiver to be gone.
+async fn serve_connection(connection: Connection, mut began: tokio::sync::watch::Receiver<bool>) {
+    let mut connection = std::pin::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = shutdown_began(&mut began) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    // A client that goes away mid-response, or a write past its deadline, ends here: nothing
+    // for the server to act on.
+    if let Err(e) = ended {
+        log::debug!("a connection ended with an error: {e}");
+    }
+}
+
+/// Completes once `began` turns true; never if its sender is gone without it (a [`serve`] future
+/// dropped before its shutdown leaves its connections served until they end).
+async fn shutdown_began(began: &mut tokio::sync::watch::Receiver<bool>) {
+    if began.wait_for(|&began| began).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A connection [`serve`] serves: hyper's HTTP/1 over an accepted socket with its write deadline.
+type Connection = hyper::server::conn::http1::Connection<
+    hyper_util::rt::TokioIo<deadline::WriteDeadline<tokio::net::TcpStream>>,
+    hyper_util::service::TowerToHyperService<Router>,
+>;
 
 /// One log line per request: method, path, status, duration.
 async fn log_request(request: Request, next: Next) -> Response {

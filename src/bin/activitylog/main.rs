@@ -3,8 +3,8 @@
 //! ```text
 //! activitylog serve    [--dir DIR] [--listen ADDR] [--durability written|sync] [--api-key KEY]...
 //!                      [--api-keys FILE] [--max-body-bytes N] [--max-message-bytes N] [--segment-bytes N]
-//!                      [--shutdown-timeout D] [--write-timeout D] [--retain-max-age D] [--retain-max-bytes S]
-//!                      [--retain-max-messages N]
+//!                      [--shutdown-timeout D] [--write-timeout D] [--header-read-timeout D] [--retain-max-age D]
+//!                      [--retain-max-bytes S] [--retain-max-messages N]
 //! activitylog append   --dir DIR [--segment-bytes N] [--durability written|sync] [--max-message-bytes N]
 //!                      PROJECT [FILE]
 //! activitylog get      --dir DIR [--count N] [--meta NAME]... [--filter JSON]... PROJECT

@@ -71,6 +71,12 @@ pub struct ServeArgs {
     /// 4 MiB) in that time. 60s, 500ms, ...
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, default_value = "60s")]
     write_timeout: Duration,
+    /// Close a connection whose client has not sent a whole request head (request line and
+    /// header fields) this long after it connected, or after its previous response: one that
+    /// sends nothing, part of a head or a head a byte at a time, or a keep-alive connection left
+    /// idle. 30s, 500ms, ...
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration, default_value = "30s")]
+    header_read_timeout: Duration,
 }
 
 /// Runs the server until SIGINT or SIGTERM, then finishes requests in flight (waiting at most
@@ -101,7 +107,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .max_body_bytes(args.max_body_bytes)
         .durability(durability)
         .shutdown_timeout(args.shutdown_timeout)
-        .write_timeout(args.write_timeout);
+        .write_timeout(args.write_timeout)
+        .header_read_timeout(args.header_read_timeout);
     if !keys.is_empty() {
         config = config.keys(keys);
     }
@@ -150,8 +157,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A duration above zero (a zero write timeout would close every connection whose client is a
-/// moment behind).
+/// A duration above zero (a zero write or header read timeout would close every connection
+/// whose client is a moment behind).
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         Duration::ZERO => Err(format!("{s:?} is no time: give a duration above zero")),
