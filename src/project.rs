@@ -1702,6 +1702,10 @@ pub(crate) mod tests {
         /// An eviction is about to close a project it took out of the store's map
         /// (`Inner::close_evicted`; the path is the project's directory).
         Closing,
+        /// An append raised its project's newest stamp in the store's map and has not
+        /// published its batch yet (`Store::append_prepared`; the path is the project's
+        /// directory).
+        Publishing,
     }
 
     /// A test's hook into this thread's project opens, called at each [`Point`] with its path:

@@ -399,7 +399,14 @@ impl Store {
         // batch is published.
         // Raised whether complete or not, so that a scan learning every project's stamp needs
         // no lock while it runs ([`Store::with_newest`]).
-        let publish = |stamp: u64| self.inner.newest.write().raise(project, stamp);
+        let publish = |stamp: u64| {
+            self.inner.newest.write().raise(project, stamp);
+            #[cfg(test)]
+            crate::project::tests::hook(
+                crate::project::tests::Point::Publishing,
+                &self.inner.project_dir(project),
+            );
+        };
         let appended = p.append(clock, batch, stamps, durability, &publish);
         if let Some(spares) = &self.inner.spares {
             // After the append's syncs, even a failed one (it may have taken a spare).
@@ -1561,6 +1568,42 @@ mod tests {
     /// An eviction closes the projects it takes out of the map after it released the map's
     /// lock (a close syncs): meanwhile a read of another project goes on, while an open of the
     /// project being closed, and a sync of the store, wait until it is closed.
+    #[test]
+    fn a_batch_published_while_a_query_learns_the_stamps_is_in_the_map() {
+        use crate::project::tests::{set_hook, Point};
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.append(1, [r#"{"p":1}"#]).unwrap();
+            store.append(2, [r#"{"p":2}"#]).unwrap();
+        }
+        fs::remove_file(dir.path().join(NEWEST_FILE)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let all = |store: &Store| -> Vec<String> {
+            store
+                .query(&crate::Query::new().pcount(1))
+                .unwrap()
+                .map(|m| m.unwrap().into_json())
+                .collect()
+        };
+        let querier = store.clone();
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, _: &Path| {
+            if point != Point::Publishing || std::mem::replace(&mut done, true) {
+                return;
+            }
+            // The batch's stamp is raised, its records not yet published: the query that
+            // learns every project's stamp reads project 1 without them.
+            let querier = querier.clone();
+            let first = std::thread::spawn(move || all(&querier)).join().unwrap();
+            assert_eq!(first, [r#"{"p":2}"#, r#"{"p":1}"#]);
+        })));
+        store.append(1, [r#"{"p":1,"late":true}"#]).unwrap();
+        set_hook(None);
+        // The map the query made holds the batch's stamp: no query leaves the batch out.
+        assert_eq!(all(&store), [r#"{"p":1,"late":true}"#, r#"{"p":2}"#]);
+    }
+
     #[test]
     fn an_open_holds_up_lookups_of_its_project_only() {
         use crate::project::tests::{set_hook, Point};
