@@ -27,6 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "listening on http://127.0.0.1:8090/ (store in {})",
         dir.display()
     );
+    // `axum::serve` sets no timeouts: a client that never finishes its request head, or never
+    // reads its response, keeps its connection. `activitylog::http::serve` (the API alone)
+    // closes such connections; in front of an application of your own, a proxy can.
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
