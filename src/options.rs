@@ -135,9 +135,11 @@ impl Options {
 
     /// How many projects keep their active segment open at once; the least recently used are
     /// closed beyond this. A close syncs the project, and an open reads its files (and after a
-    /// crash recovers and syncs them); neither holds up other projects' reads or appends, only
-    /// lookups of that project (and, for a close, [`Store::sync`](crate::Store::sync)), which
-    /// wait for it. Default: [`DEFAULT_MAX_OPEN_PROJECTS`] (1024).
+    /// crash recovers and syncs them); neither holds the store's map of open projects, so
+    /// lookups of other projects go on, while lookups of that project (and, for a close,
+    /// [`Store::sync`](crate::Store::sync)) wait for it. The closes an eviction makes are made by
+    /// the call whose open went past the limit, before it returns. Default:
+    /// [`DEFAULT_MAX_OPEN_PROJECTS`] (1024).
     pub fn max_open_projects(mut self, n: usize) -> Self {
         self.max_open_projects = n;
         self

@@ -126,8 +126,11 @@ pub(crate) struct Inner {
     /// Notified each time a project leaves `transit`.
     settled: Condvar,
     /// How many times [`Store::refresh`] forgot every project: an open that began before one
-    /// does not keep its project.
+    /// does not keep its project, nor does a scan of every project's newest stamp complete the
+    /// map of them.
     refreshes: AtomicU64,
+    /// Held by the scan that learns every project's newest stamp ([`Store::with_newest`]).
+    scan: Mutex<()>,
     /// `CLEAN` or `NEWEST` may still be on disk: they must go (durably) before anything is
     /// written ([`Inner::before_write`]). Until then the store is as the clean close left it, so
     /// opening one to read from it costs no fsync.
@@ -242,10 +245,11 @@ impl Store {
                 map,
                 complete: true,
             },
-            // A store made now has no projects: every stamp is known from the start.
+            // A store made now knows every stamp from the start, unless its folder held projects
+            // already (a store whose `STORE` file was lost).
             None => Newest {
                 map: HashMap::default(),
-                complete: created,
+                complete: created && list_projects(dir)?.is_empty(),
             },
         };
         // Asked where the logs are: `projects/` may be a mount or a link of its own.
@@ -276,6 +280,7 @@ impl Store {
                 transit: Mutex::new(Transit::default()),
                 settled: Condvar::new(),
                 refreshes: AtomicU64::new(0),
+                scan: Mutex::new(()),
                 marks_pending: AtomicBool::new(marks_pending),
                 marks: Mutex::new(()),
                 syncer: Mutex::new(None),
@@ -509,6 +514,18 @@ impl Store {
                 return Ok((f(&known.map), Vec::new()));
             }
         }
+        // One scan at a time: queries arriving meanwhile wait for its map rather than open
+        // every project again (appends do not take this lock).
+        let _scan = self.inner.scan.lock();
+        {
+            let known = self.inner.newest.read();
+            if known.complete {
+                return Ok((f(&known.map), Vec::new()));
+            }
+        }
+        // A read-only store's refresh during the scan makes what it read stale: it then raises
+        // the map, but does not complete it.
+        let refreshes = self.inner.refreshes.load(Ordering::SeqCst);
         let mut learnt = HashMap::default();
         let mut errors = Vec::new();
         for id in self.projects()? {
@@ -524,7 +541,8 @@ impl Store {
         for (id, stamp) in learnt {
             known.raise(id, stamp);
         }
-        known.complete |= errors.is_empty();
+        known.complete |=
+            errors.is_empty() && self.inner.refreshes.load(Ordering::SeqCst) == refreshes;
         let known = RwLockWriteGuard::downgrade(known);
         Ok((f(&known.map), errors))
     }
@@ -699,7 +717,8 @@ impl Store {
     pub fn refresh(&self) {
         if self.is_read_only() {
             let mut map = self.inner.projects.write();
-            self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            // Before the stamps are forgotten: a scan that completes them after checks it.
+            self.inner.refreshes.fetch_add(1, Ordering::SeqCst);
             map.clear();
             *self.inner.newest.write() = Newest::default();
         }
@@ -824,7 +843,7 @@ impl Inner {
             let mut transit = self.transit.lock();
             if !transit.opening.contains(&id) && !transit.closing.contains(&id) {
                 transit.opening.insert(id);
-                break self.refreshes.load(Ordering::Relaxed);
+                break self.refreshes.load(Ordering::SeqCst);
             }
             drop(map);
             while transit.opening.contains(&id) || transit.closing.contains(&id) {
@@ -862,11 +881,22 @@ impl Inner {
         if writable {
             self.recovered.lock().insert(id);
         }
+        if self.clock.is_none() {
+            // A read-only store reads the project as it is now, perhaps newer than the stamp
+            // the map holds for it (loaded from `NEWEST` when the store opened, or learnt before
+            // an eviction), or than no stamp at all (a project made since): raised before any
+            // lookup finds the project, so that a query never leaves out what a read of the
+            // project shows. (A writer raises it before it publishes each batch.)
+            let newest = p.snapshot();
+            if newest.next_seq > FIRST_SEQ {
+                self.newest.write().raise(id, newest.last_stamp);
+            }
+        }
         p.last_used.store(self.touch(), Ordering::Relaxed);
         let mut map = self.projects.write();
         // A read-only store refreshed meanwhile may have read the project as it was before:
         // the caller reads it, the next lookup opens it again.
-        if self.refreshes.load(Ordering::Relaxed) != refreshes {
+        if self.refreshes.load(Ordering::SeqCst) != refreshes {
             return Ok(Some(p));
         }
         map.insert(id, p.clone());
@@ -878,17 +908,6 @@ impl Inner {
         drop(map);
         drop(opened);
         self.close_evicted(evicted);
-        if self.clock.is_none() {
-            // A read-only store reads the project as it is now, perhaps newer than the stamp
-            // the map holds for it (loaded from `NEWEST` when the store opened, or learnt before
-            // an eviction), or than no stamp at all (a project made since): raised, so that a
-            // query never leaves out what a read of the project shows. (A writer raises it
-            // before it publishes each batch.)
-            let newest = p.snapshot();
-            if newest.next_seq > FIRST_SEQ {
-                self.newest.write().raise(id, newest.last_stamp);
-            }
-        }
         Ok(Some(p))
     }
 
@@ -960,13 +979,20 @@ impl Inner {
     /// and the project refuses writes until the store is reopened (what it wrote may not be
     /// durable, nor the names of its files; the next open recovers it as after a crash).
     fn close_evicted(&self, evicted: Vec<(u64, Arc<Project>)>) {
-        for (id, p) in evicted {
-            // Leaves `closing` even should the close panic: no open waits for it for ever.
-            let _closed = Settled {
-                inner: self,
-                id,
-                closing: true,
-            };
+        // Each leaves `closing` once closed, and every one of them should a close panic: no
+        // lookup waits for ever.
+        let evicted: Vec<_> = evicted
+            .into_iter()
+            .map(|(id, p)| {
+                let closed = Settled {
+                    inner: self,
+                    id,
+                    closing: true,
+                };
+                (id, p, closed)
+            })
+            .collect();
+        for (id, p, _closed) in evicted {
             #[cfg(test)]
             crate::project::tests::hook(
                 crate::project::tests::Point::Closing,
@@ -1565,9 +1591,6 @@ mod tests {
         }
     }
 
-    /// An eviction closes the projects it takes out of the map after it released the map's
-    /// lock (a close syncs): meanwhile a read of another project goes on, while an open of the
-    /// project being closed, and a sync of the store, wait until it is closed.
     #[test]
     fn a_batch_published_while_a_query_learns_the_stamps_is_in_the_map() {
         use crate::project::tests::{set_hook, Point};
@@ -1705,6 +1728,9 @@ mod tests {
         assert_eq!(newest(&Store::open(dir.path()).unwrap()), expected);
     }
 
+    /// An eviction closes the projects it takes out of the map after it released the map's
+    /// lock (a close syncs): meanwhile a read of another project goes on, while an open of the
+    /// project being closed, and a sync of the store, wait until it is closed.
     #[test]
     fn an_eviction_closes_projects_without_holding_up_other_lookups() {
         use crate::project::tests::{set_hook, Point};
@@ -2252,5 +2278,142 @@ mod tests {
         assert_eq!(parse_project_dir("042"), None);
         assert_eq!(parse_project_dir("x"), None);
         assert_eq!(parse_project_dir("-1"), None);
+    }
+}
+
+#[cfg(test)]
+mod transit_tests {
+    use super::*;
+    use crate::project::tests::{set_hook, Point};
+    use crate::Query;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    fn answer(store: &Store, query: &Query) -> Vec<String> {
+        store
+            .query(query)
+            .unwrap()
+            .map(|m| m.unwrap().into_json())
+            .collect()
+    }
+
+    /// A read-only store's refresh made while its first all-projects query scans the projects:
+    /// the scan, begun before the refresh, does not complete the refreshed map with what it read
+    /// before it (project 3, made before the refresh, was missing from every later query).
+    #[test]
+    fn a_refresh_during_the_stamp_scan_leaves_the_map_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Options::new().spare_projects(0).open(dir.path()).unwrap();
+        writer.append(1, [r#"{"p":1,"old":true}"#]).unwrap();
+        writer.append(2, [r#"{"p":2}"#]).unwrap();
+        let reader = Options::new().read_only(true).open(dir.path()).unwrap();
+        let (w, r) = (writer.clone(), reader.clone());
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point != Point::Listed || !path.ends_with("2") || std::mem::replace(&mut done, true)
+            {
+                return;
+            }
+            w.append(1, [r#"{"p":1,"new":true}"#]).unwrap();
+            w.append(3, [r#"{"p":3}"#]).unwrap();
+            r.refresh();
+        })));
+        answer(&reader, &Query::new());
+        set_hook(None);
+        // The refresh came after the writer's appends: every later query shows project 3.
+        for _ in 0..3 {
+            let all = answer(&reader, &Query::new());
+            assert!(all.contains(&r#"{"p":3}"#.to_string()), "{all:?}");
+        }
+    }
+
+    /// The same: a message appended before the refresh is not left out of later queries (it was,
+    /// the stale stamp capping its project's cursor).
+    #[test]
+    fn a_refresh_during_the_stamp_scan_leaves_no_newer_message_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Options::new().spare_projects(0).open(dir.path()).unwrap();
+        writer.append(1, [r#"{"p":1,"old":true}"#]).unwrap();
+        writer.append(2, [r#"{"p":2}"#]).unwrap();
+        let reader = Options::new().read_only(true).open(dir.path()).unwrap();
+        let (w, r) = (writer.clone(), reader.clone());
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, path: &Path| {
+            if point != Point::Listed || !path.ends_with("2") || std::mem::replace(&mut done, true)
+            {
+                return;
+            }
+            w.append(1, [r#"{"p":1,"new":true}"#]).unwrap();
+            r.refresh();
+        })));
+        answer(&reader, &Query::new().count(1));
+        set_hook(None);
+        for _ in 0..3 {
+            assert_eq!(
+                answer(&reader, &Query::new().count(1)),
+                [r#"{"p":1,"new":true}"#],
+                "the newest message, appended before the refresh"
+            );
+        }
+    }
+
+    /// A close that panics does not leave the other projects the same eviction took out of the
+    /// map in `closing` for ever (lookups of them waited for ever).
+    #[test]
+    fn a_panicking_close_leaves_no_project_of_its_eviction_closing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .max_open_projects(10)
+            .spare_projects(0)
+            .open(dir.path())
+            .unwrap();
+        for p in 1..=10u64 {
+            store.append(p, [format!(r#"{{"p":{p}}}"#)]).unwrap();
+        }
+        let mut done = false;
+        set_hook(Some(Box::new(move |point, _path: &Path| {
+            if point == Point::Closing && !std::mem::replace(&mut done, true) {
+                panic!("a close panics");
+            }
+        })));
+        let appended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.append(11, [r#"{"p":11}"#]).unwrap();
+        }));
+        set_hook(None);
+        assert!(appended.is_err());
+        assert!(store.inner.transit.lock().closing.is_empty());
+        let (tx, rx) = channel();
+        let other = store.clone();
+        std::thread::spawn(move || {
+            tx.send(other.newest_first(2).unwrap().count()).unwrap();
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(1),
+            "a read of project 2 waits for ever"
+        );
+    }
+
+    /// A folder without `STORE` but with projects (`refuse_foreign_entries` lets `projects/` by):
+    /// the store made there learns their stamps (it took its empty map as complete, and every
+    /// query over all projects answered nothing).
+    #[test]
+    fn a_store_made_over_existing_projects_learns_their_stamps() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.append(1, [r#"{"p":1}"#]).unwrap();
+        }
+        for f in [STORE_FILE, NEWEST_FILE, CLEAN_FILE] {
+            fs::remove_file(dir.path().join(f)).unwrap();
+        }
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.projects().unwrap(), [1]);
+            assert_eq!(store.newest_first(1).unwrap().count(), 1);
+            assert_eq!(answer(&store, &Query::new()), [r#"{"p":1}"#]);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(answer(&store, &Query::new()), [r#"{"p":1}"#]);
     }
 }
