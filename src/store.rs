@@ -432,37 +432,52 @@ impl Store {
     /// The newest stamp of each of `ids` that holds messages, as candidates for a query.
     pub(crate) fn newest_stamps(&self, ids: &[u64]) -> Result<Candidates> {
         const FEW: usize = 64;
+        if ids.len() > FEW {
+            return self.mapped_candidates(Some(ids));
+        }
+        // For a few projects, the open ones' snapshots are taken at once (the query reads
+        // them, with no lookup of its own); the others' stamps come from the map of stamps if it
+        // is complete, or else they are opened (cheaper than learning about all projects).
         let mut out = Candidates::default();
-        if ids.len() <= FEW && !self.inner.newest.read().complete {
-            // For a few projects, opening them is cheaper than learning about all of them; the
-            // snapshot taken to learn the stamp is the one the query reads.
-            out.keys.reserve(ids.len());
-            out.snaps.reserve(ids.len());
-            let mut closed = Vec::new();
-            {
-                // The open ones under one lock, with one tick: no reference counts to take.
-                let map = self.inner.projects.read();
-                let tick = self.inner.touch();
-                for &id in ids {
-                    match map.get(&id) {
-                        Some(p) => {
-                            p.last_used.store(tick, Ordering::Relaxed);
-                            out.push_snapshot(id, p.snapshot());
-                        }
-                        None => closed.push(id),
+        out.keys.reserve(ids.len());
+        out.snaps.reserve(ids.len());
+        let mut closed = Vec::new();
+        {
+            // The open ones under one lock, with one tick: no reference counts to take.
+            let map = self.inner.projects.read();
+            let tick = self.inner.touch();
+            for &id in ids {
+                match map.get(&id) {
+                    Some(p) => {
+                        p.last_used.store(tick, Ordering::Relaxed);
+                        out.push_snapshot(id, p.snapshot());
                     }
+                    None => closed.push(id),
                 }
             }
-            for id in closed {
-                match self.inner.project(id, false) {
-                    Ok(Some(p)) => out.push_snapshot(id, p.snapshot()),
-                    Ok(None) => {}
-                    Err(e) => out.errors.push(e),
-                }
-            }
+        }
+        if closed.is_empty() {
             return Ok(out);
         }
-        self.mapped_candidates(Some(ids))
+        {
+            let known = self.inner.newest.read();
+            if known.complete {
+                for id in closed {
+                    if let Some(&stamp) = known.map.get(&id) {
+                        out.keys.push((stamp, id, Candidates::NO_SNAP));
+                    }
+                }
+                return Ok(out);
+            }
+        }
+        for id in closed {
+            match self.inner.project(id, false) {
+                Ok(Some(p)) => out.push_snapshot(id, p.snapshot()),
+                Ok(None) => {}
+                Err(e) => out.errors.push(e),
+            }
+        }
+        Ok(out)
     }
 
     /// The newest stamp of every project, as candidates for a query.
@@ -1667,6 +1682,40 @@ mod tests {
         assert!(
             Arc::ptr_eq(&first, &second.unwrap().unwrap()),
             "project 2 was opened twice"
+        );
+    }
+
+    #[test]
+    fn a_few_projects_named_merge_open_and_closed_ones_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .max_open_projects(2)
+            .spare_projects(0)
+            .open(dir.path())
+            .unwrap();
+        for round in 0..2 {
+            for p in 1..=5u64 {
+                store
+                    .append(p, [format!(r#"{{"p":{p},"round":{round}}}"#)])
+                    .unwrap();
+            }
+        }
+        // A store made anew knows every stamp: the closed projects are read from theirs, the
+        // open ones from snapshots taken at once.
+        assert!(store.inner.newest.read().complete);
+        assert!(store.inner.projects.read().len() <= 2);
+        let newest: Vec<String> = store
+            .query(&crate::Query::new().projects([2, 4, 5, 6]).pcount(1))
+            .unwrap()
+            .map(|m| m.unwrap().into_json())
+            .collect();
+        assert_eq!(
+            newest,
+            [
+                r#"{"p":5,"round":1}"#,
+                r#"{"p":4,"round":1}"#,
+                r#"{"p":2,"round":1}"#
+            ]
         );
     }
 
