@@ -2346,16 +2346,14 @@ mod transit_tests {
             .collect()
     }
 
-    /// A read-only store's refresh made while its first all-projects query scans the projects:
-    /// the scan, begun before the refresh, does not complete the refreshed map with what it read
-    /// before it (project 3, made before the refresh, was missing from every later query).
-    #[test]
-    fn a_refresh_during_the_stamp_scan_leaves_the_map_incomplete() {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = Options::new().spare_projects(0).open(dir.path()).unwrap();
+    /// A read-only store whose first query (`first`) over all projects is scanning the
+    /// projects' stamps when, at project 2, the writer appends to project 1 (and, with
+    /// `new_project`, makes project 3) and the reader refreshes.
+    fn scan_raced_by_a_refresh(dir: &Path, new_project: bool, first: &Query) -> (Store, Store) {
+        let writer = Options::new().spare_projects(0).open(dir).unwrap();
         writer.append(1, [r#"{"p":1,"old":true}"#]).unwrap();
         writer.append(2, [r#"{"p":2}"#]).unwrap();
-        let reader = Options::new().read_only(true).open(dir.path()).unwrap();
+        let reader = Options::new().read_only(true).open(dir).unwrap();
         let (w, r) = (writer.clone(), reader.clone());
         let mut done = false;
         set_hook(Some(Box::new(move |point, path: &Path| {
@@ -2364,39 +2362,34 @@ mod transit_tests {
                 return;
             }
             w.append(1, [r#"{"p":1,"new":true}"#]).unwrap();
-            w.append(3, [r#"{"p":3}"#]).unwrap();
+            if new_project {
+                w.append(3, [r#"{"p":3}"#]).unwrap();
+            }
             r.refresh();
         })));
-        answer(&reader, &Query::new());
+        answer(&reader, first);
         set_hook(None);
-        // The refresh came after the writer's appends: every later query shows project 3.
+        (writer, reader)
+    }
+
+    /// The scan, begun before the refresh, does not complete the refreshed map with what it read
+    /// before it (project 3, made before the refresh, was missing from every later query).
+    #[test]
+    fn a_refresh_during_the_stamp_scan_leaves_the_map_incomplete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_writer, reader) = scan_raced_by_a_refresh(dir.path(), true, &Query::new());
         for _ in 0..3 {
             let all = answer(&reader, &Query::new());
             assert!(all.contains(&r#"{"p":3}"#.to_string()), "{all:?}");
         }
     }
 
-    /// The same: a message appended before the refresh is not left out of later queries (it was,
-    /// the stale stamp capping its project's cursor).
+    /// A message appended before the refresh is not left out of later queries (it was, the
+    /// stale stamp capping its project's cursor).
     #[test]
     fn a_refresh_during_the_stamp_scan_leaves_no_newer_message_out() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = Options::new().spare_projects(0).open(dir.path()).unwrap();
-        writer.append(1, [r#"{"p":1,"old":true}"#]).unwrap();
-        writer.append(2, [r#"{"p":2}"#]).unwrap();
-        let reader = Options::new().read_only(true).open(dir.path()).unwrap();
-        let (w, r) = (writer.clone(), reader.clone());
-        let mut done = false;
-        set_hook(Some(Box::new(move |point, path: &Path| {
-            if point != Point::Listed || !path.ends_with("2") || std::mem::replace(&mut done, true)
-            {
-                return;
-            }
-            w.append(1, [r#"{"p":1,"new":true}"#]).unwrap();
-            r.refresh();
-        })));
-        answer(&reader, &Query::new().count(1));
-        set_hook(None);
+        let (_writer, reader) = scan_raced_by_a_refresh(dir.path(), false, &Query::new().count(1));
         for _ in 0..3 {
             assert_eq!(
                 answer(&reader, &Query::new().count(1)),
