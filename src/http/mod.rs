@@ -285,6 +285,11 @@ pub async fn serve(
             socket = accept(&listener) => socket,
             () = &mut shutdown => break,
         };
+        // Each write goes out at once: with Nagle's algorithm a streamed response's last
+        // segment waited for the client's delayed ACK of the one before (about 40 ms).
+        if let Err(e) = socket.set_nodelay(true) {
+            log::debug!("cannot set TCP_NODELAY on a connection: {e}");
+        }
         let io = hyper_util::rt::TokioIo::new(deadline::WriteDeadline::new(socket, write_timeout));
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let connection = http.serve_connection(io, service);
