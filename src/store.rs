@@ -728,9 +728,15 @@ impl Store {
     }
 
     /// For a read-only store: forgets what it knew of every project, so the next read sees what
-    /// the writing process has appended since. A no-op on a writable store.
+    /// the writing process has appended since, and unmaps the sealed segments its retention
+    /// removed (once no reader holds them), so that their disk space is freed. A no-op on a
+    /// writable store.
     pub fn refresh(&self) {
         if self.is_read_only() {
+            self.inner
+                .sealed
+                .lock()
+                .retain(|_, (seg, _)| seg.path().exists());
             let mut map = self.inner.projects.write();
             // Before the stamps are forgotten: a scan that completes them after checks it.
             self.inner.refreshes.fetch_add(1, Ordering::SeqCst);
@@ -1598,6 +1604,37 @@ mod tests {
         assert_eq!(first.unwrap().unwrap().seq(), oldest);
         assert!(!segment::log_path(&project, oldest).exists(), "removed");
         let cached: Vec<u64> = store.inner.sealed.lock().keys().map(|k| k.1).collect();
+        for first in cached {
+            assert!(
+                segment::log_path(&project, first).exists(),
+                "segment {first} was removed but stays mapped in the cache"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refresh_unmaps_the_segments_another_processs_retention_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+        let pad = "x".repeat(1000);
+        for i in 0..20 {
+            writer
+                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
+                .unwrap();
+        }
+        let reader = Options::new().read_only(true).open(dir.path()).unwrap();
+        assert_eq!(reader.oldest_first(1).unwrap().count(), 20);
+        let mapped = |store: &Store| store.inner.sealed.lock().len();
+        let before = mapped(&reader);
+        assert!(before > 2, "{before} sealed segments mapped");
+        let removed = writer
+            .apply_retention(&crate::Retention::new().max_messages(2))
+            .unwrap();
+        assert!(removed.segments > 0);
+        reader.refresh();
+        let project = project_dir_in(dir.path(), 1);
+        let cached: Vec<u64> = reader.inner.sealed.lock().keys().map(|k| k.1).collect();
+        assert!(cached.len() < before);
         for first in cached {
             assert!(
                 segment::log_path(&project, first).exists(),
