@@ -733,10 +733,25 @@ impl Store {
     /// writable store.
     pub fn refresh(&self) {
         if self.is_read_only() {
-            self.inner
+            // Looked at outside the cache's lock, which every read of a sealed segment takes.
+            let cached: Vec<((u64, u64), PathBuf)> = self
+                .inner
                 .sealed
                 .lock()
-                .retain(|_, (seg, _)| seg.path().exists());
+                .iter()
+                .map(|(&key, (seg, _))| (key, seg.path().to_path_buf()))
+                .collect();
+            let gone: Vec<(u64, u64)> = cached
+                .into_iter()
+                .filter(|(_, path)| !path.exists())
+                .map(|(key, _)| key)
+                .collect();
+            if !gone.is_empty() {
+                let mut cache = self.inner.sealed.lock();
+                for key in gone {
+                    cache.remove(&key);
+                }
+            }
             let mut map = self.inner.projects.write();
             // Before the stamps are forgotten: a scan that completes them after checks it.
             self.inner.refreshes.fetch_add(1, Ordering::SeqCst);

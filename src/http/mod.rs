@@ -161,7 +161,8 @@ impl ApiConfig {
     /// bytes come: a client that sends nothing, part of a head, or a head a byte at a time would
     /// otherwise hold its connection and task as long as it stays connected. The body is not
     /// counted: a POST body that stops arriving for 30 s is 408. `Duration::MAX` sets no
-    /// timeout. Default: [`DEFAULT_HEADER_READ_TIMEOUT`].
+    /// timeout; a zero one closes every connection whose head is not in its first read (the
+    /// command line refuses it). Default: [`DEFAULT_HEADER_READ_TIMEOUT`].
     pub fn header_read_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.header_read_timeout = timeout;
         self
@@ -327,23 +328,41 @@ const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// out of memory) is logged, and accepting resumes after [`ACCEPT_RETRY`], when connections that
 /// ended may have freed what it lacked.
 async fn accept(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
-    use std::io::ErrorKind;
     loop {
         match listener.accept().await {
             Ok((socket, _)) => return socket,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectionAborted
-                        | ErrorKind::ConnectionReset
-                        | ErrorKind::ConnectionRefused
-                ) => {}
+            Err(e) if concerns_one_connection(&e) => {}
             Err(e) => {
                 log::error!("cannot accept a connection, trying again in {ACCEPT_RETRY:?}: {e}");
                 tokio::time::sleep(ACCEPT_RETRY).await;
             }
         }
     }
+}
+
+/// Whether an error of `accept(2)` concerns the connection it was taking alone: its client gave
+/// up, or (as Linux's accept(2) says) one of the network errors pending on the new connection,
+/// which are to be treated like `EAGAIN`; a firewall's refusal is `EPERM`.
+fn concerns_one_connection(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionAborted
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::NetworkDown
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::HostUnreachable
+            | ErrorKind::PermissionDenied
+    ) || [
+        Errno::PROTO,
+        Errno::NOPROTOOPT,
+        Errno::HOSTDOWN,
+        Errno::NONET,
+        Errno::OPNOTSUPP,
+    ]
+    .contains(&Errno::from_io_error(e).unwrap_or(Errno::INVAL))
 }
 
 /// Drives `connection` to its end; once `began` turns true (shutdown began), it ends after its
@@ -801,6 +820,30 @@ impl ResponseBody {
             log::error!("while streaming a response: {failure}");
             room.send(Err(std::io::Error::other(failure)));
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concerns_one_connection;
+    use rustix::io::Errno;
+
+    #[test]
+    fn accept_errors_of_one_connection_are_told_from_the_servers() {
+        let error = |errno: Errno| std::io::Error::from_raw_os_error(errno.raw_os_error());
+        for one in [
+            Errno::CONNABORTED,
+            Errno::PROTO,
+            Errno::NETDOWN,
+            Errno::HOSTUNREACH,
+            Errno::PERM,
+        ] {
+            assert!(concerns_one_connection(&error(one)), "{one:?}");
+        }
+        // Out of file handles or memory: the server's, waited out before accepting again.
+        for server in [Errno::MFILE, Errno::NFILE, Errno::NOMEM, Errno::NOBUFS] {
+            assert!(!concerns_one_connection(&error(server)), "{server:?}");
         }
     }
 }
