@@ -1589,17 +1589,33 @@ mod tests {
     /// yet): no later read asks for it, so the cache would keep the removed files' blocks taken
     /// until it fills up — with the default 1024 maps, for good in most stores. The read goes
     /// on with its map.
-    #[test]
-    fn a_segment_removed_while_a_reader_maps_it_does_not_stay_in_the_cache() {
-        use crate::project::tests::{set_hook, Point};
-        let dir = tempfile::tempdir().unwrap();
-        let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    /// Twenty messages of 1 KB into project 1 of a store of 4 KiB segments: several sealed.
+    fn fill_segments(store: &Store) {
         let pad = "x".repeat(1000);
         for i in 0..20 {
             store
                 .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
                 .unwrap();
         }
+    }
+
+    /// That every segment `store`'s map cache holds still has its log in `project`.
+    fn assert_cached_segments_exist(store: &Store, project: &Path) {
+        let cached: Vec<u64> = store.inner.sealed.lock().keys().map(|k| k.1).collect();
+        for first in cached {
+            assert!(
+                segment::log_path(project, first).exists(),
+                "segment {first} was removed but stays mapped in the cache"
+            );
+        }
+    }
+
+    #[test]
+    fn a_segment_removed_while_a_reader_maps_it_does_not_stay_in_the_cache() {
+        use crate::project::tests::{set_hook, Point};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+        fill_segments(&store);
         let project = project_dir_in(dir.path(), 1);
         let oldest = segment::list(&project).unwrap()[0];
         let mut reader = store.oldest_first(1).unwrap();
@@ -1618,25 +1634,14 @@ mod tests {
         set_hook(None);
         assert_eq!(first.unwrap().unwrap().seq(), oldest);
         assert!(!segment::log_path(&project, oldest).exists(), "removed");
-        let cached: Vec<u64> = store.inner.sealed.lock().keys().map(|k| k.1).collect();
-        for first in cached {
-            assert!(
-                segment::log_path(&project, first).exists(),
-                "segment {first} was removed but stays mapped in the cache"
-            );
-        }
+        assert_cached_segments_exist(&store, &project);
     }
 
     #[test]
     fn a_refresh_unmaps_the_segments_another_processs_retention_removed() {
         let dir = tempfile::tempdir().unwrap();
         let writer = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
-        let pad = "x".repeat(1000);
-        for i in 0..20 {
-            writer
-                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
-                .unwrap();
-        }
+        fill_segments(&writer);
         let reader = Options::new().read_only(true).open(dir.path()).unwrap();
         assert_eq!(reader.oldest_first(1).unwrap().count(), 20);
         let mapped = |store: &Store| store.inner.sealed.lock().len();
@@ -1648,14 +1653,8 @@ mod tests {
         assert!(removed.segments > 0);
         reader.refresh();
         let project = project_dir_in(dir.path(), 1);
-        let cached: Vec<u64> = reader.inner.sealed.lock().keys().map(|k| k.1).collect();
-        assert!(cached.len() < before);
-        for first in cached {
-            assert!(
-                segment::log_path(&project, first).exists(),
-                "segment {first} was removed but stays mapped in the cache"
-            );
-        }
+        assert!(mapped(&reader) < before);
+        assert_cached_segments_exist(&reader, &project);
     }
 
     #[test]

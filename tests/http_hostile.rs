@@ -493,6 +493,23 @@ async fn until_closed(
     (sent, since.elapsed())
 }
 
+/// That the server closed a connection `after` it began, having sent nothing (`sent`), once
+/// its header read timeout (`timeout`) had passed and not long after.
+fn assert_closed_silently(sent: &[u8], after: std::time::Duration, timeout: std::time::Duration) {
+    assert_eq!(
+        sent,
+        b"",
+        "the server answered: {:?}",
+        String::from_utf8_lossy(sent)
+    );
+    assert!(
+        after >= timeout * 9 / 10,
+        "closed after {after:?}, before the timeout"
+    );
+    // A generous bound: the server closes the connection when its timer fires.
+    assert!(after < timeout * 10, "closed only after {after:?}");
+}
+
 /// One response on a keep-alive connection, framed by its `Content-Length`: its head
 /// (lowercased) and body. A deadlock guard of [`CLOSE_GUARD`].
 async fn one_response(conn: &mut tokio::net::TcpStream) -> (String, String) {
@@ -557,18 +574,7 @@ async fn a_client_that_sends_half_a_request_head_is_cut_off_after_the_header_rea
         .await
         .unwrap();
     let (sent, after) = until_closed(&mut conn, since).await;
-    assert_eq!(
-        sent,
-        b"",
-        "the server answered: {:?}",
-        String::from_utf8_lossy(&sent)
-    );
-    assert!(
-        after >= timeout * 9 / 10,
-        "closed after {after:?}, before the timeout"
-    );
-    // A generous bound: the server closes the connection when its timer fires.
-    assert!(after < timeout * 10, "closed only after {after:?}");
+    assert_closed_silently(&sent, after, timeout);
 }
 
 /// A client that connects and sends nothing is disconnected once the timeout has passed.
@@ -579,18 +585,7 @@ async fn a_client_that_sends_nothing_is_cut_off_after_the_header_read_timeout() 
     let since = tokio::time::Instant::now();
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (sent, after) = until_closed(&mut conn, since).await;
-    assert_eq!(
-        sent,
-        b"",
-        "the server answered: {:?}",
-        String::from_utf8_lossy(&sent)
-    );
-    assert!(
-        after >= timeout * 9 / 10,
-        "closed after {after:?}, before the timeout"
-    );
-    // A generous bound: the server closes the connection when its timer fires.
-    assert!(after < timeout * 10, "closed only after {after:?}");
+    assert_closed_silently(&sent, after, timeout);
 }
 
 /// A client that keeps sending its head a byte at a time (slowloris), each byte well within
@@ -625,18 +620,7 @@ async fn a_client_that_trickles_its_head_is_cut_off_after_the_header_read_timeou
         .unwrap_or_else(|_| panic!("the connection was still open after {CLOSE_GUARD:?}"));
     let after = since.elapsed();
     trickle.abort();
-    assert_eq!(
-        sent,
-        b"",
-        "the server answered: {:?}",
-        String::from_utf8_lossy(&sent)
-    );
-    assert!(
-        after >= timeout * 9 / 10,
-        "closed after {after:?}, before the timeout"
-    );
-    // A generous bound: the server closes the connection when its timer fires.
-    assert!(after < timeout * 10, "closed only after {after:?}");
+    assert_closed_silently(&sent, after, timeout);
 }
 
 /// A head sent in pieces with pauses between them, all of it within the timeout, is answered.

@@ -6,25 +6,10 @@
 //! `FILE_HANDLE_ROUNDS` sets the workload's appends (600 by default), `FILE_HANDLE_SEED` its
 //! seed (7).
 
+mod common;
+
 use activitylog::{Durability, Options};
-
-/// The handle number the next open would get: a limit of it lets no open through.
-fn next_handle() -> u64 {
-    use std::os::fd::AsRawFd;
-    std::fs::File::open("/dev/null").unwrap().as_raw_fd() as u64
-}
-
-/// Sets this process's limit of file handles, returning the one it replaces.
-fn set_handle_limit(soft: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let old = getrlimit(Resource::Nofile);
-    let new = Rlimit {
-        current: Some(soft),
-        maximum: old.maximum,
-    };
-    setrlimit(Resource::Nofile, new).expect("setting the limit of file handles");
-    old.current.unwrap_or(u64::MAX)
-}
+use common::{next_handle, set_handle_limit};
 
 #[test]
 fn running_out_of_file_handles_loses_no_acknowledged_message() {

@@ -3,29 +3,14 @@
 //! test binary, since the file-handle limit is the process's.
 #![cfg(feature = "server")]
 
+mod common;
+
 use std::time::Duration;
 
 use activitylog::http::{serve, ApiConfig};
 use activitylog::Store;
+use common::{next_handle, set_handle_limit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The handle number the next open would get: a limit of it lets no open through.
-fn next_handle() -> u64 {
-    use std::os::fd::AsRawFd;
-    std::fs::File::open("/dev/null").unwrap().as_raw_fd() as u64
-}
-
-/// Sets this process's limit of file handles, returning the one it replaces.
-fn set_handle_limit(soft: u64) -> u64 {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let old = getrlimit(Resource::Nofile);
-    let new = Rlimit {
-        current: Some(soft),
-        maximum: old.maximum,
-    };
-    setrlimit(Resource::Nofile, new).expect("setting the limit of file handles");
-    old.current.unwrap_or(u64::MAX)
-}
 
 const REQUEST: &[u8] = b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 

@@ -1,5 +1,6 @@
 //! Helpers shared by the engine's integration tests: scratch directories, the store's layout on
-//! disk, a small independent parser of log files, and reading whole projects back.
+//! disk, a small independent parser of log files, reading whole projects back, and the
+//! process's limit of file handles.
 //!
 //! The parser here is written from `docs/format.md`, not borrowed from the crate, so the tests
 //! check the format as documented.
@@ -301,4 +302,22 @@ pub fn await_spares(dir: &Path, n: usize) -> Vec<(String, u64)> {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// The handle number the next open would get: a limit of it lets no open through.
+pub fn next_handle() -> u64 {
+    use std::os::fd::AsRawFd;
+    std::fs::File::open("/dev/null").unwrap().as_raw_fd() as u64
+}
+
+/// Sets this process's limit of file handles, returning the one it replaces.
+pub fn set_handle_limit(soft: u64) -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let old = getrlimit(Resource::Nofile);
+    let new = Rlimit {
+        current: Some(soft),
+        maximum: old.maximum,
+    };
+    setrlimit(Resource::Nofile, new).expect("setting the limit of file handles");
+    old.current.unwrap_or(u64::MAX)
 }
