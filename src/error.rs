@@ -156,6 +156,9 @@ pub enum Error {
     /// before it stored anything of its input; inside [`Error::ImportInterrupted`], after it
     /// stored what that says.
     Stopped,
+    /// A read inside [`without_blocking`](crate::without_blocking) would have had to wait for
+    /// the disk (or had copied its share of memory): run it where it may block.
+    WouldBlock,
     /// An import failed (an I/O error, say) after part of its input was stored: for each
     /// project, its oldest messages in the input, in whole batches.
     ImportInterrupted {
@@ -286,6 +289,7 @@ impl fmt::Display for Error {
             Error::InvalidQuery { reason } => f.write_str(reason),
             Error::InvalidOptions { reason } => write!(f, "invalid options: {reason}"),
             Error::Stopped => f.write_str("the import was stopped before it finished"),
+            Error::WouldBlock => f.write_str("the read would have had to wait for the disk"),
             Error::ImportInterrupted { stored, source } => write!(
                 f,
                 "{source}, after {} of the input's messages were stored (each project's oldest)",

@@ -51,6 +51,13 @@
 //! every 4 MiB, one keeps spare project directories ready once projects are being created
 //! ([`Options::spare_projects`]); both end when the store is dropped.
 //!
+//! ## In an async server
+//! Reads may wait for the disk, so a server on an async runtime runs them where blocking is
+//! fine (tokio's `spawn_blocking`). But the newest pages of the projects it writes are in
+//! memory, and handing such a read to another thread costs more than the read:
+//! [`without_blocking`] runs a read at once if it needs nothing but memory, and refuses it with
+//! [`Error::WouldBlock`] otherwise, to be run elsewhere. [`http`]'s GETs do so.
+//!
 //! ## Ordering and time
 //! Sequence numbers start at 1 per project and have no gaps. Each append call takes a stamp in
 //! µs since the epoch, unique within the store and strictly increasing — across projects, and
@@ -80,6 +87,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod blocking;
 mod clock;
 mod dirsync;
 mod error;
@@ -107,6 +115,7 @@ mod spares;
 mod store;
 mod verify;
 
+pub use blocking::without_blocking;
 pub use error::{Error, Result};
 pub use filter::{Filter, Op};
 pub use import::{ImportTarget, Imported};

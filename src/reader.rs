@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
+use crate::blocking;
 use crate::error::{Error, Result};
 use crate::index::LOST;
 use crate::project::{Snapshot, FIRST_SEQ};
@@ -349,7 +350,14 @@ impl NewestFirst {
         }
         let at = match self.locate()? {
             Ok(at) => at,
-            Err(e) => return Some(Err(e)),
+            Err(e) => {
+                if matches!(e, Error::WouldBlock) {
+                    // Refused inside `without_blocking`: the read ends there, so that a caller
+                    // going on past errors does not ask again for ever.
+                    self.next = 0;
+                }
+                return Some(Err(e));
+            }
         };
         Some(self.decode(at))
     }
@@ -453,6 +461,10 @@ impl NewestFirst {
     }
 
     fn read_active(&mut self, active: &Arc<Active>, seq: u64) -> Result<At> {
+        if self.map.is_some() {
+            // A scan's map, whose pages may have to be read in.
+            blocking::check()?;
+        }
         let first = active.header.first_seq;
         let count = self.snap.next_seq - first;
         let i = seq - first;
@@ -542,9 +554,9 @@ impl NewestFirst {
                     .max(LOG_HEADER_BYTES as u64);
                 (start, end)
             };
-            self.window_own =
-                active.read_window(&mut self.window, start, (end - start) as usize)?;
-            self.window_start = start;
+            (self.window_start, self.window_own) =
+                active.read_window(&mut self.window, start, offset, end)?;
+            blocking::spend(self.window.len())?;
             self.window_size = (self.window_size * 2).min(MAX_WINDOW_BYTES);
         }
         Ok(At::Active { i, offset })
@@ -597,6 +609,10 @@ impl NewestFirst {
     }
 
     fn read_sealed(&mut self, seq: u64) -> Option<Result<At>> {
+        // Through a map, whose pages may have to be read in.
+        if let Err(e) = blocking::check() {
+            return Some(Err(e));
+        }
         let (seg, end) = match self.sealed_for(seq) {
             Ok(Some(s)) => s,
             Ok(None) => {

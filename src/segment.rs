@@ -930,33 +930,49 @@ impl Active {
     }
 
     fn read_file(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        crate::blocking::check()?;
         self.file
             .read_exact_at(buf, offset)
             .map_err(|e| Error::io("reading", &self.path, e))
     }
 
-    /// Replaces `window`'s contents with the `len` bytes at `offset`, like
-    /// [`read_exact_at`](Self::read_exact_at) (same return value); bytes from the tail copy are
-    /// copied once, without zeroing the buffer first.
+    /// Replaces `window`'s contents with the bytes from `start` to `end`, or from later than
+    /// `start` but not later than `need`: from the tail copy when it holds `need..end` (from its
+    /// start on, if that is after `start`), else from the file. Returns where the window starts,
+    /// and whether it came from the tail copy, like [`read_exact_at`](Self::read_exact_at).
+    /// Bytes from the tail copy are copied once, without zeroing the buffer first.
     pub(crate) fn read_window(
         &self,
         window: &mut Vec<u8>,
-        offset: u64,
-        len: usize,
-    ) -> Result<bool> {
+        start: u64,
+        need: u64,
+        end: u64,
+    ) -> Result<(u64, bool)> {
+        debug_assert!(start <= need && need <= end);
         window.clear();
-        if self.copy_from_tail(offset, len, |src| window.extend_from_slice(src)) {
-            return Ok(true);
+        {
+            let tail = self.tail.read();
+            let from = start.max(tail.start);
+            if from <= need {
+                let held = tail
+                    .bytes
+                    .get((from - tail.start) as usize..(end - tail.start) as usize);
+                if let Some(held) = held {
+                    window.extend_from_slice(held);
+                    return Ok((from, true));
+                }
+            }
         }
-        window.resize(len, 0);
-        self.read_file(window, offset)?;
-        Ok(false)
+        window.resize((end - start) as usize, 0);
+        self.read_file(window, start)?;
+        Ok((start, false))
     }
 
     /// A map of at least the first `len` bytes of the log: `len` must not exceed the committed
     /// length of a snapshot (bytes the writer wrote before publishing them). The last map made
     /// is shared while it is long enough; it may cover more than `len` committed bytes.
     pub(crate) fn map(&self, len: u64) -> Result<Arc<Mmap>> {
+        crate::blocking::check()?;
         let mut kept = self.scan_map.lock();
         if let Some(map) = kept.as_ref().filter(|m| m.len() as u64 >= len) {
             return Ok(map.clone());

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 
+use crate::blocking;
 use crate::clock::Clock;
 use crate::dirsync::DirSync;
 use crate::error::{Error, Result};
@@ -529,6 +530,8 @@ impl Store {
                 return Ok((f(&known.map), Vec::new()));
             }
         }
+        // The scan opens projects, and waits for another scan.
+        blocking::check()?;
         // One scan at a time: queries arriving meanwhile wait for its map rather than open
         // every project again (appends do not take this lock).
         let _scan = self.inner.scan.lock();
@@ -611,6 +614,7 @@ impl Store {
 
     /// The ids of every project with a directory in the store, ascending.
     pub fn projects(&self) -> Result<Vec<u64>> {
+        blocking::check()?;
         let mut ids = list_projects(&self.inner.dir)?;
         if !self.inner.orphans.is_empty() {
             ids.extend(self.inner.orphans.keys());
@@ -622,6 +626,8 @@ impl Store {
 
     /// Counts and times of `project`, or `None` if it was never written.
     pub fn stats(&self, project: u64) -> Result<Option<ProjectStats>> {
+        // It reads the files' sizes.
+        blocking::check()?;
         let Some(p) = self.inner.project(project, false)? else {
             return Ok(None);
         };
@@ -866,6 +872,10 @@ impl Inner {
         if let Some(p) = self.projects.read().get(&id) {
             p.last_used.store(self.touch(), Ordering::Relaxed);
             return Ok(Some(p.clone()));
+        }
+        if !create {
+            // A read that would open the project (or wait for its open or close).
+            blocking::check()?;
         }
         // Opened outside the map's lock, so that lookups of other projects go on meanwhile (an
         // open reads files, and after a crash recovers and syncs them); marked in transit under

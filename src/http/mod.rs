@@ -681,8 +681,11 @@ async fn get_projects(
     respond(&state, &headers, &params, q, params.filters.clone()).await
 }
 
-/// Runs the query on a blocking thread and answers with its result: in one piece when it fits
-/// one chunk (one thread hand-off per request), else streamed chunk by chunk.
+/// Runs the query and answers with its result: in one piece when it fits one chunk, else
+/// streamed chunk by chunk. The first chunk is made right here when the store holds it in
+/// memory ([`without_blocking`](crate::without_blocking): the newest pages of projects this
+/// process writes), else on a blocking thread (one hand-off per request); later chunks are made
+/// on blocking threads.
 async fn respond(
     state: &AppState,
     headers: &HeaderMap,
@@ -699,12 +702,16 @@ async fn respond(
     };
     let store = state.store.clone();
     let meta = params.meta.clone();
-    let first = tokio::task::spawn_blocking(move || {
+    let first_chunk = move || {
         let mut body = ResponseBody::new(store.query(&query)?, meta, format);
         let chunk = body.next_chunk()?;
         Ok::<_, Error>((chunk, body))
-    })
-    .await;
+    };
+    let first = match crate::without_blocking(first_chunk.clone()) {
+        Ok(made) => Ok(made),
+        // Not all in memory: made again where it may wait for the disk.
+        Err(_) => tokio::task::spawn_blocking(first_chunk).await,
+    };
     let (chunk, rest) = match first {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return error_response(&e),
