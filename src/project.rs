@@ -1164,10 +1164,24 @@ impl Project {
         // of the removals since the directory's last sync and lose the others, and the segments
         // left must follow each other (a gap would read as records missing from the end of the
         // segment before it).
-        for &first in &removed {
-            segment::remove_if_present(&segment::log_path(&self.dir, first))?;
-            segment::remove_if_present(&segment::index_path(&self.dir, first))?;
-            segment::sync_dir(&self.dir)?;
+        // A failure stops the removals; the segments not removed go back to the state (a
+        // segment counts as removed once its log is), so that a later removal does not skip
+        // them and leave a gap on disk.
+        for (k, &first) in removed.iter().enumerate() {
+            let result = segment::remove_if_present(&segment::log_path(&self.dir, first))
+                .map_err(|e| (k, e))
+                .and_then(|()| {
+                    segment::remove_if_present(&segment::index_path(&self.dir, first))
+                        .and_then(|()| segment::sync_dir(&self.dir))
+                        .map_err(|e| (k + 1, e))
+                });
+            if let Err((kept_from, e)) = result {
+                let mut state = self.state.write();
+                let mut sealed = removed[kept_from..].to_vec();
+                sealed.extend_from_slice(&state.sealed);
+                state.sealed = Arc::new(sealed);
+                return Err(e);
+            }
         }
         Ok(removed)
     }
