@@ -240,7 +240,7 @@ pub(crate) enum DirSyncError {
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), DirSyncError> {
     #[cfg(test)]
     if let Some(r) = sim::recorder_for_path(dir) {
-        return r.sync_dir(dir).map_err(DirSyncError::Sync);
+        return r.sync_dir(dir);
     }
     let handle = File::open(dir).map_err(DirSyncError::Open)?;
     handle.sync_all().map_err(DirSyncError::Sync)

@@ -303,16 +303,16 @@ impl Project {
                 let next_seq = last + active.entries.read().len() as u64;
                 if writable {
                     writer.idx_written = active.entries.read().len();
-                    let (idx, rewritten) = idx.ok_or_else(|| {
-                        Error::io(
-                            "opening",
-                            &segment::index_path(&dir, last),
-                            std::io::Error::other("index file missing"),
-                        )
-                    })?;
-                    writer.idx_file = Some(idx);
-                    // After a crash the index may hold entries the last writer never synced.
-                    writer.idx_unsynced = crashed || rewritten;
+                    match idx {
+                        Some((idx, rewritten)) => {
+                            writer.idx_file = Some(idx);
+                            // After a crash the index may hold entries the last writer never
+                            // synced.
+                            writer.idx_unsynced = crashed || rewritten;
+                        }
+                        // Recovery could not bring it up to date: no entries are written.
+                        None => writer.idx_broken = true,
+                    }
                 }
                 Snapshot {
                     sealed: Arc::new(sealed.to_vec()),
@@ -1164,10 +1164,24 @@ impl Project {
         // of the removals since the directory's last sync and lose the others, and the segments
         // left must follow each other (a gap would read as records missing from the end of the
         // segment before it).
-        for &first in &removed {
-            segment::remove_if_present(&segment::log_path(&self.dir, first))?;
-            segment::remove_if_present(&segment::index_path(&self.dir, first))?;
-            segment::sync_dir(&self.dir)?;
+        // A failure stops the removals; the segments not removed go back to the state (a
+        // segment counts as removed once its log is), so that a later removal does not skip
+        // them and leave a gap on disk.
+        for (k, &first) in removed.iter().enumerate() {
+            let result = segment::remove_if_present(&segment::log_path(&self.dir, first))
+                .map_err(|e| (k, e))
+                .and_then(|()| {
+                    segment::remove_if_present(&segment::index_path(&self.dir, first))
+                        .and_then(|()| segment::sync_dir(&self.dir))
+                        .map_err(|e| (k + 1, e))
+                });
+            if let Err((kept_from, e)) = result {
+                let mut state = self.state.write();
+                let mut sealed = removed[kept_from..].to_vec();
+                sealed.extend_from_slice(&state.sealed);
+                state.sealed = Arc::new(sealed);
+                return Err(e);
+            }
         }
         Ok(removed)
     }
@@ -1227,7 +1241,8 @@ fn newest_sealed_stamp(dir: &Path, first: u64) -> Option<u64> {
 }
 
 /// What [`recover_active`] returns: the segment, its committed length, its newest stamp and
-/// (when writable) the index file opened for appending, with whether recovery rewrote it.
+/// (when writable, unless it could not be brought up to date) the index file opened for
+/// appending, with whether recovery rewrote it.
 type Recovered = (Active, u64, u64, Option<(File, bool)>);
 
 /// Removes a first log's old name, [`segment::new_log_path`], from the directory `dir` of a
@@ -1251,8 +1266,9 @@ fn remove_second_name(dir: &Path, before_write: &dyn Fn() -> Result<()>) -> Resu
 /// rescans the log from the last trusted entry, and — when `writable` — cuts a torn tail or an
 /// unfinished batch and brings the index file up to date.
 ///
-/// Returns the segment, its committed length, its newest stamp and (when writable) the index
-/// file opened for appending, with whether it was rewritten.
+/// Returns the segment, its committed length, its newest stamp and (when writable, unless it
+/// could not be brought up to date) the index file opened for appending, with whether it was
+/// rewritten.
 ///
 /// `new_log`: the segment is a new project's first log, never synced
 /// ([`segment::new_log_path`]). If its header does not read and its index vouches for no
@@ -1560,14 +1576,23 @@ fn recover_active(
             }
             std::borrow::Cow::Owned(kept)
         };
-        Some(rewrite_index(
+        // Best effort: the index is a cache. Where it cannot be brought up to date (a full
+        // disk, say), the project opens without one: its writer writes no entries until the
+        // next segment, and the next open scans the log from the last entry that reads.
+        match rewrite_index(
             &idx_path,
             idx_header_ok,
             on_disk,
             trusted,
             &in_file,
             before_write,
-        )?)
+        ) {
+            Ok(idx) => Some(idx),
+            Err(e) => {
+                log::warn!("{e}; the project's index is left as it is until its next segment");
+                None
+            }
+        }
     } else {
         None
     };
@@ -2089,6 +2114,50 @@ pub(crate) mod tests {
         let p = open_project(tmp.path(), true, false);
         assert_eq!(tail_start(&p), u64::MAX);
         assert_eq!(p.snapshot().next_seq, 3001, "recovery did not see it");
+    }
+
+    /// Recovery brings a lagging index of the active segment up to date; when that write
+    /// fails (a full disk, say), the project still opens and reads: the index is a cache, and
+    /// recovery has its entries at hand.
+    #[test]
+    fn a_project_opens_when_its_recovered_index_cannot_be_written() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let tmp = tempfile::tempdir().unwrap();
+        let open = || {
+            crate::Options::new()
+                .spare_projects(0)
+                .open(tmp.path())
+                .unwrap()
+        };
+        let store = open();
+        for i in 0..10 {
+            store.append(1, [format!(r#"{{"i":{i}}}"#)]).unwrap();
+        }
+        drop(store);
+        // As a crash leaves it: no clean marker, the index behind the log.
+        fs::remove_file(tmp.path().join("CLEAN")).unwrap();
+        let idx = segment::index_path(&tmp.path().join("projects/1"), FIRST_SEQ);
+        let f = OpenOptions::new().write(true).open(&idx).unwrap();
+        f.set_len((INDEX_HEADER_BYTES + 2 * ENTRY_BYTES) as u64)
+            .unwrap();
+        drop(f);
+        let store = open();
+        let rec = Recorder::register(tmp.path(), false);
+        rec.fail(FaultKind::Write, 1);
+        let read: Result<Vec<u64>> = store
+            .oldest_first(1)
+            .and_then(|it| it.map(|m| m.map(|m| m.seq())).collect());
+        rec.unregister();
+        let (path, _, _) = rec.faulted().expect("the index was rewritten");
+        assert!(path.ends_with("00000000000000000001.idx"), "{path:?}");
+        assert_eq!(read.unwrap(), (1..=10).collect::<Vec<u64>>());
+        // The writer goes on without it, and the next open reads everything.
+        store.append(1, [r#"{"i":10}"#]).unwrap();
+        drop(store);
+        let read: Result<Vec<u64>> = open()
+            .oldest_first(1)
+            .and_then(|it| it.map(|m| m.map(|m| m.seq())).collect());
+        assert_eq!(read.unwrap(), (1..=11).collect::<Vec<u64>>());
     }
 
     #[test]

@@ -202,6 +202,48 @@ mod tests {
     use crate::fsio::sim::{Policy, Recorder};
     use crate::{Durability, Options};
 
+    /// Retention whose removal fails part way (here the directory sync after its first
+    /// segment) must not forget the segments it did not remove: a later retention removing
+    /// newer ones would leave a gap on disk, which a reopen reads as damage where there is none.
+    #[test]
+    fn a_failed_removal_leaves_no_gap_for_a_later_retention() {
+        use crate::fsio::sim::FaultKind;
+        let tmp = tempfile::tempdir().unwrap();
+        let open = |dir: &std::path::Path| {
+            Options::new()
+                .segment_bytes(4096)
+                .spare_projects(0)
+                .durability(Durability::Sync)
+                .open(dir)
+                .unwrap()
+        };
+        let store = open(tmp.path());
+        let pad = "x".repeat(900);
+        for i in 0..40 {
+            store
+                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
+                .unwrap();
+        }
+        let rec = Recorder::register(tmp.path(), false);
+        rec.fail(FaultKind::Sync, 1);
+        let failed = store.apply_retention(&Retention::new().max_messages(8));
+        rec.unregister();
+        assert!(failed.is_err(), "{failed:?}");
+        store
+            .apply_retention(&Retention::new().max_messages(4))
+            .unwrap();
+        drop(store);
+        let store = open(tmp.path());
+        let seqs: Vec<u64> = store
+            .newest_first(1)
+            .unwrap()
+            .map(|m| m.map(|m| m.seq()))
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(seqs.first(), Some(&40));
+        assert!(seqs.windows(2).all(|w| w[1] + 1 == w[0]), "{seqs:?}");
+    }
+
     /// A power cut while retention removes segments keeps some removals and loses others: the
     /// segments left must still follow each other, so that every message of the project reads
     /// (oldest first, a gap between two segments would read as records missing from the end of

@@ -609,8 +609,16 @@ impl Sealed {
                         range.end
                     );
                 }
+                // Best effort: the index is a cache, and the entries are at hand. A failure
+                // to write it back (a full disk, say) must not fail the read.
                 if writable {
-                    write_rebuilt_index(&path, &idx_path, &bytes)?;
+                    if let Err(e) = write_rebuilt_index(&path, &idx_path, &bytes) {
+                        log::warn!(
+                            "cannot write back the rebuilt index of {} ({e}); it will be \
+                             rebuilt again",
+                            path.display()
+                        );
+                    }
                 }
                 Entries::Owned(bytes)
             }
@@ -1154,6 +1162,43 @@ mod tests {
         fs::remove_file(&idx).unwrap();
         write_rebuilt_index(&log, &idx, &[0; 8]).unwrap();
         assert!(!idx.exists());
+    }
+
+    /// A sealed segment whose index must be rebuilt still reads when the rebuilt index cannot
+    /// be written back (a full disk, say): the index is a cache, and the log is whole.
+    #[test]
+    fn a_sealed_segment_reads_when_its_rebuilt_index_cannot_be_written() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let tmp = tempfile::tempdir().unwrap();
+        let open = || {
+            crate::Options::new()
+                .segment_bytes(4096)
+                .spare_projects(0)
+                .open(tmp.path())
+                .unwrap()
+        };
+        let store = open();
+        let pad = "x".repeat(900);
+        for i in 0..12 {
+            store
+                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
+                .unwrap();
+        }
+        drop(store);
+        let project = tmp.path().join("projects/1");
+        let first = list(&project).unwrap()[0];
+        fs::remove_file(index_path(&project, first)).unwrap();
+        let store = open();
+        let rec = Recorder::register(tmp.path(), false);
+        rec.fail(FaultKind::Write, 1);
+        let read: crate::Result<Vec<u64>> = store
+            .oldest_first(1)
+            .unwrap()
+            .map(|m| m.map(|m| m.seq()))
+            .collect();
+        rec.unregister();
+        assert!(rec.faulted().is_some(), "the index was not written");
+        assert_eq!(read.unwrap(), (1..=12).collect::<Vec<u64>>());
     }
 
     /// `message_text` agrees with the standard library's UTF-8 check, for every length up to 40

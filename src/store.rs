@@ -721,12 +721,24 @@ impl Store {
         }
         // The evicted ones are synced once closed (a failed close is in `failed_closes`).
         let mut now = self.inner.transit.lock();
-        for id in closing {
-            while now.closing.contains(&id) {
+        for id in &closing {
+            while now.closing.contains(id) {
                 self.inner.settled.wait(&mut now);
             }
         }
         drop(now);
+        // A close whose directory sync never started (the directory did not open) put its
+        // project back in the map, not synced: it is synced now.
+        let kept: Vec<Arc<Project>> = {
+            let map = self.inner.projects.read();
+            closing
+                .iter()
+                .filter_map(|id| map.get(id).cloned())
+                .collect()
+        };
+        for p in &kept {
+            p.sync()?;
+        }
         match self.inner.failed_closes.lock().iter().min() {
             Some(&project) => Err(Error::Poisoned { project }),
             None => Ok(()),
@@ -2134,6 +2146,59 @@ mod tests {
     /// A project whose close (an eviction) failed its fsync reads as it is but refuses writes,
     /// and `Store::sync` fails, until the store is reopened; the reopened store recovers it as
     /// after a crash.
+    /// `Store::sync` running while an eviction closes a project waits for that close; a close
+    /// whose directory sync never started (its directory did not open) leaves the project open,
+    /// its names not yet durable, and the store's sync must then sync it, not return `Ok` with
+    /// the project's appends lost to a power cut.
+    #[test]
+    fn a_store_sync_during_an_eviction_that_keeps_its_project_open_syncs_it() {
+        use crate::fsio::sim::{FaultKind, Policy, Recorder};
+        use crate::project::tests::{set_hook, Point};
+        type Syncing = std::thread::JoinHandle<Result<()>>;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .max_open_projects(1)
+            .spare_projects(0)
+            .open(tmp.path())
+            .unwrap();
+        let rec = Recorder::register(tmp.path(), true);
+        store.append(1, [r#"{"p":1}"#]).unwrap();
+        rec.fail(FaultKind::OpenDir, 1);
+        // While the append to project 2 closes project 1 (an eviction), a store sync starts.
+        let sync: Arc<Mutex<Option<Syncing>>> = Arc::default();
+        let (syncing, started) = (store.clone(), sync.clone());
+        set_hook(Some(Box::new(move |point, _| {
+            let mut started = started.lock();
+            if point == Point::Closing && started.is_none() {
+                let s = syncing.clone();
+                *started = Some(std::thread::spawn(move || s.sync()));
+                // Long enough for the sync to find project 1 closing and wait for it.
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        })));
+        store.append(2, [r#"{"p":2}"#]).unwrap();
+        set_hook(None);
+        assert!(rec.faulted().is_some(), "no directory failed to open");
+        assert!(store.inner.projects.read().contains_key(&1), "kept open");
+        let synced = sync.lock().take().expect("a sync ran").join().unwrap();
+        synced.unwrap();
+        // A power cut right after that sync, keeping nothing unsynced.
+        rec.take_points();
+        store
+            .append_with(2, [r#"{"p":2}"#], Durability::Sync)
+            .unwrap();
+        let point = rec.take_points().into_iter().next().expect("a crash point");
+        rec.unregister();
+        let image = tempfile::tempdir().unwrap();
+        point.image(Policy::DropAll, image.path()).unwrap();
+        let reopened = Options::new().spare_projects(0).open(image.path()).unwrap();
+        assert_eq!(
+            reopened.newest_first(1).unwrap().count(),
+            1,
+            "project 1's append, which the store's sync said was durable"
+        );
+    }
+
     #[test]
     fn a_project_whose_close_failed_refuses_writes_until_the_store_is_reopened() {
         use crate::fsio::sim::{FaultKind, Recorder};

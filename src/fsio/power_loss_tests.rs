@@ -586,6 +586,7 @@ fn run_with_fault(kind: FaultKind, nth: u64) -> bool {
                     batches.push(vec![r#"{"next":1}"#.to_owned()]);
                     taken_back = true;
                 }
+                FaultKind::OpenDir => unreachable!("{what}: a directory is not a log"),
             }
         }
     }

@@ -69,6 +69,9 @@ pub(crate) enum FaultKind {
     Write,
     /// `sync_data` of a file or `sync_dir`.
     Sync,
+    /// The opening of a directory to sync it (`sync_dir`), failing as when out of file
+    /// handles: the sync never starts. Counted apart from syncs.
+    OpenDir,
 }
 
 /// What happens to one pending operation in an image.
@@ -160,6 +163,7 @@ struct Inner {
     fault: Option<(FaultKind, u64)>,
     writes: u64,
     syncs: u64,
+    open_dirs: u64,
     /// The file of the injected fault, the acknowledgements before it, and whether it was a
     /// write of zeros only (room ahead of a log's end, which appends can do without).
     faulted: Option<(PathBuf, usize, bool)>,
@@ -195,6 +199,7 @@ impl Recorder {
                 fault: None,
                 writes: 0,
                 syncs: 0,
+                open_dirs: 0,
                 faulted: None,
             }),
         });
@@ -233,6 +238,7 @@ impl Recorder {
         inner.fault = Some((kind, nth));
         inner.writes = 0;
         inner.syncs = 0;
+        inner.open_dirs = 0;
     }
 
     /// The file the injected fault hit, once it has, and the acknowledgement counter then.
@@ -277,6 +283,7 @@ impl Recorder {
         let n = match kind {
             FaultKind::Write => &mut inner.writes,
             FaultKind::Sync => &mut inner.syncs,
+            FaultKind::OpenDir => &mut inner.open_dirs,
         };
         *n += 1;
         if inner.fault == Some((kind, *n)) {
@@ -368,21 +375,26 @@ impl Recorder {
         Ok(())
     }
 
-    pub(crate) fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let dir = dir.canonicalize()?;
+    pub(crate) fn sync_dir(&self, dir: &Path) -> Result<(), super::DirSyncError> {
+        use super::DirSyncError::{Open, Sync};
+        let dir = dir.canonicalize().map_err(Open)?;
         let mut inner = self.inner.lock();
         self.point(
             &mut inner,
             format!("sync of directory {}", self.relative(&dir).display()),
         );
-        if Self::hit(&mut inner, FaultKind::Sync, &dir, false) {
-            return Err(io::Error::other("injected sync fault"));
+        if Self::hit(&mut inner, FaultKind::OpenDir, &dir, false) {
+            return Err(Open(io::Error::other("injected fault opening a directory")));
         }
-        let handle = File::open(&dir)?;
+        if Self::hit(&mut inner, FaultKind::Sync, &dir, false) {
+            return Err(Sync(io::Error::other("injected sync fault")));
+        }
+        let handle = File::open(&dir).map_err(Open)?;
         // Listed before the sync: an entry another thread makes meanwhile is not covered.
         let listing = list(&dir);
-        handle.sync_all()?;
-        inner.durable.insert(key(&handle.metadata()?), listing);
+        handle.sync_all().map_err(Sync)?;
+        let handle_meta = handle.metadata().map_err(Sync)?;
+        inner.durable.insert(key(&handle_meta), listing);
         Ok(())
     }
 }
