@@ -131,6 +131,9 @@ pub(crate) struct Inner {
     refreshes: AtomicU64,
     /// Held by the scan that learns every project's newest stamp ([`Store::with_newest`]).
     scan: Mutex<()>,
+    /// Held by [`Store::apply_retention`]: one runs at a time, or one could list a segment that
+    /// another removes before it is read.
+    pub(crate) retaining: Mutex<()>,
     /// `CLEAN` or `NEWEST` may still be on disk: they must go (durably) before anything is
     /// written ([`Inner::before_write`]). Until then the store is as the clean close left it, so
     /// opening one to read from it costs no fsync.
@@ -281,6 +284,7 @@ impl Store {
                 settled: Condvar::new(),
                 refreshes: AtomicU64::new(0),
                 scan: Mutex::new(()),
+                retaining: Mutex::new(()),
                 marks_pending: AtomicBool::new(marks_pending),
                 marks: Mutex::new(()),
                 syncer: Mutex::new(None),
