@@ -398,6 +398,18 @@ impl Store {
         durability: Durability,
     ) -> Result<Appended> {
         let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
+        if batch.count() == 0 {
+            // Nothing to store: no write, and no project made. An existing project answers
+            // (with its next sequence number and newest stamp, or `Poisoned`).
+            return match self.inner.project(project, false)? {
+                Some(p) => p.append(clock, batch, stamps, durability, &|_| {}),
+                None => Ok(Appended {
+                    first_seq: FIRST_SEQ,
+                    count: 0,
+                    stamp: 0,
+                }),
+            };
+        }
         self.inner.before_write()?;
         let p = self
             .inner
