@@ -512,6 +512,12 @@ impl Store {
                 .collect(),
             None => map.iter().map(key).collect(),
         })?;
+        // Only the projects asked for: one that did not open fails the queries that read it.
+        let errors = errors
+            .into_iter()
+            .filter(|(id, _)| ids.is_none_or(|ids| ids.contains(id)))
+            .map(|(_, e)| e)
+            .collect();
         Ok(Candidates {
             keys,
             snaps: Vec::new(),
@@ -528,9 +534,9 @@ impl Store {
     }
 
     /// What `f` makes of every project's newest stamp (opening the projects not known yet),
-    /// with the errors of those that did not open. The map is complete, and kept for the next
-    /// query, only when every project opened: one that does not is then asked again (and
-    /// reported again) by each query, never left out silently.
+    /// with the ids and errors of those that did not open. The map is complete, and kept for
+    /// the next query, only when every project opened: one that does not is then asked again
+    /// (and reported again) by each query that reads it, never left out silently.
     ///
     /// The projects are scanned without a lock, appends going on: each append raises its
     /// project's stamp in the map before it publishes its batch, complete or not. A scan's stamp
@@ -538,7 +544,10 @@ impl Store {
     /// the map themselves. So once the scan's stamps are added in, every project's is at least
     /// its newest published message's. (A read-only store has no appends, and raises the map for
     /// each project it opens, [`Inner::project`].)
-    fn with_newest<R>(&self, f: impl FnOnce(&HashMap<u64, u64>) -> R) -> Result<(R, Vec<Error>)> {
+    fn with_newest<R>(
+        &self,
+        f: impl FnOnce(&HashMap<u64, u64>) -> R,
+    ) -> Result<(R, Vec<(u64, Error)>)> {
         {
             let known = self.inner.newest.read();
             if known.complete {
@@ -565,7 +574,7 @@ impl Store {
                     learnt.insert(id, p.snapshot().last_stamp);
                 }
                 Ok(None) => {}
-                Err(e) => errors.push(e),
+                Err(e) => errors.push((id, e)),
             }
         }
         let mut known = self.inner.newest.write();
