@@ -48,8 +48,10 @@ thread_local! {
 /// they are used inside `f`. A read is in memory when its projects are open in this store and
 /// its messages lie in each project's tail copy (about the last 16 KiB of its newest segment)
 /// in the process that appended them. In practice: the newest pages of the projects this
-/// process writes. Other calls (appends, [`Store::stats`](crate::Store::stats),
-/// [`Store::sync`](crate::Store::sync), ...) run as they would outside.
+/// process writes. [`Store::stats`](crate::Store::stats) and
+/// [`Store::projects`](crate::Store::projects), which read files, are refused; writes (appends,
+/// [`Store::sync`](crate::Store::sync), retention) are not limited: inside `f` they run, and
+/// block, as they would outside.
 ///
 /// Returns `Err(Error::WouldBlock)` if any read inside `f` was refused, whatever `f` made of
 /// that error (an iterator yields it as an item, and a caller that skipped errors would

@@ -49,7 +49,11 @@
 //! number may open it read-only ([`Options::read_only`]) and call [`Store::refresh`] to see
 //! newer appends. A writable store may run two background threads: one syncs `Written` projects
 //! every 4 MiB, one keeps spare project directories ready once projects are being created
-//! ([`Options::spare_projects`]); both end when the store is dropped.
+//! ([`Options::spare_projects`]); both end when the store is dropped. The store closes (its
+//! projects synced, its lock released) once the last [`Store`] handle *and* the last iterator
+//! made from it ([`NewestFirst`], [`Merged`]) are dropped: an iterator kept after its store is
+//! dropped keeps the store open, and a new writable open of it meanwhile gets
+//! [`Error::Locked`].
 //!
 //! ## In an async server
 //! Reads may wait for the disk, so a server on an async runtime runs them where blocking is

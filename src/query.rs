@@ -122,7 +122,8 @@ type Head = (u64, u64, u64, usize);
 /// Made by [`Store::query`]. Memory stays bounded by the number of projects read, whatever
 /// `count` is. Errors (a damaged record, an unreadable segment) are yielded in place and the
 /// merge continues. A project that does not open at all has no place: its error comes before
-/// any message, and the other projects merge after it.
+/// any message, and the other projects merge after it. It holds the store open (a handle to
+/// it) until it is dropped.
 pub struct Merged {
     store: Store,
     /// Projects not opened yet, as `(newest stamp, id, slot in snaps)`, sorted so the newest

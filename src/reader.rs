@@ -158,7 +158,9 @@ enum Current {
 /// Made by [`Store::newest_first`](crate::Store::newest_first). It reads a snapshot taken when
 /// it was made: messages appended later are not seen, and it never sees part of a batch. Cost is
 /// proportional to the messages read, whatever the project's size. A damaged record yields one
-/// `Err` naming the file and offset, and iteration continues with older messages.
+/// `Err` naming the file and offset, and iteration continues with older messages. It holds the
+/// store open until it is dropped, even once every [`Store`](crate::Store) handle is: its lock
+/// too, so a writable open of the store meanwhile gets [`Error::Locked`].
 pub struct NewestFirst {
     store: Option<Arc<Inner>>,
     project: u64,

@@ -75,10 +75,12 @@ impl Store {
     ///
     /// A project that fails (a sealed segment that does not open, say) does not stop the
     /// others: every project is tried, each failure is logged, and the first is returned.
+    /// Calls from several threads run one after the other.
     pub fn apply_retention(&self, retention: &Retention) -> Result<Retained> {
         if self.is_read_only() {
             return Err(Error::ReadOnly);
         }
+        let _one_at_a_time = self.inner().retaining.lock();
         let mut total = Retained::default();
         if retention.is_unlimited() {
             return Ok(total);
@@ -242,6 +244,58 @@ mod tests {
             .unwrap();
         assert_eq!(seqs.first(), Some(&40));
         assert!(seqs.windows(2).all(|w| w[1] + 1 == w[0]), "{seqs:?}");
+    }
+
+    /// Two threads applying retention at once (a timer and an operator, say) both succeed:
+    /// the second does not fail on a segment the first removed after the second had listed it.
+    #[test]
+    fn retention_applied_from_two_threads_at_once_fails_neither() {
+        use crate::project::tests::{set_hook, Point};
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .segment_bytes(4096)
+            .spare_projects(0)
+            .open(tmp.path())
+            .unwrap();
+        let pad = "x".repeat(900);
+        for i in 0..40 {
+            store
+                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
+                .unwrap();
+        }
+        let segments = || segment::list(&tmp.path().join("projects/1")).unwrap().len() as u64;
+        let before = segments();
+        let limit = Retention::new().max_messages(8);
+        // While this thread's retention maps the oldest segment, another thread's runs (given
+        // two seconds to finish, so that one waiting for this one does not hold it up).
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let other = store.clone();
+        let started = std::sync::Arc::new(parking_lot::Mutex::new(None));
+        let slot = started.clone();
+        set_hook(Some(Box::new(move |point, _| {
+            if point == Point::SealedMapped && slot.lock().is_none() {
+                let (other, done_tx) = (other.clone(), done_tx.clone());
+                *slot.lock() = Some(std::thread::spawn(move || {
+                    let result = other.apply_retention(&limit);
+                    let _ = done_tx.send(());
+                    result
+                }));
+                let _ = done_rx.recv_timeout(std::time::Duration::from_secs(2));
+            }
+        })));
+        let here = store.apply_retention(&limit);
+        set_hook(None);
+        let other = started.lock().take().expect("the other retention ran");
+        let (here, there) = (here.unwrap(), other.join().unwrap().unwrap());
+        assert_eq!(here.segments + there.segments, before - segments());
+        let seqs: Vec<u64> = store
+            .newest_first(1)
+            .unwrap()
+            .map(|m| m.map(|m| m.seq()))
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(seqs.first(), Some(&40));
+        assert!(seqs.len() >= 8, "{seqs:?}");
     }
 
     /// A power cut while retention removes segments keeps some removals and loses others: the

@@ -132,6 +132,9 @@ pub(crate) struct Inner {
     refreshes: AtomicU64,
     /// Held by the scan that learns every project's newest stamp ([`Store::with_newest`]).
     scan: Mutex<()>,
+    /// Held by [`Store::apply_retention`]: one runs at a time, or one could list a segment that
+    /// another removes before it is read.
+    pub(crate) retaining: Mutex<()>,
     /// `CLEAN` or `NEWEST` may still be on disk: they must go (durably) before anything is
     /// written ([`Inner::before_write`]). Until then the store is as the clean close left it, so
     /// opening one to read from it costs no fsync.
@@ -282,6 +285,7 @@ impl Store {
                 settled: Condvar::new(),
                 refreshes: AtomicU64::new(0),
                 scan: Mutex::new(()),
+                retaining: Mutex::new(()),
                 marks_pending: AtomicBool::new(marks_pending),
                 marks: Mutex::new(()),
                 syncer: Mutex::new(None),
@@ -395,6 +399,18 @@ impl Store {
         durability: Durability,
     ) -> Result<Appended> {
         let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
+        if batch.count() == 0 {
+            // Nothing to store: no write, and no project made. An existing project answers
+            // (with its next sequence number and newest stamp, or `Poisoned`).
+            return match self.inner.project(project, false)? {
+                Some(p) => p.append(clock, batch, stamps, durability, &|_| {}),
+                None => Ok(Appended {
+                    first_seq: FIRST_SEQ,
+                    count: 0,
+                    stamp: 0,
+                }),
+            };
+        }
         self.inner.before_write()?;
         let p = self
             .inner
@@ -497,6 +513,12 @@ impl Store {
                 .collect(),
             None => map.iter().map(key).collect(),
         })?;
+        // Only the projects asked for: one that did not open fails the queries that read it.
+        let errors = errors
+            .into_iter()
+            .filter(|(id, _)| ids.is_none_or(|ids| ids.contains(id)))
+            .map(|(_, e)| e)
+            .collect();
         Ok(Candidates {
             keys,
             snaps: Vec::new(),
@@ -513,9 +535,9 @@ impl Store {
     }
 
     /// What `f` makes of every project's newest stamp (opening the projects not known yet),
-    /// with the errors of those that did not open. The map is complete, and kept for the next
-    /// query, only when every project opened: one that does not is then asked again (and
-    /// reported again) by each query, never left out silently.
+    /// with the ids and errors of those that did not open. The map is complete, and kept for
+    /// the next query, only when every project opened: one that does not is then asked again
+    /// (and reported again) by each query that reads it, never left out silently.
     ///
     /// The projects are scanned without a lock, appends going on: each append raises its
     /// project's stamp in the map before it publishes its batch, complete or not. A scan's stamp
@@ -523,7 +545,10 @@ impl Store {
     /// the map themselves. So once the scan's stamps are added in, every project's is at least
     /// its newest published message's. (A read-only store has no appends, and raises the map for
     /// each project it opens, [`Inner::project`].)
-    fn with_newest<R>(&self, f: impl FnOnce(&HashMap<u64, u64>) -> R) -> Result<(R, Vec<Error>)> {
+    fn with_newest<R>(
+        &self,
+        f: impl FnOnce(&HashMap<u64, u64>) -> R,
+    ) -> Result<(R, Vec<(u64, Error)>)> {
         {
             let known = self.inner.newest.read();
             if known.complete {
@@ -552,7 +577,7 @@ impl Store {
                     learnt.insert(id, p.snapshot().last_stamp);
                 }
                 Ok(None) => {}
-                Err(e) => errors.push(e),
+                Err(e) => errors.push((id, e)),
             }
         }
         let mut known = self.inner.newest.write();

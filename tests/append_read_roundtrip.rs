@@ -251,6 +251,18 @@ fn a_project_never_written_is_empty_and_creates_nothing() {
     assert_eq!(ro.projects().unwrap(), [1]);
 }
 
+/// An empty batch to a project never written leaves it never written: `stats` says so, as it
+/// does for a project nothing was ever appended to.
+#[test]
+fn an_empty_batch_leaves_a_project_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(1, [r#"{"a":1}"#]).unwrap();
+    store.append(43, Vec::<&str>::new()).unwrap();
+    assert_eq!(store.stats(42).unwrap(), None);
+    assert_eq!(store.stats(43).unwrap(), None);
+}
+
 #[test]
 fn extreme_project_ids_work() {
     let dir = tempfile::tempdir().unwrap();

@@ -57,3 +57,25 @@ fn the_marker_and_newest_stamps_go_before_the_first_write_not_at_open() {
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.newest_first(1).unwrap().count(), 2);
 }
+
+/// An empty batch stores nothing, so it is no write: the marker and the newest stamps stay, and
+/// the next open trusts the index files as after any clean close.
+#[test]
+fn an_empty_batch_leaves_the_marker_and_newest_stamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, newest) = (dir.path().join("CLEAN"), dir.path().join("NEWEST"));
+    let store = Store::open(dir.path()).unwrap();
+    store.append(1, [r#"{"a":1}"#]).unwrap();
+    drop(store);
+    assert!(clean.exists() && newest.exists());
+
+    let store = Store::open(dir.path()).unwrap();
+    for project in [1, 2] {
+        let appended = store.append(project, Vec::<&str>::new()).unwrap();
+        assert_eq!(appended.count, 0);
+    }
+    assert!(
+        clean.exists() && newest.exists(),
+        "an empty batch removed them"
+    );
+}

@@ -136,3 +136,21 @@ fn read_only_opens_need_an_existing_store() {
     let writer = Store::open(dir.path()).unwrap();
     writer.append(1, [r#"{"a":1}"#]).unwrap();
 }
+
+/// An iterator kept after its store is dropped keeps the store open, lock and all (as its docs
+/// say): the next writable open gets `Locked` until the iterator is dropped too.
+#[test]
+fn an_iterator_kept_after_its_store_is_dropped_keeps_the_store_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(1, [r#"{"a":1}"#]).unwrap();
+    let reader = store.newest_first(1).unwrap();
+    let merged = store.query(&activitylog::Query::new()).unwrap();
+    drop(store);
+    for held in [Some(reader), None] {
+        assert!(matches!(Store::open(dir.path()), Err(Error::Locked { .. })));
+        drop(held);
+    }
+    drop(merged);
+    Store::open(dir.path()).unwrap();
+}

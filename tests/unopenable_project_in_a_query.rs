@@ -77,3 +77,22 @@ fn many_projects_named() {
     // More than a few: the stamps come from the map of all projects.
     check(false, &Query::new().projects(0..100));
 }
+
+/// A query naming many projects (whose stamps come from the map of all projects), none of them
+/// the damaged one, reports nothing of it: an unopenable project fails only the queries that
+/// read it.
+#[test]
+fn many_projects_named_without_the_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with_a_damaged_project(dir.path(), false);
+    let store = Store::open(dir.path()).unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            items(&store, &Query::new().projects(2..100)),
+            [
+                Ok(r#"{"p":2,"i":1}"#.to_string()),
+                Ok(r#"{"p":2,"i":0}"#.to_string())
+            ]
+        );
+    }
+}
