@@ -204,6 +204,36 @@ mod tests {
     use crate::fsio::sim::{Policy, Recorder};
     use crate::{Durability, Options};
 
+    /// Opens (or makes) a store of 4 KiB segments, without spares, at `durability`.
+    fn open_small(dir: &std::path::Path, durability: Durability) -> Store {
+        Options::new()
+            .segment_bytes(4096)
+            .spare_projects(0)
+            .durability(durability)
+            .open(dir)
+            .unwrap()
+    }
+
+    /// Appends 40 messages of about 900 bytes to project 1, one by one: four to a segment.
+    fn append_40(store: &Store) {
+        let pad = "x".repeat(900);
+        for i in 0..40 {
+            store
+                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
+                .unwrap();
+        }
+    }
+
+    /// Project 1's sequence numbers, newest first.
+    fn seqs(store: &Store) -> Vec<u64> {
+        store
+            .newest_first(1)
+            .unwrap()
+            .map(|m| m.map(|m| m.seq()))
+            .collect::<Result<_>>()
+            .unwrap()
+    }
+
     /// Retention whose removal fails part way (here the directory sync after its first
     /// segment) must not forget the segments it did not remove: a later retention removing
     /// newer ones would leave a gap on disk, which a reopen reads as damage where there is none.
@@ -211,21 +241,8 @@ mod tests {
     fn a_failed_removal_leaves_no_gap_for_a_later_retention() {
         use crate::fsio::sim::FaultKind;
         let tmp = tempfile::tempdir().unwrap();
-        let open = |dir: &std::path::Path| {
-            Options::new()
-                .segment_bytes(4096)
-                .spare_projects(0)
-                .durability(Durability::Sync)
-                .open(dir)
-                .unwrap()
-        };
-        let store = open(tmp.path());
-        let pad = "x".repeat(900);
-        for i in 0..40 {
-            store
-                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
-                .unwrap();
-        }
+        let store = open_small(tmp.path(), Durability::Sync);
+        append_40(&store);
         let rec = Recorder::register(tmp.path(), false);
         rec.fail(FaultKind::Sync, 1);
         let failed = store.apply_retention(&Retention::new().max_messages(8));
@@ -235,13 +252,7 @@ mod tests {
             .apply_retention(&Retention::new().max_messages(4))
             .unwrap();
         drop(store);
-        let store = open(tmp.path());
-        let seqs: Vec<u64> = store
-            .newest_first(1)
-            .unwrap()
-            .map(|m| m.map(|m| m.seq()))
-            .collect::<Result<_>>()
-            .unwrap();
+        let seqs = seqs(&open_small(tmp.path(), Durability::Sync));
         assert_eq!(seqs.first(), Some(&40));
         assert!(seqs.windows(2).all(|w| w[1] + 1 == w[0]), "{seqs:?}");
     }
@@ -252,17 +263,8 @@ mod tests {
     fn retention_applied_from_two_threads_at_once_fails_neither() {
         use crate::project::tests::{set_hook, Point};
         let tmp = tempfile::tempdir().unwrap();
-        let store = Options::new()
-            .segment_bytes(4096)
-            .spare_projects(0)
-            .open(tmp.path())
-            .unwrap();
-        let pad = "x".repeat(900);
-        for i in 0..40 {
-            store
-                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
-                .unwrap();
-        }
+        let store = open_small(tmp.path(), Durability::Written);
+        append_40(&store);
         let segments = || segment::list(&tmp.path().join("projects/1")).unwrap().len() as u64;
         let before = segments();
         let limit = Retention::new().max_messages(8);
@@ -288,12 +290,7 @@ mod tests {
         let other = started.lock().take().expect("the other retention ran");
         let (here, there) = (here.unwrap(), other.join().unwrap().unwrap());
         assert_eq!(here.segments + there.segments, before - segments());
-        let seqs: Vec<u64> = store
-            .newest_first(1)
-            .unwrap()
-            .map(|m| m.map(|m| m.seq()))
-            .collect::<Result<_>>()
-            .unwrap();
+        let seqs = seqs(&store);
         assert_eq!(seqs.first(), Some(&40));
         assert!(seqs.len() >= 8, "{seqs:?}");
     }
@@ -305,21 +302,8 @@ mod tests {
     #[test]
     fn a_power_cut_during_retention_leaves_no_gap_between_segments() {
         let tmp = tempfile::tempdir().unwrap();
-        let open = |dir: &std::path::Path| {
-            Options::new()
-                .segment_bytes(4096)
-                .spare_projects(0)
-                .durability(Durability::Sync)
-                .open(dir)
-                .unwrap()
-        };
-        let store = open(tmp.path());
-        let pad = "x".repeat(900);
-        for i in 0..40 {
-            store
-                .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
-                .unwrap();
-        }
+        let store = open_small(tmp.path(), Durability::Sync);
+        append_40(&store);
         store.sync().unwrap();
         let before = segment::list(&tmp.path().join("projects/1")).unwrap();
         assert!(before.len() > 6, "{before:?}");
@@ -338,7 +322,7 @@ mod tests {
                 point
                     .image(Policy::Random(k as u64 * 100 + seed), image.path())
                     .unwrap();
-                let store = open(image.path());
+                let store = open_small(image.path(), Durability::Sync);
                 let seqs: Vec<u64> = store
                     .newest_first(1)
                     .unwrap()

@@ -19,6 +19,19 @@ fn fill(store: &Store, project: u64, n: u64) {
     store.append(project, &batch).unwrap();
 }
 
+/// A store of the smallest segments whose project 1 holds 100 messages, appended one by one:
+/// the newest few in the active segment, the others in sealed ones.
+fn small_segments_of_100(dir: &std::path::Path) -> Store {
+    let store = Options::new()
+        .segment_bytes(SMALL_SEGMENT_BYTES)
+        .open(dir)
+        .unwrap();
+    for i in 0..100 {
+        store.append(1, [message(i)]).unwrap();
+    }
+    store
+}
+
 fn newest(store: &Store, project: u64, n: usize) -> activitylog::Result<Vec<Message>> {
     store.newest_first(project)?.take(n).collect()
 }
@@ -60,13 +73,7 @@ fn a_project_not_open_is_refused_and_then_read_as_usual_where_it_may_block() {
 #[test]
 fn a_read_reaching_a_sealed_segment_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Options::new()
-        .segment_bytes(SMALL_SEGMENT_BYTES)
-        .open(dir.path())
-        .unwrap();
-    for i in 0..100 {
-        store.append(1, [message(i)]).unwrap();
-    }
+    let store = small_segments_of_100(dir.path());
     // The active segment holds the newest few; all 100 reach back into sealed ones.
     assert_eq!(
         without_blocking(|| newest(&store, 1, 2))
@@ -93,13 +100,7 @@ fn a_read_older_than_the_tail_copy_is_refused() {
 #[test]
 fn a_caller_that_skips_errors_inside_the_scope_still_learns_it_was_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Options::new()
-        .segment_bytes(SMALL_SEGMENT_BYTES)
-        .open(dir.path())
-        .unwrap();
-    for i in 0..100 {
-        store.append(1, [message(i)]).unwrap();
-    }
+    let store = small_segments_of_100(dir.path());
     let out = without_blocking(|| {
         let it = store.newest_first(1).unwrap();
         // The refused read ends the iterator: this loop ends.
@@ -147,13 +148,7 @@ fn a_merged_query_is_read_from_memory_once_every_project_it_needs_is_open() {
 #[test]
 fn an_iterator_begun_in_memory_reads_on_outside() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Options::new()
-        .segment_bytes(SMALL_SEGMENT_BYTES)
-        .open(dir.path())
-        .unwrap();
-    for i in 0..100 {
-        store.append(1, [message(i)]).unwrap();
-    }
+    let store = small_segments_of_100(dir.path());
     let (first, mut rest) = without_blocking(|| {
         let mut it = store.newest_first(1).unwrap();
         let first = it.next().unwrap().unwrap();
