@@ -231,7 +231,8 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io("creating a temporary file in", dir, e))?;
     fsio::write_at(tmp.as_file(), bytes, 0)
         .and_then(|()| fsio::sync_data(tmp.as_file()))
-        .map_err(|e| Error::io("writing", tmp.path(), e))?;
+        // Named by the file it is to become: the temporary one is gone with the error.
+        .map_err(|e| Error::io("writing a new copy of", path, e))?;
     tmp.persist(path)
         .map_err(|e| Error::io("renaming into", path, e.error))?;
     Ok(())
@@ -1148,6 +1149,29 @@ impl Room {
 mod tests {
     use super::*;
     use crate::record::encode_frame;
+
+    /// A file written whole that fails names the file it was to become, not the temporary
+    /// one, which is gone with the error.
+    #[test]
+    fn a_failed_whole_write_names_its_target() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("STORE");
+        let rec = Recorder::register(dir.path(), false);
+        rec.fail(FaultKind::Write, 1);
+        let err = write_whole(&target, b"bytes").unwrap_err();
+        rec.unregister();
+        match &err {
+            Error::Io { path, .. } => assert_eq!(path, &target, "{err}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!target.exists());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no temporary file left"
+        );
+    }
 
     /// A rebuilt index is written beside its log, and not left behind when the log was
     /// removed meanwhile (by retention, under a reader that had opened it).
