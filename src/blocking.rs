@@ -118,6 +118,13 @@ pub fn without_blocking<R>(f: impl FnOnce() -> R) -> Result<R> {
     }
 }
 
+/// Whether this thread is inside [`without_blocking`]: a read that would go on through a map
+/// already made (whose pages may have to be read in) takes the path that calls [`check`].
+#[inline]
+pub(crate) fn in_scope() -> bool {
+    SCOPE.get().is_some()
+}
+
 /// Fails with [`Error::WouldBlock`] inside [`without_blocking`]; called where a read is about to
 /// touch a file or wait for another thread that does.
 #[inline]

@@ -409,7 +409,8 @@ impl NewestFirst {
             let first = seg.header().first_seq;
             if first <= seq && seq < *end_seq {
                 let i = seq - first;
-                if i >= seg.count() || seg.is_lost(i) {
+                // Inside `without_blocking`, the general path refuses a read through the map.
+                if i >= seg.count() || seg.is_lost(i) || blocking::in_scope() {
                     return None;
                 }
                 if !self.forward {
@@ -439,6 +440,10 @@ impl NewestFirst {
             return None;
         }
         if let Some(map) = &self.map {
+            // As for a sealed segment's map.
+            if blocking::in_scope() {
+                return None;
+            }
             segment::prefetch(map, (offset as usize).wrapping_sub(PREFETCH_BELOW_BYTES));
         }
         self.next = seq - 1;

@@ -220,3 +220,32 @@ fn calls_that_read_files_are_refused_and_appends_are_not() {
     let appended = without_blocking(|| store.append(2, [message(0)])).unwrap();
     assert_eq!(appended.unwrap().first_seq, 1);
 }
+
+#[test]
+fn an_iterator_begun_outside_is_refused_inside_once_it_reads_a_sealed_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_segments_of_100(dir.path());
+    let mut it = store.newest_first(1).unwrap();
+    // Into a sealed segment where blocking is fine: the rest of it is mapped, not in memory.
+    assert_eq!(it.by_ref().take(50).filter(Result::is_ok).count(), 50);
+    let inside = without_blocking(|| it.next());
+    assert!(refused(inside), "read through the segment's map");
+}
+
+#[test]
+fn an_iterator_begun_outside_is_refused_inside_once_it_maps_the_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // 20,000 messages of about 190 bytes in one segment: a scan of it ends up mapping it.
+    for _ in 0..20 {
+        fill(&store, 1, 1000);
+    }
+    let mut it = store.newest_first(1).unwrap();
+    // Past 2 MiB of windows, the next refill maps the segment's committed bytes.
+    assert_eq!(
+        it.by_ref().take(15_000).filter(Result::is_ok).count(),
+        15_000
+    );
+    let inside = without_blocking(|| it.next());
+    assert!(refused(inside), "read through the active segment's map");
+}
