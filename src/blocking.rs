@@ -125,6 +125,20 @@ pub(crate) fn in_scope() -> bool {
     SCOPE.get().is_some()
 }
 
+/// Runs `f` as if outside any [`without_blocking`]: for writes, which the scope does not limit,
+/// and which look up (and open) projects with the reads' checks in their way.
+pub(crate) fn unlimited<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the scope back, also when `f` panics.
+    struct Restore(Option<Scope>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SCOPE.set(self.0);
+        }
+    }
+    let _restore = Restore(SCOPE.take());
+    f()
+}
+
 /// Fails with [`Error::WouldBlock`] inside [`without_blocking`]; called where a read is about to
 /// touch a file or wait for another thread that does.
 #[inline]

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::blocking;
 use crate::error::{Error, Result};
 use crate::segment;
 use crate::store::Store;
@@ -87,8 +88,9 @@ impl Store {
         }
         let now = crate::clock::now_us();
         let mut first_error = None;
-        for id in self.projects()? {
-            match self.retain_project(id, retention, now) {
+        // A write, which `without_blocking` does not limit: it lists and opens projects.
+        for id in blocking::unlimited(|| self.projects())? {
+            match blocking::unlimited(|| self.retain_project(id, retention, now)) {
                 Ok(r) => {
                     total.segments += r.segments;
                     total.messages += r.messages;

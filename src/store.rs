@@ -401,8 +401,9 @@ impl Store {
         let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
         if batch.count() == 0 {
             // Nothing to store: no write, and no project made. An existing project answers
-            // (with its next sequence number and newest stamp, or `Poisoned`).
-            return match self.inner.project(project, false)? {
+            // (with its next sequence number and newest stamp, or `Poisoned`), even inside
+            // `without_blocking`, which does not limit writes.
+            return match blocking::unlimited(|| self.inner.project(project, false))? {
                 Some(p) => p.append(clock, batch, stamps, durability, &|_| {}),
                 None => Ok(Appended {
                     first_seq: FIRST_SEQ,

@@ -249,3 +249,35 @@ fn an_iterator_begun_outside_is_refused_inside_once_it_maps_the_active_segment()
     let inside = without_blocking(|| it.next());
     assert!(refused(inside), "read through the active segment's map");
 }
+
+#[test]
+fn writes_that_look_their_project_up_run_inside_the_scope_as_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(small_segments_of_100(dir.path()));
+    // Reopened before each write: project 1 is not open, and the write looks it up first.
+    let reopen = || {
+        Options::new()
+            .segment_bytes(SMALL_SEGMENT_BYTES)
+            .open(dir.path())
+            .unwrap()
+    };
+    let store = reopen();
+    let none: [&str; 0] = [];
+    let appended = without_blocking(|| store.append(1, none));
+    assert_eq!(appended.unwrap().unwrap().first_seq, 101, "an empty append");
+    drop(store);
+    let store = reopen();
+    let imported = without_blocking(|| {
+        store.import_json_lines(
+            b"{\"a\":1}\n",
+            activitylog::ImportTarget::Project(1),
+            activitylog::Durability::Written,
+        )
+    });
+    assert_eq!(imported.unwrap().unwrap().messages(), 1, "an import");
+    drop(store);
+    let store = reopen();
+    let retention = activitylog::Retention::new().max_messages(10);
+    let retained = without_blocking(|| store.apply_retention(&retention));
+    assert!(retained.unwrap().unwrap().segments > 0, "retention");
+}
