@@ -45,7 +45,10 @@ thread_local! {
 /// What is kept to memory: [`Store::query`](crate::Store::query),
 /// [`Store::newest_first`](crate::Store::newest_first) and
 /// [`Store::oldest_first`](crate::Store::oldest_first), and the iterators they return while
-/// they are used inside `f`. A read is in memory when its projects are open in this store and
+/// they are used inside `f` (one exception: an iterator begun outside `f` that already reads a
+/// segment through a map goes on through that map inside it, unchecked, and is refused at the
+/// next segment; a check of every message read through a map cost a full scan 5%). A read is
+/// in memory when its projects are open in this store and
 /// its messages lie in each project's tail copy (about the last 16 KiB of its newest segment)
 /// in the process that appended them. In practice: the newest pages of the projects this
 /// process writes. [`Store::stats`](crate::Store::stats) and
@@ -116,13 +119,6 @@ pub fn without_blocking<R>(f: impl FnOnce() -> R) -> Result<R> {
     } else {
         Ok(out)
     }
-}
-
-/// Whether this thread is inside [`without_blocking`]: a read that would go on through a map
-/// already made (whose pages may have to be read in) takes the path that calls [`check`].
-#[inline]
-pub(crate) fn in_scope() -> bool {
-    SCOPE.get().is_some()
 }
 
 /// Runs `f` as if outside any [`without_blocking`]: for writes, which the scope does not limit,

@@ -409,8 +409,7 @@ impl NewestFirst {
             let first = seg.header().first_seq;
             if first <= seq && seq < *end_seq {
                 let i = seq - first;
-                // Inside `without_blocking`, the general path refuses a read through the map.
-                if i >= seg.count() || seg.is_lost(i) || blocking::in_scope() {
+                if i >= seg.count() || seg.is_lost(i) {
                     return None;
                 }
                 if !self.forward {
@@ -440,10 +439,6 @@ impl NewestFirst {
             return None;
         }
         if let Some(map) = &self.map {
-            // As for a sealed segment's map.
-            if blocking::in_scope() {
-                return None;
-            }
             segment::prefetch(map, (offset as usize).wrapping_sub(PREFETCH_BELOW_BYTES));
         }
         self.next = seq - 1;
