@@ -97,8 +97,9 @@ pub fn without_blocking<R>(f: impl FnOnce() -> R) -> Result<R> {
             let inner = SCOPE.get();
             let outer = self.0.map(|mut outer| {
                 if let Some(inner) = inner {
+                    // The inner scope began with the outer one's budget.
                     outer.missed |= inner.missed;
-                    outer.budget = outer.budget.min(inner.budget);
+                    outer.budget = inner.budget;
                 }
                 outer
             });
@@ -119,20 +120,6 @@ pub fn without_blocking<R>(f: impl FnOnce() -> R) -> Result<R> {
     } else {
         Ok(out)
     }
-}
-
-/// Runs `f` as if outside any [`without_blocking`]: for writes, which the scope does not limit,
-/// and which look up (and open) projects with the reads' checks in their way.
-pub(crate) fn unlimited<R>(f: impl FnOnce() -> R) -> R {
-    /// Puts the scope back, also when `f` panics.
-    struct Restore(Option<Scope>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SCOPE.set(self.0);
-        }
-    }
-    let _restore = Restore(SCOPE.take());
-    f()
 }
 
 /// Fails with [`Error::WouldBlock`] inside [`without_blocking`]; called where a read is about to

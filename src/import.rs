@@ -321,17 +321,14 @@ impl Store {
                 continue;
             }
             let (mut stored, mut bytes) = (0, 0);
-            // A write, which `without_blocking` does not limit: it looks the project up.
-            let result = crate::blocking::unlimited(|| {
-                self.import_project(
-                    project,
-                    pieces,
-                    sources,
-                    durability,
-                    stopping,
-                    (&mut stored, &mut bytes, &mut imported.raised),
-                )
-            });
+            let result = self.import_project(
+                project,
+                pieces,
+                sources,
+                durability,
+                stopping,
+                (&mut stored, &mut bytes, &mut imported.raised),
+            );
             imported.bytes += bytes;
             if stored > 0 {
                 imported.per_project.insert(project, stored);

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use crate::blocking;
 use crate::error::{Error, Result};
 use crate::segment;
 use crate::store::Store;
@@ -88,9 +87,8 @@ impl Store {
         }
         let now = crate::clock::now_us();
         let mut first_error = None;
-        // A write, which `without_blocking` does not limit: it lists and opens projects.
-        for id in blocking::unlimited(|| self.projects())? {
-            match blocking::unlimited(|| self.retain_project(id, retention, now)) {
+        for id in self.project_ids()? {
+            match self.retain_project(id, retention, now) {
                 Ok(r) => {
                     total.segments += r.segments;
                     total.messages += r.messages;

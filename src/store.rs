@@ -401,9 +401,8 @@ impl Store {
         let clock = self.inner.clock.as_ref().ok_or(Error::ReadOnly)?;
         if batch.count() == 0 {
             // Nothing to store: no write, and no project made. An existing project answers
-            // (with its next sequence number and newest stamp, or `Poisoned`), even inside
-            // `without_blocking`, which does not limit writes.
-            return match blocking::unlimited(|| self.inner.project(project, false))? {
+            // (with its next sequence number and newest stamp, or `Poisoned`).
+            return match self.inner.project(project, false)? {
                 Some(p) => p.append(clock, batch, stamps, durability, &|_| {}),
                 None => Ok(Appended {
                     first_seq: FIRST_SEQ,
@@ -489,7 +488,7 @@ impl Store {
             }
         }
         for id in closed {
-            match self.inner.project(id, false) {
+            match self.inner.project_to_read(id) {
                 Ok(Some(p)) => out.push_snapshot(id, p.snapshot()),
                 Ok(None) => {}
                 Err(e) => out.errors.push(e),
@@ -572,7 +571,7 @@ impl Store {
         let refreshes = self.inner.refreshes.load(Ordering::SeqCst);
         let mut learnt = HashMap::default();
         let mut errors = Vec::new();
-        for id in self.projects()? {
+        for id in self.project_ids()? {
             match self.inner.project(id, false) {
                 Ok(Some(p)) => {
                     learnt.insert(id, p.snapshot().last_stamp);
@@ -622,7 +621,7 @@ impl Store {
     /// The newest-first iterator over `project`'s messages, as of now. A project never written
     /// yields nothing.
     pub fn newest_first(&self, project: u64) -> Result<NewestFirst> {
-        Ok(match self.inner.project(project, false)? {
+        Ok(match self.inner.project_to_read(project)? {
             Some(p) => NewestFirst::new(self.inner.clone(), project, p.snapshot()),
             None => NewestFirst::empty(project),
         })
@@ -640,7 +639,13 @@ impl Store {
 
     /// The ids of every project with a directory in the store, ascending.
     pub fn projects(&self) -> Result<Vec<u64>> {
+        // It lists the store's directory.
         blocking::check()?;
+        self.project_ids()
+    }
+
+    /// [`projects`](Self::projects) for writes, which `without_blocking` does not limit.
+    pub(crate) fn project_ids(&self) -> Result<Vec<u64>> {
         let mut ids = list_projects(&self.inner.dir)?;
         if !self.inner.orphans.is_empty() {
             ids.extend(self.inner.orphans.keys());
@@ -904,16 +909,29 @@ impl Inner {
         self.tick.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Project `id` if it is open.
+    fn open_project(&self, id: u64) -> Option<Arc<Project>> {
+        let p = self.projects.read().get(&id)?.clone();
+        p.last_used.store(self.touch(), Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// [`project`](Self::project) (never creating it) for a read of messages: inside
+    /// [`without_blocking`](crate::without_blocking), only a project open already, since an
+    /// open reads files (or waits for another thread opening or closing the project).
+    pub(crate) fn project_to_read(&self, id: u64) -> Result<Option<Arc<Project>>> {
+        if let Some(p) = self.open_project(id) {
+            return Ok(Some(p));
+        }
+        blocking::check()?;
+        self.project(id, false)
+    }
+
     /// The open project `id`, opening it if needed. With `create` false, a project without a
     /// directory is `None` and nothing is created.
     pub(crate) fn project(&self, id: u64, create: bool) -> Result<Option<Arc<Project>>> {
-        if let Some(p) = self.projects.read().get(&id) {
-            p.last_used.store(self.touch(), Ordering::Relaxed);
-            return Ok(Some(p.clone()));
-        }
-        if !create {
-            // A read that would open the project (or wait for its open or close).
-            blocking::check()?;
+        if let Some(p) = self.open_project(id) {
+            return Ok(Some(p));
         }
         // Opened outside the map's lock, so that lookups of other projects go on meanwhile (an
         // open reads files, and after a crash recovers and syncs them); marked in transit under
