@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 
+use crate::ahead::Ahead;
 use crate::blocking;
 use crate::clock::Clock;
 use crate::dirsync::DirSync;
@@ -99,6 +100,8 @@ pub(crate) struct Inner {
     spares: Option<Arc<Spares>>,
     /// `Written` appends may copy into room on this store's file system.
     room: bool,
+    /// The thread that makes room ahead of `Written` appends (where they copy into room).
+    ahead: Option<Arc<Ahead>>,
     /// Read-only stores opened after a crash: projects found in a spare directory whose rename
     /// into place was lost (`spares::adopted`), read there until a writable open renames it.
     orphans: HashMap<u64, PathBuf>,
@@ -271,6 +274,7 @@ impl Store {
                 clock,
                 spares,
                 room,
+                ahead: room.then(Arc::default),
                 orphans,
                 projects_sync,
                 projects: RwLock::new(HashMap::default()),
@@ -834,6 +838,12 @@ impl Store {
         self.inner.spares.as_ref().is_some_and(|s| s.wait_ready(n))
     }
 
+    /// The thread that makes room ahead, if the store has one.
+    #[cfg(test)]
+    pub(crate) fn ahead(&self) -> Option<&Arc<Ahead>> {
+        self.inner.ahead.as_ref()
+    }
+
     /// How many spare project directories were taken.
     #[cfg(test)]
     pub(crate) fn spares_taken(&self) -> u64 {
@@ -973,7 +983,8 @@ impl Inner {
         })?
         .with_spares(self.spares.as_ref().map(Arc::downgrade))
         .with_parent_sync(self.projects_sync.clone())
-        .with_room(self.room);
+        .with_room(self.room)
+        .with_ahead(self.ahead.clone());
         let p = Arc::new(if close_failed { p.poisoned() } else { p });
         if let Some(clock) = &self.clock {
             clock.observe(p.snapshot().last_stamp)?;
@@ -1171,6 +1182,10 @@ impl Drop for Inner {
                 log::error!("closing project {id}: {e}");
                 clean = false;
             }
+        }
+        // The projects' closes took or cancelled every room they asked for.
+        if let Some(ahead) = &self.ahead {
+            ahead.stop();
         }
         if *self.marks_pending.get_mut() {
             // Nothing was written since the clean close that left CLEAN: it holds, and so does
