@@ -3,13 +3,14 @@
 //! A `Written` append copies into [`Room`]: zeros written past its project's log and mapped.
 //! Making room costs a write of 64–320 KiB of zeros, an `mmap`, and a page fault on the first
 //! copy into each of its pages — a few hundred microseconds, paid by the append that runs out,
-//! about once per 64–320 KiB appended. Instead, once a project's room is half used, its writer
-//! asks this module's thread for the next room ([`NextRoom::ask`]): zeros from the end of the
-//! current room to a new end, mapped from the current committed end (so that the new map holds
-//! every append that could follow), its pages faulted in writable (`MADV_POPULATE_WRITE`). The
-//! writer goes on copying into its current room meanwhile; when that runs out, it takes the
-//! next one ([`NextRoom::take`]), waiting if the thread is still making it, and makes its own if
-//! the thread has not started it.
+//! about once per 64–320 KiB appended. Instead, once a project's room has 64 KiB (or half)
+//! left, its writer asks this module's thread for the next room ([`NextRoom::ask`]): zeros from
+//! the end of the current room to a new end, mapped from the current committed end (so that
+//! the new map holds every append that could follow), its pages faulted in writable
+//! (`MADV_POPULATE_WRITE`). The writer goes on copying into its current room meanwhile; when
+//! that runs out, it takes the next one ([`NextRoom::take`]), waiting if the thread is still
+//! making it, and makes its own if the thread has not started it. A room the writer made itself
+//! (a segment's first) is handed to the thread to fault its pages in ([`NextRoom::populate`]).
 //!
 //! The thread writes only past the current room's end, where no append writes before the writer
 //! has taken the next room; the writer takes it back (cancelling or waiting,
@@ -20,13 +21,14 @@
 //! Test builds make room on the appending thread for files a `fsio::sim` recorder watches, so
 //! that the fault and power-loss suites see their writes in a fixed order.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{channel, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::segment::{Active, Room};
 
 /// The store's room-making thread (started on first use).
@@ -104,9 +106,10 @@ impl Ahead {
 enum Request {
     /// Make room over `start..end` of `active`'s log. `start` is the committed end when asked (an
     /// append may start there or later); zeros are written from `zeros_from`, the end of the
-    /// writer's current room (zeros already up to there).
+    /// writer's current room (zeros already up to there). Weak: a request must not keep the
+    /// segment in use, or the project could not be evicted (`Project::active_in_use`).
     Make {
-        active: Arc<Active>,
+        active: Weak<Active>,
         start: u64,
         zeros_from: u64,
         end: u64,
@@ -120,7 +123,7 @@ enum State {
     Idle,
     Wanted(Request),
     Working,
-    Made(Arc<Active>, Result<Room>),
+    Made(Weak<Active>, Result<Room>),
 }
 
 /// A project's next room: asked for by its writer, made by the [`Ahead`] thread.
@@ -143,7 +146,7 @@ pub(crate) enum Taken {
     /// Nothing made (none asked, or the thread had not started it: it is cancelled).
     Nothing,
     /// The room made, for `active`, or why it could not be.
-    Made(Arc<Active>, Result<Room>),
+    Made(Weak<Active>, Result<Room>),
 }
 
 impl NextRoom {
@@ -165,7 +168,7 @@ impl NextRoom {
         self.submit(
             ahead,
             Request::Make {
-                active: active.clone(),
+                active: Arc::downgrade(active),
                 start,
                 zeros_from,
                 end,
@@ -249,14 +252,19 @@ impl NextRoom {
         };
         #[cfg(test)]
         hooks.working(&request);
-        let done = match request {
+        // Should the work panic, the writer waiting for it gets an error, not a wait for ever.
+        let done = std::panic::catch_unwind(AssertUnwindSafe(|| match request {
             Request::Make {
                 active,
                 start,
                 zeros_from,
                 end,
             } => {
-                let room = Room::make(&active.file, &active.path, start, zeros_from, end);
+                // Gone only if its segment was left, which takes the request back first.
+                let Some(segment) = active.upgrade() else {
+                    return State::Idle;
+                };
+                let room = Room::make(&segment.file, &segment.path, start, zeros_from, end);
                 if let Ok(room) = &room {
                     room.populate(zeros_from);
                 }
@@ -268,7 +276,18 @@ impl NextRoom {
                 drop(room);
                 State::Idle
             }
-        };
+        }))
+        .unwrap_or_else(|_| {
+            log::error!("the room-making thread panicked; appenders make their own room");
+            State::Made(
+                Weak::new(),
+                Err(Error::io(
+                    "making room in",
+                    std::path::Path::new("a project's log"),
+                    std::io::Error::other("the room-making thread panicked"),
+                )),
+            )
+        });
         *self.state.lock() = done;
         self.made.notify_all();
     }
@@ -396,6 +415,53 @@ pub(crate) mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(newest_first(&store, 1), want);
+    }
+
+    /// Appends to `project` until the thread has made one more room than before, and gives it
+    /// time to finish: the project's writer is left with a room made ahead, not yet taken.
+    fn leave_a_room_made_ahead(store: &Store, hooks: &Hooks, project: u64) -> usize {
+        let before = hooks.made.load(Ordering::SeqCst);
+        for i in 0..10_000 {
+            store.append(project, [message(i)]).unwrap();
+            if hooks.made.load(Ordering::SeqCst) > before {
+                std::thread::sleep(Duration::from_millis(50));
+                return i + 1;
+            }
+        }
+        panic!("no room made ahead for project {project}");
+    }
+
+    /// A room made ahead and not yet taken does not keep its project open: idle projects with
+    /// one are evicted like any other, and the open ones stay within `max_open_projects`.
+    #[test]
+    fn a_room_made_ahead_does_not_keep_its_project_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .durability(Durability::Written)
+            .max_open_projects(2)
+            .open(dir.path())
+            .unwrap();
+        let hooks = hooks(&store);
+        let counts: Vec<usize> = (1..=6)
+            .map(|p| leave_a_room_made_ahead(&store, &hooks, p))
+            .collect();
+        for p in 100..140 {
+            store.append(p, [message(0)]).unwrap();
+        }
+        assert!(
+            !store.is_open(1),
+            "project 1 kept open by its room made ahead"
+        );
+        let open = store.open_count();
+        assert!(open <= 3, "{open} projects open with max_open_projects(2)");
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        for (p, n) in (1..=6).zip(counts) {
+            assert_eq!(
+                newest_first(&store, p),
+                (0..n).rev().map(message).collect::<Vec<_>>()
+            );
+        }
     }
 
     /// A cut of the log (`Store::sync`) while the thread is making a room waits for it, so no

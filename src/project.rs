@@ -52,11 +52,11 @@ pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// a quarter of the segment size if less) makes [`Room`] ahead of the active log's end when it
 /// runs out: as much as the segment already holds, between these bounds, past the append's
 /// end, then on to the next multiple of `ROOM_MIN_BYTES` of the file (and never past the
-/// segment's size). So a small project's log holds under 128 KiB of zeros while it is open and
-/// a big one's under 320 KiB (under 320 MiB for the default 1024 open projects), for one write
-/// of zeros and one `mmap` per 64 to 320 KiB appended. For `Written` appends the store's
-/// [`Ahead`] thread makes the next room once 64 KiB (or half a smaller room) is left, within the
-/// same bounds, and faults in the pages of a room the writer made itself.
+/// segment's size), for one write of zeros and one `mmap` per 64 to 320 KiB appended. For
+/// `Written` appends the store's [`Ahead`] thread makes the next room once 64 KiB (or half a
+/// smaller room) is left: as much again from the current room's end, so that the log holds at
+/// most 320 KiB of zeros past its newest record (at most 128 KiB while it holds under 64 KiB),
+/// as when the writer makes it; and it faults in the pages of a room the writer made itself.
 const ROOM_MIN_BYTES: u64 = 64 << 10;
 const ROOM_MAX_BYTES: u64 = 256 << 10;
 
@@ -645,7 +645,7 @@ impl Project {
         if let Some(room) = &w.room {
             if room.end() >= end {
                 // Asked for once at most 64 KiB (or half a smaller room) is left: so the log
-                // holds under 64 + 320 KiB of zeros past its committed end.
+                // holds at most 64 + 256 KiB of zeros past its newest record.
                 let half_used =
                     room.end() - end <= ROOM_MIN_BYTES.min((room.end() - room.start()) / 2);
                 if ask_ahead && half_used && w.asked && self.next_room.idle() {
@@ -673,14 +673,14 @@ impl Project {
         let mut zeros_from = w.room.take().map_or(committed, |r| r.end().max(committed));
         if std::mem::take(&mut w.asked) {
             match self.next_room.take() {
-                Taken::Made(made, Ok(room)) if Arc::ptr_eq(&made, active) => {
+                Taken::Made(made, Ok(room)) if std::ptr::eq(made.as_ptr(), Arc::as_ptr(active)) => {
                     if room.start() <= committed && room.end() >= end {
                         w.room = Some(room);
                         return;
                     }
                     zeros_from = zeros_from.max(room.end());
                 }
-                Taken::Made(made, Err(e)) if Arc::ptr_eq(&made, active) => {
+                Taken::Made(made, Err(e)) if std::ptr::eq(made.as_ptr(), Arc::as_ptr(active)) => {
                     log::debug!("{e}; appending without room ahead");
                     w.no_room = true;
                     return;

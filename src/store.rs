@@ -844,6 +844,18 @@ impl Store {
         self.inner.ahead.as_ref()
     }
 
+    /// Whether project `id` is open.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self, id: u64) -> bool {
+        self.inner.projects.read().contains_key(&id)
+    }
+
+    /// How many projects are open.
+    #[cfg(test)]
+    pub(crate) fn open_count(&self) -> usize {
+        self.inner.projects.read().len()
+    }
+
     /// How many spare project directories were taken.
     #[cfg(test)]
     pub(crate) fn spares_taken(&self) -> u64 {
