@@ -91,7 +91,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod ahead;
 mod blocking;
 mod clock;
 mod dirsync;

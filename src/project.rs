@@ -12,7 +12,6 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::ahead::{Ahead, NextRoom, Taken};
 use crate::clock::Clock;
 use crate::dirsync::{DirSync, Mark};
 use crate::error::{Error, Result};
@@ -52,11 +51,9 @@ pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// a quarter of the segment size if less) makes [`Room`] ahead of the active log's end when it
 /// runs out: as much as the segment already holds, between these bounds, past the append's
 /// end, then on to the next multiple of `ROOM_MIN_BYTES` of the file (and never past the
-/// segment's size), for one write of zeros and one `mmap` per 64 to 320 KiB appended. For
-/// `Written` appends the store's [`Ahead`] thread makes the next room once 64 KiB (or half a
-/// smaller room) is left: as much again from the current room's end, so that the log holds at
-/// most 320 KiB of zeros past its newest record (at most 128 KiB while it holds under 64 KiB),
-/// as when the writer makes it; and it faults in the pages of a room the writer made itself.
+/// segment's size). So a small project's log holds under 128 KiB of zeros while it is open and
+/// a big one's under 320 KiB (under 320 MiB for the default 1024 open projects), for one write
+/// of zeros and one `mmap` per 64 to 320 KiB appended.
 const ROOM_MIN_BYTES: u64 = 64 << 10;
 const ROOM_MAX_BYTES: u64 = 256 << 10;
 
@@ -138,9 +135,6 @@ struct Writer {
     /// Making room failed in the active segment (no space for it): its appends write with
     /// `pwrite` until the next segment.
     no_room: bool,
-    /// The next room was asked of the store's [`Ahead`] thread ([`Project::next_room`]): it
-    /// must be taken or cancelled before the log is cut back or the segment left.
-    asked: bool,
     /// What the writer last published to [`Project::state`] (which only the writer changes),
     /// kept so that an append reads it without a lock and two reference counts. `None` until
     /// the first append, and after anything else changed the state or an append failed: the
@@ -207,10 +201,6 @@ pub(crate) struct Project {
     segment_bytes: u64,
     /// `Written` appends may copy into room ([`fsio::room_is_safe`]).
     room: bool,
-    /// The store's thread that makes room ahead, if it has one.
-    ahead: Option<Arc<Ahead>>,
-    /// The room asked of `ahead` ([`Writer::asked`]).
-    next_room: Arc<NextRoom>,
     writer: Mutex<Writer>,
     state: RwLock<Snapshot>,
     sync: Mutex<SyncState>,
@@ -255,7 +245,6 @@ impl Project {
             room: None,
             grown: false,
             no_room: false,
-            asked: false,
             snap: None,
             unchecked: 0,
         };
@@ -345,8 +334,6 @@ impl Project {
             writable,
             segment_bytes,
             room: false,
-            ahead: None,
-            next_room: Arc::default(),
             writer: Mutex::new(writer),
             state: RwLock::new(snapshot),
             sync: Mutex::new(SyncState {
@@ -378,12 +365,6 @@ impl Project {
     /// Lets `Written` appends copy into room (when the store's file system allows it).
     pub(crate) fn with_room(mut self, room: bool) -> Self {
         self.room = room;
-        self
-    }
-
-    /// Has `ahead`'s thread make the next room while `Written` appends copy into the current one.
-    pub(crate) fn with_ahead(mut self, ahead: Option<Arc<Ahead>>) -> Self {
-        self.ahead = ahead;
         self
     }
 
@@ -500,11 +481,7 @@ impl Project {
             Durability::Sync => snap.active_len >= ROOM_MIN_BYTES.min(self.segment_bytes / 4),
         };
         if self.room && room_wanted && bytes <= ROOM_MIN_BYTES {
-            let ahead = durability == Durability::Written;
-            self.make_room(w, active, snap.active_len, snap.active_len + bytes, ahead);
-        } else if std::mem::take(&mut w.asked) {
-            // This batch may write past the room's end, where the thread writes zeros.
-            self.next_room.cancel();
+            self.make_room(w, active, snap.active_len, snap.active_len + bytes);
         }
         let count = snap.active_count();
         let base = active.header.base_stamp;
@@ -562,7 +539,7 @@ impl Project {
         if let Err(e) = result {
             // Take back whatever part of the batch reached the file, so the next batch starts at
             // the committed end. If even that fails, refuse writes until a reopen repairs it.
-            self.drop_room(w);
+            w.room = None;
             w.grown = false;
             if fsio::set_len(&active.file, snap.active_len).is_err() {
                 self.poisoned.store(true, Ordering::Release);
@@ -628,79 +605,24 @@ impl Project {
 
     /// Makes sure the writer's room takes the active log's bytes up to `end` (`committed` being
     /// the committed end), making more when it runs out. Best effort: where room cannot be made
-    /// (no space for it), appends write with `pwrite`, as they would without it. With
-    /// `ask_ahead`, once the room is half used the next one is asked of the store's [`Ahead`]
-    /// thread, and taken from it when this one runs out.
-    fn make_room(
-        &self,
-        w: &mut Writer,
-        active: &Arc<Active>,
-        committed: u64,
-        end: u64,
-        ask_ahead: bool,
-    ) {
-        if w.no_room {
+    /// (no space for it), appends write with `pwrite`, as they would without it.
+    fn make_room(&self, w: &mut Writer, active: &Active, committed: u64, end: u64) {
+        if w.no_room || w.room.as_ref().is_some_and(|r| r.end() >= end) {
             return;
-        }
-        if let Some(room) = &w.room {
-            if room.end() >= end {
-                // Asked for once at most 64 KiB (or half a smaller room) is left: so the log
-                // holds at most 64 + 256 KiB of zeros past its newest record.
-                let half_used =
-                    room.end() - end <= ROOM_MIN_BYTES.min((room.end() - room.start()) / 2);
-                if ask_ahead && half_used && w.asked && self.next_room.idle() {
-                    // The pages of this room made here are faulted in.
-                    w.asked = false;
-                }
-                if ask_ahead && half_used && !w.asked {
-                    let (start, zeros_from) = (committed, room.end());
-                    if let Some(next_end) = self
-                        .room_end(committed, zeros_from)
-                        .filter(|&e| e > zeros_from)
-                    {
-                        w.asked = match &self.ahead {
-                            Some(ahead) => self
-                                .next_room
-                                .ask(ahead, active, start, zeros_from, next_end),
-                            None => false,
-                        };
-                    }
-                }
-                return;
-            }
         }
         // The zeros already written past the committed end.
-        let mut zeros_from = w.room.take().map_or(committed, |r| r.end().max(committed));
-        if std::mem::take(&mut w.asked) {
-            match self.next_room.take() {
-                Taken::Made(made, Ok(room)) if std::ptr::eq(made.as_ptr(), Arc::as_ptr(active)) => {
-                    if room.start() <= committed && room.end() >= end {
-                        w.room = Some(room);
-                        return;
-                    }
-                    zeros_from = zeros_from.max(room.end());
-                }
-                Taken::Made(made, Err(e)) if std::ptr::eq(made.as_ptr(), Arc::as_ptr(active)) => {
-                    log::debug!("{e}; appending without room ahead");
-                    w.no_room = true;
-                    return;
-                }
-                Taken::Made(..) | Taken::Nothing => {}
-            }
-        }
-        let Some(want) = self.room_end(committed, end) else {
+        let zeros_from = w.room.take().map_or(committed, |r| r.end().max(committed));
+        let ahead = (committed - LOG_HEADER_BYTES as u64).clamp(ROOM_MIN_BYTES, ROOM_MAX_BYTES);
+        let want = (end + ahead)
+            .next_multiple_of(ROOM_MIN_BYTES)
+            .min(self.segment_bytes.max(end))
+            .min(u64::from(u32::MAX));
+        if want < end || committed >= want {
             return;
-        };
+        }
         w.grown = true;
         match Room::make(&active.file, &active.path, committed, zeros_from, want) {
-            Ok(room) => {
-                // Its pages fault in on the thread, rather than as this project's next
-                // appends first copy into each.
-                if let (true, Some(ahead)) = (ask_ahead, &self.ahead) {
-                    w.asked = self.next_room.populate(ahead, active, &room, end);
-                }
-                w.room = Some(room);
-            }
+            Ok(room) => w.room = Some(room),
             Err(e) => {
                 log::debug!("{e}; appending without room ahead");
                 w.no_room = true;
@@ -708,31 +630,10 @@ impl Project {
         }
     }
 
-    /// Where room made for bytes up to `end` of a log committed up to `committed` ends: as far
-    /// past `end` as the log holds, within [`ROOM_MIN_BYTES`] and [`ROOM_MAX_BYTES`], rounded
-    /// up, within the segment's size. `None` if that is no further than `end`.
-    fn room_end(&self, committed: u64, end: u64) -> Option<u64> {
-        let ahead = (committed - LOG_HEADER_BYTES as u64).clamp(ROOM_MIN_BYTES, ROOM_MAX_BYTES);
-        let want = (end + ahead)
-            .next_multiple_of(ROOM_MIN_BYTES)
-            .min(self.segment_bytes.max(end))
-            .min(u64::from(u32::MAX));
-        (want >= end && want > committed).then_some(want)
-    }
-
-    /// Drops the writer's room, and the next one if it was asked for (cancelling it, or waiting
-    /// until it is made): after this, nothing more is written past the committed end.
-    fn drop_room(&self, w: &mut Writer) {
-        w.room = None;
-        if std::mem::take(&mut w.asked) {
-            self.next_room.cancel();
-        }
-    }
-
     /// Drops the writer's room and cuts the active log back to its committed end if it may be
     /// longer. The cut is durable once the log is next synced. A failure poisons the log.
     fn trim_room(&self, w: &mut Writer, active: &Active, committed: u64) -> Result<()> {
-        self.drop_room(w);
+        w.room = None;
         w.no_room = false;
         if std::mem::take(&mut w.grown) {
             if let Err(e) = fsio::set_len(&active.file, committed) {
@@ -850,7 +751,7 @@ impl Project {
             scan_map: Mutex::new(None),
         });
         // An empty segment replaced by this one may have had room.
-        self.drop_room(w);
+        w.room = None;
         w.grown = false;
         w.no_room = false;
         w.idx_file = Some(idx);

@@ -1056,8 +1056,7 @@ impl Active {
 /// and recovery cuts a tail of zeros after a crash as it cuts any unfinished tail (see
 /// `docs/format.md`).
 pub(crate) struct Room {
-    /// Shared with the thread that populates it (`ahead`), for as long as that takes.
-    map: Arc<MmapRaw>,
+    map: MmapRaw,
     /// File offset of the map's first byte.
     start: u64,
     /// File offset one past the map's last byte.
@@ -1111,49 +1110,12 @@ impl Room {
             .len(len)
             .map_raw(file)
             .map_err(|e| Error::io("mapping", path, e))?;
-        Ok(Room {
-            map: Arc::new(map),
-            start,
-            end,
-        })
-    }
-
-    /// The same room, for another thread to [`populate`](Self::populate) while the writer
-    /// copies into it (copies and faults touch different bytes; neither changes the other's).
-    pub(crate) fn share(&self) -> Room {
-        Room {
-            map: self.map.clone(),
-            start: self.start,
-            end: self.end,
-        }
-    }
-
-    /// The first byte the room can take.
-    pub(crate) fn start(&self) -> u64 {
-        self.start
+        Ok(Room { map, start, end })
     }
 
     /// One past the last byte the room can take.
     pub(crate) fn end(&self) -> u64 {
         self.end
-    }
-
-    /// Faults the room's pages from `from` on into this process's page tables, writable
-    /// (`MADV_POPULATE_WRITE`, on Linux), so that the copies into them do not: done by the
-    /// thread that makes room ahead (`ahead`). A hint: where the kernel refuses it, the copies
-    /// fault as they would have.
-    pub(crate) fn populate(&self, from: u64) {
-        #[cfg(target_os = "linux")]
-        if from >= self.start && from < self.end {
-            let offset = (from - self.start) as usize;
-            let _ = self.map.advise_range(
-                memmap2::Advice::PopulateWrite,
-                offset,
-                self.map.len() - offset,
-            );
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = from;
     }
 
     /// Copies `bytes` into the log at `offset`, which must lie in the room.

@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 
-use crate::ahead::Ahead;
 use crate::blocking;
 use crate::clock::Clock;
 use crate::dirsync::DirSync;
@@ -100,8 +99,6 @@ pub(crate) struct Inner {
     spares: Option<Arc<Spares>>,
     /// `Written` appends may copy into room on this store's file system.
     room: bool,
-    /// The thread that makes room ahead of `Written` appends (where they copy into room).
-    ahead: Option<Arc<Ahead>>,
     /// Read-only stores opened after a crash: projects found in a spare directory whose rename
     /// into place was lost (`spares::adopted`), read there until a writable open renames it.
     orphans: HashMap<u64, PathBuf>,
@@ -274,7 +271,6 @@ impl Store {
                 clock,
                 spares,
                 room,
-                ahead: room.then(Arc::default),
                 orphans,
                 projects_sync,
                 projects: RwLock::new(HashMap::default()),
@@ -838,24 +834,6 @@ impl Store {
         self.inner.spares.as_ref().is_some_and(|s| s.wait_ready(n))
     }
 
-    /// The thread that makes room ahead, if the store has one.
-    #[cfg(test)]
-    pub(crate) fn ahead(&self) -> Option<&Arc<Ahead>> {
-        self.inner.ahead.as_ref()
-    }
-
-    /// Whether project `id` is open.
-    #[cfg(test)]
-    pub(crate) fn is_open(&self, id: u64) -> bool {
-        self.inner.projects.read().contains_key(&id)
-    }
-
-    /// How many projects are open.
-    #[cfg(test)]
-    pub(crate) fn open_count(&self) -> usize {
-        self.inner.projects.read().len()
-    }
-
     /// How many spare project directories were taken.
     #[cfg(test)]
     pub(crate) fn spares_taken(&self) -> u64 {
@@ -995,8 +973,7 @@ impl Inner {
         })?
         .with_spares(self.spares.as_ref().map(Arc::downgrade))
         .with_parent_sync(self.projects_sync.clone())
-        .with_room(self.room)
-        .with_ahead(self.ahead.clone());
+        .with_room(self.room);
         let p = Arc::new(if close_failed { p.poisoned() } else { p });
         if let Some(clock) = &self.clock {
             clock.observe(p.snapshot().last_stamp)?;
@@ -1194,10 +1171,6 @@ impl Drop for Inner {
                 log::error!("closing project {id}: {e}");
                 clean = false;
             }
-        }
-        // The projects' closes took or cancelled every room they asked for.
-        if let Some(ahead) = &self.ahead {
-            ahead.stop();
         }
         if *self.marks_pending.get_mut() {
             // Nothing was written since the clean close that left CLEAN: it holds, and so does
