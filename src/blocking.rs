@@ -1,4 +1,5 @@
-//! Reads kept to memory: [`without_blocking`], for callers on an async runtime's threads.
+//! Reads and appends kept to memory: [`without_blocking`], for callers on an async runtime's
+//! threads.
 //!
 //! A read of a project's newest messages in the process that writes it usually needs nothing
 //! but memory: the project is open, its active segment's index entries are in memory, and the
@@ -8,11 +9,16 @@
 //! for the disk: opening a project, reading a log through the file, or through a map whose
 //! pages may have to be read in.
 //!
+//! A `Written` append of a small batch to an open project is a copy into memory too: into the
+//! room mapped past its log's end. Any other may wait: for another appender of the project, an
+//! fsync, a new file or segment, room to be made, or a `pwrite`.
+//!
 //! A thread-local flag marks a thread inside [`without_blocking`]. Each place where a read would
 //! touch a file, or wait for one to be opened, calls [`check`], which under the flag records the
 //! miss and fails with [`Error::WouldBlock`]; so does [`spend`] once the scope's reads have
-//! copied [`BUDGET_BYTES`], so that a read kept to memory is also short. Outside the scope both
-//! are a load of the flag.
+//! copied [`BUDGET_BYTES`], so that a read kept to memory is also short. An append checks
+//! before anything changes, so a refused one has stored nothing. Outside the scope both are a
+//! load of the flag.
 
 use std::cell::Cell;
 
@@ -52,8 +58,16 @@ thread_local! {
 /// its messages lie in each project's tail copy (about the last 16 KiB of its newest segment)
 /// in the process that appended them. In practice: the newest pages of the projects this
 /// process writes. [`Store::stats`](crate::Store::stats) and
-/// [`Store::projects`](crate::Store::projects), which read files, are refused; writes (appends,
-/// [`Store::sync`](crate::Store::sync), retention) are not limited: inside `f` they run, and
+/// [`Store::projects`](crate::Store::projects), which read files, are refused.
+///
+/// Appends ([`Store::append`](crate::Store::append) and its kin, imports) are kept to memory
+/// too: one runs inside `f` when it is a `Written` batch for a project open in this store whose
+/// room (the zeros mapped past its log's end, up to 320 KiB) holds it, a copy into the page
+/// cache. It is refused, having stored nothing, where it would open or create its project, wait
+/// for another appender of the project, fsync (`Sync`, a reservation of stamps, the first write
+/// after a clean open), start a segment, make room, or write with `pwrite`. (Once it is stored,
+/// an append may still write a few KiB of index into the page cache.)
+/// [`Store::sync`](crate::Store::sync) and retention are not limited: inside `f` they run, and
 /// block, as they would outside.
 ///
 /// Returns `Err(Error::WouldBlock)` if any read inside `f` was refused, whatever `f` made of

@@ -149,11 +149,20 @@ impl Clock {
 
     /// The next stamp: above every stamp issued before, in this process or an earlier one.
     pub(crate) fn next(&self) -> Result<u64> {
-        let mut s = self.state.lock();
+        // Inside `without_blocking`, neither waits for a reservation another thread is syncing
+        // nor makes one (refused before anything changed).
+        let mut s = match self.state.try_lock() {
+            Some(s) => s,
+            None => {
+                crate::blocking::check()?;
+                self.state.lock()
+            }
+        };
         // Stamps near `u64::MAX` (from a damaged or hostile file whose checksums still hold)
         // saturate instead of overflowing.
         let stamp = now_us().max(s.last.saturating_add(1));
         if stamp.saturating_add(RESERVATION_US / 2) > s.reserved {
+            crate::blocking::check()?;
             self.reserve(&mut s, stamp.saturating_add(RESERVATION_US))?;
         }
         s.last = stamp;
@@ -227,6 +236,26 @@ mod tests {
         drop(c);
         let c = Clock::open(&path).unwrap();
         assert_eq!(c.next().unwrap(), u64::MAX);
+    }
+
+    /// Inside `without_blocking`, a stamp that needs a reservation (an fsync) is refused and
+    /// reserves nothing; one within the reservation is issued.
+    #[test]
+    fn a_reservation_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("CLOCK");
+        let c = Clock::open(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let refused = crate::without_blocking(|| c.next());
+        assert!(matches!(refused, Err(Error::WouldBlock)), "{refused:?}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "reserved while refused"
+        );
+        let a = c.next().unwrap();
+        let b = crate::without_blocking(|| c.next()).unwrap().unwrap();
+        assert!(b > a);
     }
 
     #[test]

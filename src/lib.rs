@@ -60,7 +60,9 @@
 //! fine (tokio's `spawn_blocking`). But the newest pages of the projects it writes are in
 //! memory, and handing such a read to another thread costs more than the read:
 //! [`without_blocking`] runs a read at once if it needs nothing but memory, and refuses it with
-//! [`Error::WouldBlock`] otherwise, to be run elsewhere. [`http`]'s GETs do so.
+//! [`Error::WouldBlock`] otherwise, to be run elsewhere; so with a small `Written` append to an
+//! open project (a copy into memory), refused having stored nothing. [`http`]'s GETs and POSTs
+//! do so.
 //!
 //! ## Ordering and time
 //! Sequence numbers start at 1 per project and have no gaps. Each append call takes a stamp in

@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::blocking;
 use crate::clock::Clock;
 use crate::dirsync::{DirSync, Mark};
 use crate::error::{Error, Result};
@@ -421,7 +422,18 @@ impl Project {
             return Err(Error::Poisoned { project: self.id });
         }
         debug_assert!(self.writable);
-        let mut guard = self.writer.lock();
+        // Inside `without_blocking` an append is kept to memory: refused (before anything
+        // changed) where it would wait for another appender, sync, or make a file or room.
+        if durability == Durability::Sync {
+            blocking::check()?;
+        }
+        let mut guard = match self.writer.try_lock() {
+            Some(guard) => guard,
+            None => {
+                blocking::check()?;
+                self.writer.lock()
+            }
+        };
         let w = &mut *guard;
         let snap = w.snap.take().unwrap_or_else(|| self.snapshot());
         if messages.count() == 0 {
@@ -463,6 +475,9 @@ impl Project {
                 stale || below || (count > 0 && full)
             }
         };
+        if needs_new {
+            blocking::check()?;
+        }
         let mut snap = if needs_new {
             self.roll(w, &snap, stamp)?
         } else {
@@ -480,8 +495,18 @@ impl Project {
             Durability::Written => true,
             Durability::Sync => snap.active_len >= ROOM_MIN_BYTES.min(self.segment_bytes / 4),
         };
+        let end = snap.active_len + bytes;
+        let in_room = |w: &Writer| w.room.as_ref().is_some_and(|r| r.end() >= end);
         if self.room && room_wanted && bytes <= ROOM_MIN_BYTES {
-            self.make_room(w, active, snap.active_len, snap.active_len + bytes);
+            if !w.no_room && !in_room(w) {
+                // Room to be made: zeros written and mapped.
+                blocking::check()?;
+            }
+            self.make_room(w, active, snap.active_len, end);
+        }
+        if durability == Durability::Written && !in_room(w) {
+            // Written with `pwrite`, not copied into the page cache's pages mapped.
+            blocking::check()?;
         }
         let count = snap.active_count();
         let base = active.header.base_stamp;

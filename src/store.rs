@@ -402,7 +402,7 @@ impl Store {
         if batch.count() == 0 {
             // Nothing to store: no write, and no project made. An existing project answers
             // (with its next sequence number and newest stamp, or `Poisoned`).
-            return match self.inner.project(project, false)? {
+            return match self.inner.project_to_write(project, false)? {
                 Some(p) => p.append(clock, batch, stamps, durability, &|_| {}),
                 None => Ok(Appended {
                     first_seq: FIRST_SEQ,
@@ -411,10 +411,14 @@ impl Store {
                 }),
             };
         }
+        if self.inner.marks_pending.load(Ordering::Acquire) {
+            // Inside `without_blocking`, the removal of `CLEAN` and `NEWEST` is refused.
+            blocking::check()?;
+        }
         self.inner.before_write()?;
         let p = self
             .inner
-            .project(project, true)?
+            .project_to_write(project, true)?
             .expect("created on demand");
         // The newest-stamp map must never be below what readers can see, or a merged query
         // running meanwhile would skip this project's newest messages: it is raised before the
@@ -925,6 +929,16 @@ impl Inner {
         }
         blocking::check()?;
         self.project(id, false)
+    }
+
+    /// [`project`](Self::project) for an append: inside [`without_blocking`](crate::without_blocking),
+    /// only a project open already, since an open reads files and a creation makes them.
+    pub(crate) fn project_to_write(&self, id: u64, create: bool) -> Result<Option<Arc<Project>>> {
+        if let Some(p) = self.open_project(id) {
+            return Ok(Some(p));
+        }
+        blocking::check()?;
+        self.project(id, create)
     }
 
     /// The open project `id`, opening it if needed. With `create` false, a project without a

@@ -124,6 +124,38 @@ async fn two_batches_read_back_strictly_newest_first() {
     assert_eq!(lines(&r.body), want);
 }
 
+/// POSTs to an open project are appended on the async worker (kept to memory), the first
+/// one (which creates the project) and a big one on a blocking thread: every message is stored
+/// once, in order, whichever way its POST went.
+#[tokio::test]
+async fn posts_appended_in_memory_and_handed_off_are_each_stored_once() {
+    let api = api();
+    let message = |c: usize| format!("{{\"counter\": {c}, \"pad\": \"{}\"}}", "x".repeat(100));
+    let mut sent = 0;
+    for _ in 0..3 {
+        for _ in 0..200 {
+            assert_eq!(
+                api.post("/activity/6", &message(sent)).await.status,
+                StatusCode::OK
+            );
+            sent += 1;
+        }
+        // Over 64 KiB: handed off whatever the room holds.
+        let big: Vec<String> = (sent..sent + 700).map(message).collect();
+        assert_eq!(
+            api.post("/activity/6", &big.join("\n")).await.status,
+            StatusCode::OK
+        );
+        sent += 700;
+    }
+    let r = api.get("/activity/6").await;
+    let want: Vec<String> = (0..sent)
+        .rev()
+        .map(|c| format!("{{\"counter\":{c},\"pad\":\"{}\"}}", "x".repeat(100)))
+        .collect();
+    assert_eq!(lines(&r.body), want);
+}
+
 #[tokio::test]
 async fn post_accepts_crlf_blank_lines_and_an_empty_body() {
     let api = api();

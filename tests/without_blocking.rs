@@ -1,6 +1,7 @@
 //! Reads inside `without_blocking`: answered from memory when the store holds them there (the
 //! newest messages of open projects, in the process that writes them), refused with
 //! `Error::WouldBlock` when they would touch a file, and never answered with messages missing.
+//! Appends inside it: copies into memory, or refused having stored nothing.
 
 mod common;
 
@@ -211,14 +212,154 @@ fn a_read_longer_than_the_budget_is_refused_even_from_memory() {
 }
 
 #[test]
-fn calls_that_read_files_are_refused_and_appends_are_not() {
+fn calls_that_read_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     fill(&store, 1, 3);
     assert!(refused(without_blocking(|| store.stats(1))));
     assert!(refused(without_blocking(|| store.projects())));
-    let appended = without_blocking(|| store.append(2, [message(0)])).unwrap();
-    assert_eq!(appended.unwrap().first_seq, 1);
+}
+
+/// A `Written` append of a few messages to an open project whose room holds them is a copy into
+/// memory: it runs inside the scope, and what it appended reads back.
+#[test]
+fn an_append_to_an_open_project_is_kept_to_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    fill(&store, 1, 3);
+    for i in 3..50 {
+        let appended = without_blocking(|| store.append(1, [message(i)])).unwrap();
+        assert_eq!(appended.unwrap().first_seq, i + 1);
+    }
+    let got: Vec<String> = newest(&store, 1, 100)
+        .unwrap()
+        .into_iter()
+        .map(Message::into_json)
+        .collect();
+    assert_eq!(got, (0..50).rev().map(message).collect::<Vec<_>>());
+}
+
+/// The appends that would touch the disk or wait are refused, having stored nothing, and then
+/// run as usual where they may block.
+#[test]
+fn appends_that_would_block_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    fill(&store, 1, 3);
+    let count = |p: u64| store.newest_first(p).unwrap().count();
+    // A new project: its directory and files are made.
+    assert!(refused(without_blocking(|| store.append(2, [message(0)]))));
+    assert_eq!(count(2), 0);
+    // A `Sync` append: it waits for an fsync.
+    assert!(refused(without_blocking(|| {
+        store.append_with(1, [message(3)], activitylog::Durability::Sync)
+    })));
+    // A batch bigger than the room (128 KiB here): written with `pwrite`.
+    let big: Vec<String> = (3..1000).map(message).collect();
+    assert!(refused(without_blocking(|| store.append(1, &big))));
+    assert_eq!(count(1), 3);
+    // Outside, each of them runs.
+    store.append(2, [message(0)]).unwrap();
+    store
+        .append_with(1, [message(3)], activitylog::Durability::Sync)
+        .unwrap();
+    store.append(1, &big[1..]).unwrap();
+    assert_eq!((count(1), count(2)), (1000, 1));
+}
+
+/// An append that runs out of room (zeros to write ahead and map) is refused; outside, it
+/// makes the room and runs.
+#[test]
+fn an_append_that_makes_room_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(1, [message(0)]).unwrap();
+    let mut n = 1;
+    while without_blocking(|| store.append(1, [message(n)]))
+        .map(Result::unwrap)
+        .is_ok()
+    {
+        n += 1;
+        assert!(n < 10_000, "never refused");
+    }
+    // The first room takes 64 KiB past the first append, rounded up to 128 KiB.
+    assert!((300..1000).contains(&n), "refused after {n} appends");
+    assert_eq!(store.newest_first(1).unwrap().count() as u64, n);
+    store.append(1, [message(n)]).unwrap();
+    assert!(without_blocking(|| store.append(1, [message(n + 1)])).is_ok());
+}
+
+/// The first append after a clean close removes the close's marks (`CLEAN`, with a directory
+/// sync): inside the scope it is refused before it does, though its project is open.
+#[test]
+fn the_first_append_after_a_clean_close_is_refused_before_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    drop({
+        let store = Store::open(dir.path()).unwrap();
+        fill(&store, 1, 3);
+        store
+    });
+    let store = Store::open(dir.path()).unwrap();
+    // Opened by a read, where blocking is fine; nothing written yet.
+    assert_eq!(store.newest_first(1).unwrap().count(), 3);
+    assert!(refused(without_blocking(|| store.append(1, [message(3)]))));
+    assert!(
+        dir.path().join("CLEAN").exists(),
+        "the refused append removed CLEAN"
+    );
+    assert_eq!(store.newest_first(1).unwrap().count(), 3);
+    store.append(1, [message(3)]).unwrap();
+    assert!(without_blocking(|| store.append(1, [message(4)])).is_ok());
+}
+
+/// The first stamp a store issues reserves stamps ahead in `CLOCK`, with an fsync: an append
+/// that needs it is refused, though its project is open (here in a copy of a running store, as
+/// a crash leaves it: no close marks to remove).
+#[test]
+fn an_append_that_reserves_stamps_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    fill(&store, 1, 3);
+    store.sync().unwrap();
+    common::copy_dir(dir.path(), copy.path());
+    drop(store);
+    let store = Store::open(copy.path()).unwrap();
+    assert_eq!(store.newest_first(1).unwrap().count(), 3);
+    assert!(refused(without_blocking(|| store.append(1, [message(3)]))));
+    assert_eq!(store.newest_first(1).unwrap().count(), 3);
+    store.append(1, [message(3)]).unwrap();
+    assert!(without_blocking(|| store.append(1, [message(4)])).is_ok());
+}
+
+/// An append that needs a new segment (the active one is full) is refused and stores nothing.
+#[test]
+fn an_append_that_starts_a_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .segment_bytes(SMALL_SEGMENT_BYTES)
+        .open(dir.path())
+        .unwrap();
+    // Appends kept to memory until one needs a new segment: it is refused, and outside it
+    // starts the segment.
+    let mut n = 0;
+    store.append(1, [message(n)]).unwrap();
+    n += 1;
+    loop {
+        match without_blocking(|| store.append(1, [message(n)])) {
+            Ok(appended) => {
+                appended.unwrap();
+                n += 1;
+            }
+            Err(Error::WouldBlock) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(n < 1000, "never refused");
+    }
+    assert_eq!(store.newest_first(1).unwrap().count() as u64, n);
+    assert_eq!(store.stats(1).unwrap().unwrap().segments, 1);
+    store.append(1, [message(n)]).unwrap();
+    assert_eq!(store.stats(1).unwrap().unwrap().segments, 2);
 }
 
 /// An iterator begun outside the scope and reading a sealed segment's map goes on through that
@@ -248,8 +389,10 @@ fn an_iterator_begun_outside_reads_on_through_its_map_and_no_further() {
     assert!(inside.len() < 50, "{inside:?}");
 }
 
+/// Inside the scope, an append (or an import) into a project not open is refused, storing
+/// nothing, since opening it reads its files; retention runs as outside.
 #[test]
-fn writes_that_look_their_project_up_run_inside_the_scope_as_outside() {
+fn appends_to_a_project_not_open_are_refused_and_retention_runs_as_outside() {
     let dir = tempfile::tempdir().unwrap();
     drop(small_segments_of_100(dir.path()));
     // Reopened before each write: project 1 is not open, and the write looks it up first.
@@ -261,8 +404,14 @@ fn writes_that_look_their_project_up_run_inside_the_scope_as_outside() {
     };
     let store = reopen();
     let none: [&str; 0] = [];
-    let appended = without_blocking(|| store.append(1, none));
-    assert_eq!(appended.unwrap().unwrap().first_seq, 101, "an empty append");
+    assert!(
+        refused(without_blocking(|| store.append(1, none))),
+        "an empty append"
+    );
+    assert!(
+        refused(without_blocking(|| store.append(1, [message(100)]))),
+        "an append"
+    );
     drop(store);
     let store = reopen();
     let imported = without_blocking(|| {
@@ -272,7 +421,12 @@ fn writes_that_look_their_project_up_run_inside_the_scope_as_outside() {
             activitylog::Durability::Written,
         )
     });
-    assert_eq!(imported.unwrap().unwrap().messages(), 1, "an import");
+    assert!(refused(imported), "an import");
+    assert_eq!(
+        store.newest_first(1).unwrap().count(),
+        100,
+        "nothing was stored"
+    );
     drop(store);
     let store = reopen();
     let retention = activitylog::Retention::new().max_messages(10);

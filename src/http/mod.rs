@@ -74,6 +74,10 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Bytes gathered before a chunk of a streamed response is handed to the connection.
 const CHUNK_BYTES: usize = 64 << 10;
+/// A POST body up to this size is appended on the async worker when the store keeps the
+/// append to memory ([`without_blocking`](crate::without_blocking)); a bigger one is handed to
+/// a thread that may block, its checking being long enough to hold up other requests.
+const INLINE_POST_BYTES: usize = 64 << 10;
 /// Chunks made ahead of the connection (each on a blocking thread); bounds a response's memory.
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// The longest request URI the API reads (its path and query), in bytes: 60 KiB; longer is 414.
@@ -581,9 +585,21 @@ async fn post_activity(
     };
     let store = state.store.clone();
     let durability = state.config.durability.unwrap_or(store.durability());
-    let result =
-        tokio::task::spawn_blocking(move || store.append_json_lines(project, &body, durability))
-            .await;
+    // A small `Written` batch for an open project is kept to memory (a copy into the page
+    // cache), done here rather than handed to a thread that may block; refused, it is handed
+    // over as any other.
+    let inline = if durability == Durability::Written && body.len() <= INLINE_POST_BYTES {
+        crate::without_blocking(|| store.append_json_lines(project, &body, durability)).ok()
+    } else {
+        None
+    };
+    let result = match inline {
+        Some(done) => Ok(done),
+        None => {
+            tokio::task::spawn_blocking(move || store.append_json_lines(project, &body, durability))
+                .await
+        }
+    };
     match result {
         Ok(Ok(_)) => StatusCode::OK.into_response(),
         Ok(Err(e @ (Error::InvalidMessage { .. } | Error::TooLarge { .. }))) => {
