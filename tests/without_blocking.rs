@@ -312,26 +312,6 @@ fn the_first_append_after_a_clean_close_is_refused_before_it_writes() {
     assert!(without_blocking(|| store.append(1, [message(4)])).is_ok());
 }
 
-/// The first stamp a store issues reserves stamps ahead in `CLOCK`, with an fsync: an append
-/// that needs it is refused, though its project is open (here in a copy of a running store, as
-/// a crash leaves it: no close marks to remove).
-#[test]
-fn an_append_that_reserves_stamps_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let copy = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    fill(&store, 1, 3);
-    store.sync().unwrap();
-    common::copy_dir(dir.path(), copy.path());
-    drop(store);
-    let store = Store::open(copy.path()).unwrap();
-    assert_eq!(store.newest_first(1).unwrap().count(), 3);
-    assert!(refused(without_blocking(|| store.append(1, [message(3)]))));
-    assert_eq!(store.newest_first(1).unwrap().count(), 3);
-    store.append(1, [message(3)]).unwrap();
-    assert!(without_blocking(|| store.append(1, [message(4)])).is_ok());
-}
-
 /// An append that needs a new segment (the active one is full) is refused and stores nothing.
 #[test]
 fn an_append_that_starts_a_segment_is_refused() {
