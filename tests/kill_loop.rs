@@ -9,6 +9,10 @@
 //! - per project, sequence numbers run without gaps or duplicates and message numbers increase;
 //! - appending continues after recovery.
 //!
+//! Half the child's batches are first tried inside `without_blocking`, as the server does with
+//! a POST, and appended again outside only when refused: a refused append must have stored
+//! nothing, or the retry would store the batch twice (message numbers repeated).
+//!
 //! Rounds: 50 by default (CI); `KILL_LOOP_ROUNDS=5000 cargo test --release --test kill_loop`
 //! for the long mode.
 
@@ -17,7 +21,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use activitylog::{Durability, Options, Store};
+use activitylog::{without_blocking, Durability, Error, Options, Store};
 
 const PROJECTS: u64 = 3;
 const CHILD_ENV: &str = "ACTIVITYLOG_KILL_LOOP_CHILD";
@@ -200,7 +204,16 @@ fn child(dir: &str) {
                 )
             })
             .collect();
-        let a = store.append_with(p, &batch, durability).unwrap();
+        let append = || store.append_with(p, &batch, durability);
+        let a = if rng.below(2) == 0 {
+            match without_blocking(append) {
+                Ok(appended) => appended.unwrap(),
+                Err(Error::WouldBlock) => append().unwrap(),
+                Err(e) => panic!("{e}"),
+            }
+        } else {
+            append().unwrap()
+        };
         next[p as usize] += k;
         let mut out = stdout.lock();
         writeln!(out, "ACK {p} {} {k} {first_n} END", a.first_seq).unwrap();
