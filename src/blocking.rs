@@ -41,12 +41,13 @@ thread_local! {
     static SCOPE: Cell<Option<Scope>> = const { Cell::new(None) };
 }
 
-/// Runs `f` with every read it makes of this thread's stores kept to memory: a read that would
-/// have to wait for the disk (or for another thread opening a project from it) fails with
-/// [`Error::WouldBlock`] instead, and so does one that has copied more than about 1 MiB.
+/// Runs `f` with every read and append it makes of this thread's stores kept to memory: a read
+/// that would have to wait for the disk (or for another thread opening a project from it) fails
+/// with [`Error::WouldBlock`] instead, and so does one that has copied more than about 1 MiB;
+/// so does an append that would wait (below).
 ///
-/// For servers on an async runtime: answer a read at once when the store holds it in memory,
-/// and hand it to a thread that may block only when it does not.
+/// For servers on an async runtime: answer a read, or make a small append, at once when the
+/// store holds it in memory, and hand it to a thread that may block only when it does not.
 ///
 /// What is kept to memory: [`Store::query`](crate::Store::query),
 /// [`Store::newest_first`](crate::Store::newest_first) and
@@ -60,21 +61,30 @@ thread_local! {
 /// process writes. [`Store::stats`](crate::Store::stats) and
 /// [`Store::projects`](crate::Store::projects), which read files, are refused.
 ///
-/// Appends ([`Store::append`](crate::Store::append) and its kin, imports) are kept to memory
-/// too: one runs inside `f` when it is a `Written` batch for a project open in this store whose
-/// room (the zeros mapped past its log's end, up to 320 KiB) holds it, a copy into the page
-/// cache. It is refused, having stored nothing, where it would open or create its project, wait
-/// for another appender of the project, fsync (`Sync`, a reservation of stamps, the first write
-/// after a clean open), start a segment, make room, or write with `pwrite`. (Once it is stored,
-/// an append may still write a few KiB of index into the page cache.)
+/// Appends ([`Store::append`](crate::Store::append),
+/// [`append_with`](crate::Store::append_with),
+/// [`append_json_lines`](crate::Store::append_json_lines)) are kept to memory too: one runs
+/// inside `f` when it is a `Written` batch for a project open in this store whose room (the
+/// zeros mapped past its log's end, up to 320 KiB) holds it, a copy into the page cache. It is
+/// refused, having stored nothing, where it would open or create its project, wait for another
+/// appender of the project, fsync (`Sync`, a reservation of stamps, the first write after a
+/// clean open), start a segment, make room, or write with `pwrite`. Once it is stored, an
+/// append may still write a few KiB of index into the page cache, and hand the project to the
+/// background syncer (starting that thread, the first time); what would wait for a sync there
+/// is left to a later append. As any write into the page cache, its copy can still wait in the
+/// kernel: a page that writeback cleaned faults on the write, and one evicted under memory
+/// pressure is read back in. Imports are refused outright: they store batch after batch.
 /// [`Store::sync`](crate::Store::sync) and retention are not limited: inside `f` they run, and
 /// block, as they would outside.
 ///
-/// Returns `Err(Error::WouldBlock)` if any read inside `f` was refused, whatever `f` made of
-/// that error (an iterator yields it as an item, and a caller that skipped errors would
+/// Returns `Err(Error::WouldBlock)` if any read or append inside `f` was refused, whatever `f`
+/// made of that error (an iterator yields it as an item, and a caller that skipped errors would
 /// otherwise have an answer with messages missing); the iterators `f` made are then not to be
 /// used further. Otherwise `Ok` with what `f` returned: iterators made inside may go on outside,
-/// where their reads block as usual.
+/// where their reads block as usual. A refused append stored nothing, but the refusal fails the
+/// whole scope: an append that `f` made before it stays stored though its result is dropped.
+/// So that a refused scope can simply be run again where it may block, make one append per
+/// scope, and make it last.
 ///
 /// Scopes nest: an inner refusal fails the outer scope too.
 ///
@@ -144,6 +154,14 @@ pub(crate) fn check() -> Result<()> {
         None => Ok(()),
         Some(scope) => Err(miss(scope)),
     }
+}
+
+/// Whether this thread is inside [`without_blocking`]: for what may not wait there and need
+/// not happen now (an append's index write, once its batch is stored), tried rather than
+/// waited for.
+#[inline]
+pub(crate) fn in_scope() -> bool {
+    SCOPE.get().is_some()
 }
 
 /// Counts `bytes` copied by a read against the scope's budget; fails with

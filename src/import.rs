@@ -70,6 +70,9 @@ impl Store {
         target: ImportTarget<'_>,
         durability: Durability,
     ) -> Result<Imported> {
+        // Inside `without_blocking`, refused before anything: an import stores batch after
+        // batch, so one refused part way would have stored some.
+        crate::blocking::check()?;
         let check = self.import_check(target)?;
         let threads = if input.len() < PARALLEL_BYTES {
             1
@@ -176,6 +179,8 @@ impl Store {
         chunk_bytes: usize,
         stopping: &dyn Fn() -> bool,
     ) -> Result<Imported> {
+        // As `import_json_lines`: refused inside `without_blocking` before anything.
+        crate::blocking::check()?;
         let check = self.import_check(target)?;
         let mut chunks = Chunks {
             input: &mut input,

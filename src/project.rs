@@ -595,8 +595,9 @@ impl Project {
         let target = (active.header.first_seq, new_len);
         if durability == Durability::Written {
             w.unchecked += written;
-            if w.unchecked >= SYNC_AHEAD_BYTES {
-                let s = self.sync.lock();
+            // Inside `without_blocking` (the batch stored: no refusal now), not waited for;
+            // the next append looks again.
+            if let (true, Some(s)) = (w.unchecked >= SYNC_AHEAD_BYTES, self.sync_state()) {
                 w.unchecked = s.unsynced(target);
                 if !s.running && w.unchecked >= SYNC_AHEAD_BYTES {
                     self.sync_ahead_wanted.store(true, Ordering::Relaxed);
@@ -907,14 +908,14 @@ impl Project {
             return;
         }
         let Some(idx) = &w.idx_file else { return };
-        let synced = {
-            let s = self.sync.lock();
-            if s.synced.0 == active.header.first_seq {
-                s.synced.1
-            } else {
-                0
-            }
+        // Inside `without_blocking`, left to a later append if a sync holds the lock.
+        let Some(s) = self.sync_state() else { return };
+        let synced = if s.synced.0 == active.header.first_seq {
+            s.synced.1
+        } else {
+            0
         };
+        drop(s);
         let entries = active.entries.read();
         // Only records already synced: then every entry on disk points at durable bytes, and
         // recovery after a power cut can trust the index (see `recover_active`).
@@ -978,10 +979,25 @@ impl Project {
             return false;
         }
         let target = self.committed();
-        let s = self.sync.lock();
+        let Some(s) = self.sync_state() else {
+            // Asked again by the next append.
+            self.sync_ahead_wanted.store(true, Ordering::Relaxed);
+            return false;
+        };
         !s.running
             && !self.poisoned.load(Ordering::Acquire)
             && s.unsynced(target) >= SYNC_AHEAD_BYTES
+    }
+
+    /// The sync state's lock: waited for, except inside [`without_blocking`](crate::without_blocking),
+    /// where it is only tried (a sync may hold it across a rename or a directory's fsync, when
+    /// it names a new project's first log); `None` if another thread holds it there.
+    fn sync_state(&self) -> Option<parking_lot::MutexGuard<'_, SyncState>> {
+        if blocking::in_scope() {
+            self.sync.try_lock()
+        } else {
+            Some(self.sync.lock())
+        }
     }
 
     /// Syncs what is committed now, unless another thread is syncing. A failure poisons the
@@ -2247,5 +2263,61 @@ pub(crate) mod tests {
             assert_eq!(p.snapshot().next_seq, 1);
             assert_eq!(p.snapshot().active_len, LOG_HEADER_BYTES as u64);
         }
+    }
+}
+
+/// Appends inside `without_blocking` once their batch is stored: nothing after that may wait.
+#[cfg(test)]
+mod kept_to_memory_tests {
+    use std::time::{Duration, Instant};
+
+    /// An append kept to memory that is due to write index entries, or to look at its unsynced
+    /// bytes, does not wait for the project's sync lock, which a sync may hold across a rename
+    /// or a directory's fsync (when it names a new project's first log): here another thread
+    /// holds it for 300 ms. (Found by review: each waited the whole time, on an async worker.)
+    #[test]
+    fn an_append_kept_to_memory_does_not_wait_for_the_sync_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::Options::new()
+            .spare_projects(0)
+            .open(tmp.path())
+            .unwrap();
+        let msg = |i: u64| format!(r#"{{"i":{i},"pad":"{}"}}"#, "x".repeat(100));
+        store.append(1, [msg(0)]).unwrap();
+        crate::without_blocking(|| store.append(1, [msg(1)]))
+            .unwrap()
+            .unwrap();
+        let p = store.inner().project(1, false).unwrap().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let holder = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let _s = p.sync.lock();
+                tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+            })
+        };
+        rx.recv().unwrap();
+        let n = 2 + 2 * super::INDEX_FLUSH_ENTRIES as u64;
+        let mut slowest = Duration::ZERO;
+        for i in 2..n {
+            let t = Instant::now();
+            crate::without_blocking(|| store.append(1, [msg(i)]))
+                .unwrap()
+                .unwrap();
+            slowest = slowest.max(t.elapsed());
+        }
+        holder.join().unwrap();
+        assert!(
+            slowest < Duration::from_millis(100),
+            "an append inside without_blocking waited {slowest:?} for the sync lock"
+        );
+        // The index entries left behind are written by a later append.
+        for i in n..n + 2 * super::INDEX_FLUSH_ENTRIES as u64 {
+            store.append(1, [msg(i)]).unwrap();
+        }
+        drop(store);
+        let store = crate::Store::open(tmp.path()).unwrap();
+        assert_eq!(store.newest_first(1).unwrap().count() as u64, n + 16);
     }
 }
