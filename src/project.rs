@@ -424,7 +424,7 @@ impl Project {
         debug_assert!(self.writable);
         // Inside `without_blocking` an append is kept to memory: refused (before anything
         // changed) where it would wait for another appender, sync, or make a file or room.
-        if durability == Durability::Sync {
+        if durability == Durability::Sync && messages.count() > 0 {
             blocking::check()?;
         }
         let mut guard = match self.writer.try_lock() {

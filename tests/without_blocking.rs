@@ -250,10 +250,13 @@ fn appends_that_would_block_are_refused_and_store_nothing() {
     // A new project: its directory and files are made.
     assert!(refused(without_blocking(|| store.append(2, [message(0)]))));
     assert_eq!(count(2), 0);
-    // A `Sync` append: it waits for an fsync.
+    // A `Sync` append: it waits for an fsync (an empty one does nothing, and runs).
     assert!(refused(without_blocking(|| {
         store.append_with(1, [message(3)], activitylog::Durability::Sync)
     })));
+    let none: [&str; 0] = [];
+    let empty = without_blocking(|| store.append_with(1, none, activitylog::Durability::Sync));
+    assert_eq!(empty.unwrap().unwrap().count, 0);
     // A batch bigger than the room (128 KiB here): written with `pwrite`.
     let big: Vec<String> = (3..1000).map(message).collect();
     assert!(refused(without_blocking(|| store.append(1, &big))));
