@@ -156,6 +156,19 @@ pub(crate) fn check() -> Result<()> {
     }
 }
 
+/// `mutex`'s lock, or inside [`without_blocking`] [`Error::WouldBlock`] if another thread holds
+/// it (one that may hold it across an fsync).
+#[inline]
+pub(crate) fn lock<T>(mutex: &parking_lot::Mutex<T>) -> Result<parking_lot::MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Some(guard) => Ok(guard),
+        None => {
+            check()?;
+            Ok(mutex.lock())
+        }
+    }
+}
+
 /// Whether this thread is inside [`without_blocking`]: for what may not wait there and need
 /// not happen now (an append's index write, once its batch is stored), tried rather than
 /// waited for.

@@ -151,13 +151,7 @@ impl Clock {
     pub(crate) fn next(&self) -> Result<u64> {
         // Inside `without_blocking`, neither waits for a reservation another thread is syncing
         // nor makes one (refused before anything changed).
-        let mut s = match self.state.try_lock() {
-            Some(s) => s,
-            None => {
-                crate::blocking::check()?;
-                self.state.lock()
-            }
-        };
+        let mut s = crate::blocking::lock(&self.state)?;
         // Stamps near `u64::MAX` (from a damaged or hostile file whose checksums still hold)
         // saturate instead of overflowing.
         let stamp = now_us().max(s.last.saturating_add(1));

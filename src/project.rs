@@ -427,13 +427,7 @@ impl Project {
         if durability == Durability::Sync && messages.count() > 0 {
             blocking::check()?;
         }
-        let mut guard = match self.writer.try_lock() {
-            Some(guard) => guard,
-            None => {
-                blocking::check()?;
-                self.writer.lock()
-            }
-        };
+        let mut guard = blocking::lock(&self.writer)?;
         let w = &mut *guard;
         let snap = w.snap.take().unwrap_or_else(|| self.snapshot());
         if messages.count() == 0 {
@@ -496,17 +490,13 @@ impl Project {
             Durability::Sync => snap.active_len >= ROOM_MIN_BYTES.min(self.segment_bytes / 4),
         };
         let end = snap.active_len + bytes;
-        let in_room = |w: &Writer| w.room.as_ref().is_some_and(|r| r.end() >= end);
-        if self.room && room_wanted && bytes <= ROOM_MIN_BYTES {
-            if !w.no_room && !in_room(w) {
-                // Room to be made: zeros written and mapped.
-                blocking::check()?;
-            }
-            self.make_room(w, active, snap.active_len, end);
-        }
-        if durability == Durability::Written && !in_room(w) {
-            // Written with `pwrite`, not copied into the page cache's pages mapped.
+        if w.room.as_ref().is_none_or(|r| r.end() < end) {
+            // Not a copy into the room: room to be made (zeros written and mapped), or a
+            // `pwrite`. (A `Sync` append was refused already.)
             blocking::check()?;
+        }
+        if self.room && room_wanted && bytes <= ROOM_MIN_BYTES {
+            self.make_room(w, active, snap.active_len, end);
         }
         let count = snap.active_count();
         let base = active.header.base_stamp;
@@ -2319,5 +2309,29 @@ mod kept_to_memory_tests {
         drop(store);
         let store = crate::Store::open(tmp.path()).unwrap();
         assert_eq!(store.newest_first(1).unwrap().count() as u64, n + 16);
+    }
+
+    /// An append kept to memory that would wait for another appender of its project (which
+    /// may be syncing under the writer's lock) is refused at once, having stored nothing.
+    #[test]
+    fn an_append_waiting_for_another_appender_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(tmp.path()).unwrap();
+        store.append(1, [r#"{"i":0}"#]).unwrap();
+        let p = store.inner().project(1, false).unwrap().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let _w = p.writer.lock();
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        rx.recv().unwrap();
+        let t = Instant::now();
+        let out = crate::without_blocking(|| store.append(1, [r#"{"i":1}"#]));
+        let took = t.elapsed();
+        holder.join().unwrap();
+        assert!(matches!(out, Err(crate::Error::WouldBlock)), "{out:?}");
+        assert!(took < Duration::from_millis(100), "waited {took:?}");
+        assert_eq!(store.newest_first(1).unwrap().count(), 1);
     }
 }

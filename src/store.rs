@@ -921,18 +921,14 @@ impl Inner {
     }
 
     /// [`project`](Self::project) (never creating it) for a read of messages: inside
-    /// [`without_blocking`](crate::without_blocking), only a project open already, since an
-    /// open reads files (or waits for another thread opening or closing the project).
+    /// [`without_blocking`](crate::without_blocking), only a project open already.
     pub(crate) fn project_to_read(&self, id: u64) -> Result<Option<Arc<Project>>> {
-        if let Some(p) = self.open_project(id) {
-            return Ok(Some(p));
-        }
-        blocking::check()?;
-        self.project(id, false)
+        self.project_to_write(id, false)
     }
 
-    /// [`project`](Self::project) for an append: inside [`without_blocking`](crate::without_blocking),
-    /// only a project open already, since an open reads files and a creation makes them.
+    /// [`project`](Self::project) inside [`without_blocking`](crate::without_blocking): only a
+    /// project open already, since an open reads files (or waits for another thread opening or
+    /// closing the project) and a creation makes them.
     pub(crate) fn project_to_write(&self, id: u64, create: bool) -> Result<Option<Arc<Project>>> {
         if let Some(p) = self.open_project(id) {
             return Ok(Some(p));
