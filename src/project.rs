@@ -151,6 +151,12 @@ struct SyncState {
     /// Everything up to (segment first_seq, byte length) is synced.
     synced: (u64, u64),
     running: bool,
+    /// A background sync was handed to the store's syncer ([`Project::sync_ahead_due`]) and
+    /// has not begun: appends ask for no other until it has. Without this, every append
+    /// between the hand-off and the syncer's start handed off one more, and the syncer then
+    /// ran them one after the other, each an fsync of the few KiB appended since the last:
+    /// one hot project's 190 MB took 617 fsyncs instead of about 45.
+    ahead_asked: bool,
     /// Segments created in the project's directory, and how many of them the directory was
     /// synced after: a segment's records are durable only once its file name is.
     dir_created: u64,
@@ -209,6 +215,9 @@ pub(crate) struct Project {
     poisoned: AtomicBool,
     /// An append found [`SYNC_AHEAD_BYTES`] unsynced: see [`sync_ahead_due`](Self::sync_ahead_due).
     sync_ahead_wanted: AtomicBool,
+    /// How many syncs of the active log [`sync_upto`](Self::sync_upto) began.
+    #[cfg(test)]
+    pub(crate) log_syncs: AtomicU64,
     pub(crate) last_used: AtomicU64,
     /// Where the project's directory comes from if it has none yet (see the `spares` module);
     /// without a pool, or with none ready, it is made on the spot. Weak: a project may outlive
@@ -340,6 +349,7 @@ impl Project {
             sync: Mutex::new(SyncState {
                 synced,
                 running: false,
+                ahead_asked: false,
                 dir_created: 0,
                 dir_synced: 0,
                 parent_unsynced: None,
@@ -349,6 +359,8 @@ impl Project {
             synced: Condvar::new(),
             poisoned: AtomicBool::new(false),
             sync_ahead_wanted: AtomicBool::new(false),
+            #[cfg(test)]
+            log_syncs: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
             spares: None,
             parent_sync: Arc::new(DirSync::new(
@@ -589,7 +601,7 @@ impl Project {
             // the next append looks again.
             if let (true, Some(s)) = (w.unchecked >= SYNC_AHEAD_BYTES, self.sync_state()) {
                 w.unchecked = s.unsynced(target);
-                if !s.running && w.unchecked >= SYNC_AHEAD_BYTES {
+                if !s.running && !s.ahead_asked && w.unchecked >= SYNC_AHEAD_BYTES {
                     self.sync_ahead_wanted.store(true, Ordering::Relaxed);
                 }
             }
@@ -969,14 +981,18 @@ impl Project {
             return false;
         }
         let target = self.committed();
-        let Some(s) = self.sync_state() else {
+        let Some(mut s) = self.sync_state() else {
             // Asked again by the next append.
             self.sync_ahead_wanted.store(true, Ordering::Relaxed);
             return false;
         };
-        !s.running
+        let due = !s.running
+            && !s.ahead_asked
             && !self.poisoned.load(Ordering::Acquire)
-            && s.unsynced(target) >= SYNC_AHEAD_BYTES
+            && s.unsynced(target) >= SYNC_AHEAD_BYTES;
+        // The caller hands the sync off now.
+        s.ahead_asked |= due;
+        due
     }
 
     /// The sync state's lock: waited for, except inside [`without_blocking`](crate::without_blocking),
@@ -1015,12 +1031,18 @@ impl Project {
         )
     }
 
-    /// The group-commit loop. With `wait` false, returns at once if another thread is syncing.
+    /// The group-commit loop. With `wait` false (the background sync, [`sync_ahead`](Self::sync_ahead)),
+    /// returns at once if another thread is syncing.
     /// With `full` false (an append's sync), a project made from a synced spare leaves its
     /// log's naming and maybe the directory of projects for later (see [`Deferred`]);
     /// with `full`, everything is synced.
     fn sync_upto(&self, target: (u64, u64), wait: bool, full: bool) -> Result<()> {
         let mut s = self.sync.lock();
+        if !wait {
+            // The background sync (`sync_ahead`) has begun: from here on, under this lock,
+            // it either runs or finds its work done or another sync running.
+            s.ahead_asked = false;
+        }
         loop {
             if self.poisoned.load(Ordering::Acquire) {
                 return Err(Error::Poisoned { project: self.id });
@@ -1052,6 +1074,8 @@ impl Project {
                 .as_ref()
                 .expect("a target implies an active segment");
             let covered = (active.header.first_seq, snap.active_len);
+            #[cfg(test)]
+            self.log_syncs.fetch_add(1, Ordering::Relaxed);
             let result = fsio::sync_data(&active.file)
                 .map_err(|e| Error::io("syncing", &active.path, e))
                 .and_then(|()| self.sync_dirs(Some(active), full));
@@ -2253,6 +2277,38 @@ pub(crate) mod tests {
             assert_eq!(p.snapshot().next_seq, 1);
             assert_eq!(p.snapshot().active_len, LOG_HEADER_BYTES as u64);
         }
+    }
+
+    /// A hot `Written` project is synced in the background at most once per 4 MiB appended.
+    /// (Every append made between a hand-off to the syncer and the syncer's start used to hand
+    /// off one more sync, and the syncer ran them all: fsyncs of a few KiB each.)
+    #[test]
+    fn a_hot_written_project_is_synced_once_per_4_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let message = format!(r#"{{"pad":"{}"}}"#, "x".repeat(200));
+        store.append(1, [message.as_str()]).unwrap();
+        let p = store.inner().project(1, false).unwrap().unwrap();
+        // 13 MiB appended: at most three background syncs.
+        let appends = (13 << 20) / (message.len() + 20);
+        for _ in 0..appends {
+            store.append(1, [message.as_str()]).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let s = p.sync.lock();
+            if !s.running && !s.ahead_asked {
+                break;
+            }
+            drop(s);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the syncer never finished"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let syncs = p.log_syncs.load(Ordering::Relaxed);
+        assert!((1..=3).contains(&syncs), "{syncs} syncs for 13 MiB");
     }
 }
 
