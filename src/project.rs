@@ -51,10 +51,12 @@ pub(crate) const WRITE_CHUNK_BYTES: usize = 1 << 20;
 /// An append of at most `ROOM_MIN_BYTES` (a `Sync` one only in a segment already that long, or
 /// a quarter of the segment size if less) makes [`Room`] ahead of the active log's end when it
 /// runs out: as much as the segment already holds, between these bounds, past the append's
-/// end, then on to the next multiple of `ROOM_MIN_BYTES` of the file (and never past the
-/// segment's size). So a small project's log holds under 128 KiB of zeros while it is open and
-/// a big one's under 320 KiB (under 320 MiB for the default 1024 open projects), for one write
-/// of zeros and one `mmap` per 64 to 320 KiB appended.
+/// end, then on to the next multiple of `ROOM_MIN_BYTES` of the file — or, once the segment
+/// holds `ROOM_MAX_BYTES`, at least `ROOM_MIN_BYTES` past the append's end, then on to the
+/// next multiple of `ROOM_MAX_BYTES` (so that the page cache holds its zeros in folios that
+/// big) — and never past the segment's size. So a small project's log holds under 128 KiB of
+/// zeros while it is open and a big one's under 320 KiB (under 320 MiB for the default 1024
+/// open projects), for one write of zeros and one `mmap` per 64 to 320 KiB appended.
 const ROOM_MIN_BYTES: u64 = 64 << 10;
 const ROOM_MAX_BYTES: u64 = 256 << 10;
 
@@ -641,8 +643,15 @@ impl Project {
         // The zeros already written past the committed end.
         let zeros_from = w.room.take().map_or(committed, |r| r.end().max(committed));
         let ahead = (committed - LOG_HEADER_BYTES as u64).clamp(ROOM_MIN_BYTES, ROOM_MAX_BYTES);
-        let want = (end + ahead)
-            .next_multiple_of(ROOM_MIN_BYTES)
+        // A big segment's room ends on a multiple of `ROOM_MAX_BYTES`, so the next one's
+        // zeros start on one and the page cache holds them in folios of that size
+        // ([`fsio::write_zeros`]).
+        let want = if ahead == ROOM_MAX_BYTES {
+            (end + ROOM_MIN_BYTES).next_multiple_of(ROOM_MAX_BYTES)
+        } else {
+            (end + ahead).next_multiple_of(ROOM_MIN_BYTES)
+        };
+        let want = want
             .min(self.segment_bytes.max(end))
             .min(u64::from(u32::MAX));
         if want < end || committed >= want {

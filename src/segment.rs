@@ -825,7 +825,8 @@ pub(crate) struct Active {
     /// messages (what the Activity API asks for most) costs a copy, not a system call.
     pub(crate) tail: parking_lot::RwLock<Tail>,
     /// The latest map of committed bytes made for a scan ([`map`](Self::map)), kept for the
-    /// next scan: mapping a big segment anew costs a page fault per 64 KiB.
+    /// next scan: mapping a big segment anew costs a page fault per folio of the page cache
+    /// (64 KiB, or 256 KiB where the room wrote it, [`crate::fsio::write_zeros`]).
     pub(crate) scan_map: parking_lot::Mutex<Option<Arc<Mmap>>>,
 }
 

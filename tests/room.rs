@@ -179,3 +179,26 @@ fn stats_count_an_open_active_log_to_its_last_record_not_its_room() {
     let index = fs::metadata(idx_path(dir.path(), 1, 1)).unwrap().len();
     assert_eq!(store.stats(1).unwrap().unwrap().bytes, end + index);
 }
+
+/// Once its segment holds 256 KiB, a log's room ends on a 256 KiB boundary of the file (so the
+/// page cache holds its zeros in folios that big), and still under 320 KiB past its last record.
+#[test]
+fn a_big_segments_room_ends_on_a_256_kib_boundary() {
+    let dir = scratch();
+    let store = Store::open(dir.path()).unwrap();
+    let (mut i, mut checked) = (0, 0);
+    loop {
+        append_n(&store, 1, i, 500);
+        i += 500;
+        let (len, end) = newest_log(dir.path(), 1);
+        if end >= 3 << 20 {
+            break;
+        }
+        if end >= 640 << 10 {
+            assert_eq!(len % (256 << 10), 0, "room to {len} for {end}");
+            assert!(len - end < 320 << 10, "room to {len} for {end}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} looks");
+}
