@@ -15,6 +15,7 @@
 
 /// The CRC-32 of `data` (as `crc32fast::hash`), and whether every byte of `data[skip..]` is
 /// below 0x80. `skip` is at most 16.
+#[inline]
 pub(crate) fn crc32_and_ascii(data: &[u8], skip: usize) -> (u32, bool) {
     debug_assert!(skip <= 16);
     #[cfg(target_arch = "x86_64")]
@@ -95,6 +96,7 @@ mod x86 {
     }
 
     /// What this CPU can run; asked once, then one load.
+    #[inline]
     pub(super) fn support() -> Support {
         // 0: not asked yet; then 1 + the answer.
         static KNOWN: AtomicU8 = AtomicU8::new(0);
