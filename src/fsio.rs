@@ -204,7 +204,8 @@ fn fs_kind(dir: &Path) -> Option<u64> {
 /// a 49 MB log took 755 page faults to read through a new map; in the 256 KiB folios that a big
 /// segment's rooms make (`project::ROOM_MAX_BYTES`), 196.
 pub(crate) fn write_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
-    // Allocated zeroed (mapped anew, not written): the kernel reads the shared zero page.
+    // Allocated zeroed and never written: usually mapped anew, so the kernel reads the shared
+    // zero page (should the allocator serve it from its heap, 512 KiB once).
     static ZEROS: std::sync::OnceLock<Box<[u8]>> = std::sync::OnceLock::new();
     let zeros = ZEROS.get_or_init(|| vec![0; 512 << 10].into_boxed_slice());
     let mut at = from;

@@ -157,7 +157,10 @@ struct SyncState {
     /// has not begun: appends ask for no other until it has. Without this, every append
     /// between the hand-off and the syncer's start handed off one more, and the syncer then
     /// ran them one after the other, each an fsync of the few KiB appended since the last:
-    /// one hot project's 190 MB took 617 fsyncs instead of about 45.
+    /// one hot project's 190 MB took 617 fsyncs instead of about 45. Cleared when the
+    /// background sync begins, and by any sync that finishes (should a syncer thread that
+    /// panicked have dropped the hand-off, the next roll, `Store::sync` or `Sync` append
+    /// lets the project ask again).
     ahead_asked: bool,
     /// Segments created in the project's directory, and how many of them the directory was
     /// synced after: a segment's records are durable only once its file name is.
@@ -1093,6 +1096,7 @@ impl Project {
             match result {
                 Ok(()) => {
                     s.synced = s.synced.max(covered);
+                    s.ahead_asked = false;
                     self.writer_clean_if(covered);
                 }
                 Err(e) => {
@@ -2318,6 +2322,12 @@ pub(crate) mod tests {
         }
         let syncs = p.log_syncs.load(Ordering::Relaxed);
         assert!((1..=3).contains(&syncs), "{syncs} syncs for 13 MiB");
+        // A hand-off lost (a syncer thread that panicked drops its queue) is forgotten by the
+        // next sync that finishes: the project may ask again.
+        p.sync.lock().ahead_asked = true;
+        store.append(1, [message.as_str()]).unwrap();
+        store.sync().unwrap();
+        assert!(!p.sync.lock().ahead_asked);
     }
 }
 
