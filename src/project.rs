@@ -1290,10 +1290,18 @@ impl Project {
         let mut w = self.writer.lock();
         if let Some(active) = self.snapshot().active {
             self.flush_index(&mut w, &active);
-            // A cleanly closed store's index is trusted as complete: it must be durable.
+            // A cleanly closed store's index counts as synced when it is next opened. It is a
+            // cache: if it cannot be synced, it goes, as at a roll, and the next open rebuilds
+            // it from the log; the close goes on (the log is synced), and the project is not
+            // refused writes for it. Should the removal not last, recovery checks whatever
+            // index it finds against the log.
             if let (true, false, Some(idx)) = (w.idx_unsynced, w.idx_broken, &w.idx_file) {
-                let path = segment::index_path(&self.dir, active.header.first_seq);
-                fsio::sync_data(idx).map_err(|e| Error::io("syncing", &path, e))?;
+                if let Err(e) = fsio::sync_data(idx) {
+                    let path = segment::index_path(&self.dir, active.header.first_seq);
+                    log::warn!("cannot sync {} ({e}); removing it", path.display());
+                    let _ = fs::remove_file(&path);
+                    w.idx_broken = true;
+                }
                 w.idx_unsynced = false;
             }
         }

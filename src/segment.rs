@@ -248,7 +248,18 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 /// costs one fsync, not five.
 pub(crate) fn create(dir: &Path, header: SegmentHeader) -> Result<()> {
     write_index_header(dir, header.first_seq)?;
-    write_whole(&log_path(dir, header.first_seq), &header.encode())
+    let made = write_whole(&log_path(dir, header.first_seq), &header.encode());
+    unmake_index_if(made.is_err(), dir, header.first_seq);
+    made
+}
+
+/// Removes the index [`create`] or [`create_new`] made when making its log `failed`: no index
+/// stays behind without its log. Best effort: one left there is replaced when the segment is
+/// made again, and holds no entry.
+fn unmake_index_if(failed: bool, dir: &Path, first_seq: u64) {
+    if failed {
+        let _ = fs::remove_file(index_path(dir, first_seq));
+    }
 }
 
 /// Creates a project's first segment without a sync: the index as [`create`] does, the log
@@ -262,13 +273,15 @@ pub(crate) fn create_new(dir: &Path, header: SegmentHeader) -> Result<()> {
     let path = new_log_path(dir);
     // A new file, not the old one truncated: the log it replaces may still be mapped.
     remove_if_present(&path)?;
-    OpenOptions::new()
+    let made = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&path)
         .and_then(|f| fsio::write_at(&f, &header.encode(), 0))
-        .map_err(|e| Error::io("creating", &path, e))
+        .map_err(|e| Error::io("creating", &path, e));
+    unmake_index_if(made.is_err(), dir, header.first_seq);
+    made
 }
 
 /// Makes the files of a spare project directory `dir`, without a sync: the first segment's
@@ -1150,6 +1163,39 @@ impl Room {
 mod tests {
     use super::*;
     use crate::record::encode_frame;
+
+    /// A segment whose log cannot be made leaves no index behind: the directory is as before.
+    #[test]
+    fn a_segment_whose_log_fails_leaves_no_index() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let header = SegmentHeader {
+            first_seq: 1,
+            base_stamp: 7,
+            project: 3,
+        };
+        for make in [create, create_new] {
+            let dir = tempfile::tempdir().unwrap();
+            let rec = Recorder::register(dir.path(), false);
+            // The first write is the index's header, the second the log's.
+            rec.fail(FaultKind::Write, 2);
+            let made = make(dir.path(), header);
+            rec.unregister();
+            assert!(made.is_err());
+            let (failed, _, _) = rec.faulted().unwrap();
+            assert!(!failed.ends_with(".idx"), "{failed:?}");
+            let left: Vec<_> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            // `create_new` leaves its log, under the name of a log never synced, for the next
+            // attempt to replace.
+            assert!(
+                left.iter()
+                    .all(|n| n.to_string_lossy().ends_with(".log.new")),
+                "{left:?}"
+            );
+        }
+    }
 
     /// A file written whole that fails names the file it was to become, not the temporary
     /// one, which is gone with the error.

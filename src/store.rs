@@ -2015,6 +2015,50 @@ mod tests {
         assert!(p.unsynced_bytes() > 0);
     }
 
+    /// An index is a cache: one that cannot be synced when its project is closed is removed,
+    /// and the project takes appends again at once (before, the failed close refused them until
+    /// the store was reopened).
+    #[test]
+    fn an_index_that_cannot_be_synced_at_a_close_goes_and_the_project_does_not() {
+        use crate::fsio::sim::{FaultKind, Recorder};
+        let idx = |tmp: &Path| segment::index_path(&project_dir_in(tmp, 1), FIRST_SEQ);
+        // The syncs of an eviction, one failed in each run, until the index's is.
+        for nth in 1..20 {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = Options::new()
+                .spare_projects(0)
+                .max_open_projects(1)
+                .open(tmp.path())
+                .unwrap();
+            for i in 0..3 {
+                store.append(1, [format!(r#"{{"i":{i}}}"#)]).unwrap();
+            }
+            let rec = Recorder::register(tmp.path(), false);
+            rec.fail(FaultKind::Sync, nth);
+            // Opening project 2 closes project 1.
+            store.append(2, [r#"{"j":0}"#]).unwrap();
+            rec.unregister();
+            let (path, _, _) = rec.faulted().expect("a sync of the close failed");
+            if path != idx(tmp.path()) {
+                continue;
+            }
+            assert!(!idx(tmp.path()).exists());
+            store.append(1, [r#"{"i":3}"#]).unwrap();
+            drop(store);
+            assert!(tmp.path().join(CLEAN_FILE).exists());
+            let store = Store::open(tmp.path()).unwrap();
+            let seqs: Vec<u64> = store
+                .newest_first(1)
+                .unwrap()
+                .map(|m| m.unwrap().seq())
+                .collect();
+            assert_eq!(seqs, [4, 3, 2, 1]);
+            assert!(idx(tmp.path()).exists(), "rebuilt by the open");
+            return;
+        }
+        panic!("no sync of the index when project 1 was closed");
+    }
+
     /// How many syncs of the directory of projects `rec` recorded.
     fn projects_dir_syncs(rec: &crate::fsio::sim::Recorder) -> usize {
         rec.take_points()
