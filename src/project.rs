@@ -34,7 +34,7 @@ pub const FIRST_SEQ: u64 = 1;
 /// sync, roll and close), so that recovery after a crash rescans at most about this many records
 /// plus whatever was never synced.
 /// (Eight in the library's own tests, so that the power-loss suite's small segments reach it.)
-const INDEX_FLUSH_ENTRIES: usize = if cfg!(test) { 8 } else { 1024 };
+pub(crate) const INDEX_FLUSH_ENTRIES: usize = if cfg!(test) { 8 } else { 1024 };
 
 /// A `Written` project has an fsync started (by the store's background syncer, see
 /// [`Project::sync_ahead_due`]) once this much is unsynced, bounding the flush a segment roll
@@ -622,10 +622,13 @@ impl Project {
                 // The log keeps its new name past this acknowledgement: its index vouches for
                 // the records at once (a write, no sync), so that a crash followed by damage
                 // to the log's header does not pass for a log that never reached the disk
-                // (`segment::index_vouches`).
+                // (`segment::index_vouches`). One entry vouches: once the index holds one, the
+                // later appends' entries are written as any log's are, in batches.
                 let mut w = self.writer.lock();
-                if let Some(active) = self.snapshot().active {
-                    self.flush_index(&mut w, &active);
+                if w.idx_written == 0 {
+                    if let Some(active) = self.snapshot().active {
+                        self.flush_index(&mut w, &active);
+                    }
                 }
             }
         }

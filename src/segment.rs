@@ -178,8 +178,6 @@ fn list_names(dir: &Path) -> Result<(Vec<u64>, bool)> {
     Ok((seqs, new_log))
 }
 
-/// IMPORTANT: every directory fsync goes through here. A file's creation, rename or removal is
-/// durable only once its directory has been synced.
 /// Whether the index file at `path` vouches for a record: it holds a whole entry, and entries
 /// are written only for records already synced. A new project's first log whose header does
 /// not read may then hold acknowledged records (a project made from a synced spare keeps the
@@ -193,6 +191,9 @@ pub(crate) fn index_vouches(path: &Path) -> Result<bool> {
     }
 }
 
+/// IMPORTANT: every directory fsync goes through here. A file's creation, rename or removal is
+/// durable only once its directory has been synced.
+///
 /// Syncs the entries of `dir` ([`fsio::sync_dir`]); an error names the directory, and says
 /// whether the sync started ([`sync_not_started`]).
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {

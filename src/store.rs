@@ -2241,6 +2241,52 @@ mod tests {
         (tmp, append, sync)
     }
 
+    /// A `Sync` project made from a spare keeps its log's new name until its next full sync:
+    /// its first acknowledgement has the index vouch for the log (one entry), and the appends
+    /// after it write their entries in batches, as any log's, not one write each.
+    #[test]
+    fn a_project_from_a_synced_spare_writes_its_index_once_then_in_batches() {
+        use crate::fsio::sim::Recorder;
+        let tmp = tempfile::tempdir().unwrap();
+        let rec = Recorder::register(tmp.path(), true);
+        let store = Options::new()
+            .durability(Durability::Sync)
+            .spare_projects(4)
+            .open(tmp.path())
+            .unwrap();
+        store.append(1, [r#"{"a":1}"#]).unwrap();
+        assert!(store.wait_spares(4));
+        rec.take_points();
+        let appends = 3 * crate::project::INDEX_FLUSH_ENTRIES;
+        for i in 0..appends {
+            store.append(2, [format!(r#"{{"i":{i}}}"#)]).unwrap();
+        }
+        let points = rec.take_points();
+        let index_writes = points
+            .iter()
+            .filter(|point| point.before.starts_with("write") && point.before.ends_with(".idx"))
+            .count();
+        drop(store);
+        rec.unregister();
+        assert!(tmp
+            .path()
+            .join("projects/2/00000000000000000001.log")
+            .exists());
+        // The first append's entry, right after its sync; then one write per batch of entries
+        // (a batch's newest entry waits for the sync that follows the write).
+        let first_sync = points
+            .iter()
+            .position(|p| p.before.starts_with("sync"))
+            .unwrap();
+        let next = &points[first_sync + 1].before;
+        assert!(next.ends_with(".idx"), "{next}");
+        let batch = crate::project::INDEX_FLUSH_ENTRIES - 1;
+        assert!(
+            index_writes <= 1 + appends.div_ceil(batch),
+            "{index_writes} index writes"
+        );
+    }
+
     /// A project whose close (an eviction) failed its fsync reads as it is but refuses writes,
     /// and `Store::sync` fails, until the store is reopened; the reopened store recovers it as
     /// after a crash.
