@@ -603,11 +603,14 @@ impl Project {
         if durability == Durability::Written {
             w.unchecked += written;
             // Inside `without_blocking` (the batch stored: no refusal now), not waited for;
-            // the next append looks again.
-            if let (true, Some(s)) = (w.unchecked >= SYNC_AHEAD_BYTES, self.sync_state()) {
-                w.unchecked = s.unsynced(target);
-                if !s.running && !s.ahead_asked && w.unchecked >= SYNC_AHEAD_BYTES {
-                    self.sync_ahead_wanted.store(true, Ordering::Relaxed);
+            // the next append looks again. (Only then is the lock taken: a tuple of the two
+            // took it on every append.)
+            if w.unchecked >= SYNC_AHEAD_BYTES {
+                if let Some(s) = self.sync_state() {
+                    w.unchecked = s.unsynced(target);
+                    if !s.running && !s.ahead_asked && w.unchecked >= SYNC_AHEAD_BYTES {
+                        self.sync_ahead_wanted.store(true, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -2340,6 +2343,31 @@ pub(crate) mod tests {
         store.append(1, [message.as_str()]).unwrap();
         store.sync().unwrap();
         assert!(!p.sync.lock().ahead_asked);
+    }
+
+    /// A `Written` append looks at the sync state (under its lock, which a sync holds across a
+    /// rename) only once 4 MiB were appended since it last looked: not on every append.
+    #[test]
+    fn a_written_append_takes_no_sync_lock_before_4_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        store.append(1, [r#"{"a":0}"#]).unwrap();
+        let p = store.inner().project(1, false).unwrap().unwrap();
+        let held = p.sync.lock();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // Fewer than `INDEX_FLUSH_ENTRIES` (8 in tests): an index write looks at the
+                // sync state too.
+                for i in 1..6 {
+                    store.append(1, [format!(r#"{{"a":{i}}}"#)]).unwrap();
+                }
+                tx.send(()).unwrap();
+            });
+            let done = rx.recv_timeout(std::time::Duration::from_secs(10));
+            drop(held);
+            assert!(done.is_ok(), "the appends waited for the sync lock");
+        });
     }
 }
 
