@@ -1305,7 +1305,8 @@ impl Project {
                 if let Err(e) = fsio::sync_data(idx) {
                     let path = segment::index_path(&self.dir, active.header.first_seq);
                     log::warn!("cannot sync {} ({e}); removing it", path.display());
-                    let _ = fs::remove_file(&path);
+                    // One that can be neither synced nor removed fails the close.
+                    fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
                     w.idx_broken = true;
                 }
                 w.idx_unsynced = false;

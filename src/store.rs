@@ -1210,7 +1210,9 @@ impl Drop for Inner {
                 .is_ok_and(|ids| ids.iter().all(|id| recovered.contains(id)));
         }
         if let (true, Some(_)) = (clean, &self.clock) {
-            // Last: everything it vouches for (logs and index files) is synced by now.
+            // Last: everything it vouches for is synced by now: every log, and every index file
+            // that could be (one that could not was removed; an index is checked against its
+            // log on every open).
             let mut marker = CLEAN_MAGIC.to_vec();
             marker.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
             if let Err(e) = segment::write_atomically(&self.dir.join(CLEAN_FILE), &marker) {
@@ -1256,7 +1258,9 @@ fn refuse_foreign_entries(dir: &Path) -> Result<()> {
 
 /// For a writable open: whether the last writer closed cleanly (it left a `CLEAN` marker, which
 /// goes, durably, before anything is written: [`Inner::before_write`]). After a clean close,
-/// every log and index file was synced, so recovery may trust the index files.
+/// every log was synced, and every index file synced or removed, so the open skips what
+/// recovery after a crash costs (syncing logs' tails and directories; index files are checked
+/// against their logs on every open).
 ///
 /// Only a marker exactly as this build writes it counts: one of another format version, or
 /// truncated, or longer, vouches for nothing this build knows, so the open recovers as after a
