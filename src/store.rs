@@ -2219,15 +2219,7 @@ mod tests {
         if !atomic {
             rec.without_atomic_renames();
         }
-        // Four spares: the one taken leaves three, more than half, so the spare thread makes
-        // none (and syncs nothing) meanwhile.
-        let store = Options::new()
-            .durability(Durability::Sync)
-            .spare_projects(4)
-            .open(tmp.path())
-            .unwrap();
-        store.append(1, [r#"{"a":1}"#]).unwrap();
-        assert!(store.wait_spares(4));
+        let store = sync_store_with_spares(tmp.path());
         let syncs = |rec: &Recorder| -> Vec<String> {
             rec.take_points()
                 .into_iter()
@@ -2245,6 +2237,20 @@ mod tests {
         (tmp, append, sync)
     }
 
+    /// A `Sync` store in `dir` holding project 1, with four spares ready. Four: the next one
+    /// taken leaves three, more than half, so the spare thread makes none (and syncs nothing)
+    /// meanwhile.
+    fn sync_store_with_spares(dir: &Path) -> Store {
+        let store = Options::new()
+            .durability(Durability::Sync)
+            .spare_projects(4)
+            .open(dir)
+            .unwrap();
+        store.append(1, [r#"{"a":1}"#]).unwrap();
+        assert!(store.wait_spares(4));
+        store
+    }
+
     /// A `Sync` project made from a spare keeps its log's new name until its next full sync:
     /// its first acknowledgement has the index vouch for the log (one entry), and the appends
     /// after it write their entries in batches, as any log's, not one write each.
@@ -2253,13 +2259,7 @@ mod tests {
         use crate::fsio::sim::Recorder;
         let tmp = tempfile::tempdir().unwrap();
         let rec = Recorder::register(tmp.path(), true);
-        let store = Options::new()
-            .durability(Durability::Sync)
-            .spare_projects(4)
-            .open(tmp.path())
-            .unwrap();
-        store.append(1, [r#"{"a":1}"#]).unwrap();
-        assert!(store.wait_spares(4));
+        let store = sync_store_with_spares(tmp.path());
         rec.take_points();
         let appends = 3 * crate::project::INDEX_FLUSH_ENTRIES;
         for i in 0..appends {
