@@ -273,14 +273,15 @@ pub(crate) fn create_new(dir: &Path, header: SegmentHeader) -> Result<()> {
     write_index_header(dir, header.first_seq)?;
     let path = new_log_path(dir);
     // A new file, not the old one truncated: the log it replaces may still be mapped.
-    remove_if_present(&path)?;
-    let made = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|f| fsio::write_at(&f, &header.encode(), 0))
-        .map_err(|e| Error::io("creating", &path, e));
+    let made = remove_if_present(&path).and_then(|()| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|f| fsio::write_at(&f, &header.encode(), 0))
+            .map_err(|e| Error::io("creating", &path, e))
+    });
     unmake_index_if(made.is_err(), dir, header.first_seq);
     made
 }
