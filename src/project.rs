@@ -724,13 +724,9 @@ impl Project {
                 self.mark_synced((old.header.first_seq, snap.active_len));
                 self.flush_index(w, old);
                 if let Some(idx) = &w.idx_file {
-                    // A sealed segment's index is trusted on open, so it must be durable too.
-                    // It is a cache: if it cannot be synced, it goes, and is rebuilt on open.
-                    if fsio::sync_data(idx).is_err() {
-                        let path = segment::index_path(&self.dir, old.header.first_seq);
-                        log::warn!("cannot sync {}; removing it", path.display());
-                        let _ = fs::remove_file(&path);
-                    }
+                    // A sealed segment's index is trusted on open, so it must be durable too,
+                    // or gone (a removal that fails leaves one that open checks anyway).
+                    let _ = self.sync_index(idx, old);
                 }
                 Arc::make_mut(&mut sealed).push(old.header.first_seq);
             }
@@ -893,6 +889,19 @@ impl Project {
             Err(e) if spare.is_none() => Err(self.unmake_segment(header.first_seq, new_log, e)),
             Err(e) => Err(e),
         }
+    }
+
+    /// Syncs the index file `idx` of `active`'s segment; an index that cannot be synced (a
+    /// cache, rebuilt from the log by the next open) is removed instead. Whether it was synced;
+    /// an error if it could be neither synced nor removed.
+    fn sync_index(&self, idx: &File, active: &Active) -> Result<bool> {
+        let Err(e) = fsio::sync_data(idx) else {
+            return Ok(true);
+        };
+        let path = segment::index_path(&self.dir, active.header.first_seq);
+        log::warn!("cannot sync {} ({e}); removing it", path.display());
+        fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        Ok(false)
     }
 
     /// Takes back the files of a segment starting at `first_seq` that [`segment::create`] made
@@ -1296,19 +1305,13 @@ impl Project {
         let mut w = self.writer.lock();
         if let Some(active) = self.snapshot().active {
             self.flush_index(&mut w, &active);
-            // A cleanly closed store's index counts as synced when it is next opened. It is a
-            // cache: if it cannot be synced, it goes, as at a roll, and the next open rebuilds
-            // it from the log; the close goes on (the log is synced), and the project is not
-            // refused writes for it. Should the removal not last, recovery checks whatever
-            // index it finds against the log.
+            // A cleanly closed store's index counts as synced when it is next opened. One
+            // that cannot be synced goes, as at a roll: the close goes on (the log is synced),
+            // and the project is not refused writes for a cache. Should the removal not last,
+            // recovery checks whatever index it finds against the log. One that can be
+            // neither synced nor removed fails the close.
             if let (true, false, Some(idx)) = (w.idx_unsynced, w.idx_broken, &w.idx_file) {
-                if let Err(e) = fsio::sync_data(idx) {
-                    let path = segment::index_path(&self.dir, active.header.first_seq);
-                    log::warn!("cannot sync {} ({e}); removing it", path.display());
-                    // One that can be neither synced nor removed fails the close.
-                    fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
-                    w.idx_broken = true;
-                }
+                w.idx_broken = !self.sync_index(idx, &active)?;
                 w.idx_unsynced = false;
             }
         }

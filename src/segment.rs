@@ -250,17 +250,17 @@ pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
 pub(crate) fn create(dir: &Path, header: SegmentHeader) -> Result<()> {
     write_index_header(dir, header.first_seq)?;
     let made = write_whole(&log_path(dir, header.first_seq), &header.encode());
-    unmake_index_if(made.is_err(), dir, header.first_seq);
-    made
+    without_index_if_failed(made, dir, header.first_seq)
 }
 
-/// Removes the index [`create`] or [`create_new`] made when making its log `failed`: no index
-/// stays behind without its log. Best effort: one left there is replaced when the segment is
-/// made again, and holds no entry.
-fn unmake_index_if(failed: bool, dir: &Path, first_seq: u64) {
-    if failed {
+/// `made`, the making of a log after [`create`] or [`create_new`] made its index: if it failed,
+/// the index is removed, so that none stays behind without its log. Best effort: one left there
+/// is replaced when the segment is made again, and holds no entry.
+fn without_index_if_failed(made: Result<()>, dir: &Path, first_seq: u64) -> Result<()> {
+    if made.is_err() {
         let _ = fs::remove_file(index_path(dir, first_seq));
     }
+    made
 }
 
 /// Creates a project's first segment without a sync: the index as [`create`] does, the log
@@ -282,8 +282,7 @@ pub(crate) fn create_new(dir: &Path, header: SegmentHeader) -> Result<()> {
             .and_then(|f| fsio::write_at(&f, &header.encode(), 0))
             .map_err(|e| Error::io("creating", &path, e))
     });
-    unmake_index_if(made.is_err(), dir, header.first_seq);
-    made
+    without_index_if_failed(made, dir, header.first_seq)
 }
 
 /// Makes the files of a spare project directory `dir`, without a sync: the first segment's

@@ -654,7 +654,7 @@ fn a3_run(
                                 None
                             };
                             let mut lat = Vec::with_capacity(n);
-                            let mut first_ns = Vec::new();
+                            let mut mine = Firsts::default();
                             barrier.wait();
                             for i in 0..n {
                                 let p = data.zipf.project(&mut rng);
@@ -695,10 +695,11 @@ fn a3_run(
                                 let ns = t0.elapsed().as_nanos() as u64;
                                 lat.push(ns);
                                 if first {
-                                    first_ns.push(ns);
+                                    mine.count += 1;
+                                    mine.ns += ns;
                                 }
                             }
-                            firsts.lock().unwrap().add(&first_ns);
+                            firsts.lock().unwrap().add(&mine);
                             Ok(lat)
                         };
                         let lat = run().map_err(|e| e.to_string())?;
@@ -728,9 +729,9 @@ struct Firsts {
 }
 
 impl Firsts {
-    fn add(&mut self, ns: &[u64]) {
-        self.count += ns.len() as u64;
-        self.ns += ns.iter().sum::<u64>();
+    fn add(&mut self, other: &Firsts) {
+        self.count += other.count;
+        self.ns += other.ns;
     }
 
     /// A3's note: how a project's first append and the others compare with the limit's.
