@@ -13,7 +13,7 @@
 //! took 7.3–7.4 ms instead of 9.7 ms, the length-dependent loops' mispredictions gone; and 6.3–6.4
 //! ms (best of 40, four alternating pairs) once its byte masks came from comparing each lane's
 //! place in the frame instead of shifting bit masks, about 80 instructions a record instead of
-//! 170. CPUs without `PCLMULQDQ`, and inputs under 32 bytes, take `crc32fast` and a separate ASCII
+//! 186. CPUs without `PCLMULQDQ`, and inputs under 32 bytes, take `crc32fast` and a separate ASCII
 //! check.
 
 /// The CRC-32 of `data` (as `crc32fast::hash`), and whether every byte of `data[skip..]` is
