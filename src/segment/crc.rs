@@ -10,11 +10,13 @@
 //! against the published ones). On CPUs with AVX-512 and `VPCLMULQDQ`, an input of 32 to 256
 //! bytes (a typical record) is read as four 64-byte vectors, without a branch that depends on
 //! its length: on an AMD EPYC (Zen 4) a newest-first scan of 267,000 records of 80–250 bytes
-//! took 7.3–7.4 ms instead of 9.7 ms, the length-dependent loops' mispredictions gone; and 6.3–6.4
-//! ms (best of 40, four alternating pairs) once its byte masks came from comparing each lane's
-//! place in the frame instead of shifting bit masks, about 80 instructions a record instead of
-//! 186. CPUs without `PCLMULQDQ`, and inputs under 32 bytes, take `crc32fast` and a separate ASCII
-//! check.
+//! took 7.3–7.4 ms instead of 9.7 ms, the length-dependent loops' mispredictions gone. Its byte
+//! masks then came from comparing each lane's place in the frame with where the record starts
+//! instead of from shifted bit masks (86 instructions instead of 168): in another probe, best of
+//! 40 scans, 7.40–7.48 ms (11.57 in one slow-mode run) → 6.29–6.37 ms. On such CPUs the ASCII check alone of a message up to
+//! 256 bytes (one from the writer's tail copy, whose checksum needs no check) is four masked
+//! loads too ([`is_ascii_wide`]). CPUs without `PCLMULQDQ`, and inputs under 32 bytes, take
+//! `crc32fast` and a separate ASCII check.
 
 /// The CRC-32 of `data` (as `crc32fast::hash`), and whether every byte of `data[skip..]` is
 /// below 0x80. `skip` is at most 16.
@@ -39,16 +41,31 @@ pub(crate) fn crc32_and_ascii(data: &[u8], skip: usize) -> (u32, bool) {
     (crc32fast::hash(data), super::is_ascii(text))
 }
 
+/// Whether every byte of `data` is below 0x80, on a CPU with AVX-512 (F and BW) and for `data`
+/// of 1 to 256 bytes (a message): four masked 64-byte loads, without a loop or a branch on its
+/// length. `None` otherwise, for the caller's own check.
+#[inline]
+pub(crate) fn is_ascii_wide(data: &[u8]) -> Option<bool> {
+    #[cfg(target_arch = "x86_64")]
+    if (1..=256).contains(&data.len()) && x86::support() == x86::Support::Wide {
+        // SAFETY: the CPU has every feature the function enables (asked by `support`).
+        return Some(unsafe { x86::is_ascii_short(data) });
+    }
+    let _ = data;
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
         __m128i, __m512i, _mm512_clmulepi64_epi128, _mm512_cmpge_epu8_mask,
         _mm512_extracti32x4_epi32, _mm512_loadu_si512, _mm512_mask_cmplt_epu8_mask,
         _mm512_mask_sub_epi8, _mm512_mask_test_epi8_mask, _mm512_maskz_loadu_epi8,
-        _mm512_set1_epi8, _mm512_set_epi64, _mm512_setzero_si512, _mm512_xor_si512, _mm_add_epi8,
-        _mm_and_si128, _mm_blendv_epi8, _mm_clmulepi64_si128, _mm_cmpgt_epi8, _mm_cvtsi32_si128,
-        _mm_extract_epi32, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        _mm_set_epi64x, _mm_setr_epi8, _mm_shuffle_epi8, _mm_srli_si128, _mm_xor_si128,
+        _mm512_movepi8_mask, _mm512_or_si512, _mm512_set1_epi8, _mm512_set_epi64,
+        _mm512_setzero_si512, _mm512_xor_si512, _mm_add_epi8, _mm_and_si128, _mm_blendv_epi8,
+        _mm_clmulepi64_si128, _mm_cmpgt_epi8, _mm_cvtsi32_si128, _mm_extract_epi32,
+        _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+        _mm_setr_epi8, _mm_shuffle_epi8, _mm_srli_si128, _mm_xor_si128,
     };
     use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -321,6 +338,26 @@ mod x86 {
         (reduce(x), high == 0)
     }
 
+    /// [`super::is_ascii_wide`] for `data` of 1 to 256 bytes, read as the last bytes of a
+    /// 256-byte frame as in [`crc32_and_ascii_short`]. Only for a CPU with AVX-512 F and BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) fn is_ascii_short(data: &[u8]) -> bool {
+        assert!((1..=256).contains(&data.len()));
+        let first = _mm512_set1_epi8((256 - data.len()) as u8 as i8);
+        let end = data.as_ptr().wrapping_add(data.len());
+        let mut any = _mm512_setzero_si512();
+        for j in 0..4 {
+            // SAFETY: `FRAME_PLACES` holds 256 bytes and the load needs no alignment.
+            let place = unsafe { _mm512_loadu_si512(FRAME_PLACES.0.as_ptr().add(64 * j).cast()) };
+            let keep = _mm512_cmpge_epu8_mask(place, first);
+            // SAFETY: as in `crc32_and_ascii_short`, the mask keeps only the bytes of `data`.
+            let bytes =
+                unsafe { _mm512_maskz_loadu_epi8(keep, end.wrapping_sub(256 - 64 * j).cast()) };
+            any = _mm512_or_si512(any, bytes);
+        }
+        _mm512_movepi8_mask(any) == 0
+    }
+
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -375,6 +412,33 @@ mod tests {
         }
     }
 
+    /// The wide ASCII check, where this CPU runs it, against a plain one: every length to 300
+    /// (those over 256 are left to the caller), ASCII bytes with one high byte at each position
+    /// in turn, and random bytes.
+    #[test]
+    fn the_wide_ascii_check_agrees_with_a_plain_one() {
+        let plain = |d: &[u8]| d.iter().all(|&b| b < 0x80);
+        let wide = super::is_ascii_wide(b"x").is_some();
+        for len in 0..300 {
+            let random = bytes(len as u64 * 7 + 1, len);
+            let ascii: Vec<u8> = random.iter().map(|b| b & 0x7f).collect();
+            let mut cases = vec![random, ascii.clone()];
+            for at in 0..len {
+                let mut one = ascii.clone();
+                one[at] |= 0x80;
+                cases.push(one);
+            }
+            for d in &cases {
+                let got = super::is_ascii_wide(d);
+                assert_eq!(got.is_some(), wide && (1..=256).contains(&len), "{len}");
+                if let Some(got) = got {
+                    assert_eq!(got, plain(d), "{len} {d:?}");
+                }
+                assert_eq!(super::super::is_ascii(d), plain(d), "{len} {d:?}");
+            }
+        }
+    }
+
     /// Wide-vector reads of a short message touch none of the bytes around it: a message at
     /// the very start and at the very end of a mapped page, whose neighbours are unmapped.
     #[cfg(target_arch = "x86_64")]
@@ -401,10 +465,14 @@ mod tests {
         guard(0);
         guard(2 * page);
         let middle = &map[page..2 * page];
-        for len in [32, 33, 100, 255, 256] {
+        for len in [1, 2, 31, 32, 33, 100, 255, 256] {
             for data in [&middle[..len], &middle[page - len..]] {
-                let want = (crc32fast::hash(data), data[3..].iter().all(|&b| b < 0x80));
-                assert_eq!(crc32_and_ascii(data, 3), want, "{len}");
+                if len >= 32 {
+                    let want = (crc32fast::hash(data), data[3..].iter().all(|&b| b < 0x80));
+                    assert_eq!(crc32_and_ascii(data, 3), want, "{len}");
+                }
+                let ascii = data.iter().all(|&b| b < 0x80);
+                assert_eq!(super::super::is_ascii(data), ascii, "{len}");
             }
         }
     }
