@@ -110,7 +110,9 @@ impl Options {
     ///
     /// Default: [`DEFAULT_SEGMENT_BYTES`] (64 MiB); allowed [`MIN_SEGMENT_BYTES`] ..=
     /// [`MAX_SEGMENT_BYTES`]. The size is recorded in the store when it is created; opening an
-    /// existing store keeps the recorded size and ignores this setting.
+    /// existing store keeps the recorded size and ignores this setting. A size outside the
+    /// allowed range is refused ([`Error::InvalidOptions`]) either way: it is a caller's mistake,
+    /// whether or not the store exists yet.
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = Some(bytes);
         self
@@ -210,5 +212,37 @@ impl Options {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment size outside the allowed range is refused before anything is made, and
+    /// refused for an existing store too, whose recorded size a valid one leaves alone.
+    #[test]
+    fn segment_sizes_out_of_range_are_refused_and_valid_ones_ignored_on_an_existing_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        for bytes in [0, MIN_SEGMENT_BYTES - 1, MAX_SEGMENT_BYTES + 1] {
+            let err = Options::new().segment_bytes(bytes).open(&dir).err();
+            assert!(matches!(err, Some(Error::InvalidOptions { .. })), "{err:?}");
+            assert!(
+                !dir.exists(),
+                "{bytes}: the refused open made the directory"
+            );
+        }
+        drop(Options::new().segment_bytes(8 << 20).open(&dir).unwrap());
+        let err = Options::new()
+            .segment_bytes(MAX_SEGMENT_BYTES + 1)
+            .open(&dir)
+            .err();
+        assert!(matches!(err, Some(Error::InvalidOptions { .. })), "{err:?}");
+        let store = Options::new()
+            .segment_bytes(MIN_SEGMENT_BYTES)
+            .open(&dir)
+            .unwrap();
+        assert_eq!(store.segment_bytes(), 8 << 20);
     }
 }
