@@ -551,6 +551,7 @@ fn a2(data: &Data, root: &Path, count: usize) -> Fallible<Workload> {
     let mut sq = Sqlite::open(&fresh_dir(root, "a2-sqlite")?.join("activity.db"), true)?;
     let mut raw = RawFile::create(&fresh_dir(root, "a2-raw")?.join("raw.log"))?;
     let (mut sa, mut ss, mut sr) = (Stat::new(AL), Stat::new(SQLITE), Stat::new(LIMIT));
+    let mut firsts = Firsts::default();
     interleave(
         count,
         10,
@@ -559,7 +560,11 @@ fn a2(data: &Data, root: &Path, count: usize) -> Fallible<Workload> {
                 &mut sa,
                 Box::new(|r: Range<usize>, st: &mut Stat| {
                     for (p, msgs) in &bs[r] {
-                        timed(st, || Ok(store.append(*p, msgs)?))?;
+                        // The project's first batch starts at 1, and creates it.
+                        if timed(st, || Ok(store.append(*p, msgs)?))?.first_seq == 1 {
+                            firsts.count += 1;
+                            firsts.ns += st.lat_ns.last().copied().unwrap_or(0);
+                        }
                     }
                     Ok(())
                 }),
@@ -588,14 +593,15 @@ fn a2(data: &Data, root: &Path, count: usize) -> Fallible<Workload> {
     for s in [&mut sa, &mut ss, &mut sr] {
         s.ops *= 100;
     }
+    let stats = vec![sa, ss, sr];
     Ok(Workload {
         id: "A2",
         title: "fsynced batches of 100".into(),
         unit: Unit::Rate("msg/s"),
-        stats: vec![sa, ss, sr],
+        note: format!("latencies per batch; {}", firsts.note(&stats, "batches")),
+        stats,
         vs_sqlite: Some(6.0),
         vs_limit: Some(1.3),
-        note: "latencies per batch".into(),
     })
 }
 
@@ -721,7 +727,7 @@ fn a3_run(
     Ok((stats, firsts.into_inner().unwrap()))
 }
 
-/// Latencies of activitylog's appends that were their project's first.
+/// Latencies of activitylog's appends (or batches) that were their project's first.
 #[derive(Default)]
 struct Firsts {
     count: u64,
@@ -734,8 +740,9 @@ impl Firsts {
         self.ns += other.ns;
     }
 
-    /// A3's note: how a project's first append and the others compare with the limit's.
-    fn note(&self, stats: &[Stat]) -> String {
+    /// A2's and A3's notes: how a project's first append (of `what`: batches, appends) and
+    /// the others compare with the limit's.
+    fn note(&self, stats: &[Stat], what: &str) -> String {
         let mean = |st: &Stat| st.lat_ns.iter().sum::<u64>() as f64 / st.lat_ns.len().max(1) as f64;
         let (al, limit) = (&stats[0], mean(&stats[2]));
         let total: u64 = al.lat_ns.iter().sum();
@@ -743,7 +750,7 @@ impl Firsts {
         let first = self.ns as f64 / self.count.max(1) as f64;
         let rest = (total - self.ns) as f64 / others.max(1) as f64;
         format!(
-            "activitylog: {} of {} appends were their project's first (which creates it): {:.0} µs \
+            "activitylog: {} of {} {what} were their project's first (which creates it): {:.0} µs \
              on average, {:.2}× the limit's mean ({:.0} µs); the other {others}: {:.0} µs, {:.2}×",
             self.count,
             al.lat_ns.len(),
@@ -761,7 +768,10 @@ fn a3(data: &Data, root: &Path, singles: usize) -> Fallible<(Workload, Workload)
     let (four, four_firsts) = a3_run(data, root, singles / 2, 4)?;
     let one_rate = one[0].ops as f64 / one[0].secs;
     let four_rate = four[0].ops as f64 / four[0].secs;
-    let (one_note, four_note) = (one_firsts.note(&one), four_firsts.note(&four));
+    let (one_note, four_note) = (
+        one_firsts.note(&one, "appends"),
+        four_firsts.note(&four, "appends"),
+    );
     Ok((
         Workload {
             id: "A3",
