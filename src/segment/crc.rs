@@ -13,10 +13,10 @@
 //! took 7.3–7.4 ms instead of 9.7 ms, the length-dependent loops' mispredictions gone. Its byte
 //! masks then came from comparing each lane's place in the frame with where the record starts
 //! instead of from shifted bit masks (86 instructions instead of 168): in another probe, best of
-//! 40 scans, 7.40–7.48 ms (11.57 in one slow-mode run) → 6.29–6.37 ms. On such CPUs the ASCII check alone of a message up to
-//! 256 bytes (one from the writer's tail copy, whose checksum needs no check) is four masked
-//! loads too ([`is_ascii_wide`]). CPUs without `PCLMULQDQ`, and inputs under 32 bytes, take
-//! `crc32fast` and a separate ASCII check.
+//! 40 scans, 7.40–7.48 ms (11.57 in one slow-mode run) → 6.29–6.37 ms. On such CPUs the ASCII
+//! check alone of a message of 1 to 256 bytes (one from the writer's tail copy, say, whose
+//! checksum needs no check) is four masked loads too ([`is_ascii_wide`]). CPUs without
+//! `PCLMULQDQ`, and inputs under 32 bytes, take `crc32fast` and a separate ASCII check.
 
 /// The CRC-32 of `data` (as `crc32fast::hash`), and whether every byte of `data[skip..]` is
 /// below 0x80. `skip` is at most 16.
@@ -41,9 +41,10 @@ pub(crate) fn crc32_and_ascii(data: &[u8], skip: usize) -> (u32, bool) {
     (crc32fast::hash(data), super::is_ascii(text))
 }
 
-/// Whether every byte of `data` is below 0x80, on a CPU with AVX-512 (F and BW) and for `data`
-/// of 1 to 256 bytes (a message): four masked 64-byte loads, without a loop or a branch on its
-/// length. `None` otherwise, for the caller's own check.
+/// Whether every byte of `data` is below 0x80, on a CPU that runs [`crc32_and_ascii`]'s wide
+/// version (AVX-512 F and BW with VPCLMULQDQ; [`x86::support`]) and for `data` of 1 to 256 bytes
+/// (a message): four masked 64-byte loads, without a loop or a branch on its length. `None`
+/// otherwise (an AVX-512 CPU without VPCLMULQDQ included), for the caller's own check.
 #[inline]
 pub(crate) fn is_ascii_wide(data: &[u8]) -> Option<bool> {
     #[cfg(target_arch = "x86_64")]
