@@ -256,6 +256,28 @@ mod x86 {
         p
     });
 
+    /// Vector `j` (0 to 3) of the 256-byte frame whose last bytes end at `end`, its bytes before
+    /// `first` (the frame's place of the first byte to read, in every lane) zeros: each lane's
+    /// place in the frame, the mask of the lanes read, and the bytes.
+    ///
+    /// # Safety
+    ///
+    /// The frame's bytes from `first` to its end must be readable: `end - 256 + first .. end`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn frame_vector(end: *const u8, j: usize, first: __m512i) -> (__m512i, u64, __m512i) {
+        // Each byte lane's place in the frame, `64 j + i`: the masks compare it with places, one
+        // instruction each, instead of shifting bit masks.
+        // SAFETY: `FRAME_PLACES` holds 256 bytes and the load needs no alignment.
+        let place = unsafe { _mm512_loadu_si512(FRAME_PLACES.0.as_ptr().add(64 * j).cast()) };
+        let keep = _mm512_cmpge_epu8_mask(place, first);
+        // SAFETY: the mask keeps only frame bytes at or after `first`, which the caller vouches
+        // for (`end - 256 + 64 j + i` for bit `i`); a masked load reads no other byte and needs
+        // no alignment (AVX-512 F and BW are enabled here).
+        let bytes = unsafe { _mm512_maskz_loadu_epi8(keep, end.wrapping_sub(256 - 64 * j).cast()) };
+        (place, keep, bytes)
+    }
+
     /// `a`'s four 128-bit lanes each folded forward by the constants in `k`'s matching lane.
     #[inline]
     #[target_feature(enable = "avx512f,vpclmulqdq")]
@@ -298,16 +320,8 @@ mod x86 {
         let mut high = 0;
         let mut v = [_mm512_setzero_si512(); 4];
         for (j, v) in v.iter_mut().enumerate() {
-            // Each byte lane's place in the frame, `64 j + i`: the masks below compare it with
-            // the places above, one instruction each, instead of shifting bit masks.
-            // SAFETY: `FRAME_PLACES` holds 256 bytes and the load needs no alignment.
-            let place = unsafe { _mm512_loadu_si512(FRAME_PLACES.0.as_ptr().add(64 * j).cast()) };
-            let keep = _mm512_cmpge_epu8_mask(place, first);
-            // SAFETY: the mask keeps only frame bytes at or after `off`, which are the bytes of
-            // `data` (`end - 256 + 64 j + i` for bit `i`); a masked load reads no other byte and
-            // needs no alignment (AVX-512 F and BW are enabled here).
-            let bytes =
-                unsafe { _mm512_maskz_loadu_epi8(keep, end.wrapping_sub(256 - 64 * j).cast()) };
+            // SAFETY: the frame's bytes from `off` on are `data`'s.
+            let (place, keep, bytes) = unsafe { frame_vector(end, j, first) };
             high |=
                 _mm512_mask_test_epi8_mask(_mm512_cmpge_epu8_mask(place, text), bytes, high_bits);
             // The CRC's initial all-ones, on the message's first four bytes (which may straddle
@@ -348,12 +362,8 @@ mod x86 {
         let end = data.as_ptr().wrapping_add(data.len());
         let mut any = _mm512_setzero_si512();
         for j in 0..4 {
-            // SAFETY: `FRAME_PLACES` holds 256 bytes and the load needs no alignment.
-            let place = unsafe { _mm512_loadu_si512(FRAME_PLACES.0.as_ptr().add(64 * j).cast()) };
-            let keep = _mm512_cmpge_epu8_mask(place, first);
-            // SAFETY: as in `crc32_and_ascii_short`, the mask keeps only the bytes of `data`.
-            let bytes =
-                unsafe { _mm512_maskz_loadu_epi8(keep, end.wrapping_sub(256 - 64 * j).cast()) };
+            // SAFETY: the frame's bytes from `256 - data.len()` on are `data`'s.
+            let (_, _, bytes) = unsafe { frame_vector(end, j, first) };
             any = _mm512_or_si512(any, bytes);
         }
         _mm512_movepi8_mask(any) == 0
