@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::fsio;
-use crate::record::{read_u32, read_u64, FORMAT_VERSION};
+use crate::record::{read_u32, read_u64, FORMAT_VERSION, MAX_BASE_STAMP};
 use crate::segment;
 
 /// How far ahead of issued stamps the persisted reservation runs: 60 s.
@@ -54,7 +54,8 @@ pub(crate) struct Clock {
 /// What is wrong with the clock file at `path`, for `verify`: `None` if it is sound (or absent,
 /// which a writable open repairs by starting a new clock).
 pub(crate) fn check_file(path: &Path) -> Result<Option<(std::ops::Range<u64>, String)>> {
-    let buf = match std::fs::read(path) {
+    // What `Clock::open` reads: the header and both slots.
+    let buf = match fsio::read_at_most(path, (HEADER_BYTES + 2 * SLOT_BYTES) as u64) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("reading", path, e)),
@@ -84,7 +85,24 @@ pub(crate) fn check_file(path: &Path) -> Result<Option<(std::ops::Range<u64>, St
             "neither stamp reservation is intact; stamps restart from the wall clock".to_owned(),
         )));
     }
+    for i in 0..2 {
+        let at = HEADER_BYTES + i * SLOT_BYTES;
+        if slot_ok(i) && read_u64(&buf, at) > MAX_BASE_STAMP {
+            return Ok(Some((
+                at as u64..(at + 8) as u64,
+                format!("{}; {REFUSED}", past_the_last_stamp(read_u64(&buf, at))),
+            )));
+        }
+    }
     Ok(None)
+}
+
+/// What is wrong with a stamp past [`MAX_BASE_STAMP`].
+fn past_the_last_stamp(stamp: u64) -> String {
+    format!(
+        "stamp {stamp} µs is past {MAX_BASE_STAMP} µs after the epoch, the last a segment can \
+         start at"
+    )
 }
 
 impl Clock {
@@ -133,6 +151,19 @@ impl Clock {
             (None, Some(b)) => (b, 0),
             (None, None) => (0, 0),
         };
+        // Only a damaged or hostile file (checksums intact) holds one: stamps would pass the
+        // last a segment can take, and a segment started there would not open again.
+        if persisted > MAX_BASE_STAMP {
+            let at = HEADER_BYTES as u64 + (next_slot ^ 1) * SLOT_BYTES as u64;
+            return Err(Error::corrupt(
+                path,
+                at,
+                format!(
+                    "{}; delete the file to restart stamps from the wall clock",
+                    past_the_last_stamp(persisted)
+                ),
+            ));
+        }
         // Nothing is written yet: stamps restart above `persisted`, which is at or above the
         // reservation on disk, so the first `next` reserves (and syncs) before it issues one.
         // Opening a store to read from it costs no fsync here.
@@ -152,9 +183,10 @@ impl Clock {
         // Inside `without_blocking`, neither waits for a reservation another thread is syncing
         // nor makes one (refused before anything changed).
         let mut s = crate::blocking::lock(&self.state)?;
-        // Stamps near `u64::MAX` (from a damaged or hostile file whose checksums still hold)
-        // saturate instead of overflowing.
         let stamp = now_us().max(s.last.saturating_add(1));
+        if stamp > MAX_BASE_STAMP {
+            return Err(self.past_the_end(stamp));
+        }
         if stamp.saturating_add(RESERVATION_US / 2) > s.reserved {
             crate::blocking::check()?;
             self.reserve(&mut s, stamp.saturating_add(RESERVATION_US))?;
@@ -166,6 +198,9 @@ impl Clock {
     /// Makes sure a later stamp is at least `floor` (used when a project's log already holds
     /// stamps ahead of the clock, e.g. after an import with explicit times).
     pub(crate) fn observe(&self, floor: u64) -> Result<()> {
+        if floor > MAX_BASE_STAMP {
+            return Err(self.past_the_end(floor));
+        }
         let mut s = self.state.lock();
         if floor > s.last {
             s.last = floor;
@@ -174,6 +209,13 @@ impl Clock {
             }
         }
         Ok(())
+    }
+
+    /// The error of a stamp past [`MAX_BASE_STAMP`]: never issued, so that no segment starts
+    /// where its header cannot say. Only damaged or hostile files (checksums intact) lead here;
+    /// a writable open refuses a project whose log does (`Project::open`).
+    fn past_the_end(&self, stamp: u64) -> Error {
+        Error::corrupt(&self.path, HEADER_BYTES as u64, past_the_last_stamp(stamp))
     }
 
     fn reserve(&self, s: &mut State, to: u64) -> Result<()> {
@@ -218,18 +260,31 @@ mod tests {
     use super::*;
 
     /// Found by fuzzing (`open_and_recover`): a log whose stamps are near `u64::MAX` (checksums
-    /// intact) made the clock overflow when the project was opened.
+    /// intact) made the clock overflow when the project was opened. Stamps then saturated at
+    /// `u64::MAX`, and a segment started there was acknowledged but did not open again (an
+    /// audit): now no stamp past [`MAX_BASE_STAMP`] is observed or issued, and a reservation
+    /// past it is refused on open.
     #[test]
-    fn stamps_near_the_end_of_time_saturate() {
+    fn no_stamp_goes_past_the_last_a_segment_can_start_at() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("CLOCK");
         let c = Clock::open(&path).unwrap();
-        c.observe(u64::MAX - 1).unwrap();
-        assert_eq!(c.next().unwrap(), u64::MAX);
-        assert_eq!(c.next().unwrap(), u64::MAX);
+        assert!(matches!(
+            c.observe(MAX_BASE_STAMP + 1),
+            Err(Error::Corrupt { .. })
+        ));
+        c.observe(MAX_BASE_STAMP - 2).unwrap();
+        assert_eq!(c.next().unwrap(), MAX_BASE_STAMP - 1);
+        assert_eq!(c.next().unwrap(), MAX_BASE_STAMP);
+        assert!(matches!(c.next(), Err(Error::Corrupt { .. })));
+        assert!(check_file(&path).unwrap().is_some_and(|(range, what)| {
+            range.start >= HEADER_BYTES as u64 && what.contains("the last a segment can start at")
+        }));
         drop(c);
-        let c = Clock::open(&path).unwrap();
-        assert_eq!(c.next().unwrap(), u64::MAX);
+        let Err(Error::Corrupt { offset, .. }) = Clock::open(&path) else {
+            panic!("a reservation past the last stamp opens");
+        };
+        assert!(offset >= HEADER_BYTES as u64);
     }
 
     /// Inside `without_blocking`, a stamp that needs a reservation (an fsync) is refused and

@@ -22,6 +22,31 @@ pub(crate) mod sim;
 #[cfg(test)]
 mod power_loss_tests;
 
+/// Reads the regular file at `path`, at most `max + 1` bytes of it: a result longer than `max`
+/// says the file holds more than `max` (what is past it is left unread). For the engine's own
+/// small files and indexes, whose size it bounds: a damaged or hostile one (a sparse file of
+/// gigabytes, a link to `/dev/zero`) must cost no more memory than a sound one. Anything but a
+/// regular file (a FIFO, which is then not waited on; a device; a directory) is an error of
+/// kind `InvalidData`.
+pub(crate) fn read_at_most(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    let mut buf = Vec::with_capacity(meta.len().min(max.saturating_add(1)) as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// Writes all of `buf` at `offset`.
 pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     #[cfg(test)]

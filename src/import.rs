@@ -10,6 +10,8 @@ use std::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::json;
 use crate::options::Durability;
+#[cfg(doc)]
+use crate::options::Options;
 use crate::record::{Batch, MAX_STAMP_DELTA_US};
 use crate::store::Store;
 
@@ -30,7 +32,8 @@ pub struct Imported {
     pub per_project: BTreeMap<u64, u64>,
     /// Bytes of messages imported (compact JSON, `_ts` removed).
     pub bytes: u64,
-    /// Messages whose `_ts` was older than that of the line before them in their project, or
+    /// Messages stored (in [`Error::ImportInterrupted`], before the import stopped) whose
+    /// `_ts` was older than that of the line before them in their project, or
     /// than the project's newest message in the store (by the millisecond, as `_ts` has it),
     /// and which were so stamped with that time: an import expects each project's lines oldest
     /// first (as `export` writes them) and newer than what the project holds, and an input
@@ -58,7 +61,8 @@ impl Store {
     /// move the store's clock into the future.
     ///
     /// Every line is checked before anything is stored, so a bad line (named in the error)
-    /// imports nothing. A failure while storing (an I/O error, say) after some batches were
+    /// imports nothing. A line longer than twice the store's message limit and 64 KiB is bad
+    /// whatever it holds (and an import from a reader does not read it to its end). A failure while storing (an I/O error, say) after some batches were
     /// stored is [`Error::ImportInterrupted`], which says what was. Times never go backwards within a project: a `_ts` older than the
     /// project's newest message (or than the line before) is raised to it, and counted in
     /// [`Imported::raised`]. A project's
@@ -186,6 +190,7 @@ impl Store {
             input: &mut input,
             carry: Vec::new(),
             chunk_bytes,
+            line_cap: line_cap(check.limit),
             ended: false,
             searched: 0,
         };
@@ -271,10 +276,12 @@ impl Store {
                 ),
             });
         }
+        let ahead = self.max_import_ahead();
         Ok(Check {
             limit: self.max_message_bytes(),
             target,
             now: self.next_stamp()?,
+            ahead_us: u64::try_from(ahead.as_micros()).unwrap_or(u64::MAX),
         })
     }
 
@@ -354,7 +361,8 @@ impl Store {
     /// Appends one project's share of an import in batches whose stamps fit one segment,
     /// counting the messages (and their bytes) stored in `stored` and `bytes` — including a
     /// batch that reached the log before its append failed (a failed fsync, say) — and in
-    /// `raised` the stamps raised to the line before's or the project's newest. It returns
+    /// `raised` the stored messages whose stamps were raised to the line before's or the
+    /// project's newest. It returns
     /// [`Error::Stopped`] before a batch when `stopping` says so.
     fn import_project(
         &self,
@@ -379,11 +387,12 @@ impl Store {
             places,
         } in pieces
         {
+            // Counted as their batches are stored: a stopped import's warning counts only
+            // messages it stored.
+            let mut was_raised = Vec::with_capacity(stamps.len());
             for stamp in &mut stamps {
                 // Within the millisecond, the `_ts` an export gives back is the same.
-                if *stamp / 1000 < running / 1000 {
-                    *raised += 1;
-                }
+                was_raised.push(*stamp / 1000 < running / 1000);
                 running = running.max(*stamp);
                 *stamp = running;
             }
@@ -429,6 +438,10 @@ impl Store {
                 *bytes_stored += (start..start + landed)
                     .map(|i| all.message_len(i) as u64)
                     .sum::<u64>();
+                *raised += was_raised[start..start + landed]
+                    .iter()
+                    .filter(|&&r| r)
+                    .count() as u64;
                 result?;
                 start = end;
             }
@@ -441,10 +454,13 @@ impl Store {
 /// store's clock (and every later segment header) to the end of `u64`.
 const MAX_TS_MS: u64 = 253_402_300_799_999;
 
-/// How far ahead of the wall clock an imported `_ts` may be: one day (clocks of the machines an
-/// archive passed through may disagree a little). Further ahead would move the store's clock,
-/// and so every later append's stamp, into the future.
-const MAX_TS_AHEAD_US: u64 = 86_400_000_000;
+/// The longest line an import reads, for a store whose messages take at most `limit` bytes:
+/// twice that and 64 KiB, room for the whitespace a message may lose when compacted and the
+/// `_ts` it loses. A longer line is refused without being read whole (a minified array or a
+/// file that is not JSON Lines at all would otherwise be held in memory to its end).
+fn line_cap(limit: usize) -> usize {
+    limit.saturating_mul(2).saturating_add(64 << 10)
+}
 
 /// At most this many messages per append of an import (a segment holds at most 2^24 records).
 const MAX_BATCH_MESSAGES: u64 = 1 << 20;
@@ -539,6 +555,8 @@ struct Check<'t> {
     target: ImportTarget<'t>,
     /// The stamp of lines without `_ts`: the store's clock when the import began.
     now: u64,
+    /// How far ahead of `now` a `_ts` may be ([`Options::max_import_ahead`]), in µs.
+    ahead_us: u64,
 }
 
 /// The first bad line of a part, numbered within the part (its message index from 0, its
@@ -552,6 +570,8 @@ struct Bad {
 enum Problem {
     Invalid(String),
     TooLarge(usize),
+    /// Longer than [`line_cap`].
+    Overlong,
 }
 
 /// The checked parts in order, or the error of the first bad line (by its number in the whole
@@ -583,6 +603,16 @@ fn first_bad_line(
                         size,
                         limit: check.limit,
                     },
+                    Problem::Overlong => Error::InvalidMessage {
+                        index,
+                        line,
+                        reason: format!(
+                            "it is longer than {} bytes, more than any message within the limit \
+                             of {} bytes takes even with whitespace, and was not read further",
+                            line_cap(check.limit),
+                            check.limit
+                        ),
+                    },
                 });
             }
         }
@@ -597,6 +627,9 @@ struct Chunks<'r, R> {
     carry: Vec<u8>,
     /// The size of a piece, short of the line that ends it.
     chunk_bytes: usize,
+    /// The longest line read ([`line_cap`]): a line found longer ends the input, its first
+    /// `line_cap + 1` bytes the last piece, which its check refuses.
+    line_cap: usize,
     /// Whether the end of the input was reached.
     ended: bool,
     /// Bytes searched for a line end so far: each once, however long its line.
@@ -631,6 +664,12 @@ impl<R: Read> Chunks<'_, R> {
                     let end = carried + end;
                     self.carry.extend_from_slice(&chunk[end + 1..]);
                     chunk.truncate(end + 1);
+                    return Ok(Some(chunk));
+                }
+                // Too long to be taken: what was read of it is enough to refuse it.
+                None if chunk.len() > self.line_cap => {
+                    self.ended = true;
+                    chunk.truncate(self.line_cap + 1);
                     return Ok(Some(chunk));
                 }
                 // A line longer than a piece: read on.
@@ -686,6 +725,9 @@ fn check_part(
             what,
         };
         let invalid = |reason: String| bad(Problem::Invalid(reason));
+        if line.len() > line_cap(check.limit) {
+            return Err(bad(Problem::Overlong));
+        }
         let arena_start = arena.len();
         let found = json::compact_object(line, names, arena).map_err(invalid)?;
         let compact = if found.copied {
@@ -714,10 +756,11 @@ fn check_part(
                                 .to_string(),
                         )
                     })?;
-                if ms * 1000 > check.now.saturating_add(MAX_TS_AHEAD_US) {
+                if ms * 1000 > check.now.saturating_add(check.ahead_us) {
                     return Err(invalid(format!(
-                        "its _ts field {ms} is more than a day ahead of the store's clock \
-                         ({} ms): a stamp from the future would move the store's clock there",
+                        "its _ts field {ms} is more than {} ahead of the store's clock ({} ms): \
+                         a stamp from the future would move the store's clock there",
+                        span(check.ahead_us),
                         check.now / 1000
                     )));
                 }
@@ -747,6 +790,21 @@ fn check_part(
         });
     }
     Ok(part)
+}
+
+/// A span of `us` microseconds as a reader says it: "a day", "3 days", "2 hours", "90 s",
+/// "250 ms".
+fn span(us: u64) -> String {
+    const DAY: u64 = 86_400_000_000;
+    const HOUR: u64 = 3_600_000_000;
+    match us {
+        DAY => "a day".to_string(),
+        HOUR => "an hour".to_string(),
+        _ if us >= DAY && us.is_multiple_of(DAY) => format!("{} days", us / DAY),
+        _ if us >= HOUR && us.is_multiple_of(HOUR) => format!("{} hours", us / HOUR),
+        _ if us.is_multiple_of(1_000_000) => format!("{} s", us / 1_000_000),
+        _ => format!("{} ms", us / 1000),
+    }
 }
 
 /// Parses a JSON unsigned integer literal.
@@ -824,6 +882,42 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::Stopped), "{err:?}");
         assert!(store.stats(2).unwrap().is_none_or(|s| s.messages == 0));
+    }
+
+    /// A stopped import counts as raised only messages it stored: its warning said that all the
+    /// messages checked had been stored with raised stamps (an audit).
+    #[test]
+    fn a_stopped_import_counts_only_the_raised_stamps_it_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .segment_bytes(crate::MIN_SEGMENT_BYTES)
+            .open(dir.path())
+            .unwrap();
+        store.append(1, [r#"{"live":1}"#]).unwrap();
+        let input: String = (0..1000)
+            .map(|i| format!("{{\"i\":{i},\"_ts\":1700000000000}}\n"))
+            .collect();
+        let asked = std::cell::Cell::new(0);
+        let stopping = || {
+            asked.set(asked.get() + 1);
+            asked.get() == 4
+        };
+        let err = store
+            .import_stoppable(
+                input.as_bytes(),
+                Path::new("input.jl"),
+                ImportTarget::Project(1),
+                Durability::Written,
+                READ_CHUNK_BYTES,
+                &stopping,
+            )
+            .unwrap_err();
+        let Error::ImportInterrupted { stored, .. } = err else {
+            panic!("{err:?}");
+        };
+        let n = stored.messages();
+        assert!(n > 1 && n < 1000, "{n}");
+        assert_eq!(stored.raised, n);
     }
 
     /// Big inputs are checked on several threads; the error must still name the first bad line
@@ -935,6 +1029,61 @@ mod tests {
         store.append(4, [b"{}"]).unwrap();
         let stamped = store.oldest_first(4).unwrap().next().unwrap().unwrap();
         assert!(stamped.timestamp_ms() < before + 86_400_000);
+    }
+
+    /// An archive of a store whose clock ran ahead comes in once the store allows it
+    /// (`Options::max_import_ahead`): the export of a store its own imports took two days ahead,
+    /// a day at a time, was refused by every new store (an audit).
+    #[test]
+    fn a_ts_further_ahead_is_taken_when_the_store_allows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let now_ms = crate::clock::now_us() / 1000;
+        let input = format!("{{\"a\":1,\"_ts\":{}}}\n", now_ms + 2 * 86_400_000);
+        let store = Options::new().open(dir.path()).unwrap();
+        let err = store
+            .import_json_lines(
+                input.as_bytes(),
+                ImportTarget::Project(1),
+                Durability::Written,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("more than a day ahead"), "{err}");
+        drop(store);
+        let store = Options::new()
+            .max_import_ahead(std::time::Duration::from_secs(3 * 86_400))
+            .open(dir.path())
+            .unwrap();
+        let err = store
+            .import_json_lines(
+                format!("{{\"a\":1,\"_ts\":{}}}\n", now_ms + 4 * 86_400_000).as_bytes(),
+                ImportTarget::Project(1),
+                Durability::Written,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("more than 3 days ahead"), "{err}");
+        store
+            .import_json_lines(
+                input.as_bytes(),
+                ImportTarget::Project(1),
+                Durability::Written,
+            )
+            .unwrap();
+        let m = store.newest_first(1).unwrap().next().unwrap().unwrap();
+        assert_eq!(m.timestamp_ms(), now_ms + 2 * 86_400_000);
+        // The store's clock went there: a later append comes after it.
+        store.append(2, [b"{}"]).unwrap();
+        let later = store.newest_first(2).unwrap().next().unwrap().unwrap();
+        assert!(later.timestamp_ms() >= m.timestamp_ms());
+    }
+
+    #[test]
+    fn spans_read_as_a_reader_says_them() {
+        assert_eq!(span(86_400_000_000), "a day");
+        assert_eq!(span(3 * 86_400_000_000), "3 days");
+        assert_eq!(span(3_600_000_000), "an hour");
+        assert_eq!(span(7_200_000_000), "2 hours");
+        assert_eq!(span(90_000_000), "90 s");
+        assert_eq!(span(250_000), "250 ms");
     }
 
     /// Clocks disagree a little: a stamp an hour ahead is taken.
@@ -1262,6 +1411,7 @@ mod tests {
             input: &mut input,
             carry: Vec::new(),
             chunk_bytes: 4096,
+            line_cap: line_cap(crate::MAX_MESSAGE_BYTES),
             ended: false,
             searched: 0,
         };
@@ -1272,7 +1422,10 @@ mod tests {
         assert_eq!(chunks.next().unwrap(), None);
 
         let dir = tempfile::tempdir().unwrap();
-        let store = Options::new().open(dir.path()).unwrap();
+        let store = Options::new()
+            .max_message_bytes(crate::MAX_MESSAGE_BYTES)
+            .open(dir.path())
+            .unwrap();
         let err = store
             .import_in_chunks(
                 line.as_bytes(),
@@ -1286,6 +1439,88 @@ mod tests {
             matches!(err, Error::TooLarge { line: Some(1), .. }),
             "{err:?}"
         );
+    }
+
+    /// A line longer than [`line_cap`] is refused, naming its line, without being read to its end
+    /// (an endless one here), and nothing of the input is stored; from a slice too.
+    #[test]
+    fn a_line_too_long_for_any_message_is_not_read_whole() {
+        struct Endless {
+            start: &'static [u8],
+            read: usize,
+        }
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(1 << 16);
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    *b = *self.start.get(self.read + i).unwrap_or(&b'x');
+                }
+                self.read += n;
+                Ok(n)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .max_message_bytes(1000)
+            .open(dir.path())
+            .unwrap();
+        let cap = line_cap(1000);
+        let mut input = Endless {
+            start: b"{\"a\":1}\n{\"b\":\"",
+            read: 0,
+        };
+        let err = store
+            .import_in_chunks(
+                &mut input,
+                Path::new("endless"),
+                ImportTarget::Project(1),
+                Durability::Written,
+                4096,
+            )
+            .unwrap_err();
+        let Error::InvalidMessage {
+            line: Some(2),
+            reason,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert!(
+            reason.contains(&format!("longer than {cap} bytes")),
+            "{err}"
+        );
+        assert!(input.read <= cap + 2 * 4096 + (1 << 16), "{}", input.read);
+        assert!(store.projects().unwrap().is_empty());
+
+        // The same line whole, from a slice: the same refusal.
+        let line = |len: usize| {
+            let mut line = b"{\"a\":1}\n{\"b\":\"".to_vec();
+            line.resize(8 + len - 2, b'x');
+            line.extend_from_slice(b"\"}\n");
+            line
+        };
+        let err = store
+            .import_json_lines(
+                &line(cap + 1),
+                ImportTarget::Project(1),
+                Durability::Written,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidMessage { line: Some(2), reason, .. }
+                if reason.contains(&format!("longer than {cap} bytes"))),
+            "{err:?}"
+        );
+        // One byte shorter is read whole, and is only too large.
+        let err = store
+            .import_json_lines(&line(cap), ImportTarget::Project(1), Durability::Written)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::TooLarge { line: Some(2), size, .. } if size == cap),
+            "{err:?}"
+        );
+        assert!(store.projects().unwrap().is_empty());
     }
 
     #[test]

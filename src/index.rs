@@ -23,6 +23,9 @@ pub const INDEX_MAGIC: [u8; 8] = *b"ALOGIDX\n";
 pub const INDEX_HEADER_BYTES: usize = 16;
 /// Size of one entry.
 pub const ENTRY_BYTES: usize = 4;
+/// The largest index file: its header and an entry for each record a segment may hold.
+pub const MAX_INDEX_FILE_BYTES: u64 =
+    INDEX_HEADER_BYTES as u64 + ENTRY_BYTES as u64 * crate::record::MAX_RECORDS_PER_SEGMENT;
 /// Entry value for a record lost to damage in the log.
 pub const LOST: u32 = u32::MAX;
 

@@ -1,6 +1,7 @@
 //! Store options and durability levels.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -38,6 +39,8 @@ pub enum Durability {
 
 /// Default size at which a segment is sealed and a new one started: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default of [`Options::max_import_ahead`]: one day.
+pub const DEFAULT_MAX_IMPORT_AHEAD: Duration = Duration::from_secs(86_400);
 /// Default largest message, after whitespace removal: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 /// Default number of projects whose files are kept open at once.
@@ -78,6 +81,7 @@ pub struct Options {
     pub(crate) max_open_projects: usize,
     pub(crate) max_mapped_segments: usize,
     pub(crate) spare_projects: usize,
+    pub(crate) max_import_ahead: Duration,
 }
 
 impl Default for Options {
@@ -90,6 +94,7 @@ impl Default for Options {
             max_open_projects: DEFAULT_MAX_OPEN_PROJECTS,
             max_mapped_segments: DEFAULT_MAX_MAPPED_SEGMENTS,
             spare_projects: DEFAULT_SPARE_PROJECTS,
+            max_import_ahead: DEFAULT_MAX_IMPORT_AHEAD,
         }
     }
 }
@@ -122,6 +127,18 @@ impl Options {
     /// ([`DEFAULT_MAX_MESSAGE_BYTES`]); at most 16 MiB − 1.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
+        self
+    }
+
+    /// How far ahead of the store's clock (the wall clock, unless a later stamp was stored) an
+    /// imported `_ts` may be. Default: one day ([`DEFAULT_MAX_IMPORT_AHEAD`]), room for the
+    /// clocks of the machines an archive passed through to disagree a little. A `_ts` further
+    /// ahead is a bad line: stored, it would move the store's clock there, and every later
+    /// append's stamp. Raise it to restore the export of a store whose clock ran ahead (whose
+    /// own imports took it further, one day at a time, say), knowing that it does move this
+    /// store's clock.
+    pub fn max_import_ahead(mut self, ahead: Duration) -> Self {
+        self.max_import_ahead = ahead;
         self
     }
 

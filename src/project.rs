@@ -21,7 +21,7 @@ use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::options::Durability;
 use crate::record::{
     encode_frame_parts, frame_len, Batch, Frame, SegmentHeader, FRAME_HEADER_BYTES,
-    LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
+    LOG_HEADER_BYTES, MAX_BASE_STAMP, MAX_RECORDS_PER_SEGMENT, MAX_STAMP_DELTA_US,
 };
 use crate::scan::{self, scan};
 use crate::segment::{self, decode_at, Active, Room, Sealed, Tail};
@@ -314,6 +314,24 @@ impl Project {
                 } else {
                     last_stamp
                 };
+                // Past the last stamp a segment can start at (only a damaged or hostile log
+                // with its checksums intact holds one): an append would need a stamp after it,
+                // which the clock refuses, so a writable open refuses the project, naming the
+                // record (or, for records of an older segment, the active segment's header).
+                // Read-only opens read it.
+                if writable && last_stamp > MAX_BASE_STAMP {
+                    let entries = active.entries.read();
+                    let at = entries.iter().rev().find(|&&e| e != index::LOST);
+                    return Err(Error::corrupt(
+                        &active.path,
+                        at.map_or(24, |&e| u64::from(e)),
+                        format!(
+                            "the project's newest record is stamped {last_stamp} µs after the \
+                             epoch, past {MAX_BASE_STAMP} µs, the last a segment can start at: \
+                             no append can follow it, and writable opens refuse the project"
+                        ),
+                    ));
+                }
                 let last = active.header.first_seq;
                 let next_seq = last + active.entries.read().len() as u64;
                 if writable {
@@ -1416,7 +1434,9 @@ fn recover_active(
     // Entries are written only once their records are synced, so every entry read here points
     // at bytes the length measured next takes in whole.
     let idx_path = segment::index_path(dir, first_seq);
-    let idx_image = match fs::read(&idx_path) {
+    let idx_image = match fsio::read_at_most(&idx_path, index::MAX_INDEX_FILE_BYTES) {
+        // Larger than any index: not read further, and rebuilt like any inconsistent index.
+        Ok(bytes) if bytes.len() as u64 > index::MAX_INDEX_FILE_BYTES => Some(Vec::new()),
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io("reading", &idx_path, e)),
@@ -2167,6 +2187,44 @@ pub(crate) mod tests {
             len,
             LOG_HEADER_BYTES as u64 + frame_len(2) as u64,
             "cut after record 0"
+        );
+    }
+
+    /// A log whose checksums hold but whose newest record is stamped past the last stamp a
+    /// segment can start at: an append after it would start a segment whose header does not
+    /// open again (an audit: acknowledged, then lost). A writable open refuses the project,
+    /// naming the record; a read-only one reads it.
+    #[test]
+    fn a_log_stamped_past_the_last_stamp_is_refused_for_writing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let header = SegmentHeader {
+            first_seq: 1,
+            base_stamp: MAX_BASE_STAMP,
+            project: 1,
+        };
+        let mut log = header.encode().to_vec();
+        frame(&mut log, 0, false);
+        fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
+        let p = open_project(tmp.path(), false, true);
+        assert_eq!(p.snapshot().last_stamp, MAX_BASE_STAMP + 7);
+        let refused = Project::open(1, tmp.path().to_path_buf(), true, 1 << 20, true, &|| Ok(()));
+        let Err(Error::Corrupt { path, offset, .. }) = refused else {
+            panic!("a writable open takes a log stamped past the last stamp");
+        };
+        assert_eq!(path, segment::log_path(tmp.path(), 1));
+        assert_eq!(offset, LOG_HEADER_BYTES as u64);
+        // One stamp less is the last that opens for writing.
+        let mut log = SegmentHeader {
+            base_stamp: MAX_BASE_STAMP - 7,
+            ..header
+        }
+        .encode()
+        .to_vec();
+        frame(&mut log, 0, false);
+        fs::write(segment::log_path(tmp.path(), 1), &log).unwrap();
+        assert_eq!(
+            open_project(tmp.path(), true, true).snapshot().last_stamp,
+            MAX_BASE_STAMP
         );
     }
 

@@ -45,6 +45,10 @@ pub const MAX_PAYLOAD_BYTES: usize = (1 << 24) - 1;
 pub const MAX_RECORDS_PER_SEGMENT: u64 = 1 << 24;
 /// The largest `stamp − base_stamp` a frame can carry, in µs (about 12.7 days).
 pub const MAX_STAMP_DELTA_US: u64 = (1 << 40) - 1;
+/// The largest `base_stamp` a segment header may hold, and so the last stamp a store issues:
+/// 2^64 − 2^40 µs after the epoch (the year 584,520), so that every stamp of a segment fits in
+/// a `u64`.
+pub const MAX_BASE_STAMP: u64 = u64::MAX - MAX_STAMP_DELTA_US;
 
 /// Flag bit (within the flags byte): more records of the same batch follow this one.
 const FLAG_CONTINUES: u32 = 1 << 24;
@@ -283,6 +287,22 @@ pub(crate) fn decode_frame_with(
         continues: len_flags & FLAG_CONTINUES != 0,
         payload: &rest[FRAME_HEADER_BYTES..body_end],
     })
+}
+
+/// The payload length of a frame that may start at `at`, judged without its checksum: its
+/// length field is in range with no unknown flag, and its trailer repeats it.
+pub fn plausible_frame(buf: &[u8], at: usize) -> Option<usize> {
+    let rest = buf.get(at..)?;
+    if rest.len() < FRAME_OVERHEAD_BYTES {
+        return None;
+    }
+    let len_flags = read_u32(rest, 4);
+    let len = (len_flags & LEN_MASK) as usize;
+    if len_flags & !(LEN_MASK | KNOWN_FLAGS) != 0 || len == 0 {
+        return None;
+    }
+    let total = frame_len(len);
+    (rest.len() >= total && read_u32(rest, total - FRAME_TRAILER_BYTES) == len_flags).then_some(len)
 }
 
 /// Decodes the frame that ends exactly at `buf[..end]`, found through its trailer.

@@ -39,8 +39,7 @@ use crate::fsio;
 use crate::index::{self, LOST};
 use crate::record::{
     decode_frame_ending_at, decode_frame_with, frame_len, frame_len_by_header, DecodeError, Frame,
-    SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_RECORDS_PER_SEGMENT,
-    MAX_STAMP_DELTA_US,
+    SegmentHeader, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, MAX_BASE_STAMP, MAX_RECORDS_PER_SEGMENT,
 };
 use crate::scan::scan;
 
@@ -184,7 +183,11 @@ fn list_names(dir: &Path) -> Result<(Vec<u64>, bool)> {
 /// log's new name past its first acknowledgement): its header was damaged after it was
 /// synced, and the log is damage to report, not a log that never reached the disk.
 pub(crate) fn index_vouches(path: &Path) -> Result<bool> {
-    match fs::read(path) {
+    // Its header and first entry are all it takes.
+    match fsio::read_at_most(
+        path,
+        (index::INDEX_HEADER_BYTES + index::ENTRY_BYTES) as u64,
+    ) {
         Ok(bytes) => Ok(index::entries_of(&bytes).is_ok_and(|e| e.len() >= index::ENTRY_BYTES)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("reading", path, e)),
@@ -360,7 +363,7 @@ pub(crate) fn read_header(file: &File, path: &Path) -> Result<SegmentHeader> {
             ),
         ));
     }
-    if header.base_stamp > u64::MAX - MAX_STAMP_DELTA_US {
+    if header.base_stamp > MAX_BASE_STAMP {
         return Err(Error::corrupt(
             path,
             24,
@@ -605,6 +608,15 @@ impl Sealed {
         // contract nothing writes, truncates or shrinks it while the store is open, so the
         // mapped bytes stay valid and unchanged for the map's lifetime. The map is read-only.
         let log = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mapping", &path, e))?;
+        // Record offsets are 32-bit: no segment is made this large (`MAX_SEGMENT_BYTES`), and
+        // an index rebuilt from a larger log would point at the wrong bytes.
+        if log.len() as u64 > u64::from(u32::MAX) {
+            return Err(Error::corrupt(
+                &path,
+                u64::from(u32::MAX),
+                "the log is larger than 4 GiB",
+            ));
+        }
         let idx_path = index_path(dir, first_seq);
         let mapped = map_index(&idx_path);
         let problem = match &mapped {

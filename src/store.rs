@@ -27,6 +27,7 @@ use crate::blocking;
 use crate::clock::Clock;
 use crate::dirsync::DirSync;
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::json;
 use crate::options::{
     Durability, Options, DEFAULT_SEGMENT_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
@@ -258,7 +259,7 @@ impl Store {
         };
         // Asked where the logs are: `projects/` may be a mount or a link of its own.
         let room = clock.is_some()
-            && crate::fsio::room_is_safe(if projects_dir.is_dir() {
+            && fsio::room_is_safe(if projects_dir.is_dir() {
                 &projects_dir
             } else {
                 dir
@@ -448,6 +449,12 @@ impl Store {
     /// The largest message accepted, in bytes.
     pub fn max_message_bytes(&self) -> usize {
         self.inner.options.max_message_bytes
+    }
+
+    /// How far ahead of the store's clock an imported `_ts` may be
+    /// ([`Options::max_import_ahead`]).
+    pub(crate) fn max_import_ahead(&self) -> std::time::Duration {
+        self.inner.options.max_import_ahead
     }
 
     /// The newest stamp of each of `ids` that holds messages, as candidates for a query.
@@ -1267,7 +1274,7 @@ fn refuse_foreign_entries(dir: &Path) -> Result<()> {
 /// crash (which costs a rescan of unsynced tails, never data).
 fn read_clean_marker(dir: &Path) -> Result<bool> {
     let path = dir.join(CLEAN_FILE);
-    match fs::read(&path) {
+    match fsio::read_at_most(&path, 12) {
         Ok(bytes) => Ok(bytes.len() == 12
             && bytes[..8] == CLEAN_MAGIC
             && bytes[8..] == FORMAT_VERSION.to_le_bytes()),
@@ -1319,7 +1326,8 @@ impl Newest {
 /// A missing or damaged file means "unknown": queries then learn the stamps from the projects.
 fn read_newest(dir: &Path) -> Result<Option<HashMap<u64, u64>>> {
     let path = dir.join(NEWEST_FILE);
-    let bytes = match fs::read(&path) {
+    // No more than one entry for each of 2^24 projects (a longer file reads as damaged).
+    let bytes = match fsio::read_at_most(&path, 24 + (16 << 24)) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("reading", &path, e)),
@@ -1566,7 +1574,7 @@ fn encode_meta(segment_bytes: u64) -> Vec<u8> {
 /// Reads the `STORE` file: checks magic, version and checksum; returns the segment size.
 pub(crate) fn read_meta(dir: &Path) -> Result<u64> {
     let path = dir.join(STORE_FILE);
-    let bytes = match fs::read(&path) {
+    let bytes = match fsio::read_at_most(&path, 24) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::NotAStore {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::index::{self, ENTRY_BYTES, INDEX_HEADER_BYTES};
 use crate::project::FIRST_SEQ;
 use crate::record::{
@@ -149,7 +150,9 @@ pub fn verify(
             // would vouch for records past its end (damage, where the writer was appending).
             // Retention removes a segment's log before its index: one whose index is gone and
             // whose log then reads lost the index some other way.
-            let idx = match fs::read(&idx_path) {
+            // No more than the largest index (and a byte, for the entries past it to be
+            // reported): a huge one costs no more memory than that.
+            let idx = match fsio::read_at_most(&idx_path, index::MAX_INDEX_FILE_BYTES) {
                 Ok(b) => Some(b),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(Error::io("reading", &idx_path, e)),

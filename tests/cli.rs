@@ -546,6 +546,27 @@ fn serve_refuses_an_empty_api_key() {
     assert!(err.contains("--api-key is empty"), "{err}");
 }
 
+/// A keys file of comments and blank lines alone left the server open to anyone, with no
+/// word of it (an audit): `serve` refuses to start, naming the file, and makes no store.
+#[test]
+fn serve_refuses_a_keys_file_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# the keys go here\n\n").unwrap();
+    let err = serve_fails(&[
+        "--dir",
+        store.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--api-keys",
+        keys.to_str().unwrap(),
+    ]);
+    assert!(err.contains("holds no key"), "{err}");
+    assert!(err.contains(keys.to_str().unwrap()), "{err}");
+    assert!(!store.exists(), "a keys file without a key left a store");
+}
+
 #[test]
 fn a_serve_that_cannot_start_creates_no_store() {
     let dir = tempfile::tempdir().unwrap();

@@ -1259,6 +1259,106 @@ fn a_signal_during_an_import_stops_it_and_says_exactly_what_was_stored() {
     }
 }
 
+/// A store's own imports may take its clock ahead of the machine's, a day at a time; its export
+/// was then refused by every new store, with no way in (an audit). `--max-ts-ahead` lets it in,
+/// and the round trip gives the same files back.
+#[test]
+fn an_export_from_a_store_whose_clock_ran_ahead_imports_with_max_ts_ahead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let ahead = tmp.path().join("store-ahead");
+    for hours in [20, 40] {
+        let file = tmp.path().join(format!("{hours}.jl"));
+        fs::write(
+            &file,
+            format!("{{\"h\":{hours},\"_ts\":{}}}\n", now + hours * 3_600_000),
+        )
+        .unwrap();
+        ok(&["import", "--dir", s(&ahead), "--project", "1", s(&file)]);
+    }
+    let out = tmp.path().join("out");
+    ok(&["export", "--dir", s(&ahead), "--out", s(&out)]);
+    let fresh = tmp.path().join("fresh");
+    let (_, err) = fails(&["import", "--dir", s(&fresh), s(&out)]);
+    assert!(err.contains("more than a day ahead"), "{err}");
+    assert!(!fresh.exists(), "a refused import left a store");
+    ok(&[
+        "import",
+        "--dir",
+        s(&fresh),
+        "--max-ts-ahead",
+        "3d",
+        s(&out),
+    ]);
+    let again = tmp.path().join("again");
+    ok(&["export", "--dir", s(&fresh), "--out", s(&again)]);
+    assert_eq!(
+        fs::read(out.join("1.jl")).unwrap(),
+        fs::read(again.join("1.jl")).unwrap()
+    );
+}
+
+/// SIGINT while an import stores a file whose stamps it raises (each line older than the
+/// project's newest message): the stop's sentence comes after the warning about the stamps of
+/// what it stored, as a whole file's import gives it.
+#[test]
+fn an_import_stopped_while_storing_warns_about_the_stamps_it_raised() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let newer = tmp.path().join("newer.jl");
+    fs::write(&newer, "{\"live\":1}\n").unwrap();
+    ok(&[
+        "import",
+        "--dir",
+        s(&store),
+        "--segment-bytes",
+        "4096",
+        "--project",
+        "1",
+        s(&newer),
+    ]);
+    let old = tmp.path().join("old.jl");
+    fs::write(&old, lines(150_000, Some(1_700_000_000_000))).unwrap();
+    let child = Command::new(BIN)
+        .args(["import", "--dir", s(&store), "--durability", "sync"])
+        .args(["--project", "1", s(&old)])
+        .env_remove("ACTIVITYLOG_LOG")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Storing has begun once the project has a few more segments (each a sync).
+    let logs = || {
+        fs::read_dir(store.join("projects").join("1"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("log".as_ref()))
+            .count()
+    };
+    while logs() < 4 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let stored = get(&store, "1").lines().count() - 1;
+    assert!(stored > 0 && stored < 150_000, "{stored}: {err}");
+    assert!(
+        err.starts_with(&format!(
+            "warning: {}: {stored} messages had a _ts older than",
+            s(&old)
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: stopped by SIGINT after storing"),
+        "{err}"
+    );
+}
+
 /// SIGINT while an export writes a project: its temporary file goes, the files of projects
 /// it finished stay whole, an `--out` folder it made and left empty goes too, and one sentence
 /// says what was exported; exit status 130.

@@ -710,3 +710,31 @@ async fn the_longest_header_read_timeout_is_none() {
     assert!(head.starts_with("http/1.1 200 "), "{head}");
     assert_eq!(body, "{\"b\":2}\n");
 }
+
+/// A value repeated from the request is cut short (docs/http.md): the 405 sentence repeated a
+/// method of 5,000 characters whole (an audit).
+#[tokio::test]
+async fn a_long_method_is_cut_short_in_the_405_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let app = router(store, ApiConfig::new());
+    let method = "X".repeat(5_000);
+    let resp = app
+        .oneshot(
+            Request::builder()
+                .method(method.as_str())
+                .uri("/activity/1")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    assert!(
+        body.len() < 160,
+        "the 405 sentence is {} bytes: {:?}...",
+        body.len(),
+        String::from_utf8_lossy(&body[..80])
+    );
+}

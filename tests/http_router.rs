@@ -572,3 +572,40 @@ async fn accept_is_read_without_regard_to_case_and_with_its_q_values() {
         assert_eq!(r.body, want, "Accept: {accept}");
     }
 }
+
+/// Several `Accept` field lines are one comma-joined list (RFC 9110, 5.3): the router read only
+/// the first (an audit).
+#[tokio::test]
+async fn accept_sent_as_two_field_lines_is_read_as_one_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(1, [r#"{"a":1}"#]).unwrap();
+    let app = router(store, ApiConfig::new());
+    let content_type = |req: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            resp.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let joined = content_type(
+        Request::get("/activity/1")
+            .header(header::ACCEPT, "text/html, application/json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let split = content_type(
+        Request::get("/activity/1")
+            .header(header::ACCEPT, "text/html")
+            .header(header::ACCEPT, "application/json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(joined, "application/json; charset=UTF-8");
+    assert_eq!(split, joined, "the same Accept list, split over two lines");
+}

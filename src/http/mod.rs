@@ -53,6 +53,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::Router;
+use bytes::BytesMut;
 use tokio::sync::mpsc;
 
 pub use auth::ApiKeys;
@@ -503,7 +504,10 @@ fn preflight(methods: &'static str, request: &HeaderMap) -> Response {
 fn method_not_allowed(methods: &'static str, method: &Method) -> Response {
     let mut r = plain(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {method} is not allowed here"),
+        format!(
+            "method {} is not allowed here",
+            crate::error::excerpt(method.as_str())
+        ),
     );
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(methods));
@@ -557,7 +561,8 @@ async fn post_activity(
     project: Result<Path<String>, PathRejection>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    // `BytesMut` copies each frame into one buffer; `Bytes` kept a list entry per frame.
+    body: Result<BytesMut, BytesRejection>,
 ) -> Response {
     let project = match project_id(project) {
         Ok(p) => p,
@@ -571,7 +576,7 @@ async fn post_activity(
         return r;
     }
     let body = match body {
-        Ok(b) => b,
+        Ok(b) => b.freeze(),
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -85,11 +85,14 @@ impl Params {
                 format!("format {} is not supported; use json or jl", quoted(other)),
             )),
             None => {
+                // Several `Accept` lines are one comma-separated list (RFC 9110, 5.3).
                 let accept = headers
-                    .get(header::ACCEPT)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                Ok(if prefers_json(accept) {
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                Ok(if prefers_json(&accept) {
                     Format::Json
                 } else {
                     Format::JsonLines

@@ -6,9 +6,9 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use activitylog::{Durability, ImportTarget, Meta, Store};
+use activitylog::{Durability, ImportTarget, Meta, Options, Store};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use flate2::bufread::GzDecoder;
@@ -16,7 +16,9 @@ use flate2::write::GzEncoder;
 
 use crate::report::{self, count, Unit};
 use crate::stop::Stop;
-use crate::{chosen_projects, open_read_only, past_retention, write_to, StoreArgs, WriteArgs};
+use crate::{
+    chosen_projects, open_read_only, past_retention, units, write_to, StoreArgs, WriteArgs,
+};
 
 /// Arguments of `activitylog import`.
 #[derive(Debug, Args)]
@@ -35,6 +37,13 @@ pub struct ImportArgs {
 
     #[command(flatten)]
     write: WriteArgs,
+
+    /// How far ahead of the store's clock (the machine's, unless a later stamp was stored) a
+    /// `_ts` may be, like 1d, 30d or 12h. Further ahead is a bad line: it would move the store's
+    /// clock, and every later append's stamp, there. Raise it to restore the export of a store
+    /// whose clock ran ahead.
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = units::parse_duration)]
+    max_ts_ahead: Duration,
 
     /// JSON Lines files, plain or gzipped, or folders of them (their `*.jl`, `*.jsonl`,
     /// `*.jl.gz` and `*.jsonl.gz` files, by name). A file named `<project id>.jl` goes to that
@@ -240,9 +249,25 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let stop = Stop::install()?;
     let sources = sources(&args)?;
     // A store this command made, and stored nothing in, is not left behind.
-    write_to(&args.store.dir, &args.write, |store| {
+    let options = Options::new().max_import_ahead(args.max_ts_ahead);
+    write_to(&args.store.dir, &args.write, options, |store| {
         import_sources(store, &sources, args.write.durability.into(), &stop)
     })
+}
+
+/// Warns that `raised` messages of `source` were stored at a later time than their `_ts`, if
+/// any were.
+fn warn_raised(source: &Source, raised: u64) {
+    if raised > 0 {
+        log::warn!(
+            "{}: {} had a _ts older than the line before them in their project, or than its \
+             newest message in the store, and were stored at that time; import expects each \
+             project's lines oldest first, as export writes them, and newer than what the \
+             project holds",
+            source.name(),
+            count(raised, "message"),
+        )
+    }
 }
 
 /// Imports `sources` into `store`, one atomic import per file, and says what it did. Once
@@ -280,6 +305,14 @@ fn import_sources(
             Ok(r) => r,
             Err(e) => {
                 bar.finish_and_clear();
+                // What a file stopped part way stored was stamped as a whole file's is.
+                let stored = e.chain().find_map(|c| match c.downcast_ref() {
+                    Some(activitylog::Error::ImportInterrupted { stored, .. }) => Some(stored),
+                    _ => None,
+                });
+                if let Some(stored) = stored {
+                    warn_raised(source, stored.raised);
+                }
                 let stopped_after = e.chain().find_map(|c| match c.downcast_ref() {
                     Some(activitylog::Error::Stopped) => Some(0),
                     Some(activitylog::Error::ImportInterrupted { stored, source })
@@ -325,18 +358,7 @@ fn import_sources(
                 )
             });
         }
-        if imported.raised > 0 {
-            bar.suspend(|| {
-                log::warn!(
-                    "{}: {} had a _ts older than the line before them in their project, or \
-                     than its newest message in the store, and were stored at that time; import \
-                     expects each project's lines oldest first, as export writes them, and newer \
-                     than what the project holds",
-                    source.name(),
-                    count(imported.raised, "message"),
-                )
-            });
-        }
+        bar.suspend(|| warn_raised(source, imported.raised));
         files += 1;
         messages += imported.messages();
         bytes += input_bytes;

@@ -357,7 +357,7 @@ fn run(command: Command) -> Result<()> {
 /// `activitylog append`: one input, one atomic batch.
 fn append(args: AppendArgs) -> Result<()> {
     let input = read_input(args.file.as_deref())?;
-    write_to(&args.store.dir, &args.write, |store| {
+    write_to(&args.store.dir, &args.write, Options::new(), |store| {
         store.append_json_lines(args.project, &input, args.write.durability.into())?;
         Ok(())
     })
@@ -369,10 +369,11 @@ fn append(args: AppendArgs) -> Result<()> {
 pub(crate) fn write_to(
     dir: &Path,
     write: &WriteArgs,
+    options: Options,
     f: impl FnOnce(&Store) -> Result<()>,
 ) -> Result<()> {
     let created = !dir.exists();
-    let store = open_writable(dir, write)?;
+    let store = open_writable(dir, write, options)?;
     let result = f(&store);
     if result.is_err() && created && store.projects().is_ok_and(|p| p.is_empty()) {
         drop(store);
@@ -400,9 +401,9 @@ pub(crate) fn segment_bytes() -> clap::builder::RangedU64ValueParser<u64> {
 /// Opens (creating if needed) the store in `dir` for writing, with the message limit of `write`
 /// and its segment size for a new store; an existing store keeps its own size, with a warning if
 /// it differs.
-pub(crate) fn open_writable(dir: &Path, write: &WriteArgs) -> Result<Store> {
+pub(crate) fn open_writable(dir: &Path, write: &WriteArgs, options: Options) -> Result<Store> {
     let segment_bytes = write.segment_bytes;
-    let mut options = Options::new().max_message_bytes(write.max_message_bytes);
+    let mut options = options.max_message_bytes(write.max_message_bytes);
     if let Some(bytes) = segment_bytes {
         options = options.segment_bytes(bytes);
     }

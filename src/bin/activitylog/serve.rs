@@ -101,6 +101,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read the API keys file {}", path.display()))?;
         let file_keys =
             ApiKeys::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if file_keys.is_empty() {
+            bail!(
+                "the API keys file {} holds no key; the server would be open to anyone",
+                path.display()
+            );
+        }
         keys = keys.merge(file_keys);
     }
     let mut config = ApiConfig::new()
