@@ -53,9 +53,10 @@ const TS_FIELD: &str = "_ts";
 
 impl Store {
     /// Imports JSON Lines (as [`append_json_lines`](Self::append_json_lines) reads them),
-    /// oldest first, keeping history: a top-level `_ts` field (integer milliseconds since the
-    /// epoch, as `export` writes it) becomes the message's append time and is removed from the
-    /// stored message; messages without one are stamped now, by the store's clock (so they come
+    /// oldest first, keeping history: a top-level `_ts` field (milliseconds since the epoch, a
+    /// whole number or with up to three decimals, as
+    /// [`Message::write_archive_line`](crate::Message::write_archive_line) and `export` write
+    /// it) becomes the message's append time and is removed from the stored message; messages without one are stamped now, by the store's clock (so they come
     /// after every message stored before). A `_ts` more than a day ahead of the store's clock
     /// (which is the wall clock unless a stamp ahead of it was stored) is a bad line: it would
     /// move the store's clock into the future.
@@ -748,23 +749,26 @@ fn check_part(
         let (stamp, cut) = match &found.members[0] {
             None => (check.now, found.len..found.len),
             Some(member) => {
-                let ms = parse_u64(&compact[member.value.clone()])
-                    .filter(|&ms| ms <= MAX_TS_MS)
+                let value = &compact[member.value.clone()];
+                let us = parse_ts(value)
+                    .filter(|&us| us <= MAX_TS_MS * 1000 + 999)
                     .ok_or_else(|| {
                         invalid(
-                            "its _ts field is not integer milliseconds before the year 10000"
+                            "its _ts field is not milliseconds (a whole number, or with up to \
+                             three decimals) before the year 10000"
                                 .to_string(),
                         )
                     })?;
-                if ms * 1000 > check.now.saturating_add(check.ahead_us) {
+                if us > check.now.saturating_add(check.ahead_us) {
                     return Err(invalid(format!(
-                        "its _ts field {ms} is more than {} ahead of the store's clock ({} ms): \
+                        "its _ts field {} is more than {} ahead of the store's clock ({} ms): \
                          a stamp from the future would move the store's clock there",
+                        String::from_utf8_lossy(value),
                         span(check.ahead_us),
                         check.now / 1000
                     )));
                 }
-                (ms * 1000, member.cut.clone())
+                (us, member.cut.clone())
             }
         };
         // The limit is the store's, on the message as stored: without its `_ts` member, so a
@@ -805,6 +809,29 @@ fn span(us: u64) -> String {
         _ if us.is_multiple_of(1_000_000) => format!("{} s", us / 1_000_000),
         _ => format!("{} ms", us / 1000),
     }
+}
+
+/// Parses a `_ts` value, milliseconds as
+/// [`Message::write_archive_line`](crate::Message::write_archive_line) writes them: a JSON
+/// unsigned integer, or one with a fraction of one to three digits (microseconds), into
+/// microseconds.
+fn parse_ts(bytes: &[u8]) -> Option<u64> {
+    let (whole, fraction) = match memchr::memchr(b'.', bytes) {
+        None => (bytes, &b""[..]),
+        Some(dot) => (&bytes[..dot], &bytes[dot + 1..]),
+    };
+    if bytes.len() > whole.len() && !(1..=3).contains(&fraction.len()) {
+        return None;
+    }
+    let mut us = parse_u64(whole)?.checked_mul(1000)?;
+    for (i, &b) in fraction.iter().enumerate() {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        us += u64::from(digit) * [100, 10, 1][i];
+    }
+    Some(us)
 }
 
 /// Parses a JSON unsigned integer literal.
@@ -1521,6 +1548,29 @@ mod tests {
             "{err:?}"
         );
         assert!(store.projects().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ts_values_parse_to_the_microsecond() {
+        assert_eq!(parse_ts(b"1796570547421"), Some(1_796_570_547_421_000));
+        assert_eq!(parse_ts(b"1796570547421.337"), Some(1_796_570_547_421_337));
+        assert_eq!(parse_ts(b"1796570547421.3"), Some(1_796_570_547_421_300));
+        assert_eq!(parse_ts(b"1796570547421.03"), Some(1_796_570_547_421_030));
+        assert_eq!(parse_ts(b"0.001"), Some(1));
+        for bad in [
+            &b"1796570547421."[..],
+            b"1796570547421.1234",
+            b".5",
+            b"1e3",
+            b"1.5e3",
+            b"-1",
+            b"01.5",
+            b"1.-5",
+            b"1..5",
+            b"18446744073709552",
+        ] {
+            assert_eq!(parse_ts(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

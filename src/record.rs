@@ -46,7 +46,7 @@ pub const MAX_RECORDS_PER_SEGMENT: u64 = 1 << 24;
 /// The largest `stamp − base_stamp` a frame can carry, in µs (about 12.7 days).
 pub const MAX_STAMP_DELTA_US: u64 = (1 << 40) - 1;
 /// The largest `base_stamp` a segment header may hold, and so the last stamp a store issues:
-/// 2^64 − 2^40 µs after the epoch (the year 584,520), so that every stamp of a segment fits in
+/// 2^64 − 2^40 µs after the epoch (in the year 586,524), so that every stamp of a segment fits in
 /// a `u64`.
 pub const MAX_BASE_STAMP: u64 = u64::MAX - MAX_STAMP_DELTA_US;
 

@@ -1389,7 +1389,9 @@ fn adopt_spares(dir: &Path) -> Result<()> {
         beside,
     } in spares::adopted(dir)?
     {
-        if beside {
+        let to = dir.join(project.to_string());
+        // Beside a directory the project had, or one an earlier spare of the list just took.
+        if beside || to.exists() {
             log::error!(
                 "{} holds the first log of project {project}, which has a directory too; left \
                  in place",
@@ -1397,7 +1399,6 @@ fn adopt_spares(dir: &Path) -> Result<()> {
             );
             continue;
         }
-        let to = dir.join(project.to_string());
         fs::rename(&spare, &to).map_err(|e| Error::io("renaming", &spare, e))?;
         log::warn!(
             "project {project} was found in {} (a crash lost its rename): renamed into place",

@@ -738,3 +738,26 @@ async fn a_long_method_is_cut_short_in_the_405_sentence() {
         String::from_utf8_lossy(&body[..80])
     );
 }
+
+/// A POST whose `Content-Length` is over the body limit is 413 at once, its body never read:
+/// the server waited for a body it would refuse, and answered 408 after 30 s when it never came
+/// (an audit). Here the body never comes.
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_413_before_any_of_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let app = router(store.clone(), ApiConfig::new().max_body_bytes(1 << 20));
+    let never = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+    let request = Request::post("/activity/1")
+        .header("content-length", "99999999999")
+        .body(Body::from_stream(never))
+        .unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), send(&app, request));
+    let (status, text) = answer.await.expect("answered without the body");
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    assert_eq!(
+        text.trim_end(),
+        "the request body is over the limit of 1048576 bytes"
+    );
+    assert!(store.projects().unwrap().is_empty());
+}

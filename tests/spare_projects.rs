@@ -157,6 +157,28 @@ fn a_project_whose_rename_a_crash_lost_is_renamed_into_place_on_open() {
     );
 }
 
+/// Two spares holding the first log of one project (nothing the engine does makes that; damage
+/// or a hand copying files can): the first is renamed into place and the second left where it
+/// is, with an error logged. The second rename used to fail the open (an audit).
+#[test]
+fn two_spares_of_one_project_do_not_fail_the_open() {
+    let copy = tempfile::tempdir().unwrap();
+    let crashed = copy.path().join("store");
+    crashed_with_project_in_a_spare(&crashed);
+    common::copy_dir(
+        &crashed.join("projects/.spare-9"),
+        &crashed.join("projects/.spare-10"),
+    );
+    let store = open(&crashed);
+    assert_eq!(store.projects().unwrap(), [1, 2]);
+    assert_eq!(json(&store, 2), [r#"{"p":2,"n":2}"#, r#"{"p":2,"n":1}"#]);
+    let left = [".spare-9", ".spare-10"]
+        .iter()
+        .filter(|name| crashed.join("projects").join(name).exists())
+        .count();
+    assert_eq!(left, 1, "one spare renamed into place, the other left");
+}
+
 /// A read-only store opened after the crash reads the project in the spare. A writable open
 /// beside it then renames the spare into place and appends: the reader reads the project there
 /// after a refresh (it looks for a spare's project again only where the project's directory is

@@ -196,7 +196,7 @@ pub fn router(store: Store, config: ApiConfig) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), require_key))
-        .layer(middleware::from_fn(within_limits))
+        .layer(middleware::from_fn_with_state(state.clone(), within_limits))
         .layer(middleware::from_fn(common_headers))
         .with_state(state)
 }
@@ -219,8 +219,10 @@ async fn require_key(State(state): Shared, request: Request, next: Next) -> Resp
 
 /// A request whose URI or header fields are over the API's limits ([`MAX_URI_BYTES`],
 /// [`MAX_HEADER_BYTES`]) is 414 or 431 with a sentence, before its key is looked at, as hyper's
-/// own answers to larger ones are.
-async fn within_limits(request: Request, next: Next) -> Response {
+/// own answers to larger ones are; and so is one whose `Content-Length` says its body is over
+/// the config's [`max_body_bytes`](ApiConfig::max_body_bytes), 413 at once, without waiting
+/// for a body it would refuse (or for the body timeout, if the client never sends it).
+async fn within_limits(State(state): Shared, request: Request, next: Next) -> Response {
     let uri_bytes = request
         .uri()
         .path_and_query()
@@ -248,7 +250,23 @@ async fn within_limits(request: Request, next: Next) -> Response {
             ),
         );
     }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.max_body_bytes as u64) {
+        return body_too_large(state.config.max_body_bytes);
+    }
     next.run(request).await
+}
+
+/// 413: the request body is over `limit` bytes.
+fn body_too_large(limit: usize) -> Response {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is over the limit of {limit} bytes"),
+    )
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight,
@@ -578,13 +596,7 @@ async fn post_activity(
     let body = match body {
         Ok(b) => b.freeze(),
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the request body is over the limit of {} bytes",
-                    state.config.max_body_bytes
-                ),
-            )
+            return body_too_large(state.config.max_body_bytes)
         }
         Err(rejection) => return body_unread(&rejection),
     };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use activitylog::{Durability, ImportTarget, Meta, Options, Store};
+use activitylog::{Durability, ImportTarget, Options, Store};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use flate2::bufread::GzDecoder;
@@ -627,7 +627,8 @@ fn export_project(
     Ok((messages, bytes))
 }
 
-/// Writes project `id` oldest first, one message with its `_ts` per line; fails with
+/// Writes project `id` oldest first, one message with its `_ts` (to the microsecond) per line;
+/// fails with
 /// [`activitylog::Error::Stopped`] once `stop` is set.
 fn write_project(
     store: &Store,
@@ -649,7 +650,7 @@ fn write_project(
             continue;
         };
         line.clear();
-        message.write_with_meta(&[Meta::Ts], &mut line);
+        message.write_archive_line(&mut line);
         line.push(b'\n');
         out.write_all(&line)
             .with_context(|| format!("cannot write {}", target.display()))?;
