@@ -30,21 +30,34 @@ mod power_loss_tests;
 /// kind `InvalidData`.
 pub(crate) fn read_at_most(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
+    let file = open_regular(path, false)?;
+    let meta = file.metadata()?;
+    let mut buf = Vec::with_capacity(meta.len().min(max.saturating_add(1)) as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Opens the regular file at `path` to read (and to write, when `write`). Anything else is an
+/// error of kind `InvalidData`, found without waiting: a FIFO in a store's place of a file would
+/// otherwise hold the open (or the first read) until some process wrote to it.
+pub(crate) fn open_regular(path: &Path, write: bool) -> io::Result<File> {
+    use rustix::fs::OFlags;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .write(write)
+        .custom_flags(OFlags::NONBLOCK.bits() as i32)
         .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
+    if !file.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not a regular file",
         ));
     }
-    let mut buf = Vec::with_capacity(meta.len().min(max.saturating_add(1)) as usize);
-    file.take(max.saturating_add(1)).read_to_end(&mut buf)?;
-    Ok(buf)
+    // Back to blocking, as any file opened without the flag.
+    let flags = rustix::fs::fcntl_getfl(&file)?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+    Ok(file)
 }
 
 /// Writes all of `buf` at `offset`.

@@ -595,7 +595,7 @@ impl Sealed {
     /// rebuilding it from the log if it is missing or wrong (on disk too, when `writable`).
     pub(crate) fn open(dir: &Path, first_seq: u64, writable: bool) -> Result<Sealed> {
         let path = log_path(dir, first_seq);
-        let file = File::open(&path).map_err(|e| Error::io("opening", &path, e))?;
+        let file = fsio::open_regular(&path, false).map_err(|e| Error::io("opening", &path, e))?;
         let header = read_header(&file, &path)?;
         if header.first_seq != first_seq {
             return Err(Error::corrupt(
@@ -811,7 +811,8 @@ impl crate::scan::Scan {
 
 /// Maps an index file and checks its header.
 fn map_index(path: &Path) -> Result<Mmap, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open the index: {e}"))?;
+    let file =
+        fsio::open_regular(path, false).map_err(|e| format!("cannot open the index: {e}"))?;
     // SAFETY: index files are written once by `write_atomically` (or appended while their
     // segment was active) and replaced only by rename, never rewritten or truncated in place
     // once their segment is sealed, so the mapped bytes stay valid. The map is read-only.
@@ -944,11 +945,7 @@ impl Active {
 
     /// Opens the log of an active segment (read-write when `writable`).
     pub(crate) fn open_file(path: &Path, writable: bool) -> Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(path)
-            .map_err(|e| Error::io("opening", path, e))
+        fsio::open_regular(path, writable).map_err(|e| Error::io("opening", path, e))
     }
 
     /// Hands the `len` bytes at `offset` to `copy` if the tail copy holds them all.

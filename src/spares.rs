@@ -379,7 +379,7 @@ fn first_log_project(spare: &Path) -> Result<Option<u64>> {
         segment::new_log_path(spare),
         segment::log_path(spare, FIRST_SEQ),
     ] {
-        let file = match fs::File::open(&path) {
+        let file = match crate::fsio::open_regular(&path, false) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::io("opening", &path, e)),

@@ -16,6 +16,7 @@
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1278,7 +1279,8 @@ fn read_clean_marker(dir: &Path) -> Result<bool> {
         Ok(bytes) => Ok(bytes.len() == 12
             && bytes[..8] == CLEAN_MAGIC
             && bytes[8..] == FORMAT_VERSION.to_le_bytes()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // Not a regular file (a FIFO, say): no marker this build wrote.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidData) => Ok(false),
         Err(e) => Err(Error::io("reading", &path, e)),
     }
 }
@@ -1329,7 +1331,9 @@ fn read_newest(dir: &Path) -> Result<Option<HashMap<u64, u64>>> {
     // No more than one entry for each of 2^24 projects (a longer file reads as damaged).
     let bytes = match fsio::read_at_most(&path, 24 + (16 << 24)) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        // Not a regular file (a FIFO, say): damaged, as below.
+        Err(e) if e.kind() == ErrorKind::InvalidData => Vec::new(),
         Err(e) => return Err(Error::io("reading", &path, e)),
     };
     let parsed = (|| {

@@ -7,7 +7,6 @@
 //! newest segment (or damage past what its index vouches for, which a batch being copied may
 //! look like) is read again after a pause before it is reported.
 
-use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -369,10 +368,21 @@ pub(crate) fn check_log(
 /// listed a moment ago: retention removed it since (`None`).
 fn read_log(pdir: &Path, path: &mut PathBuf) -> Result<Option<Vec<u8>>> {
     let not_found = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
-    match fs::read(&*path) {
+    // Record offsets are 32-bit: a longer log is no segment (and is not read past that).
+    let read = |path: &Path| {
+        let bytes = fsio::read_at_most(path, u64::from(u32::MAX))?;
+        if bytes.len() as u64 > u64::from(u32::MAX) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the log is larger than 4 GiB, which no segment is",
+            ));
+        }
+        Ok(bytes)
+    };
+    match read(path) {
         Err(e) if not_found(&e) && *path == segment::new_log_path(pdir) => {
             let named = segment::log_path(pdir, FIRST_SEQ);
-            match fs::read(&named) {
+            match read(&named) {
                 Err(e) if not_found(&e) => Ok(None),
                 read => {
                     *path = named;
@@ -585,6 +595,7 @@ fn index_problems(
 mod tests {
     use super::*;
     use crate::record::{encode_frame, Frame};
+    use std::fs;
 
     /// Verifies a store of 40 segments while the writer's retention removes all but the newest
     /// few after the `after`-th file read (as a server's may, beside `activitylog verify`): a
