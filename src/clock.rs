@@ -97,6 +97,13 @@ pub(crate) fn check_file(path: &Path) -> Result<Option<(std::ops::Range<u64>, St
     Ok(None)
 }
 
+/// `by` µs after `stamp`, but never past [`MAX_BASE_STAMP`]: reservations stay at or below the
+/// last stamp issued, so that only a damaged or hostile file holds one past it. (A reservation
+/// of [`MAX_BASE_STAMP`] itself vouches for stamps up to and including it; the next is refused.)
+fn ahead(stamp: u64, by: u64) -> u64 {
+    stamp.saturating_add(by).min(MAX_BASE_STAMP)
+}
+
 /// What is wrong with a stamp past [`MAX_BASE_STAMP`].
 fn past_the_last_stamp(stamp: u64) -> String {
     format!(
@@ -187,9 +194,9 @@ impl Clock {
         if stamp > MAX_BASE_STAMP {
             return Err(self.past_the_end(stamp));
         }
-        if stamp.saturating_add(RESERVATION_US / 2) > s.reserved {
+        if ahead(stamp, RESERVATION_US / 2) > s.reserved {
             crate::blocking::check()?;
-            self.reserve(&mut s, stamp.saturating_add(RESERVATION_US))?;
+            self.reserve(&mut s, ahead(stamp, RESERVATION_US))?;
         }
         s.last = stamp;
         Ok(stamp)
@@ -204,8 +211,8 @@ impl Clock {
         let mut s = self.state.lock();
         if floor > s.last {
             s.last = floor;
-            if floor.saturating_add(RESERVATION_US / 2) > s.reserved {
-                self.reserve(&mut s, floor.saturating_add(RESERVATION_US))?;
+            if ahead(floor, RESERVATION_US / 2) > s.reserved {
+                self.reserve(&mut s, ahead(floor, RESERVATION_US))?;
             }
         }
         Ok(())
@@ -241,7 +248,7 @@ impl Drop for Clock {
     /// stands, and stamps resume at most that far ahead.)
     fn drop(&mut self) {
         let mut s = self.state.lock();
-        let to = s.last.saturating_add(1);
+        let to = ahead(s.last, 1);
         if to < s.reserved {
             // Both slots, one after the other: the larger value wins on open, so until the
             // second write lands the old reservation still stands (safe, merely ahead).
@@ -277,14 +284,48 @@ mod tests {
         assert_eq!(c.next().unwrap(), MAX_BASE_STAMP - 1);
         assert_eq!(c.next().unwrap(), MAX_BASE_STAMP);
         assert!(matches!(c.next(), Err(Error::Corrupt { .. })));
+        // What this clock reserved is no damage: it reopens, and issues nothing more.
+        assert_eq!(check_file(&path).unwrap(), None);
+        drop(c);
+        let c = Clock::open(&path).unwrap();
+        assert!(matches!(c.next(), Err(Error::Corrupt { .. })));
+        drop(c);
+        // A file holding a reservation past the ceiling (checksum intact) is damage.
+        let c = Clock::open(&path).unwrap();
+        let mut s = c.state.lock();
+        c.reserve(&mut s, MAX_BASE_STAMP + 1).unwrap();
+        drop(s);
+        std::mem::forget(c);
         assert!(check_file(&path).unwrap().is_some_and(|(range, what)| {
             range.start >= HEADER_BYTES as u64 && what.contains("the last a segment can start at")
         }));
-        drop(c);
         let Err(Error::Corrupt { offset, .. }) = Clock::open(&path) else {
             panic!("a reservation past the last stamp opens");
         };
         assert!(offset >= HEADER_BYTES as u64);
+    }
+
+    /// A crash near the ceiling (found by a review): the reservation this clock wrote, within
+    /// it, opens again, and stamps go on above the last one issued.
+    #[test]
+    fn a_reservation_near_the_ceiling_opens_again_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("CLOCK");
+        for (below, left) in [(10 * RESERVATION_US, true), (RESERVATION_US / 6, false)] {
+            let _ = std::fs::remove_file(&path);
+            let c = Clock::open(&path).unwrap();
+            c.observe(MAX_BASE_STAMP - below).unwrap();
+            let stamp = c.next().unwrap();
+            std::mem::forget(c); // a crash: the reservation stands
+            assert_eq!(check_file(&path).unwrap(), None);
+            let c = Clock::open(&path).unwrap();
+            // Stamps resume above the reservation: 60 s ahead, or the ceiling itself, past
+            // which none is issued.
+            match c.next() {
+                Ok(next) => assert!(left && next > stamp, "{next} after {stamp}"),
+                Err(e) => assert!(!left, "{e}"),
+            }
+        }
     }
 
     /// Inside `without_blocking`, a stamp that needs a reservation (an fsync) is refused and

@@ -829,7 +829,7 @@ fn parse_ts(bytes: &[u8]) -> Option<u64> {
         if digit > 9 {
             return None;
         }
-        us += u64::from(digit) * [100, 10, 1][i];
+        us = us.checked_add(u64::from(digit) * [100, 10, 1][i])?;
     }
     Some(us)
 }
@@ -1229,9 +1229,17 @@ mod tests {
     fn a_ts_beyond_the_year_9999_is_refused_and_nothing_is_stored() {
         let dir = tempfile::tempdir().unwrap();
         let store = Options::new().open(dir.path()).unwrap();
-        let input = b"{\"a\":1,\"_ts\":1700000000000}\n{\"_ts\":18446744073709551}\n";
-        let err = second_line_refused(&store, input);
-        assert!(err.to_string().contains("year 10000"), "{err}");
+        for ts in [
+            "18446744073709551",
+            "253402300800000",
+            "253402300799999.9999",
+            // Its fraction took it past `u64::MAX`, which wrapped to 1970 (found by a review).
+            "18446744073709551.999",
+        ] {
+            let input = format!("{{\"a\":1,\"_ts\":1700000000000}}\n{{\"_ts\":{ts}}}\n");
+            let err = second_line_refused(&store, input.as_bytes());
+            assert!(err.to_string().contains("year 10000"), "{ts}: {err}");
+        }
     }
 
     /// Hands out its bytes a few at a time, then maybe fails.
@@ -1557,6 +1565,7 @@ mod tests {
         assert_eq!(parse_ts(b"1796570547421.3"), Some(1_796_570_547_421_300));
         assert_eq!(parse_ts(b"1796570547421.03"), Some(1_796_570_547_421_030));
         assert_eq!(parse_ts(b"0.001"), Some(1));
+        assert_eq!(parse_ts(b"18446744073709551.615"), Some(u64::MAX));
         for bad in [
             &b"1796570547421."[..],
             b"1796570547421.1234",
@@ -1568,6 +1577,9 @@ mod tests {
             b"1.-5",
             b"1..5",
             b"18446744073709552",
+            // Its whole part times 1000 fits a u64, the fraction then does not.
+            b"18446744073709551.999",
+            b"18446744073709551.616",
         ] {
             assert_eq!(parse_ts(bad), None, "{}", String::from_utf8_lossy(bad));
         }

@@ -1328,14 +1328,24 @@ impl Newest {
 /// A missing or damaged file means "unknown": queries then learn the stamps from the projects.
 fn read_newest(dir: &Path) -> Result<Option<HashMap<u64, u64>>> {
     let path = dir.join(NEWEST_FILE);
-    // No more than one entry for each of 2^24 projects (a longer file reads as damaged).
-    let bytes = match fsio::read_at_most(&path, 24 + (16 << 24)) {
+    // At most one entry for each of 2^24 projects: a longer file is not read (a store of more
+    // projects learns their stamps from them, as without the file).
+    const MAX_BYTES: u64 = 24 + (16 << 24);
+    let bytes = match fsio::read_at_most(&path, MAX_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         // Not a regular file (a FIFO, say): damaged, as below.
         Err(e) if e.kind() == ErrorKind::InvalidData => Vec::new(),
         Err(e) => return Err(Error::io("reading", &path, e)),
     };
+    if bytes.len() as u64 > MAX_BYTES {
+        log::info!(
+            "{} lists more than 2^24 projects and is not read: queries learn their newest \
+             stamps from the projects",
+            path.display()
+        );
+        return Ok(None);
+    }
     let parsed = (|| {
         if bytes.len() < 24 || bytes[0..8] != NEWEST_MAGIC || read_u32(&bytes, 8) != FORMAT_VERSION
         {
