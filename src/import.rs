@@ -865,27 +865,7 @@ mod tests {
         let input: String = (0..1000)
             .map(|i| format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "x".repeat(80)))
             .collect();
-        // Asked once all is read, then before each batch: the fourth answer stops it after
-        // two batches.
-        let asked = std::cell::Cell::new(0);
-        let stopping = || {
-            asked.set(asked.get() + 1);
-            asked.get() == 4
-        };
-        let err = store
-            .import_stoppable(
-                input.as_bytes(),
-                Path::new("input.jl"),
-                ImportTarget::Project(1),
-                Durability::Written,
-                READ_CHUNK_BYTES,
-                &stopping,
-            )
-            .unwrap_err();
-        let Error::ImportInterrupted { stored, source } = err else {
-            panic!("{err:?}");
-        };
-        assert!(matches!(*source, Error::Stopped), "{source:?}");
+        let stored = stopped_after_two_batches(&store, &input);
         let held: Vec<String> = store
             .newest_first(1)
             .unwrap()
@@ -911,19 +891,9 @@ mod tests {
         assert!(store.stats(2).unwrap().is_none_or(|s| s.messages == 0));
     }
 
-    /// A stopped import counts as raised only messages it stored: its warning said that all the
-    /// messages checked had been stored with raised stamps (an audit).
-    #[test]
-    fn a_stopped_import_counts_only_the_raised_stamps_it_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Options::new()
-            .segment_bytes(crate::MIN_SEGMENT_BYTES)
-            .open(dir.path())
-            .unwrap();
-        store.append(1, [r#"{"live":1}"#]).unwrap();
-        let input: String = (0..1000)
-            .map(|i| format!("{{\"i\":{i},\"_ts\":1700000000000}}\n"))
-            .collect();
+    /// Imports `input` into project 1, stopping it at the fourth time it asks (once all is
+    /// read, then before each batch: after two batches); what it stored.
+    fn stopped_after_two_batches(store: &Store, input: &str) -> Box<Imported> {
         let asked = std::cell::Cell::new(0);
         let stopping = || {
             asked.set(asked.get() + 1);
@@ -939,9 +909,27 @@ mod tests {
                 &stopping,
             )
             .unwrap_err();
-        let Error::ImportInterrupted { stored, .. } = err else {
+        let Error::ImportInterrupted { stored, source } = err else {
             panic!("{err:?}");
         };
+        assert!(matches!(*source, Error::Stopped), "{source:?}");
+        stored
+    }
+
+    /// A stopped import counts as raised only messages it stored: its warning said that all the
+    /// messages checked had been stored with raised stamps (an audit).
+    #[test]
+    fn a_stopped_import_counts_only_the_raised_stamps_it_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Options::new()
+            .segment_bytes(crate::MIN_SEGMENT_BYTES)
+            .open(dir.path())
+            .unwrap();
+        store.append(1, [r#"{"live":1}"#]).unwrap();
+        let input: String = (0..1000)
+            .map(|i| format!("{{\"i\":{i},\"_ts\":1700000000000}}\n"))
+            .collect();
+        let stored = stopped_after_two_batches(&store, &input);
         let n = stored.messages();
         assert!(n > 1 && n < 1000, "{n}");
         assert_eq!(stored.raised, n);
