@@ -7,7 +7,16 @@
 //! projects, within one millisecond, and across restarts.
 //!
 //! A query answers as of when it started: each project is read up to the newest stamp it had
-//! then, even if appends land while the query runs.
+//! then, even if appends land while the query runs. Imports are the exception: an import keeps
+//! its lines' times, raised to no more than the project's newest stamp, so messages it stores
+//! while the query runs may share that stamp and show. A read-only store sees appends made
+//! since it opened (or was last refreshed) only in projects it opens after them:
+//! [`Store::refresh`] for all.
+//!
+//! Retention that removes a project's older segments while a query (or a newest-first read)
+//! runs ends that project's part of the answer there, without an error: newest first, the
+//! removed history is simply past the end. (Oldest-first reads report the gap,
+//! [`Error::RemovedWhileRead`].)
 //!
 //! Cost: a binary heap holds one head per open cursor. Projects are opened lazily in order of
 //! their newest stamp, and only while that stamp could beat the heap's top, so a query over

@@ -156,7 +156,9 @@ enum Current {
 /// Iterates one project's messages newest first.
 ///
 /// Made by [`Store::newest_first`](crate::Store::newest_first). It reads a snapshot taken when
-/// it was made: messages appended later are not seen, and it never sees part of a batch. Cost is
+/// it was made: messages appended later are not seen, and it never sees part of a batch. If
+/// retention removes the snapshot's older segments meanwhile, the read ends where they begin,
+/// without an error (turned oldest first, it reports the gap: [`Error::RemovedWhileRead`]). Cost is
 /// proportional to the messages read, whatever the project's size. A damaged record yields one
 /// `Err` naming the file and offset, and iteration continues with older messages. It holds the
 /// store open until it is dropped, even once every [`Store`](crate::Store) handle is: its lock
@@ -630,17 +632,16 @@ impl NewestFirst {
                 let pos = sealed.partition_point(|&first| first <= seq);
                 if self.forward {
                     let mut resume = pos;
-                    if seq > self.forward_from {
-                        // One error for the whole gap: the segments after this one that
-                        // retention removed too.
-                        if let Some(store) = &self.store {
-                            let dir = store.project_dir(self.project);
-                            while sealed
-                                .get(resume)
-                                .is_some_and(|&first| !segment::log_path(&dir, first).exists())
-                            {
-                                resume += 1;
-                            }
+                    // The segments after this one that retention removed too, passed in one
+                    // step (one error for the whole gap; and no recursion per segment, which
+                    // overflowed the stack past a few thousand removed segments).
+                    if let Some(store) = &self.store {
+                        let dir = store.project_dir(self.project);
+                        while sealed
+                            .get(resume)
+                            .is_some_and(|&first| !segment::log_path(&dir, first).exists())
+                        {
+                            resume += 1;
                         }
                     }
                     self.next = sealed

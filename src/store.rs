@@ -112,6 +112,10 @@ pub(crate) struct Inner {
     /// Each project's newest stamp, known for all projects once complete. Lets a query over all
     /// projects skip those that cannot contribute without opening them.
     newest: RwLock<Newest>,
+    /// A read-only store's map came from `NEWEST`, and is trusted as complete only while that
+    /// file is there: a writer removes it before its first write, and the map is stale from then
+    /// on ([`Store::forget_stale_newest`]).
+    newest_from_file: AtomicBool,
     /// Whether the last writer closed cleanly (it left `CLEAN` after syncing every log and
     /// index): true for a read-only store. Otherwise each project's first open is a recovery
     /// after a crash (see `project::recover_active`).
@@ -246,7 +250,9 @@ impl Store {
                 }
             }
         }
-        let newest = match read_newest(dir)? {
+        let newest_file = read_newest(dir)?;
+        let newest_from_file = clock.is_none() && newest_file.is_some();
+        let newest = match newest_file {
             Some(map) => Newest {
                 map,
                 complete: true,
@@ -279,6 +285,7 @@ impl Store {
                 sealed: Mutex::new(HashMap::default()),
                 tick: AtomicU64::new(0),
                 newest: RwLock::new(newest),
+                newest_from_file: AtomicBool::new(newest_from_file),
                 clean,
                 recovered: Mutex::new(foldhash::HashSet::default()),
                 close_failed: AtomicBool::new(false),
@@ -461,6 +468,7 @@ impl Store {
     /// The newest stamp of each of `ids` that holds messages, as candidates for a query.
     pub(crate) fn newest_stamps(&self, ids: &[u64]) -> Result<Candidates> {
         const FEW: usize = 64;
+        self.forget_stale_newest();
         if ids.len() > FEW {
             return self.mapped_candidates(Some(ids));
         }
@@ -507,6 +515,21 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// In a read-only store whose map of newest stamps came from `NEWEST`: once the file is gone
+    /// (a writer removes it before its first write), the map is stale, and no longer complete,
+    /// so that queries open the projects they need (and learn every stamp again) instead of
+    /// leaving out what was appended since, or a project made since, which `projects` and
+    /// `newest_first` show (an audit). One `stat` per query until then, none after.
+    fn forget_stale_newest(&self) {
+        if !self.inner.newest_from_file.load(Ordering::Relaxed)
+            || self.inner.dir.join(NEWEST_FILE).exists()
+        {
+            return;
+        }
+        self.inner.newest_from_file.store(false, Ordering::Relaxed);
+        self.inner.newest.write().complete = false;
     }
 
     /// The newest stamp of every project, as candidates for a query.
@@ -561,6 +584,7 @@ impl Store {
         &self,
         f: impl FnOnce(&HashMap<u64, u64>) -> R,
     ) -> Result<(R, Vec<(u64, Error)>)> {
+        self.forget_stale_newest();
         {
             let known = self.inner.newest.read();
             if known.complete {

@@ -102,3 +102,35 @@ fn read_only_stats_describe_the_snapshot_after_the_writer_moved_on() {
     assert_eq!(after.messages, readable, "{after:?}");
     assert!(after.segments <= before.segments, "{after:?}");
 }
+
+/// Once a writer has removed `NEWEST` (before its first write), the map loaded from it is
+/// stale: the same query, nothing refreshed, answered without a project's newer messages the
+/// first time and with them the second (opening the project during the first raised its
+/// stamp too late), and a project made since, which `projects` lists and `newest_first`
+/// reads, was in no query at all (an audit).
+#[test]
+fn a_read_only_query_does_not_trust_newest_once_a_writer_removed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.append(1, [r#"{"n":1}"#]).unwrap();
+        store.append(2, [r#"{"n":1}"#]).unwrap();
+        assert_eq!(store.query(&Query::new()).unwrap().count(), 2);
+    }
+    let reader = open_read_only(dir.path());
+    let writer = Store::open(dir.path()).unwrap();
+    writer.append(1, [r#"{"n":2}"#]).unwrap();
+    writer.append(3, [r#"{"n":1}"#]).unwrap();
+    let one = Query::new().projects([1]);
+    let first = answer(&reader, &one);
+    assert_eq!(first, [r#"1 {"n":2}"#, r#"1 {"n":1}"#]);
+    assert_eq!(answer(&reader, &one), first);
+    assert_eq!(reader.projects().unwrap(), [1, 2, 3]);
+    assert_eq!(reader.newest_first(3).unwrap().count(), 1);
+    assert_eq!(
+        answer(&reader, &Query::new().projects([3])),
+        [r#"3 {"n":1}"#]
+    );
+    let all = answer(&reader, &Query::new());
+    assert!(all.contains(&r#"3 {"n":1}"#.to_string()), "{all:?}");
+}

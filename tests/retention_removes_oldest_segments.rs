@@ -238,3 +238,30 @@ fn an_oldest_first_read_that_has_read_nothing_starts_after_what_retention_remove
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
     assert_eq!(*seqs.last().unwrap(), 400);
 }
+
+/// An oldest-first read whose snapshot lists thousands of sealed segments that retention
+/// removed before it read anything starts after them. It used to step past them one call deep
+/// each, and overflowed a 2 MiB thread's stack (an abort, not an error) past about a thousand
+/// (an audit).
+#[test]
+fn an_oldest_first_read_starts_after_thousands_of_removed_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    // One message per segment: each fills most of a 4 KiB segment, so the next one rolls.
+    let pad = "x".repeat(3000);
+    let n = 3000u64;
+    for i in 0..n {
+        store
+            .append(1, [format!(r#"{{"i":{i},"p":"{pad}"}}"#)])
+            .unwrap();
+    }
+    let it = store.oldest_first(1).unwrap();
+    store
+        .apply_retention(&Retention::new().max_messages(1))
+        .unwrap();
+    // On a thread with a spawned thread's default stack (2 MiB).
+    let got = std::thread::spawn(move || it.map(|m| m.unwrap().seq()).collect::<Vec<u64>>())
+        .join()
+        .expect("the reading thread ended without a panic");
+    assert_eq!(got, [n]);
+}

@@ -56,7 +56,23 @@ pub fn tail(args: TailArgs) -> Result<()> {
         if snapshot_next <= next {
             continue;
         }
-        if !print(newer.from(next), &args.meta, &mut out, &mut line)? {
+        // Records appended and removed by retention between two polls were never printed:
+        // a gap to name, as a read overtaken by retention names its own.
+        let (expected, project) = (next, args.project);
+        let mut checked = false;
+        let newer = newer.from(next).inspect(move |m| {
+            if let (Ok(m), false) = (m, checked) {
+                checked = true;
+                if m.seq() > expected {
+                    log::warn!(
+                        "records {expected}..{} of project {project} were removed by retention \
+                         before they could be printed",
+                        m.seq()
+                    );
+                }
+            }
+        });
+        if !print(newer, &args.meta, &mut out, &mut line)? {
             return Ok(());
         }
         next = snapshot_next;
