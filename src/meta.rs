@@ -64,16 +64,11 @@ impl Message {
     /// Appends the message to `out` with the `meta` fields spliced in, in the order given; a
     /// field that `meta` names more than once is written once, where it first appears.
     pub fn write_with_meta(&self, meta: &[Meta], out: &mut Vec<u8>) {
-        let json = self.json().as_bytes();
         if meta.is_empty() {
-            out.extend_from_slice(json);
+            out.extend_from_slice(self.json().as_bytes());
             return;
         }
-        // A stored message is a compact object: `{` … `}` with no trailing whitespace.
-        debug_assert!(json.first() == Some(&b'{') && json.last() == Some(&b'}'));
-        let body = &json[..json.len() - 1];
-        out.extend_from_slice(body);
-        let mut need_comma = body.len() > 1;
+        let mut need_comma = self.write_open(out);
         // One bit per variant: the fields already written.
         let mut written = 0u8;
         for m in meta {
@@ -103,11 +98,7 @@ impl Message {
     /// [`Meta::Ts`] writes every stamp). Stamps order appends across projects within a
     /// millisecond, and a restore keeps that order. No newline is added.
     pub fn write_archive_line(&self, out: &mut Vec<u8>) {
-        let json = self.json().as_bytes();
-        // A stored message is a compact object: `{` … `}` with no trailing whitespace.
-        let body = &json[..json.len() - 1];
-        out.extend_from_slice(body);
-        if body.len() > 1 {
+        if self.write_open(out) {
             out.push(b',');
         }
         let (ms, us) = (self.stamp() / 1000, self.stamp() % 1000);
@@ -117,6 +108,17 @@ impl Message {
         } else {
             write!(out, "\"_ts\":{ms}.{us:03}}}")
         };
+    }
+
+    /// Appends the message to `out` but for its closing `}`, for fields to be spliced in;
+    /// whether a field then needs a comma before it (the object has members).
+    fn write_open(&self, out: &mut Vec<u8>) -> bool {
+        let json = self.json().as_bytes();
+        // A stored message is a compact object: `{` … `}` with no trailing whitespace.
+        debug_assert!(json.first() == Some(&b'{') && json.last() == Some(&b'}'));
+        let body = &json[..json.len() - 1];
+        out.extend_from_slice(body);
+        body.len() > 1
     }
 
     /// The message with the `meta` fields spliced in, as a string (see

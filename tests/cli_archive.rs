@@ -905,13 +905,14 @@ fn tail_goes_on_past_records_retention_removed_while_it_read() {
     assert!(last.contains("\"i\":4999,"), "{last:?}");
 }
 
-/// Spawns `tail --follow` on project 1 with stdout piped; its lines arrive on the channel.
+/// Spawns `tail --follow` on project 1 with stdout and stderr piped; its lines arrive on the
+/// channel.
 fn follow(store: &Path, n: &str) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(["tail", "--dir", s(store), "-n", n, "--follow", "1"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -1451,27 +1452,8 @@ fn tail_follow_names_a_gap_left_by_retention_between_two_polls() {
         .open(dir.path())
         .unwrap();
     writer.append(1, [r#"{"n":1}"#]).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["tail", "--dir"])
-        .arg(dir.path())
-        .args(["--follow", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    assert_eq!(
-        rx.recv_timeout(Duration::from_secs(10)).unwrap(),
-        r#"{"n":1}"#
-    );
+    let (mut child, rx) = follow(dir.path(), "1");
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), r#"{"n":1}"#);
     // Within one poll (200 ms): 100 messages land, then retention removes them.
     let pad = "x".repeat(1000);
     let batch: Vec<String> = (2..=101)
